@@ -1,0 +1,28 @@
+from pathlib import Path
+
+from setuptools import setup
+
+setup(
+    name="qem-pose",
+    version="0.1.0",
+    description="Quality-aware multi-person pose regression (CIR + QEM) with fused Triton/CUDA decode, in real time",
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=["models", "kernels", "realtime"],
+    package_data={"models": ["weights/*.pt"], "kernels": ["*.cu"], "realtime": ["assets/*"]},
+    install_requires=[
+        "torch>=2.4",
+        "triton>=3.6",
+        "numpy>=1.26",
+        "opencv-python>=4.8",
+        "av>=14",
+        "pycocotools>=2.0.7",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        "cuda": ["cupy-cuda13x>=14"],
+        "plot": ["matplotlib>=3.7"],
+        "test": ["pytest>=8", "scipy>=1.11"],
+    },
+)

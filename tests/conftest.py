@@ -1,0 +1,19 @@
+"""Test-wide setup: Triton runs in its CPU interpreter unless a GPU is here, and `gpu` tests skip without CUDA."""
+import os
+
+import pytest
+
+import torch
+
+# Must be set before any module defining Triton kernels is imported. With a GPU, kernels run compiled.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
