@@ -1,0 +1,28 @@
+"""``Persons``: the ground-truth people of one training image, in network-input pixels (after letterbox/augment)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Persons:
+    """P annotated people. ``keypoints [P,K,3]`` float32 (x, y, v) in input pixels, COCO visibility v:
+    0 not labelled (x = y = 0), 1 labelled but occluded, 2 visible. ``areas [P]`` float32 segment area in input
+    pixels squared (the OKS scale s^2)."""
+
+    keypoints: torch.Tensor
+    areas: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.keypoints.dim() != 3 or self.keypoints.shape[-1] != 3:
+            raise ValueError(f"keypoints must be [P,K,3], got {tuple(self.keypoints.shape)}")
+        if self.areas.shape != self.keypoints.shape[:1]:
+            raise ValueError(f"areas must be [P]={self.keypoints.shape[0]}, got {tuple(self.areas.shape)}")
+
+    def __len__(self) -> int:
+        return self.keypoints.shape[0]
+
+    def to(self, device) -> "Persons":
+        return Persons(self.keypoints.to(device), self.areas.to(device))
