@@ -1,0 +1,195 @@
+"""Evaluate a checkpoint on a COCO-format keypoint set: COCO keypoint AP and how well scores rank pose quality.
+
+    python -m models.evaluate --data DIR --out results.json            # bundled checkpoint, a synth folder
+    python -m models.evaluate --ann person_keypoints_val2017.json --images val2017/ --checkpoint best.pt --no-flip
+
+Metrics: pycocotools' COCOeval with iouType "keypoints" and the OKS sigmas of ``models.keypoints.SIGMAS``
+(AP, AP50, AP75, APM, APL, AR over up to 20 poses per image), and the Spearman rank correlation between each
+predicted pose's score and its true OKS, the OKS against the best-matching ground-truth person of its image
+(0 when the image has none). The paper's claim is that a quality-aware score raises both.
+
+The results file is a COCO keypoint results list (``image_id``, ``category_id`` 1, ``keypoints`` as
+x1,y1,s1,... in image pixels with s the keypoint score, ``score``) that ``COCO.loadRes`` accepts.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import math
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from models.keypoints import NUM_KEYPOINTS, SIGMAS
+
+METRIC_NAMES = ("AP", "AP50", "AP75", "APM", "APL", "AR")
+MAX_POSES_PER_IMAGE = 20  # COCOeval's keypoint maxDets
+
+
+class DataPathError(Exception):
+    """A data path (annotations or images) that is missing or unreadable."""
+
+
+@dataclass
+class EvalReport:
+    """COCO keypoint metrics (fractions in [0, 1]; -1 where COCOeval has no ground truth for a bucket) and the
+    Spearman correlation between pose score and true OKS (None when fewer than two poses or constant input)."""
+
+    ap: float
+    ap50: float
+    ap75: float
+    apm: float
+    apl: float
+    ar: float
+    spearman: float | None
+    num_images: int
+    num_poses: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def table(self, title: str = "") -> str:
+        head = [*METRIC_NAMES, "Spearman(score,OKS)", "images", "poses"]
+        rho = "n/a" if self.spearman is None else f"{self.spearman:.3f}"
+        vals = [f"{v:.3f}" for v in (self.ap, self.ap50, self.ap75, self.apm, self.apl, self.ar)]
+        vals += [rho, str(self.num_images), str(self.num_poses)]
+        widths = [max(len(h), len(v)) for h, v in zip(head, vals)]
+        lines = [title] if title else []
+        lines.append("  ".join(h.rjust(w) for h, w in zip(head, widths)))
+        lines.append("  ".join(v.rjust(w) for v, w in zip(vals, widths)))
+        return "\n".join(lines)
+
+
+def load_ground_truth(ann_file: str | Path):
+    """A pycocotools COCO object for ``ann_file``, quietly; DataPathError when missing or not COCO JSON."""
+    from pycocotools.coco import COCO
+
+    path = Path(ann_file)
+    if not path.is_file():
+        raise DataPathError(f"annotation file {path} does not exist; pass --ann or --data with a valid path")
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            coco = COCO(str(path))
+    except (ValueError, KeyError, TypeError, AssertionError) as exc:  # json errors are ValueErrors
+        raise DataPathError(f"annotation file {path} is not COCO keypoint JSON ({exc.__class__.__name__}: {exc})")
+    if "images" not in coco.dataset or "annotations" not in coco.dataset:
+        raise DataPathError(f"annotation file {path} lacks 'images' or 'annotations'; is it COCO keypoint JSON?")
+    return coco
+
+
+def poses_to_results(image_id: int, poses) -> list[dict]:
+    """COCO keypoint results for one image's ``Poses`` (image pixels), keypoint score in the visibility slot."""
+    out = []
+    for kpts, kscores, score in zip(poses.keypoints, poses.keypoint_scores, poses.scores):
+        flat = np.concatenate([kpts.astype(np.float64), kscores.astype(np.float64)[:, None]], axis=1).reshape(-1)
+        out.append({"image_id": int(image_id), "category_id": 1,
+                    "keypoints": [round(float(v), 3) for v in flat], "score": float(score)})
+    return out
+
+
+def oks_matrix(pred: np.ndarray, gt: np.ndarray, areas: np.ndarray) -> np.ndarray:
+    """OKS ``[D,G]`` between predicted keypoints ``pred [D,K,2]`` and ground truth ``gt [G,K,3]`` (x, y, v) with
+    segment ``areas [G]``, as pycocotools computes it for ground truth with labelled keypoints (v > 0)."""
+    pred = np.asarray(pred, np.float64).reshape(len(pred), -1, 2)
+    gt = np.asarray(gt, np.float64).reshape(len(gt), -1, 3)
+    var = (np.asarray(SIGMAS, np.float64) * 2) ** 2
+    dx = pred[:, None, :, 0] - gt[None, :, :, 0]
+    dy = pred[:, None, :, 1] - gt[None, :, :, 1]
+    e = (dx ** 2 + dy ** 2) / var / (np.asarray(areas, np.float64)[None, :, None] + np.spacing(1)) / 2
+    labelled = gt[None, :, :, 2] > 0
+    counts = np.maximum(labelled.sum(-1), 1)
+    return (np.exp(-e) * labelled).sum(-1) / counts
+
+
+def true_oks(coco_gt, results: list[dict]) -> np.ndarray:
+    """For each result, its OKS against the best-matching non-crowd, labelled ground-truth person of its image."""
+    out = np.zeros(len(results), np.float64)
+    by_image: dict[int, list[int]] = {}
+    for i, r in enumerate(results):
+        by_image.setdefault(int(r["image_id"]), []).append(i)
+    for image_id, idx in by_image.items():
+        anns = [a for a in coco_gt.imgToAnns.get(image_id, [])
+                if not a.get("iscrowd", 0) and a.get("num_keypoints", 1) > 0 and np.any(np.asarray(a["keypoints"])[2::3] > 0)]
+        if not anns:
+            continue
+        gt = np.array([a["keypoints"] for a in anns], np.float64).reshape(len(anns), -1, 3)
+        areas = np.array([a["area"] for a in anns], np.float64)
+        pred = np.array([results[i]["keypoints"] for i in idx], np.float64).reshape(len(idx), -1, 3)[..., :2]
+        out[idx] = oks_matrix(pred, gt, areas).max(axis=1)
+    return out
+
+
+def score_oks_spearman(coco_gt, results: list[dict]) -> float | None:
+    """Spearman's rho between pose scores and their true OKS; None if undefined (fewer than 2, or constant)."""
+    from scipy.stats import spearmanr
+
+    if len(results) < 2:
+        return None
+    scores = np.array([r["score"] for r in results], np.float64)
+    oks = true_oks(coco_gt, results)
+    if np.ptp(scores) == 0 or np.ptp(oks) == 0:
+        return None
+    rho = float(spearmanr(scores, oks).statistic)
+    return None if math.isnan(rho) else rho
+
+
+def coco_keypoint_eval(coco_gt, results: list[dict], image_ids: list[int] | None = None) -> EvalReport:
+    """COCOeval (keypoints, our SIGMAS) on ``results`` over ``image_ids`` (default: every GT image)."""
+    from pycocotools.cocoeval import COCOeval
+
+    image_ids = sorted(coco_gt.getImgIds()) if image_ids is None else sorted(image_ids)
+    keep = set(image_ids)
+    results = [r for r in results if int(r["image_id"]) in keep]
+    if not results:
+        return EvalReport(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, None, len(image_ids), 0)
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_dt = coco_gt.loadRes(results)
+        ev = COCOeval(coco_gt, coco_dt, iouType="keypoints")
+        ev.params.kpt_oks_sigmas = np.array(SIGMAS, np.float64)
+        ev.params.imgIds = image_ids
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    s = [float(v) for v in ev.stats]
+    # stats: AP, AP50, AP75, APM, APL, AR, AR50, AR75, ARM, ARL
+    return EvalReport(s[0], s[1], s[2], s[3], s[4], s[5], score_oks_spearman(coco_gt, results),
+                      len(image_ids), len(results))
+
+
+def keep_top(results: list[dict], per_image: int = MAX_POSES_PER_IMAGE) -> list[dict]:
+    """The ``per_image`` highest-scoring results of each image (COCOeval looks at no more)."""
+    by_image: dict[int, list[dict]] = {}
+    for r in results:
+        by_image.setdefault(int(r["image_id"]), []).append(r)
+    return [r for rs in by_image.values() for r in sorted(rs, key=lambda r: -r["score"])[:per_image]]
+
+
+def resolve_data(data: str | None, ann: str | None, images: str | None) -> tuple[Path, Path]:
+    """(annotation file, image folder) from a synth folder (``--data``) or explicit ``--ann``/``--images``."""
+    if data is None and (ann is None or images is None):
+        raise DataPathError("give --data DIR (a synth folder) or both --ann FILE and --images DIR")
+    if data is not None:
+        root = Path(data)
+        if not root.is_dir():
+            raise DataPathError(f"data folder {root} does not exist; make one with "
+                                f"`python -m models.synth --out {root} --num-images 500 --seed 7`")
+        ann_path, image_dir = synth_layout(root)
+    else:
+        ann_path, image_dir = Path(ann), Path(images)
+    if not ann_path.is_file():
+        raise DataPathError(f"annotation file {ann_path} does not exist; check --ann / --data")
+    if not image_dir.is_dir():
+        raise DataPathError(f"image folder {image_dir} does not exist; check --images / --data")
+    return ann_path, image_dir
+
+
+def synth_layout(root: Path) -> tuple[Path, Path]:
+    """The annotation file and image folder of a ``models.synth`` output folder."""
+    candidates = [root / "annotations.json", *sorted(root.glob("*.json")), *sorted(root.glob("annotations/*.json"))]
+    ann = next((p for p in candidates if p.is_file()), root / "annotations.json")
+    image_dir = root / "images" if (root / "images").is_dir() else root
+    return ann, image_dir
