@@ -39,6 +39,13 @@ def check_inputs(score, offsets, kfeat, ifeat, max_people: int, nms_kernel: int)
     return k, kfeat.shape[1] // k
 
 
+def window_max(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Maximum of each ``size x size`` window of ``x [B,1,h,w]``, clipped at the border (separable, -inf padding)."""
+    pad = size // 2
+    padded = F.pad(x, (pad, pad, pad, pad), value=-math.inf)
+    return padded.unfold(3, size, 1).amax(-1).unfold(2, size, 1).amax(-1)
+
+
 def find_peaks_ref(score: torch.Tensor, max_people: int, threshold: float, nms_kernel: int = 3):
     """Top ``max_people`` peaks of ``score [B,1,h,w]`` (logits).
 
@@ -47,7 +54,7 @@ def find_peaks_ref(score: torch.Tensor, max_people: int, threshold: float, nms_k
     Returns ``(logits [B,N] float32, indices [B,N] int64, valid [B,N] bool)``, indices -1 where not valid.
     """
     logits = score.float().flatten(1)  # [B, h*w]
-    pooled = F.max_pool2d(score.float(), nms_kernel, stride=1, padding=nms_kernel // 2).flatten(1)
+    pooled = window_max(score.float(), nms_kernel).flatten(1)
     is_peak = (logits == pooled) & (logits > threshold_logit(threshold))
     keyed = torch.where(is_peak, logits, torch.full_like(logits, -math.inf))
     # A stable descending sort keeps equal keys in index order: the tie rule of the contract.
@@ -67,26 +74,22 @@ def bilinear_sample_ref(feat: torch.Tensor, points: torch.Tensor) -> torch.Tenso
     """Sample ``feat [B,K,C,h,w]`` at ``points [B,N,K,2]`` (x, y) -> ``[B,N,K,C]`` in ``feat``'s dtype.
 
     Pixel (y, x) has its centre at integer (x, y). Points are clamped to ``[0, w-1] x [0, h-1]`` first
-    (border padding). Interpolation runs in fp32.
+    (border padding). Interpolation runs in fp32: ``v00 (1-wx)(1-wy) + v01 wx (1-wy) + v10 (1-wx) wy + v11 wx wy``.
     """
     b, k, c, h, w = feat.shape
     n = points.shape[1]
-    x = points[..., 0].float().clamp(0, w - 1)
-    y = points[..., 1].float().clamp(0, h - 1)
+    x = points[..., 0].float().clamp(0, w - 1).transpose(1, 2)  # [B, K, N]
+    y = points[..., 1].float().clamp(0, h - 1).transpose(1, 2)
     x0, y0 = x.floor(), y.floor()
-    wx, wy = x - x0, y - y0
+    wx, wy = (x - x0).unsqueeze(2), (y - y0).unsqueeze(2)  # [B, K, 1, N]
     x0, y0 = x0.long(), y0.long()
     x1, y1 = (x0 + 1).clamp(max=w - 1), (y0 + 1).clamp(max=h - 1)
-    flat = feat.float().flatten(3).permute(0, 1, 3, 2)  # [B, K, h*w, C]
-
-    def corner(yy: torch.Tensor, xx: torch.Tensor) -> torch.Tensor:
-        idx = (yy * w + xx).permute(0, 2, 1)  # [B, K, N]
-        return torch.gather(flat, 2, idx.unsqueeze(-1).expand(b, k, n, c)).permute(0, 2, 1, 3)  # [B, N, K, C]
-
-    wx, wy = wx.unsqueeze(-1), wy.unsqueeze(-1)
-    out = (corner(y0, x0) * (1 - wx) * (1 - wy) + corner(y0, x1) * wx * (1 - wy)
-           + corner(y1, x0) * (1 - wx) * wy + corner(y1, x1) * wx * wy)
-    return out.to(feat.dtype)
+    # One gather of the four corners in the input dtype, then fp32: no copy of the whole map.
+    corners = torch.cat([y0 * w + x0, y0 * w + x1, y1 * w + x0, y1 * w + x1], dim=2)  # [B, K, 4N]
+    v = torch.gather(feat.flatten(3), 3, corners.unsqueeze(2).expand(b, k, c, 4 * n)).float()
+    v00, v01, v10, v11 = v.split(n, dim=3)  # each [B, K, C, N]
+    out = v00 * (1 - wx) * (1 - wy) + v01 * wx * (1 - wy) + v10 * (1 - wx) * wy + v11 * wx * wy
+    return out.permute(0, 3, 1, 2).to(feat.dtype)
 
 
 def decode_ref(score: torch.Tensor, offsets: torch.Tensor, kfeat: torch.Tensor, ifeat: torch.Tensor, *,
@@ -99,7 +102,7 @@ def decode_ref(score: torch.Tensor, offsets: torch.Tensor, kfeat: torch.Tensor, 
     mask = valid.unsqueeze(-1)
 
     scores = torch.where(valid, torch.sigmoid(logits), torch.zeros_like(logits))
-    off = torch.gather(offsets.float().flatten(2), 2, safe.unsqueeze(1).expand(b, 2 * k, -1))  # [B, 2K, N]
+    off = torch.gather(offsets.flatten(2), 2, safe.unsqueeze(1).expand(b, 2 * k, -1)).float()  # [B, 2K, N]
     off = off.view(b, k, 2, -1).permute(0, 3, 1, 2)  # [B, N, K, 2]
     pixel = torch.stack([safe % w, safe // w], dim=-1).float().unsqueeze(2)  # [B, N, 1, 2]
     keypoints = torch.where(mask.unsqueeze(-1), pixel + off, torch.zeros_like(off))
