@@ -1,0 +1,129 @@
+"""``ModelConfig``: every size and switch of the network, as plain primitives (it travels inside checkpoints).
+
+Coordinates: the dense maps have stride ``STRIDE`` = 4. Feature pixel (y, x) has its centre at integer (x, y)
+(the decode's convention) and covers input pixels ``4x .. 4x+3``, so
+
+    input_px = STRIDE * feature_px + (STRIDE - 1) / 2        feature_px = (input_px - (STRIDE - 1) / 2) / STRIDE
+
+(``to_feature`` / ``to_input``). Mirroring the input (x -> S-1-x) then mirrors the map exactly (x -> w-1-x).
+
+The presets (``PRESETS``) are our reconstruction of the paper's choices (arXiv 2201.01087, built on DEKR and
+AdaptivePose); each value is documented where the module using it is built.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+STRIDE = 4
+BACKBONES = ("tiny", "realtime", "hrnet_w32", "hrnet_w48")
+SCORE_MODES = ("cir", "center_gaussian")
+CIR_LOSSES = ("qfl", "varifocal", "mse")
+POSE_NMS = ("distance", "oks", "none")
+
+
+@dataclass
+class ModelConfig:
+    """Sizes, switches and decode settings of one ``PoseNet``. Units: ``positive_radius``, ``center_sigma``
+    and ``pos_scale`` are feature-map pixels; ``input_size`` is network-input pixels (square)."""
+
+    name: str = "tiny"
+    backbone: str = "tiny"
+    input_size: int = 256
+    num_keypoints: int = 17
+    # heads
+    head_channels: int = 32          # width of the score-head trunk
+    kpt_channels: int = 8            # Ck: per-keypoint feature width (one regression branch per keypoint)
+    kpt_blocks: int = 2              # grouped residual blocks in each keypoint branch
+    inst_channels: int = 32          # Ci: instance feature width
+    # sparse stage (QEM)
+    qem_hidden: int = 32             # hidden width of the KQE / PQE MLPs
+    pos_frequencies: int = 4         # Fourier frequencies of the KQE positional encoding
+    pos_scale: float = 16.0          # offsets are divided by this (feature px) before encoding
+    use_kqe: bool = True
+    use_pqe: bool = True
+    # instance score and its loss
+    score_mode: str = "cir"          # "cir": OKS target (the paper) | "center_gaussian": DEKR-style centre heatmap
+    cir_loss: str = "qfl"            # "qfl" | "varifocal" | "mse"
+    cir_beta: float = 2.0            # QFL exponent
+    center_sigma: float = 2.0        # gaussian sigma of the center_gaussian target
+    # targets
+    positive_radius: float = 2.0     # half-width of the square positive window around a person's centre
+    train_positives: int = 48        # sparse-stage training candidates per image drawn from positive pixels
+    train_negatives: int = 16        # ... and from the highest-scoring background pixels
+    # loss weights
+    w_score_map: float = 1.0
+    w_offset: float = 1.0
+    w_offset_oks: float = 1.0
+    w_refine: float = 1.0
+    w_refine_oks: float = 1.0
+    w_final_score: float = 1.0
+    w_kpt_score: float = 0.5
+    # decode and post-processing
+    max_people: int = 20
+    threshold: float = 0.05
+    nms_kernel: int = 5
+    pose_nms: str = "distance"       # "distance" (DEKR) | "oks" | "none"
+    nms_dist: float = 0.05           # distance method: keypoints closer than nms_dist * sqrt(box area) ...
+    nms_count: int = 8               # ... in more than nms_count keypoints make two poses duplicates
+    nms_oks: float = 0.8             # oks method: OKS above this makes two poses duplicates
+
+    def __post_init__(self) -> None:
+        checks = {
+            "backbone": (self.backbone, BACKBONES), "score_mode": (self.score_mode, SCORE_MODES),
+            "cir_loss": (self.cir_loss, CIR_LOSSES), "pose_nms": (self.pose_nms, POSE_NMS),
+        }
+        for key, (value, allowed) in checks.items():
+            if value not in allowed:
+                raise ValueError(f"ModelConfig.{key}={value!r}; choose one of {', '.join(allowed)}")
+        if self.input_size % 32:
+            raise ValueError(f"ModelConfig.input_size must be a multiple of 32, got {self.input_size}")
+        if self.nms_kernel < 1 or self.nms_kernel % 2 == 0:
+            raise ValueError(f"ModelConfig.nms_kernel must be a positive odd number, got {self.nms_kernel}")
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"ModelConfig.threshold must lie in (0, 1), got {self.threshold}")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown ModelConfig fields: {', '.join(unknown)}")
+        return cls(**data)
+
+
+PRESETS: dict[str, ModelConfig] = {
+    # CPU-trainable in minutes on synthetic data: 256 input -> 64x64 map.
+    "tiny": ModelConfig(),
+    # About 2-3 GFLOPs at 320x320 (measured, see the notes): webcam speed on a GPU, usable on a CPU.
+    "realtime": ModelConfig(name="realtime", backbone="realtime", input_size=320, head_channels=64,
+                            kpt_channels=16, inst_channels=64, qem_hidden=64, positive_radius=3.0,
+                            max_people=30),
+    # The paper's scales (DEKR's widths: Ck = 15 there, 16 here).
+    "hrnet_w32": ModelConfig(name="hrnet_w32", backbone="hrnet_w32", input_size=512, head_channels=32,
+                             kpt_channels=16, inst_channels=64, qem_hidden=128, pos_scale=32.0,
+                             positive_radius=4.0, max_people=30, nms_kernel=5),
+    "hrnet_w48": ModelConfig(name="hrnet_w48", backbone="hrnet_w48", input_size=640, head_channels=48,
+                             kpt_channels=16, inst_channels=64, qem_hidden=128, pos_scale=32.0,
+                             positive_radius=4.0, max_people=30, nms_kernel=5),
+}
+
+
+def preset(name: str, **overrides) -> ModelConfig:
+    """The preset ``name`` with ``overrides`` applied (unknown keys raise ``ValueError``)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(PRESETS)}")
+    known = {f.name for f in fields(ModelConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"unknown ModelConfig fields: {', '.join(unknown)}")
+    return replace(PRESETS[name], **overrides)
+
+
+def to_feature(points, stride: int = STRIDE):
+    """Input pixels -> feature-map pixels (works on tensors and arrays, any shape)."""
+    return (points - (stride - 1) / 2) / stride
+
+
+def to_input(points, stride: int = STRIDE):
+    """Feature-map pixels -> input pixels, the inverse of ``to_feature``."""
+    return points * stride + (stride - 1) / 2

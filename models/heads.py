@@ -1,0 +1,72 @@
+"""Dense heads on the stride-4 backbone map: CIR score, per-keypoint regression branches, instance features.
+
+- Score head: 1x1 transition (C -> ``head_channels``) + BasicBlock + 1x1 -> 1 logit; bias starts at
+  ``logit(0.01)`` (focal-loss prior) so the map starts near background.
+- Keypoint head (DEKR-style): 1x1 transition C -> K*Ck, then ``kpt_blocks`` BasicBlocks with ``groups=K`` (one
+  separate branch per keypoint; the second block dilated by 2 for a larger window), giving the per-keypoint
+  features ``kfeat`` (channels ``k*Ck .. (k+1)*Ck-1`` = keypoint k); a grouped 1x1 conv K*Ck -> 2K turns branch k
+  into ``(dx_k, dy_k)`` at channels ``2k, 2k+1``, in feature-map pixels.
+- Instance head: 1x1 transition C -> Ci + a 3x3 conv, giving ``ifeat``.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from models.backbones.common import BasicBlock, conv_bn_relu
+from models.config import ModelConfig
+
+SCORE_PRIOR = 0.01
+
+
+class ScoreHead(nn.Module):
+    def __init__(self, cin: int, width: int):
+        super().__init__()
+        self.trunk = nn.Sequential(conv_bn_relu(cin, width, 1), BasicBlock(width, width))
+        self.out = nn.Conv2d(width, 1, 1)
+        nn.init.normal_(self.out.weight, std=0.001)
+        nn.init.constant_(self.out.bias, math.log(SCORE_PRIOR / (1 - SCORE_PRIOR)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.trunk(x))
+
+
+class KeypointHead(nn.Module):
+    """Returns ``(offsets [B,2K,h,w], kfeat [B,K*Ck,h,w])``."""
+
+    def __init__(self, cin: int, num_keypoints: int, ck: int, blocks: int):
+        super().__init__()
+        width = num_keypoints * ck
+        self.transition = conv_bn_relu(cin, width, 1)
+        self.branches = nn.Sequential(*(BasicBlock(width, width, groups=num_keypoints, dilation=1 + (i % 2))
+                                        for i in range(blocks)))
+        self.offset = nn.Conv2d(width, 2 * num_keypoints, 1, groups=num_keypoints)
+        nn.init.normal_(self.offset.weight, std=0.001)
+        nn.init.zeros_(self.offset.bias)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        kfeat = self.branches(self.transition(x))
+        return self.offset(kfeat), kfeat
+
+
+class InstanceHead(nn.Module):
+    def __init__(self, cin: int, ci: int):
+        super().__init__()
+        self.body = nn.Sequential(conv_bn_relu(cin, ci, 1), conv_bn_relu(ci, ci, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+class DenseHeads(nn.Module):
+    def __init__(self, cin: int, cfg: ModelConfig):
+        super().__init__()
+        self.score = ScoreHead(cin, cfg.head_channels)
+        self.keypoints = KeypointHead(cin, cfg.num_keypoints, cfg.kpt_channels, cfg.kpt_blocks)
+        self.instance = InstanceHead(cin, cfg.inst_channels)
+
+    def forward(self, x: torch.Tensor):
+        offsets, kfeat = self.keypoints(x)
+        return self.score(x), offsets, kfeat, self.instance(x)

@@ -1,0 +1,74 @@
+"""``PoseNet``: backbone + dense heads (dense stage), the fused decode, and QEM (sparse stage).
+
+``net.dense(x)`` -> ``DenseOutput``; ``net.sparse(dense, cands)`` -> ``SparseOutput``; ``net.infer(x)`` runs
+dense -> ``kernels.decode`` (with ``cfg.max_people``, ``cfg.threshold``, ``cfg.nms_kernel``) -> sparse.
+All map coordinates are feature-map pixels at stride 4 (``models.config`` states the mapping to input pixels).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import kernels
+from kernels.candidates import Candidates
+from models.backbones import build_backbone, load_pretrained
+from models.config import STRIDE, ModelConfig, preset
+from models.heads import DenseHeads
+from models.qem import QEM, SparseOutput
+
+
+@dataclass
+class DenseOutput:
+    """``score [B,1,h,w]`` CIR logits; ``offsets [B,2K,h,w]`` (dx_0, dy_0, ...) feature px; ``kfeat
+    [B,K*Ck,h,w]`` per-keypoint features; ``ifeat [B,Ci,h,w]`` instance features. h = H/4, w = W/4."""
+
+    score: torch.Tensor
+    offsets: torch.Tensor
+    kfeat: torch.Tensor
+    ifeat: torch.Tensor
+
+
+class PoseNet(nn.Module):
+    stride = STRIDE
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = build_backbone(cfg.backbone)
+        self.heads = DenseHeads(self.backbone.out_channels, cfg)
+        self.qem = QEM(cfg)
+
+    def dense(self, x: torch.Tensor) -> DenseOutput:
+        """``x [B,3,H,W]`` normalised RGB (H, W multiples of 32) -> ``DenseOutput`` at stride 4."""
+        if x.dim() != 4 or x.shape[1] != 3 or x.shape[2] % 32 or x.shape[3] % 32:
+            raise ValueError(f"expected images [B,3,H,W] with H, W multiples of 32, got {tuple(x.shape)}")
+        return DenseOutput(*self.heads(self.backbone(x)))
+
+    def sparse(self, dense: DenseOutput, cands: Candidates) -> SparseOutput:
+        return self.qem(dense.score, cands)
+
+    def decode(self, dense: DenseOutput, backend: str = "auto") -> Candidates:
+        return kernels.decode(dense.score, dense.offsets, dense.kfeat, dense.ifeat, max_people=self.cfg.max_people,
+                              threshold=self.cfg.threshold, nms_kernel=self.cfg.nms_kernel, backend=backend)
+
+    def infer(self, x: torch.Tensor, decode_backend: str = "auto") -> tuple[Candidates, SparseOutput]:
+        dense = self.dense(x)
+        cands = self.decode(dense, decode_backend)
+        return cands, self.sparse(dense, cands)
+
+    def forward(self, x: torch.Tensor) -> tuple[Candidates, SparseOutput]:
+        return self.infer(x)
+
+
+def build_model(name: str, pretrained: str | Path | None = None, **overrides) -> PoseNet:
+    """The network preset ``name`` ("tiny", "realtime", "hrnet_w32", "hrnet_w48") with ``ModelConfig``
+    ``overrides``. ``pretrained``: a local official HRNet ImageNet checkpoint loaded into the backbone by name."""
+    net = PoseNet(preset(name, **overrides))
+    if pretrained is not None:
+        if not net.cfg.backbone.startswith("hrnet"):
+            raise ValueError(f"pretrained weights load into HRNet backbones only, not {net.cfg.backbone!r}")
+        load_pretrained(net.backbone, pretrained)
+    return net
