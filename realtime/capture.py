@@ -1,0 +1,168 @@
+"""One reader thread per source, with a state machine, reconnection and the newest-frame rule for live sources.
+
+States: ``connecting`` -> ``running`` -> (``stalled`` when no frame came for ``stall_timeout`` seconds) ->
+``reconnecting`` (after a read error or timeout; waits the backoff, then ``connecting`` again) ... and finally
+``ended`` (a file or folder is done, or the pipeline stopped) or ``failed`` (permanent error, or
+``max_attempts`` connection attempts in a row failed). Every change is reported to ``on_event``.
+
+Backoff before reconnection attempt n (1, 2, ...): ``min(backoff_max, backoff_base * 2 ** (n - 1))`` seconds;
+the count resets once a frame arrives.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from typing import Callable
+
+from realtime.frames import Frame
+from realtime.sources import SourceError, SourceSpec, make_reader
+
+STATES = ("connecting", "running", "stalled", "reconnecting", "ended", "failed")
+
+
+class Capture(threading.Thread):
+    """Reads one source into a mailbox: the newest frame (live) or a bounded FIFO (files, nothing lost)."""
+
+    def __init__(self, index: int, spec: SourceSpec, *, on_event: Callable[[int, str, str, str], None],
+                 notify: threading.Condition, open_timeout: float = 5.0, read_timeout: float = 5.0,
+                 stall_timeout: float = 2.0, max_attempts: int = 6, backoff_base: float = 0.5,
+                 backoff_max: float = 10.0, pace: bool = False, fifo_size: int = 8, reader_factory=make_reader):
+        super().__init__(name=f"capture-{index}", daemon=True)
+        self.index, self.spec = index, spec
+        self.on_event, self.notify = on_event, notify
+        self.open_timeout, self.read_timeout, self.stall_timeout = open_timeout, read_timeout, stall_timeout
+        self.max_attempts, self.backoff_base, self.backoff_max = max_attempts, backoff_base, backoff_max
+        self.pace, self.reader_factory = pace, reader_factory
+        self.live = spec.live
+        self.state = "connecting"
+        self.error: str | None = None
+        self.frames_in = 0
+        self.drops = 0
+        self.reconnects = 0
+        self.fps: float | None = None
+        self.num_frames: int | None = None
+        self.last_frame_time = time.perf_counter()
+        self._latest: Frame | None = None
+        self._fifo: queue.Queue[Frame] = queue.Queue(maxsize=fifo_size)
+        self._halt = threading.Event()
+        self._lock = threading.Lock()
+        self._seq = 0
+
+    # -- consumer side --------------------------------------------------------------------------------------
+    def has_frame(self) -> bool:
+        return self._latest is not None if self.live else not self._fifo.empty()
+
+    def take(self) -> Frame | None:
+        """The next frame to process, or None; live sources hand over only their newest frame."""
+        if self.live:
+            with self._lock:
+                frame, self._latest = self._latest, None
+            return frame
+        try:
+            return self._fifo.get_nowait()
+        except queue.Empty:
+            return None
+
+    @property
+    def finished(self) -> bool:
+        """No frame will come any more (ended or failed, and the mailbox is empty)."""
+        return self.state in ("ended", "failed") and not self.has_frame()
+
+    def check_stall(self, now: float) -> None:
+        """Called by the supervisor: a running live source with no frame for ``stall_timeout`` is stalled."""
+        if self.state == "running" and self.live and now - self.last_frame_time > self.stall_timeout:
+            self._set_state("stalled", f"no frame for {now - self.last_frame_time:.1f}s")
+
+    def stop(self) -> None:
+        self._halt.set()
+
+    # -- reader side ----------------------------------------------------------------------------------------
+    def _set_state(self, state: str, detail: str = "") -> None:
+        if state != self.state:
+            old, self.state = self.state, state
+            self.on_event(self.index, old, state, detail)
+            with self.notify:
+                self.notify.notify_all()
+
+    def _deliver(self, frame: Frame) -> None:
+        if self.live:
+            with self._lock:
+                if self._latest is not None:
+                    self.drops += 1
+                self._latest = frame
+        else:
+            while not self._halt.is_set():
+                try:
+                    self._fifo.put(frame, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+        with self.notify:
+            self.notify.notify_all()
+
+    def run(self) -> None:
+        attempts = 0
+        while not self._halt.is_set():
+            reader = self.reader_factory(self.spec, open_timeout=self.open_timeout, read_timeout=self.read_timeout)
+            attempts += 1
+            try:
+                reader.open()
+                self.fps, self.num_frames = reader.fps, reader.num_frames
+                if self._read_all(reader):
+                    attempts = 0
+                    if not self.live:
+                        self._set_state("ended", "end of input")
+                        return
+            except SourceError as exc:
+                self.error = str(exc)
+                if exc.permanent or not self.live:
+                    self._set_state("failed", self.error)
+                    return
+            finally:
+                reader.close()
+            if self._halt.is_set():
+                break
+            if self.state in ("running", "stalled"):
+                attempts = 0  # frames came in this attempt before it broke: start the backoff afresh
+            if attempts + 1 > self.max_attempts:
+                self._set_state("failed", f"gave up after {attempts} failed connection attempts ({self.error})")
+                return
+            delay = min(self.backoff_max, self.backoff_base * 2 ** attempts)
+            self._set_state("reconnecting", f"retry in {delay:.1f}s ({self.error or 'stream ended'})")
+            self.reconnects += 1
+            if self._halt.wait(delay):
+                break
+            self._set_state("connecting")
+        self._set_state("ended", "stopped")
+
+    def _read_all(self, reader) -> bool:
+        """Reads until the end or an error; True when at least one frame arrived. Raises SourceError."""
+        got_any = False
+        start_wall, start_pts = None, None
+        while not self._halt.is_set():
+            item = reader.read()
+            if item is None:
+                if self.live:
+                    self.error = "stream ended"
+                return got_any
+            image, pts = item
+            now = time.perf_counter()
+            if self.pace and not self.live and pts is not None:
+                if start_wall is None:
+                    start_wall, start_pts = now, pts
+                ahead = (pts - start_pts) - (now - start_wall)
+                if ahead > 0 and self._halt.wait(ahead):
+                    return got_any
+                now = time.perf_counter()
+            self.last_frame_time = now
+            self.frames_in += 1
+            if not got_any:
+                got_any = True
+                self.error = None
+                self._set_state("running")
+            elif self.state == "stalled":
+                self._set_state("running", "frames again")
+            self._deliver(Frame(self.index, self._seq, pts, time.time(), now, image))
+            self._seq += 1
+        return got_any

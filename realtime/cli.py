@@ -1,0 +1,143 @@
+"""Run the real-time pose pipeline on cameras, streams, video files or image folders.
+
+Examples:
+  python demos/webcam.py                              camera 0 (or the bundled clip when there is no camera)
+  python demos/rtsp.py rtsp://cam1/live rtsp://cam2/live
+  python -m realtime --source video.mp4 --no-show --max-frames 100
+  python -m realtime --source synth --http-port 8080  bundled clip, live view at http://127.0.0.1:8080/
+
+Outputs go to runs/<name>/ (annotated.mp4, poses.jsonl; with several sources annotated_<i>.mp4, poses_<i>.jsonl).
+A window opens only when a display exists. Ctrl-C stops cleanly; the files stay playable and whole.
+"""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+from realtime.display import has_display
+from realtime.pipeline import Pipeline, PipelineConfig
+from realtime.sinks import SinkError
+from realtime.sources import SourceError, SourceSpec, parse_source
+
+BUNDLED_CLIP = Path(__file__).resolve().parent / "assets" / "synth_clip.mp4"
+
+
+def build_parser(prog: str | None = None, positional_sources: bool = False, name: str = "exp") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if positional_sources:
+        p.add_argument("urls", nargs="*", metavar="URL", help="stream URLs (or files, camera indices)")
+    p.add_argument("--source", action="append", default=None,
+                   help="camera index, URL, video file, image folder or 'synth' (the bundled clip); repeatable")
+    p.add_argument("--weights", default=None, help="checkpoint file (default: the bundled one)")
+    p.add_argument("--model", default="tiny", help="config of the untrained fallback model (default: tiny)")
+    p.add_argument("--imgsz", type=int, default=None, help="network input size (default: the checkpoint's)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
+    p.add_argument("--half", action="store_true", help="fp16 inference (CUDA only)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the network (CUDA only)")
+    p.add_argument("--cuda-graphs", action="store_true", help="capture the network in a CUDA graph (CUDA only)")
+    p.add_argument("--save", action=argparse.BooleanOptionalAction, default=True, help="write annotated MP4")
+    p.add_argument("--jsonl", action=argparse.BooleanOptionalAction, default=True, help="write poses JSONL")
+    p.add_argument("--show", action=argparse.BooleanOptionalAction, default=None,
+                   help="open a window (default: when a display exists)")
+    p.add_argument("--project", default="runs", help="parent folder of the run folders (default: runs)")
+    p.add_argument("--name", default=name, help=f"run folder name (default: {name}; suffixed 2, 3, ... if taken)")
+    p.add_argument("--exist-ok", action="store_true", help="write into an existing run folder")
+    p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames (all streams)")
+    p.add_argument("--http-port", type=int, default=None, help="serve a live view in the browser on this port")
+    p.add_argument("--http-host", default="127.0.0.1", help="address of the live view (default: 127.0.0.1)")
+    p.add_argument("--pace", action=argparse.BooleanOptionalAction, default=None,
+                   help="play files at their own frame rate (default: when showing a window or live view)")
+    p.add_argument("--smooth", action=argparse.BooleanOptionalAction, default=None,
+                   help="One-Euro smoothing of keypoints (default: on for live sources, off for files)")
+    p.add_argument("--min-score", type=float, default=0.0, help="drop poses scoring below this")
+    p.add_argument("--open-timeout", type=float, default=5.0, help="seconds to connect to a stream")
+    p.add_argument("--read-timeout", type=float, default=5.0, help="seconds a stream read may block")
+    p.add_argument("--stall-timeout", type=float, default=2.0, help="seconds without frames before 'stalled'")
+    p.add_argument("--max-attempts", type=int, default=6, help="failed connection attempts in a row before giving up")
+    p.add_argument("--batch-window-ms", type=float, default=4.0, help="how long a batch waits for other streams")
+    p.add_argument("--report-every", type=float, default=5.0, help="seconds between metric lines (live sources)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar for files")
+    return p
+
+
+def run_dir(project: str, name: str, exist_ok: bool) -> Path:
+    base = Path(project) / name
+    if exist_ok or not base.exists():
+        return base
+    n = 2
+    while (Path(project) / f"{name}{n}").exists():
+        n += 1
+    return Path(project) / f"{name}{n}"
+
+
+def resolve_sources(texts: list[str]) -> list[SourceSpec]:
+    return [parse_source(str(BUNDLED_CLIP) if t == "synth" else t) for t in texts]
+
+
+def camera_available(index: int) -> bool:
+    if Path("/dev").is_dir() and sys.platform.startswith("linux"):
+        return Path(f"/dev/video{index}").exists()
+    import cv2
+
+    cap = cv2.VideoCapture(index)
+    ok = cap.isOpened()
+    cap.release()
+    return ok
+
+
+def main(argv: list[str] | None = None, *, prog: str | None = None, positional_sources: bool = False,
+         name: str = "exp", webcam_fallback: bool = False) -> int:
+    args = build_parser(prog, positional_sources, name).parse_args(argv)
+    texts = list(getattr(args, "urls", None) or []) + list(args.source or [])
+    if not texts:
+        if positional_sources:
+            sys.exit("error: give at least one stream URL (e.g. rtsp://127.0.0.1:8554/live)")
+        texts = ["0"]
+        if webcam_fallback and not camera_available(0):
+            print(f"no camera at index 0; playing the bundled clip {BUNDLED_CLIP.name} instead", file=sys.stderr)
+            texts = ["synth"]
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        specs = resolve_sources(texts)
+        from realtime.model import load_engine
+
+        engine = load_engine(args, num_streams=len(specs))
+        show = has_display() if args.show is None else args.show
+        if show and not has_display():
+            print("warning: no display (DISPLAY/WAYLAND_DISPLAY unset or OpenCV without GUI); running headless",
+                  file=sys.stderr)
+            show = False
+        out_dir = run_dir(args.project, args.name, args.exist_ok) if (args.save or args.jsonl) else None
+        config = PipelineConfig(
+            specs=specs, out_dir=out_dir, save_mp4=args.save, save_jsonl=args.jsonl, show=show,
+            http_host=args.http_host, http_port=args.http_port, max_frames=args.max_frames,
+            pace=(show or args.http_port is not None) if args.pace is None else args.pace, smooth=args.smooth,
+            min_score=args.min_score, batch_window=args.batch_window_ms / 1000.0, open_timeout=args.open_timeout,
+            read_timeout=args.read_timeout, stall_timeout=args.stall_timeout, max_attempts=args.max_attempts,
+            report_every=args.report_every, progress=not args.no_progress)
+        pipeline = Pipeline(config, engine)
+        interrupted = False
+        try:
+            metrics = pipeline.run()
+        except KeyboardInterrupt:
+            interrupted, metrics = True, pipeline.metrics
+    except (SourceError, SinkError, ValueError, OSError, RuntimeError) as exc:
+        sys.exit(f"error: {_one_line(exc)}")
+    if interrupted:
+        print("interrupted: stopped cleanly", file=sys.stderr)
+    print(metrics.summary(), file=sys.stderr)
+    if out_dir is not None:
+        print(f"results saved to {out_dir}", file=sys.stderr)
+    failed = [c for c in pipeline.captures if c.state == "failed"]
+    if metrics.frames_out == 0 and failed:
+        sys.exit(f"error: {failed[0].error}")
+    return 0
+
+
+def _one_line(exc: BaseException) -> str:
+    from realtime.redact import redact
+
+    text = str(exc).strip().splitlines()
+    return redact(text[0] if text else type(exc).__name__)

@@ -1,0 +1,89 @@
+"""Latency and rate figures: per-stage latency (p50/p95/max, ms), end-to-end latency (result time minus receive
+time), FPS in (frames received) and out (results), drops and reconnects per source.
+
+Stage samples are kept in a window of the last ``window`` values per stage (percentiles of recent behaviour);
+counters cover the whole run. ``line()`` is the periodic one-line report, ``summary()`` the table at exit.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+
+import numpy as np
+
+STAGES = ("queue", "preprocess", "forward", "postprocess", "post", "render", "sinks", "end_to_end")
+
+
+class Metrics:
+    def __init__(self, captures=(), window: int = 2000):
+        self.captures = list(captures)
+        self.samples: dict[str, deque] = {s: deque(maxlen=window) for s in STAGES}
+        self.all_e2e: list[tuple[float, float]] = []  # (time since start s, end-to-end ms) for the whole run
+        self.frames_out = 0
+        self.batches = 0
+        self.start = time.perf_counter()
+        self._lock = threading.Lock()
+        self._last = (self.start, 0, 0)
+
+    def add(self, stage: str, ms: float) -> None:
+        with self._lock:
+            self.samples[stage].append(ms)
+
+    def add_result(self, stage_ms: dict[str, float], e2e_ms: float) -> None:
+        with self._lock:
+            for stage, ms in stage_ms.items():
+                self.samples.setdefault(stage, deque(maxlen=2000)).append(ms)
+            self.samples["end_to_end"].append(e2e_ms)
+            self.all_e2e.append((time.perf_counter() - self.start, e2e_ms))
+            self.frames_out += 1
+
+    def stats(self, stage: str) -> tuple[float, float, float, int]:
+        with self._lock:
+            data = np.asarray(self.samples.get(stage, ()), np.float64)
+        if data.size == 0:
+            return (float("nan"),) * 3 + (0,)
+        return float(np.percentile(data, 50)), float(np.percentile(data, 95)), float(data.max()), int(data.size)
+
+    def totals(self) -> dict[str, int]:
+        return {"frames_in": sum(c.frames_in for c in self.captures), "frames_out": self.frames_out,
+                "drops": sum(c.drops for c in self.captures), "reconnects": sum(c.reconnects for c in self.captures)}
+
+    def line(self) -> str:
+        """FPS since the last call, end-to-end latency and counters, on one line."""
+        now = time.perf_counter()
+        t = self.totals()
+        last_t, last_in, last_out = self._last
+        dt = max(now - last_t, 1e-9)
+        self._last = (now, t["frames_in"], t["frames_out"])
+        p50, p95, _, _ = self.stats("end_to_end")
+        _, fwd95, _, _ = self.stats("forward")
+        return (f"fps in {(t['frames_in'] - last_in) / dt:5.1f} out {(t['frames_out'] - last_out) / dt:5.1f} | "
+                f"latency p50 {p50:6.1f} ms p95 {p95:6.1f} ms | forward p95 {fwd95:6.1f} ms | "
+                f"drops {t['drops']} reconnects {t['reconnects']}")
+
+    def as_dict(self) -> dict:
+        elapsed = time.perf_counter() - self.start
+        t = self.totals()
+        stages = {}
+        for stage in self.samples:
+            p50, p95, mx, n = self.stats(stage)
+            if n:
+                stages[stage] = {"p50_ms": round(p50, 3), "p95_ms": round(p95, 3), "max_ms": round(mx, 3), "n": n}
+        return {"elapsed_s": round(elapsed, 3), **t, "fps_in": round(t["frames_in"] / elapsed, 2),
+                "fps_out": round(t["frames_out"] / elapsed, 2), "stages": stages,
+                "sources": [{"name": c.spec.name, "state": c.state, "frames_in": c.frames_in, "drops": c.drops,
+                             "reconnects": c.reconnects} for c in self.captures]}
+
+    def summary(self) -> str:
+        d = self.as_dict()
+        rows = [f"summary: {d['frames_out']} frames out of {d['frames_in']} in {d['elapsed_s']:.1f} s "
+                f"({d['fps_out']:.1f} fps out, {d['fps_in']:.1f} fps in), drops {d['drops']}, "
+                f"reconnects {d['reconnects']}",
+                f"  {'stage':<12} {'p50 ms':>9} {'p95 ms':>9} {'max ms':>9} {'n':>7}"]
+        for stage, s in d["stages"].items():
+            rows.append(f"  {stage:<12} {s['p50_ms']:9.2f} {s['p95_ms']:9.2f} {s['max_ms']:9.2f} {s['n']:7d}")
+        for i, s in enumerate(d["sources"]):
+            rows.append(f"  source {i} {s['name']}: {s['state']}, {s['frames_in']} frames, drops {s['drops']}, "
+                        f"reconnects {s['reconnects']}")
+        return "\n".join(rows)

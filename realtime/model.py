@@ -1,0 +1,54 @@
+"""Loading the network for the pipeline: the checkpoint given, else the bundled one, else (with one warning line)
+an untrained model of the requested config. Returns a ready ``Engine``."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+from realtime.engine import Engine
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available here; use --device cpu")
+    return device
+
+
+def load_network(weights: str | None, fallback: str = "tiny"):
+    """A PoseNet from ``weights``; ``None`` means the bundled checkpoint, replaced by an untrained ``fallback``
+    (with a warning) only when that file is missing. Raises ``models.CheckpointError`` for a bad file."""
+    import models
+
+    if weights is not None:
+        return models.load_checkpoint(weights)
+    path = Path(models.DEFAULT_CHECKPOINT)
+    if path.is_file():
+        return models.load_checkpoint(path)
+    print(f"warning: bundled checkpoint {path} is missing; using an UNTRAINED {fallback!r} model "
+          f"(poses will be meaningless; pass --weights FILE)", file=sys.stderr)
+    torch.manual_seed(0)
+    return models.build_model(fallback)
+
+
+def load_engine(args, num_streams: int = 1) -> Engine:
+    """Engine from parsed CLI arguments (``weights``, ``model``, ``imgsz``, ``device``, ``half``, ``compile``,
+    ``cuda_graphs``)."""
+    import models
+
+    device = pick_device(args.device)
+    half = args.half
+    if half and device.type != "cuda":
+        print("warning: --half needs a CUDA device; running in fp32 on the CPU", file=sys.stderr)
+        half = False
+    try:
+        net = load_network(args.weights, args.model)
+    except models.CheckpointError as exc:
+        raise ValueError(str(exc)) from None
+    predictor = models.Predictor(net, device=str(device), input_size=args.imgsz, half=half)
+    return Engine(predictor, predictor.input_size, device, half=half, compile=args.compile,
+                  cuda_graphs=args.cuda_graphs, static_batch=num_streams)

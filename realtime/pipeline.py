@@ -1,0 +1,165 @@
+"""The real-time pipeline: capture threads -> batcher + engine thread -> post thread -> outputs (caller's thread).
+
+Queues between the stages are small and bounded; a full queue blocks the stage before it, so a slow stage makes
+live sources drop their older frames (capture keeps only the newest) instead of letting latency grow, while
+files lose nothing. The outputs run in the thread that calls ``run()`` (the main thread in the CLI), so Ctrl-C
+lands there and every file is finalised on the way out.
+"""
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from realtime.batcher import Batcher
+from realtime.capture import Capture
+from realtime.metrics import Metrics
+from realtime.outputs import Outputs
+from realtime.post import StreamPost
+from realtime.sources import SourceSpec
+
+_END = object()
+
+
+@dataclass
+class PipelineConfig:
+    specs: list[SourceSpec]
+    out_dir: Path | None = None          # None: no files
+    save_mp4: bool = True
+    save_jsonl: bool = True
+    show: bool = False
+    http_host: str = "127.0.0.1"
+    http_port: int | None = None         # None: no browser view; 0: any free port
+    max_frames: int | None = None        # stop after this many results (all streams together)
+    pace: bool = False                   # files at their own frame rate
+    smooth: bool | None = None           # None: on for live sources, off for files
+    track: bool = True
+    nms_oks: float = 1.0                 # 1.0: no extra NMS (the Predictor's own NMS runs)
+    min_score: float = 0.0
+    batch_window: float = 0.004
+    open_timeout: float = 5.0
+    read_timeout: float = 5.0
+    stall_timeout: float = 2.0
+    max_attempts: int = 6
+    backoff_base: float = 0.5
+    backoff_max: float = 10.0
+    report_every: float = 5.0            # seconds between metric lines (live sources)
+    progress: bool = True                # tqdm bar when every source is a file or folder
+    capture_kwargs: dict = field(default_factory=dict)
+
+
+class _Stage(threading.Thread):
+    """A thread running ``step`` until it returns False; an exception is kept for the caller."""
+
+    def __init__(self, name: str, step: Callable[[], bool], on_exit: Callable[[], None]):
+        super().__init__(name=name, daemon=True)
+        self.step, self.on_exit, self.error = step, on_exit, None
+
+    def run(self) -> None:
+        try:
+            while self.step():
+                pass
+        except BaseException as exc:  # noqa: BLE001 - reported by the pipeline
+            self.error = exc
+        finally:
+            self.on_exit()
+
+
+class Pipeline:
+    def __init__(self, config: PipelineConfig, engine, log: Callable[[str], None] | None = None):
+        self.config, self.engine = config, engine
+        self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.stop_event = threading.Event()
+        self.notify = threading.Condition()
+        c = config
+        self.captures = [Capture(i, spec, on_event=self._on_event, notify=self.notify, open_timeout=c.open_timeout,
+                                 read_timeout=c.read_timeout, stall_timeout=c.stall_timeout,
+                                 max_attempts=c.max_attempts, backoff_base=c.backoff_base,
+                                 backoff_max=c.backoff_max, pace=c.pace, **c.capture_kwargs)
+                         for i, spec in enumerate(c.specs)]
+        self.batcher = Batcher(self.captures, self.notify, window=c.batch_window)
+        self.posts = [StreamPost(spec.live, nms_oks=c.nms_oks, track=c.track, smooth=c.smooth,
+                                 min_score=c.min_score) for spec in c.specs]
+        self.metrics = Metrics(self.captures)
+        self.events: list[tuple[int, str, str, str]] = []
+        self._post_q: queue.Queue = queue.Queue(maxsize=4)
+        self._out_q: queue.Queue = queue.Queue(maxsize=4)
+
+    def _on_event(self, index: int, old: str, new: str, detail: str) -> None:
+        self.events.append((index, old, new, detail))
+        spec = self.config.specs[index]
+        self.log(f"source {index} {spec.name}: {old} -> {new}" + (f" ({detail})" if detail else ""))
+
+    def _put(self, q: queue.Queue, item) -> bool:
+        while not self.stop_event.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _engine_step(self) -> bool:
+        if self.stop_event.is_set():
+            return False
+        frames = self.batcher.next_batch(timeout=0.1)
+        if frames is None:
+            return False
+        if frames:
+            self.metrics.batches += 1
+            for result in self.engine.infer(frames):
+                if not self._put(self._post_q, result):
+                    return False
+        return True
+
+    def _post_step(self) -> bool:
+        try:
+            item = self._post_q.get(timeout=0.1)
+        except queue.Empty:
+            return not self.stop_event.is_set()
+        if item is _END:
+            return False
+        result = self.posts[item.frame.source](item)
+        result.done_time = time.perf_counter()
+        return self._put(self._out_q, result)
+
+    def run(self) -> Metrics:
+        """Runs until every source is finished, ``max_frames`` results are out, the window is closed, or Ctrl-C."""
+        outputs = Outputs(self.config, self.captures, self.metrics, self.log)  # may raise SinkError: nothing started
+        engine_t = _Stage("engine", self._engine_step, lambda: self._put(self._post_q, _END))
+        post_t = _Stage("post", self._post_step, lambda: self._put(self._out_q, _END))
+        try:
+            for c in self.captures:
+                c.start()
+            engine_t.start()
+            post_t.start()
+            while not self.stop_event.is_set():
+                try:
+                    item = self._out_q.get(timeout=0.1)
+                except queue.Empty:
+                    item = None
+                outputs.tick()
+                if item is _END:
+                    break
+                if item is not None and not outputs.emit(item):
+                    break
+                if self.config.max_frames and self.metrics.frames_out >= self.config.max_frames:
+                    break
+        finally:
+            self.stop_event.set()
+            for c in self.captures:
+                c.stop()
+            with self.notify:
+                self.notify.notify_all()
+            outputs.close()
+            for t in (engine_t, post_t, *self.captures):
+                if t.is_alive():
+                    t.join(timeout=2.0)
+        for t in (engine_t, post_t):
+            if t.error is not None:
+                raise t.error
+        return self.metrics

@@ -1,0 +1,63 @@
+"""Letterbox + normalisation of a batch of frames, on the engine's device.
+
+Same geometry as ``models.preprocess`` (``Letterbox.fit``, content centred, gray padding, ImageNet mean/std).
+CPU: OpenCV resizes each frame (the fastest resampler on a CPU) and torch normalises the batch.
+CUDA: the uint8 frames go up through pinned host memory (non-blocking copies), and the resize (bilinear, with
+antialiasing when shrinking), padding and normalisation run on the GPU.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from models.preprocess import MEAN_RGB, PAD_VALUE, STD_RGB, Letterbox, letterbox
+
+
+class DevicePreprocess:
+    def __init__(self, size: int, device: torch.device, dtype: torch.dtype = torch.float32):
+        self.size, self.device, self.dtype = size, torch.device(device), dtype
+        self.mean = torch.tensor(MEAN_RGB, device=self.device).view(1, 3, 1, 1) * 255.0
+        self.std = torch.tensor(STD_RGB, device=self.device).view(1, 3, 1, 1) * 255.0
+        self._pinned: dict[tuple[int, ...], torch.Tensor] = {}
+
+    def __call__(self, images: Sequence[np.ndarray], pad_to: int = 0) -> tuple[torch.Tensor, list[Letterbox]]:
+        """RGB uint8 HxWx3 images -> (``[B,3,S,S]`` normalised on the device, one Letterbox each).
+
+        ``pad_to`` > len(images) appends zero images so that the batch shape stays static (CUDA graphs)."""
+        if self.device.type == "cuda":
+            batch, boxes = self._cuda(images)
+        else:
+            canvases, boxes = zip(*(letterbox(im, self.size) for im in images))
+            batch = torch.from_numpy(np.stack(canvases)).permute(0, 3, 1, 2).float()
+            batch = (batch - self.mean) / self.std
+            boxes = list(boxes)
+        if pad_to > batch.shape[0]:
+            batch = F.pad(batch, (0, 0, 0, 0, 0, 0, 0, pad_to - batch.shape[0]))
+        return batch.to(self.dtype), boxes
+
+    def _upload(self, slot: int, image: np.ndarray) -> torch.Tensor:
+        key = (slot, *image.shape)  # one buffer per batch slot: a copy in flight is never overwritten
+        host = self._pinned.get(key)
+        if host is None:
+            host = self._pinned[key] = torch.empty(image.shape, dtype=torch.uint8).pin_memory()
+        host.numpy()[...] = image
+        return host.to(self.device, non_blocking=True)
+
+    def _cuda(self, images: Sequence[np.ndarray]) -> tuple[torch.Tensor, list[Letterbox]]:
+        out = torch.full((len(images), 3, self.size, self.size), float(PAD_VALUE), device=self.device)
+        boxes = []
+        for i, image in enumerate(images):
+            h, w = image.shape[:2]
+            box = Letterbox.fit(h, w, self.size)
+            new_w, new_h = round(w * box.scale), round(h * box.scale)
+            x = self._upload(i, image).permute(2, 0, 1).unsqueeze(0).float()
+            x = F.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False,
+                              antialias=box.scale < 1)
+            out[i, :, int(box.pad_y):int(box.pad_y) + new_h, int(box.pad_x):int(box.pad_x) + new_w] = x[0]
+            boxes.append(box)
+        # Pinned buffers are reused, so the copies must finish before the next call writes into them.
+        torch.cuda.current_stream(self.device).synchronize()
+        return (out - self.mean) / self.std, boxes

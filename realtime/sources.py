@@ -1,0 +1,241 @@
+"""What a source string means, and readers that turn a source into RGB images.
+
+A source is a camera index (``"0"``), a stream URL (``rtsp://``, ``rtsps://``, ``rtmp://``, ``http(s)://``,
+``udp://``, ``tcp://``, ``srt://``), a video file, or a folder of images. Cameras and stream URLs are *live*
+(keep only the newest frame); files and folders deliver every frame.
+
+Readers: ``open()`` raises ``SourceError`` (``permanent`` when retrying cannot help), ``read()`` returns
+``(image RGB uint8 HxWx3, pts seconds or None)`` or ``None`` at the end, ``close()`` never raises. Every
+network call has a timeout: ``open_timeout`` to connect and ``read_timeout`` for each read.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from realtime.redact import redact
+
+STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class SourceError(Exception):
+    """A source cannot be opened or read; the message is one line and already redacted."""
+
+    def __init__(self, message: str, permanent: bool = False):
+        super().__init__(redact(message))
+        self.permanent = permanent
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """A parsed source string; ``uri`` may hold credentials, ``name`` never does."""
+
+    uri: str
+    kind: str  # "camera" | "stream" | "file" | "folder"
+
+    @property
+    def live(self) -> bool:
+        return self.kind in ("camera", "stream")
+
+    @property
+    def name(self) -> str:
+        return redact(self.uri)
+
+
+def parse_source(text: str) -> SourceSpec:
+    """Classify a source string; raises ``SourceError(permanent=True)`` for a malformed URL or a missing path."""
+    text = text.strip()
+    if text.isdigit():
+        return SourceSpec(text, "camera")
+    if "://" in text:
+        try:
+            parts = urlsplit(text)
+            parts.port  # raises ValueError on a bad port
+        except ValueError as exc:
+            raise SourceError(f"malformed URL {text!r}: {exc}", permanent=True) from None
+        scheme = parts.scheme.lower()
+        if scheme == "file":
+            return parse_source(parts.path)
+        if scheme not in STREAM_SCHEMES:
+            raise SourceError(f"unsupported URL scheme {scheme!r} in {text!r}; use one of "
+                              f"{', '.join(STREAM_SCHEMES)}", permanent=True)
+        if not parts.hostname and scheme not in ("udp", "tcp", "srt"):
+            raise SourceError(f"malformed URL {text!r}: no host name", permanent=True)
+        return SourceSpec(text, "stream")
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return SourceSpec(str(path), "folder")
+    if not path.exists():
+        raise SourceError(f"no such file or folder: {text}", permanent=True)
+    return SourceSpec(str(path), "file")
+
+
+def orient(image: np.ndarray, rotation: float) -> np.ndarray:
+    """Apply a display-matrix rotation as players do: PyAV's ``frame.rotation`` -90 means turn 90 deg clockwise."""
+    turn = int(round(-rotation)) % 360
+    if turn == 90:
+        return np.ascontiguousarray(np.rot90(image, k=-1))
+    if turn == 180:
+        return np.ascontiguousarray(image[::-1, ::-1])
+    if turn == 270:
+        return np.ascontiguousarray(np.rot90(image, k=1))
+    return image
+
+
+class PyAVReader:
+    """Files and network streams through PyAV (FFmpeg): RTSP over TCP, low-delay flags, timeouts on every call."""
+
+    def __init__(self, spec: SourceSpec, open_timeout: float = 5.0, read_timeout: float = 5.0):
+        self.spec, self.open_timeout, self.read_timeout = spec, open_timeout, read_timeout
+        self.container = None
+        self._frames = None
+        self.fps: float | None = None
+        self.num_frames: int | None = None
+
+    def _options(self) -> dict[str, str]:
+        if self.spec.kind != "stream":
+            return {}
+        us = str(int(self.read_timeout * 1e6))
+        options = {"fflags": "nobuffer", "flags": "low_delay", "max_delay": "500000",
+                   "analyzeduration": "1000000", "probesize": "1000000"}
+        scheme = urlsplit(self.spec.uri).scheme.lower()
+        if scheme.startswith("rtsp"):
+            options.update(rtsp_transport="tcp", timeout=us)
+        else:
+            options.update(rw_timeout=us)
+        return options
+
+    def open(self) -> None:
+        import av
+
+        try:
+            self.container = av.open(self.spec.uri, options=self._options(),
+                                     timeout=(self.open_timeout, self.read_timeout))
+        except av.error.FileNotFoundError:
+            raise SourceError(f"{self.spec.name}: no such file", permanent=True) from None
+        except av.error.InvalidDataError:
+            raise SourceError(f"{self.spec.name}: not a video file (or the file is empty/damaged)",
+                              permanent=self.spec.kind == "file") from None
+        except (av.error.FFmpegError, OSError) as exc:
+            raise SourceError(f"{self.spec.name}: cannot open ({_reason(exc)})",
+                              permanent=self.spec.kind == "file") from None
+        if not self.container.streams.video:
+            self.close()
+            raise SourceError(f"{self.spec.name}: has no video stream", permanent=True)
+        stream = self.container.streams.video[0]
+        stream.thread_type = "AUTO" if self.spec.kind == "file" else "SLICE"
+        self.fps = float(stream.average_rate) if stream.average_rate else None
+        self.num_frames = int(stream.frames) if stream.frames else None
+        self._frames = self.container.decode(stream)
+
+    def read(self) -> tuple[np.ndarray, float | None] | None:
+        import av
+
+        try:
+            frame = next(self._frames)
+        except StopIteration:
+            return None
+        except av.error.EOFError:
+            return None
+        except (av.error.FFmpegError, OSError) as exc:
+            if self.spec.kind == "file":
+                return None  # a truncated file ends where its readable data ends
+            raise SourceError(f"{self.spec.name}: read failed ({_reason(exc)})") from None
+        pts = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else None
+        image = orient(frame.to_ndarray(format="rgb24"), frame.rotation)
+        return image, pts
+
+    def close(self) -> None:
+        if self.container is not None:
+            try:
+                self.container.close()
+            except Exception:  # noqa: BLE001 - closing a broken stream must not raise
+                pass
+            self.container = None
+
+
+class CameraReader:
+    """A local camera by index through OpenCV."""
+
+    def __init__(self, spec: SourceSpec, **_):
+        self.spec = spec
+        self.cap = None
+        self.fps: float | None = None
+        self.num_frames = None
+
+    def open(self) -> None:
+        import cv2
+
+        index = int(self.spec.uri)
+        if os.name == "posix" and Path("/dev").exists() and not Path(f"/dev/video{index}").exists():
+            raise SourceError(f"no camera at index {index} (/dev/video{index} does not exist)", permanent=True)
+        cap = cv2.VideoCapture(index)
+        if not cap.isOpened():
+            cap.release()
+            raise SourceError(f"no camera at index {index} (OpenCV could not open it)", permanent=True)
+        self.cap = cap
+        self.fps = cap.get(cv2.CAP_PROP_FPS) or None
+
+    def read(self) -> tuple[np.ndarray, float | None] | None:
+        import cv2
+
+        ok, bgr = self.cap.read()
+        if not ok:
+            raise SourceError(f"camera {self.spec.uri}: read failed")
+        ms = self.cap.get(cv2.CAP_PROP_POS_MSEC)
+        image = cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB if bgr.ndim == 2 else cv2.COLOR_BGR2RGB)
+        return image, (ms / 1000.0 if ms > 0 else None)
+
+    def close(self) -> None:
+        if self.cap is not None:
+            self.cap.release()
+            self.cap = None
+
+
+class FolderReader:
+    """Images of a folder in name order; ``pts`` = index / ``fps``; unreadable files are skipped."""
+
+    def __init__(self, spec: SourceSpec, fps: float = 30.0, **_):
+        self.spec, self.fps = spec, fps
+        self.paths: list[Path] = []
+        self.index = 0
+        self.num_frames = None
+
+    def open(self) -> None:
+        self.paths = sorted(p for p in Path(self.spec.uri).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self.paths:
+            raise SourceError(f"{self.spec.name}: folder has no images ({', '.join(IMAGE_SUFFIXES)})",
+                              permanent=True)
+        self.num_frames = len(self.paths)
+
+    def read(self) -> tuple[np.ndarray, float | None] | None:
+        import cv2
+
+        while self.index < len(self.paths):
+            i, self.index = self.index, self.index + 1
+            bgr = cv2.imread(str(self.paths[i]), cv2.IMREAD_COLOR)
+            if bgr is not None:
+                return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), i / self.fps
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+def make_reader(spec: SourceSpec, open_timeout: float = 5.0, read_timeout: float = 5.0):
+    """The reader for a spec."""
+    if spec.kind == "camera":
+        return CameraReader(spec)
+    if spec.kind == "folder":
+        return FolderReader(spec)
+    return PyAVReader(spec, open_timeout=open_timeout, read_timeout=read_timeout)
+
+
+def _reason(exc: BaseException) -> str:
+    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return redact(text.splitlines()[0] if text else type(exc).__name__)
