@@ -123,7 +123,7 @@ class PQE(nn.Module):
         """Scale-normalised pose ``[B,N,2K+3]``: (keypoints - centre)/s, log s, (centre - peak)/s."""
         centre = keypoints.mean(dim=2, keepdim=True)
         rel = keypoints - centre
-        s = rel.pow(2).sum(-1).mean(-1, keepdim=True).sqrt().clamp(min=1e-2)  # [B,N,1]
+        s = rel.pow(2).sum(-1).mean(-1, keepdim=True).clamp(min=1e-4).sqrt()  # [B,N,1]; clamp first: finite grad
         return torch.cat([(rel / s.unsqueeze(-1)).flatten(2), s.log(), (centre.squeeze(2) - peak) / s], dim=-1)
 
     def forward(self, keypoints, peak, inst_queries, pooled_queries) -> torch.Tensor:
