@@ -128,7 +128,7 @@ class Capture(threading.Thread):
             if attempts + 1 > self.max_attempts:
                 self._set_state("failed", f"gave up after {attempts} failed connection attempts ({self.error})")
                 return
-            delay = min(self.backoff_max, self.backoff_base * 2 ** attempts)
+            delay = min(self.backoff_max, self.backoff_base * 2 ** max(attempts - 1, 0))
             self._set_state("reconnecting", f"retry in {delay:.1f}s ({self.error or 'stream ended'})")
             self.reconnects += 1
             if self._halt.wait(delay):

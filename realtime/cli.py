@@ -30,6 +30,8 @@ def build_parser(prog: str | None = None, positional_sources: bool = False, name
         p.add_argument("urls", nargs="*", metavar="URL", help="stream URLs (or files, camera indices)")
     p.add_argument("--source", action="append", default=None,
                    help="camera index, URL, video file, image folder or 'synth' (the bundled clip); repeatable")
+    p.add_argument("--rtsp-listen", action="store_true",
+                   help="rtsp:// sources are addresses to listen on: publishers push to them (RTSP over TCP)")
     p.add_argument("--weights", default=None, help="checkpoint file (default: the bundled one)")
     p.add_argument("--model", default="tiny", help="config of the untrained fallback model (default: tiny)")
     p.add_argument("--imgsz", type=int, default=None, help="network input size (default: the checkpoint's)")
@@ -72,8 +74,8 @@ def run_dir(project: str, name: str, exist_ok: bool) -> Path:
     return Path(project) / f"{name}{n}"
 
 
-def resolve_sources(texts: list[str]) -> list[SourceSpec]:
-    return [parse_source(str(BUNDLED_CLIP) if t == "synth" else t) for t in texts]
+def resolve_sources(texts: list[str], listen: bool = False) -> list[SourceSpec]:
+    return [parse_source(str(BUNDLED_CLIP) if t == "synth" else t, listen=listen) for t in texts]
 
 
 def camera_available(index: int) -> bool:
@@ -100,7 +102,7 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, positional_s
             texts = ["synth"]
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
-        specs = resolve_sources(texts)
+        specs = resolve_sources(texts, args.rtsp_listen)
         from realtime.model import load_engine
 
         engine = load_engine(args, num_streams=len(specs))
@@ -128,7 +130,7 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, positional_s
     if interrupted:
         print("interrupted: stopped cleanly", file=sys.stderr)
     print(metrics.summary(), file=sys.stderr)
-    if out_dir is not None:
+    if out_dir is not None and metrics.frames_out:
         print(f"results saved to {out_dir}", file=sys.stderr)
     failed = [c for c in pipeline.captures if c.state == "failed"]
     if metrics.frames_out == 0 and failed:

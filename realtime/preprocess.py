@@ -3,7 +3,8 @@
 Same geometry as ``models.preprocess`` (``Letterbox.fit``, content centred, gray padding, ImageNet mean/std).
 CPU: OpenCV resizes each frame (the fastest resampler on a CPU) and torch normalises the batch.
 CUDA: the uint8 frames go up through pinned host memory (non-blocking copies), and the resize (bilinear, with
-antialiasing when shrinking), padding and normalisation run on the GPU.
+antialiasing when shrinking), padding and normalisation run on the GPU (``torch_letterbox``, which also runs on
+a CPU tensor, so it is tested here against the OpenCV path).
 """
 from __future__ import annotations
 
@@ -28,7 +29,9 @@ class DevicePreprocess:
 
         ``pad_to`` > len(images) appends zero images so that the batch shape stays static (CUDA graphs)."""
         if self.device.type == "cuda":
-            batch, boxes = self._cuda(images)
+            batch, boxes = self.torch_letterbox([self._upload(i, im) for i, im in enumerate(images)])
+            # Pinned buffers are reused: the copies must be done before the next call writes into them.
+            torch.cuda.current_stream(self.device).synchronize()
         else:
             canvases, boxes = zip(*(letterbox(im, self.size) for im in images))
             batch = torch.from_numpy(np.stack(canvases)).permute(0, 3, 1, 2).float()
@@ -46,18 +49,17 @@ class DevicePreprocess:
         host.numpy()[...] = image
         return host.to(self.device, non_blocking=True)
 
-    def _cuda(self, images: Sequence[np.ndarray]) -> tuple[torch.Tensor, list[Letterbox]]:
+    def torch_letterbox(self, images: Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[Letterbox]]:
+        """uint8 HxWx3 tensors (on the device) -> normalised ``[B,3,S,S]`` float32 and their Letterboxes."""
         out = torch.full((len(images), 3, self.size, self.size), float(PAD_VALUE), device=self.device)
         boxes = []
         for i, image in enumerate(images):
             h, w = image.shape[:2]
             box = Letterbox.fit(h, w, self.size)
             new_w, new_h = round(w * box.scale), round(h * box.scale)
-            x = self._upload(i, image).permute(2, 0, 1).unsqueeze(0).float()
+            x = image.permute(2, 0, 1).unsqueeze(0).float()
             x = F.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False,
                               antialias=box.scale < 1)
             out[i, :, int(box.pad_y):int(box.pad_y) + new_h, int(box.pad_x):int(box.pad_x) + new_w] = x[0]
             boxes.append(box)
-        # Pinned buffers are reused, so the copies must finish before the next call writes into them.
-        torch.cuda.current_stream(self.device).synchronize()
         return (out - self.mean) / self.std, boxes

@@ -37,6 +37,7 @@ class SourceSpec:
 
     uri: str
     kind: str  # "camera" | "stream" | "file" | "folder"
+    listen: bool = False  # RTSP only: act as the server a publisher pushes to (FFmpeg's listen mode)
 
     @property
     def live(self) -> bool:
@@ -47,8 +48,10 @@ class SourceSpec:
         return redact(self.uri)
 
 
-def parse_source(text: str) -> SourceSpec:
-    """Classify a source string; raises ``SourceError(permanent=True)`` for a malformed URL or a missing path."""
+def parse_source(text: str, listen: bool = False) -> SourceSpec:
+    """Classify a source string; raises ``SourceError(permanent=True)`` for a malformed URL or a missing path.
+
+    ``listen``: an ``rtsp://`` URL is the address to listen on for a pushed stream instead of one to pull."""
     text = text.strip()
     if text.isdigit():
         return SourceSpec(text, "camera")
@@ -66,7 +69,7 @@ def parse_source(text: str) -> SourceSpec:
                               f"{', '.join(STREAM_SCHEMES)}", permanent=True)
         if not parts.hostname and scheme not in ("udp", "tcp", "srt"):
             raise SourceError(f"malformed URL {text!r}: no host name", permanent=True)
-        return SourceSpec(text, "stream")
+        return SourceSpec(text, "stream", listen=listen and scheme == "rtsp")
     path = Path(text).expanduser()
     if path.is_dir():
         return SourceSpec(str(path), "folder")
@@ -106,6 +109,8 @@ class PyAVReader:
         scheme = urlsplit(self.spec.uri).scheme.lower()
         if scheme.startswith("rtsp"):
             options.update(rtsp_transport="tcp", timeout=us)
+            if self.spec.listen:
+                options.update(rtsp_flags="listen", listen_timeout=str(max(1, round(self.open_timeout))))
         else:
             options.update(rw_timeout=us)
         return options
@@ -118,6 +123,9 @@ class PyAVReader:
                                      timeout=(self.open_timeout, self.read_timeout))
         except av.error.FileNotFoundError:
             raise SourceError(f"{self.spec.name}: no such file", permanent=True) from None
+        except (av.error.HTTPUnauthorizedError, av.error.HTTPForbiddenError, av.error.HTTPNotFoundError) as exc:
+            raise SourceError(f"{self.spec.name}: refused by the server ({_reason(exc)}); check the URL and "
+                              f"credentials", permanent=True) from None
         except av.error.InvalidDataError:
             raise SourceError(f"{self.spec.name}: not a video file (or the file is empty/damaged)",
                               permanent=self.spec.kind == "file") from None

@@ -1,0 +1,148 @@
+"""Helpers of the real-time tests: real video files written with PyAV, free loopback ports, and the GStreamer
+RTSP server as a subprocess."""
+from __future__ import annotations
+
+import socket
+import struct
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def pattern(i: int, h: int, w: int) -> np.ndarray:
+    """Frame i of a test clip: a bright block moving right on a dark background, RGB uint8."""
+    image = np.full((h, w, 3), 30, np.uint8)
+    bw = max(4, w // 8)
+    x = (i * 5) % max(1, w - bw)
+    image[h // 4: 3 * h // 4, x:x + bw] = (220, 180, 40)
+    return image
+
+
+def write_video(path: Path, frames: int = 20, size=(160, 120), fps: int = 10, pix_fmt: str = "yuv420p",
+                codec: str = "libx264", sizes=None, image_fn=pattern) -> Path:
+    """An MP4 of ``frames`` frames; ``sizes`` (a list of (w, h) per frame) makes the resolution change mid-stream
+    (written as separate segments through one container is impossible, so each size change restarts the
+    encoder into a new MPEG-TS segment and the segments are concatenated)."""
+    path = Path(path)
+    if sizes is None:
+        out = av.open(str(path), "w")
+        stream = out.add_stream(codec, rate=fps)
+        stream.width, stream.height = size
+        stream.pix_fmt = pix_fmt
+        for i in range(frames):
+            fmt = "gray" if pix_fmt == "gray" else "rgb24"
+            image = image_fn(i, size[1], size[0])
+            frame = av.VideoFrame.from_ndarray(image[..., 0].copy() if fmt == "gray" else image, format=fmt)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+        out.close()
+        return path
+    data = b""
+    start = 0
+    for seg, (count, (w, h)) in enumerate(sizes):
+        seg_path = path.with_name(f"{path.stem}_seg{seg}.ts")
+        out = av.open(str(seg_path), "w", format="mpegts")
+        stream = out.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt
+        stream.codec_context.time_base = Fraction(1, fps)
+        for i in range(count):
+            frame = av.VideoFrame.from_ndarray(image_fn(start + i, h, w), format="rgb24")
+            frame.pts = start + i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+        out.close()
+        start += count
+        data += seg_path.read_bytes()
+    path.write_bytes(data)
+    return path
+
+
+def set_rotation(path: Path, degrees: int) -> Path:
+    """Writes a display matrix (the MP4 ``tkhd`` matrix) that tells players to turn the video clockwise."""
+    matrices = {90: (0, 65536, 0, -65536, 0, 0), 180: (-65536, 0, 0, 0, -65536, 0), 270: (0, -65536, 0, 65536, 0, 0)}
+    data = bytearray(Path(path).read_bytes())
+    i = data.find(b"tkhd")
+    version = data[i + 4]
+    off = i + 8 + (12 if version == 0 else 24) + 4 + (4 if version == 0 else 8) + 8 + 8
+    data[off:off + 36] = struct.pack(">9i", *matrices[degrees], 0, 0, 1 << 30)
+    Path(path).write_bytes(bytes(data))
+    return path
+
+
+def count_frames(path: Path) -> tuple[int, tuple[int, int], list[float]]:
+    """Decodes a video back: (number of frames, (w, h), frame times in seconds)."""
+    with av.open(str(path)) as c:
+        times, size = [], None
+        for f in c.decode(video=0):
+            times.append(float(f.pts * f.time_base))
+            size = (f.width, f.height)
+    return len(times), size, times
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def gst_available() -> str | None:
+    """None when GStreamer's RTSP server can run here, else the reason it cannot."""
+    if not Path(SYSTEM_PYTHON).exists():
+        return f"{SYSTEM_PYTHON} not found"
+    probe = subprocess.run([SYSTEM_PYTHON, "-c", "import gi; gi.require_version('GstRtspServer', '1.0'); "
+                            "gi.require_version('Gst', '1.0'); from gi.repository import Gst, GstRtspServer; "
+                            "Gst.init(None); assert Gst.ElementFactory.find('x264enc')"],
+                           capture_output=True, text=True)
+    if probe.returncode:
+        return "gi / gst-rtsp-server / x264enc missing (run .ci/install-system-deps as root)"
+    return None
+
+
+class GstServer:
+    """The camera-like RTSP server (tests/realtime/gst_rtsp_server.py) in a subprocess."""
+
+    def __init__(self, port: int = 0, **options):
+        self.options = options
+        self.port = port
+        self.proc = None
+
+    def start(self, timeout: float = 15.0) -> "GstServer":
+        cmd = [SYSTEM_PYTHON, str(HERE / "gst_rtsp_server.py"), "--port", str(self.port)]
+        for key, value in self.options.items():
+            cmd += [f"--{key}", str(value)]
+        deadline = time.monotonic() + timeout
+        while True:
+            self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            line = self.proc.stdout.readline()
+            if line.startswith("PORT "):
+                self.port = int(line.split()[1])
+                return self
+            self.proc.wait()
+            if time.monotonic() > deadline:  # e.g. the old socket of a restarted server still held
+                raise RuntimeError("GStreamer RTSP server did not start")
+            time.sleep(0.3)
+
+    def url(self, credentials: str = "") -> str:
+        return f"rtsp://{credentials + '@' if credentials else ''}127.0.0.1:{self.port}/live"
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def python() -> str:
+    return sys.executable

@@ -1,0 +1,101 @@
+"""The whole pipeline in-process with a real (untrained tiny) network: files in, MP4 + JSONL out, decoded back."""
+import json
+import os
+
+import pytest
+
+from realtime.pipeline import Pipeline, PipelineConfig
+from realtime.sinks import SinkError
+from realtime.sources import parse_source
+from tests.realtime.helpers import count_frames, write_video
+
+
+def run(specs, tmp_path, engine, **kwargs):
+    config = PipelineConfig(specs=specs, out_dir=tmp_path / "out", progress=False, **kwargs)
+    logs = []
+    metrics = Pipeline(config, engine, log=logs.append).run()
+    return metrics, logs
+
+
+def jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_file_every_frame_out_with_real_timestamps(tmp_path, engine):
+    src = write_video(tmp_path / "clip.mp4", frames=12, size=(160, 120), fps=10)
+    metrics, logs = run([parse_source(str(src))], tmp_path, engine)
+    assert metrics.frames_out == 12
+    n, size, times = count_frames(tmp_path / "out" / "annotated.mp4")
+    assert n == 12 and size == (160, 120)
+    assert times == pytest.approx([i / 10 for i in range(12)], abs=1e-3)  # the source's own clock
+    records = jsonl(tmp_path / "out" / "poses.jsonl")
+    assert [r["seq"] for r in records] == list(range(12))
+    r = records[0]
+    assert set(r) == {"source", "stream", "seq", "pts", "wall_time", "latency_ms", "width", "height", "people"}
+    people = [p for rec in records for p in rec["people"]]
+    assert people and all(rec["people"] for rec in records)
+    for person in people:
+        assert len(person["keypoints"]) == 17 and len(person["keypoint_scores"]) == 17
+        assert isinstance(person["track_id"], int) and 0 <= person["score"] <= 1
+    assert all(p["track_id"] >= 1 for p in people)
+    assert any("-> ended" in line for line in logs)
+    stages = metrics.as_dict()["stages"]
+    assert {"preprocess", "forward", "postprocess", "post", "sinks", "end_to_end"} <= set(stages)
+
+
+def test_two_streams_batch_together_and_keep_their_own_files(tmp_path, engine):
+    a = write_video(tmp_path / "a.mp4", frames=8, size=(160, 120))
+    b = write_video(tmp_path / "b.mp4", frames=5, size=(96, 64))
+    metrics, _ = run([parse_source(str(a)), parse_source(str(b))], tmp_path, engine)
+    assert metrics.frames_out == 13 and metrics.batches < 13  # some batches held both streams
+    assert count_frames(tmp_path / "out" / "annotated_0.mp4")[:2] == (8, (160, 120))
+    assert count_frames(tmp_path / "out" / "annotated_1.mp4")[:2] == (5, (96, 64))
+    assert [r["seq"] for r in jsonl(tmp_path / "out" / "poses_1.jsonl")] == list(range(5))
+
+
+def test_odd_size_and_resolution_change_still_give_a_playable_mp4(tmp_path, engine):
+    odd = write_video(tmp_path / "odd.mp4", frames=4, size=(161, 119), pix_fmt="yuv444p")
+    change = write_video(tmp_path / "change.ts", sizes=[(4, (160, 120)), (4, (96, 80))])
+    metrics, _ = run([parse_source(str(odd)), parse_source(str(change))], tmp_path, engine)
+    assert metrics.frames_out == 12
+    assert count_frames(tmp_path / "out" / "annotated_0.mp4")[:2] == (4, (162, 120))  # padded to even
+    assert count_frames(tmp_path / "out" / "annotated_1.mp4")[:2] == (8, (160, 120))  # first size kept
+    widths = [r["width"] for r in jsonl(tmp_path / "out" / "poses_1.jsonl")]
+    assert widths == [160] * 4 + [96] * 4  # JSONL keeps each frame's own size
+
+
+def test_max_frames_stops_early(tmp_path, engine):
+    src = write_video(tmp_path / "clip.mp4", frames=40)
+    metrics, _ = run([parse_source(str(src))], tmp_path, engine, max_frames=5)
+    assert 5 <= metrics.frames_out <= 6
+    assert count_frames(tmp_path / "out" / "annotated.mp4")[0] == metrics.frames_out
+
+
+def test_a_failed_source_does_not_stop_the_others(tmp_path, engine):
+    good = write_video(tmp_path / "good.mp4", frames=6)
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00" * 100)
+    metrics, logs = run([parse_source(str(bad)), parse_source(str(good))], tmp_path, engine)
+    assert metrics.frames_out == 6
+    assert any("source 0" in line and "failed" in line and "not a video" in line for line in logs)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_output_is_one_error_before_anything_starts_nonroot(tmp_path, engine):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    config = PipelineConfig(specs=[parse_source(str(write_video(tmp_path / "a.mp4", frames=2)))],
+                            out_dir=locked / "run", progress=False)
+    with pytest.raises(SinkError, match="cannot write"):
+        Pipeline(config, engine).run()
+
+
+def test_output_path_under_a_file_is_one_error(tmp_path, engine):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a folder should be")
+    config = PipelineConfig(specs=[parse_source(str(write_video(tmp_path / "a.mp4", frames=2)))],
+                            out_dir=blocker / "run", progress=False)
+    pipeline = Pipeline(config, engine)
+    with pytest.raises(SinkError, match="cannot write .*blocker"):
+        pipeline.run()
+    assert all(not c.is_alive() for c in pipeline.captures)
