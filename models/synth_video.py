@@ -108,7 +108,7 @@ def render_clip(num_frames: int, fps: int, seed: int, cfg: synth.SceneConfig):
 
 
 def write_clip(out: Path, name: str, num_frames: int, fps: int, seed: int, cfg: synth.SceneConfig,
-               crf: int = 28) -> tuple[Path, Path]:
+               crf: int = 23) -> tuple[Path, Path]:
     """Write ``out/name.mp4`` (H.264) and ``out/name.json``; returns both paths."""
     if num_frames < 1 or fps < 1:
         raise ValueError(f"need --frames >= 1 and --fps >= 1, got {num_frames} and {fps}")
