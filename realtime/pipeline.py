@@ -86,6 +86,7 @@ class Pipeline:
                                  min_score=c.min_score) for spec in c.specs]
         self.metrics = Metrics(self.captures)
         self.events: list[tuple[int, str, str, str]] = []
+        self.view_url: str | None = None  # the browser view's address once ``run`` has started it
         self._post_q: queue.Queue = queue.Queue(maxsize=4)
         self._out_q: queue.Queue = queue.Queue(maxsize=4)
 
@@ -130,6 +131,7 @@ class Pipeline:
     def run(self) -> Metrics:
         """Runs until every source is finished, ``max_frames`` results are out, the window is closed, or Ctrl-C."""
         outputs = Outputs(self.config, self.captures, self.metrics, self.log)  # may raise SinkError: nothing started
+        self.view_url = outputs.view.url if outputs.view is not None else None
         engine_t = _Stage("engine", self._engine_step, lambda: self._put(self._post_q, _END))
         post_t = _Stage("post", self._post_step, lambda: self._put(self._out_q, _END))
         try:
