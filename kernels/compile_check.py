@@ -1,0 +1,103 @@
+"""Compile the decode kernels for a real GPU target without a GPU: Triton to PTX/cubin, the CUDA C with nvcc.
+
+    python -m kernels.compile_check [--arch 90] [--triton-only | --cuda-only]
+
+Triton: ``triton.compile(ASTSource(...), target=GPUTarget("cuda", arch, 32))`` for fp16 and fp32 maps and two
+launch configurations; this catches errors that the interpreter accepts. Must run without ``TRITON_INTERPRET``.
+CUDA C: ``nvcc -ptx -arch=sm_<arch>`` of ``kernels/decode.cu`` with every template instantiation; skipped with a
+message when nvcc is absent. Prints one line per compiled variant; exits non-zero with ``error: ...`` on failure.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+CU_SOURCE = Path(__file__).with_name("decode.cu")
+DTYPES = {"fp32": "fp32", "fp16": "fp16"}
+
+
+def compile_triton(arch: int) -> list[str]:
+    """Compile ``_decode_kernel`` for ``sm_<arch>``; returns one description line per variant."""
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource, compile as triton_compile
+
+    from kernels.decode_triton import _decode_kernel, launch_config
+
+    lines = []
+    for map_dtype in DTYPES.values():
+        for h, w, people, channels, radius in ((128, 128, 30, 32, 1), (67, 45, 100, 256, 2)):
+            meta = launch_config(h, w, people, channels)
+            signature = {name: f"*{map_dtype}" for name in ("score_ptr", "off_ptr", "kfeat_ptr", "ifeat_ptr")}
+            signature.update({"scores_ptr": "*fp32", "indices_ptr": "*i64", "valid_ptr": "*u8",
+                              "kpts_ptr": "*fp32", "kq_ptr": f"*{map_dtype}", "iq_ptr": f"*{map_dtype}"})
+            signature.update({name: "i32" for name in ("h", "w", "num_kpts", "ck", "ci", "max_people")})
+            signature["thr_logit"] = "fp32"
+            constexprs = {"RADIUS": radius, **meta}
+            signature.update({name: "constexpr" for name in constexprs})
+            source = ASTSource(_decode_kernel, signature, constexprs=constexprs)
+            kernel = triton_compile(source, target=GPUTarget("cuda", arch, 32), options={"num_warps": 4})
+            ptx = kernel.asm["ptx"]
+            lines.append(f"triton sm_{arch} {map_dtype} {meta} radius={radius}: "
+                         f"{len(ptx)} chars of PTX, {len(kernel.asm['cubin'])} bytes of cubin")
+    return lines
+
+
+def compile_cuda(arch: int) -> list[str]:
+    """``nvcc -ptx`` of the CUDA C source; every instantiation must appear in the PTX."""
+    from kernels.decode_cupy import KERNEL_NAMES
+
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        return ["cuda: skipped, nvcc not found"]
+    with tempfile.TemporaryDirectory() as tmp:
+        ptx_path = Path(tmp) / "decode.ptx"
+        cmd = [nvcc, "-ptx", f"-arch=sm_{arch}", "-std=c++17", "-o", str(ptx_path), str(CU_SOURCE)]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"nvcc failed: {done.stderr.strip()}")
+        ptx = ptx_path.read_text()
+    entries = [line.split()[2].rstrip("(") for line in ptx.splitlines() if line.startswith(".visible .entry")]
+    missing = [name for name in KERNEL_NAMES.values() if not any(e.startswith(mangled_prefix(name)) for e in entries)]
+    if missing:
+        raise RuntimeError(f"nvcc PTX lacks the instantiations {missing}")
+    return [f"cuda sm_{arch} {name}: {mangled_prefix(name)}... in PTX" for name in KERNEL_NAMES.values()]
+
+
+def mangled_prefix(name: str) -> str:
+    """Start of the Itanium-mangled name of ``decode_kernel<A, B>`` (A, B in float / f16): name and template args."""
+    base, args = name.rstrip(">").split("<")
+    codes = {"float": "f", "f16": "3f16"}
+    first, second = (codes[a.strip()] for a in args.split(","))
+    if first == second == "f":
+        targs = "ff"
+    elif first == second:
+        targs = f"{first}S0_"
+    else:
+        targs = first + second
+    return f"_Z{len(base)}{base}I{targs}E"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arch", type=int, default=90, help="compute capability, e.g. 90 for sm_90 (default)")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--triton-only", action="store_true", help="compile only the Triton kernel")
+    which.add_argument("--cuda-only", action="store_true", help="compile only the CUDA C source")
+    args = parser.parse_args(argv)
+    if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
+        sys.exit("error: TRITON_INTERPRET is set; compile for a GPU target in a process without it")
+    try:
+        lines = [] if args.cuda_only else compile_triton(args.arch)
+        lines += [] if args.triton_only else compile_cuda(args.arch)
+    except Exception as exc:  # one line for whatever the compilers raise
+        sys.exit(f"error: {type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
