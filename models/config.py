@@ -95,8 +95,8 @@ PRESETS: dict[str, ModelConfig] = {
     # CPU-trainable in minutes on synthetic data: 256 input -> 64x64 map.
     "tiny": ModelConfig(),
     # About 2-3 GFLOPs at 320x320 (measured, see the notes): webcam speed on a GPU, usable on a CPU.
-    "realtime": ModelConfig(name="realtime", backbone="realtime", input_size=320, head_channels=64,
-                            kpt_channels=16, inst_channels=64, qem_hidden=64, positive_radius=3.0,
+    "realtime": ModelConfig(name="realtime", backbone="realtime", input_size=320, head_channels=32,
+                            kpt_channels=8, inst_channels=32, qem_hidden=64, positive_radius=3.0,
                             max_people=30),
     # The paper's scales (DEKR's widths: Ck = 15 there, 16 here).
     "hrnet_w32": ModelConfig(name="hrnet_w32", backbone="hrnet_w32", input_size=512, head_channels=32,

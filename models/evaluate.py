@@ -168,7 +168,8 @@ def keep_top(results: list[dict], per_image: int = MAX_POSES_PER_IMAGE) -> list[
     return [r for rs in by_image.values() for r in sorted(rs, key=lambda r: -r["score"])[:per_image]]
 
 
-def resolve_data(data: str | None, ann: str | None, images: str | None) -> tuple[Path, Path]:
+def resolve_data(data: str | None, ann: str | None, images: str | None, split: str | None = None,
+                 prefer: tuple[str, ...] = ("val", "test")) -> tuple[Path, Path]:
     """(annotation file, image folder) from a synth folder (``--data``) or explicit ``--ann``/``--images``."""
     if data is None and (ann is None or images is None):
         raise DataPathError("give --data DIR (a synth folder) or both --ann FILE and --images DIR")
@@ -177,7 +178,7 @@ def resolve_data(data: str | None, ann: str | None, images: str | None) -> tuple
         if not root.is_dir():
             raise DataPathError(f"data folder {root} does not exist; make one with "
                                 f"`python -m models.synth --out {root} --num-images 500 --seed 7`")
-        ann_path, image_dir = synth_layout(root)
+        ann_path, image_dir = synth_split(root, split, prefer)
     else:
         ann_path, image_dir = Path(ann), Path(images)
     if not ann_path.is_file():
@@ -187,9 +188,133 @@ def resolve_data(data: str | None, ann: str | None, images: str | None) -> tuple
     return ann_path, image_dir
 
 
-def synth_layout(root: Path) -> tuple[Path, Path]:
-    """The annotation file and image folder of a ``models.synth`` output folder."""
-    candidates = [root / "annotations.json", *sorted(root.glob("*.json")), *sorted(root.glob("annotations/*.json"))]
-    ann = next((p for p in candidates if p.is_file()), root / "annotations.json")
-    image_dir = root / "images" if (root / "images").is_dir() else root
-    return ann, image_dir
+def synth_splits(root: Path) -> list[str]:
+    """Split names of a ``models.synth`` folder (``annotations/person_keypoints_<split>.json``)."""
+    return sorted(p.name[len("person_keypoints_"):-len(".json")]
+                  for p in (root / "annotations").glob("person_keypoints_*.json"))
+
+
+def synth_split(root: Path, split: str | None, prefer: tuple[str, ...]) -> tuple[Path, Path]:
+    """Annotation file and image folder of one split of a synth folder: ``split`` if given, else the first of
+    ``prefer`` that exists, else the only split there is."""
+    splits = synth_splits(root)
+    if split is None:
+        split = next((s for s in prefer if s in splits), splits[0] if len(splits) == 1 else None)
+    if split is None or split not in splits:
+        found = ", ".join(splits) or "none"
+        raise DataPathError(f"{root} is not a synth folder with split {split or '/'.join(prefer)} (splits found: "
+                            f"{found}); expected {root}/annotations/person_keypoints_<split>.json and {root}/<split>/")
+    return root / "annotations" / f"person_keypoints_{split}.json", root / split
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    import cv2
+
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise DataPathError(f"cannot read image {path}; check --images / --data")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def predict_results(predictor, coco_gt, image_dir: Path, image_ids: list[int], batch_size: int = 8,
+                    progress: bool = True) -> list[dict]:
+    """Run ``predictor`` over ``image_ids`` (read from ``image_dir``); COCO results, top 20 per image."""
+    from tqdm import tqdm
+
+    results: list[dict] = []
+    bar = tqdm(total=len(image_ids), desc="evaluate", disable=not progress, leave=False, dynamic_ncols=True)
+    for start in range(0, len(image_ids), batch_size):
+        ids = image_ids[start:start + batch_size]
+        images = [read_rgb(image_dir / coco_gt.imgs[i]["file_name"]) for i in ids]
+        for image_id, poses in zip(ids, predictor.predict(images)):
+            results += poses_to_results(image_id, poses)
+        bar.update(len(ids))
+    bar.close()
+    return keep_top(results)
+
+
+def evaluate_predictor(predictor, ann_file: Path, image_dir: Path, max_images: int | None = None,
+                       batch_size: int = 8, progress: bool = True) -> tuple[EvalReport, list[dict]]:
+    """COCO keypoint metrics of ``predictor`` on an annotated image set (the first ``max_images`` by id)."""
+    coco_gt = load_ground_truth(ann_file)
+    image_ids = sorted(coco_gt.getImgIds())[:max_images]
+    results = predict_results(predictor, coco_gt, Path(image_dir), image_ids, batch_size, progress)
+    return coco_keypoint_eval(coco_gt, results, image_ids), results
+
+
+def evaluate_model(net, ann_file: Path, image_dir: Path, input_size: int | None = None, flip: bool = False,
+                   device="cpu", max_images: int | None = None, progress: bool = True):
+    """``evaluate_predictor`` for a live network (left in eval mode; callers training it switch back)."""
+    from models.predictor import Predictor
+
+    was_training = net.training
+    try:
+        predictor = Predictor(net, device=str(device), input_size=input_size, flip_test=flip)
+        return evaluate_predictor(predictor, ann_file, image_dir, max_images, progress=progress)
+    finally:
+        net.train(was_training)
+
+
+def evaluate_checkpoint(checkpoint: str | Path | None, data: str | Path | None = None, ann: str | None = None,
+                        images: str | None = None, split: str | None = None, flip: bool = True,
+                        device: str = "cpu", input_size: int | None = None, max_images: int | None = None,
+                        progress: bool = True):
+    """Metrics and results of a checkpoint file (None: the bundled one) on a synth folder or --ann/--images."""
+    from models.predictor import Predictor
+
+    ann_file, image_dir = resolve_data(None if data is None else str(data), ann, images, split)
+    predictor = Predictor(checkpoint, device=device, input_size=input_size, flip_test=flip)
+    return evaluate_predictor(predictor, ann_file, image_dir, max_images, progress=progress)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(prog="python -m models.evaluate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", help="a models.synth folder (annotations/person_keypoints_<split>.json + <split>/)")
+    p.add_argument("--split", help="split of --data (default: val, then test, then the only one)")
+    p.add_argument("--ann", help="COCO keypoint annotation JSON (with --images)")
+    p.add_argument("--images", help="image folder (with --ann)")
+    p.add_argument("--checkpoint", help="checkpoint file (default: the bundled models/weights/tiny_synth.pt)")
+    p.add_argument("--out", help="write the COCO keypoint results JSON here")
+    p.add_argument("--metrics-out", help="write the metrics as JSON here")
+    p.add_argument("--no-flip", action="store_true", help="no flip test (it is on by default)")
+    p.add_argument("--input-size", type=int, help="network input size (default: the checkpoint's)")
+    p.add_argument("--max-images", type=int, help="evaluate on the first N images only")
+    p.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    from models.checkpoint import CheckpointError
+
+    try:
+        ann_file, image_dir = resolve_data(args.data, args.ann, args.images, args.split)
+        from models import DEFAULT_CHECKPOINT
+        checkpoint = Path(args.checkpoint) if args.checkpoint else DEFAULT_CHECKPOINT
+        if not checkpoint.is_file():
+            raise CheckpointError(f"{checkpoint}: checkpoint file not found; pass --checkpoint PATH "
+                                  f"(train one with `python -m models.train`)")
+        report, results = evaluate_checkpoint(checkpoint, None, str(ann_file), str(image_dir), flip=not args.no_flip,
+                                              device=args.device, input_size=args.input_size,
+                                              max_images=args.max_images, progress=not args.no_progress)
+    except (DataPathError, CheckpointError) as exc:
+        sys.exit(f"error: {exc}")
+    except KeyboardInterrupt:
+        sys.exit("interrupted; nothing written")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(results))
+    if args.metrics_out:
+        Path(args.metrics_out).write_text(json.dumps({"checkpoint": str(checkpoint), "data": str(ann_file),
+                                                      "flip": not args.no_flip, **report.as_dict()}, indent=1))
+    print(report.table(f"{checkpoint.name} on {ann_file} ({'flip' if not args.no_flip else 'no flip'})"))
+    if args.out:
+        print(f"results: {args.out}")
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+if __name__ == "__main__":
+    main()

@@ -23,10 +23,9 @@ AREA_EPS = float(np.spacing(1))
 
 
 def _tensor(x, like: torch.Tensor | None = None) -> torch.Tensor:
-    t = torch.as_tensor(x)
-    if like is not None:
-        t = t.to(device=like.device, dtype=like.dtype)
-    return t
+    if like is None:
+        return torch.as_tensor(x)
+    return torch.as_tensor(x, dtype=like.dtype, device=like.device)  # no float32 detour for float64 inputs
 
 
 def _sigmas(k: int, sigmas, like: torch.Tensor) -> torch.Tensor:

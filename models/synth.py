@@ -55,15 +55,15 @@ PRESETS = {
 def background(rng: np.random.Generator, cfg: SceneConfig) -> np.ndarray:
     """Gradient + low-frequency texture + grain + random shapes, RGB uint8."""
     w, h = cfg.width, cfg.height
-    c0, c1 = rng.uniform(30, 225, (2, 3))
+    c0, c1 = rng.uniform(30, 225, (2, 3)).astype(np.float32)
     angle = rng.uniform(0, 2 * np.pi)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     t = ((xx / w - 0.5) * np.cos(angle) + (yy / h - 0.5) * np.sin(angle) + 0.5).clip(0, 1)[..., None]
     img = c0 * (1 - t) + c1 * t
     cells = int(rng.integers(4, 24))
     tex = rng.uniform(-1, 1, (cells, cells, 3)).astype(np.float32)
-    img += cv2.resize(tex, (w, h), interpolation=cv2.INTER_CUBIC) * rng.uniform(10, 45)
-    img += rng.normal(0, rng.uniform(2, 8), (h, w, 3))
+    img += cv2.resize(tex, (w, h), interpolation=cv2.INTER_CUBIC) * np.float32(rng.uniform(10, 45))
+    img += rng.standard_normal((h, w, 3), dtype=np.float32) * np.float32(rng.uniform(2, 8))
     img = img.clip(0, 255).astype(np.uint8)
     for _ in range(int(rng.integers(cfg.clutter[0], cfg.clutter[1] + 1))):
         colour = tuple(int(v) for v in rng.integers(0, 256, 3))
@@ -93,9 +93,10 @@ def relight(img: np.ndarray, rng: np.random.Generator, noise: float) -> np.ndarr
     """Uneven illumination, a colour cast, sensor noise and a slight blur over the whole image."""
     h, w = img.shape[:2]
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    gain = rng.uniform(0.7, 1.2) + rng.uniform(-0.3, 0.3) * (xx / w - 0.5) + rng.uniform(-0.3, 0.3) * (yy / h - 0.5)
-    out = img.astype(np.float32) * gain[..., None] * rng.uniform(0.9, 1.1, 3)
-    out += rng.normal(0, rng.uniform(0, noise), out.shape)
+    gain = np.float32(rng.uniform(0.7, 1.2)) + np.float32(rng.uniform(-0.3, 0.3)) * (xx / w - 0.5) \
+        + np.float32(rng.uniform(-0.3, 0.3)) * (yy / h - 0.5)
+    out = img.astype(np.float32) * gain[..., None] * rng.uniform(0.9, 1.1, 3).astype(np.float32)
+    out += rng.standard_normal(out.shape, dtype=np.float32) * np.float32(rng.uniform(0, noise))
     sigma = rng.uniform(0, 0.8)
     if sigma > 0.3:
         out = cv2.GaussianBlur(out, (0, 0), sigma)

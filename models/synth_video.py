@@ -47,7 +47,7 @@ def _spawn(rng: np.random.Generator, track_id: int, cfg: synth.SceneConfig, insi
             heading = float(rng.choice([0.0, np.pi]) + rng.uniform(-0.3, 0.3))
     else:
         side = float(rng.choice([-1, 1]))
-        x = cfg.width / 2 + side * (cfg.width / 2 + 0.25 * h)
+        x = cfg.width / 2 + side * (cfg.width / 2 + 0.1 * h)
         heading = float(-side * np.pi / 2 + rng.uniform(-0.3, 0.3))
     return Walker(track_id, x, h, heading, heading, float(rng.uniform(0.3, 0.6)), float(rng.uniform(0, 2 * np.pi)),
                   figures.sample_appearance(rng))
@@ -102,7 +102,7 @@ def render_clip(num_frames: int, fps: int, seed: int, cfg: synth.SceneConfig):
         walkers = [w for w in walkers if not _left(w, cfg)]
         if rng.random() < 0.2 * dt:  # the crowd size drifts
             target = int(rng.integers(cfg.min_people, cfg.max_people + 1))
-        if len(walkers) < target and rng.random() < 2.0 * dt:
+        if len(walkers) < cfg.min_people or (len(walkers) < target and rng.random() < 1.0 * dt):
             walkers.append(_spawn(rng, next_id, cfg, inside=False))
             next_id += 1
 

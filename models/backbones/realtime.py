@@ -1,7 +1,7 @@
 """``realtime``: a CSP/ResNet-style encoder (strides 4..32) with a top-down neck back to stride 4.
 
 Each stage: a strided 3x3 conv, then a CSP block (two 1x1 splits, BasicBlocks on one half, 1x1 fuse).
-Widths 32-64-128-256-384, blocks 1-2-2-1, neck 96 channels: about 2-3 GFLOPs at 320x320 with the heads
+Widths 24 (stem) 48-96-192-320, blocks 1-2-2-1, neck 48 channels: about 2-3 GFLOPs at 320x320 with the heads
 (measured with ``torch.utils.flop_counter``; the figure is in the README).
 """
 from __future__ import annotations
@@ -26,11 +26,11 @@ class CSPBlock(nn.Module):
 
 
 class RealtimeBackbone(nn.Module):
-    def __init__(self, widths: tuple[int, ...] = (64, 128, 256, 384), blocks: tuple[int, ...] = (1, 2, 2, 1),
-                 out_channels: int = 96):
+    def __init__(self, widths: tuple[int, ...] = (48, 96, 192, 320), blocks: tuple[int, ...] = (1, 2, 2, 1),
+                 out_channels: int = 48, stem: int = 24):
         super().__init__()
-        self.stem = conv_bn_relu(3, 32, 3, 2)
-        cins = (32,) + tuple(widths[:-1])
+        self.stem = conv_bn_relu(3, stem, 3, 2)
+        cins = (stem,) + tuple(widths[:-1])
         self.stages = nn.ModuleList(
             nn.Sequential(conv_bn_relu(cin, cout, 3, 2), CSPBlock(cout, n))
             for cin, cout, n in zip(cins, widths, blocks))

@@ -1,0 +1,381 @@
+"""Train a pose network (CIR score map + QEM) on COCO-format keypoints: one CPU/GPU, or many with torchrun.
+
+    python -m models.train --config tiny --synth /work/data/synth_train --val-synth /work/data/synth_val \\
+        --input-size 256 --epochs 30 --batch-size 16 --out runs/tiny
+    torchrun --nproc_per_node 8 -m models.train --config hrnet_w32 \\
+        --train-ann coco/annotations/person_keypoints_train2017.json --train-images coco/train2017 \\
+        --val-ann coco/annotations/person_keypoints_val2017.json --val-images coco/val2017 \\
+        --batch-size 10 --out runs/hrnet_w32
+
+Schedule (DEKR's by default): Adam, lr 1e-3, multiplied by 0.1 at 90/140 and 120/140 of the epochs (so the
+drops scale with --epochs). --batch-size is per process; under torchrun each process reads its own shard
+(DistributedSampler), gradients are averaged with DDP (nccl on CUDA, gloo on CPU), and rank 0 evaluates and
+writes checkpoints. Mixed precision (fp16 autocast + GradScaler) is on for CUDA.
+
+In --out: last.pt (after every epoch, with optimizer, scheduler and epoch for --resume), best.pt (highest
+validation AP, or lowest loss without a validation set) and train_log.jsonl (one line per epoch).
+Ablation switches become model overrides: --score-mode, --no-kqe, --no-pqe, --cir-loss.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+
+from models.distributed import DistInfo, all_gather_objects, barrier, cleanup, init_distributed, state_checksum
+
+DEKR_EPOCHS, DEKR_DROPS = 140, (90, 120)
+
+
+def _light_augment():
+    from models.augment import AugmentConfig
+
+    return AugmentConfig(max_rotation=10.0, scale_range=(0.85, 1.2), max_translate=0.05, brightness=0.15,
+                         contrast=0.15, saturation=0.15, hue=2.0)
+
+
+class TrainError(Exception):
+    """A bad argument or path, reported as one line."""
+
+
+def lr_milestones(epochs: int, drops=DEKR_DROPS, of: int = DEKR_EPOCHS) -> list[int]:
+    """DEKR's drop epochs scaled to ``epochs`` (90/140 and 120/140 of the run), strictly increasing, >= 1."""
+    out: list[int] = []
+    for d in drops:
+        m = max(1, round(epochs * d / of))
+        if out and m <= out[-1]:
+            m = out[-1] + 1
+        out.append(m)
+    return [m for m in out if m < epochs] if epochs > 1 else []
+
+
+def model_overrides(args) -> dict:
+    """Ablation switches as ``build_model`` overrides (only the ones given)."""
+    over: dict = {}
+    if args.score_mode is not None:
+        over["score_mode"] = args.score_mode
+    if args.no_kqe:
+        over["use_kqe"] = False
+    if args.no_pqe:
+        over["use_pqe"] = False
+    if args.cir_loss is not None:
+        over["cir_loss"] = args.cir_loss
+    if args.input_size is not None:
+        over["input_size"] = args.input_size
+    return over
+
+
+def data_paths(args) -> tuple[tuple[Path, Path], tuple[Path, Path] | None]:
+    """((train ann, train images), (val ann, val images) or None). A --synth folder gives its "train" split (or
+    its only one) for training and, unless other validation data is named, its "val" split when it has one."""
+    from models.evaluate import DataPathError, resolve_data, synth_splits
+
+    try:
+        if args.synth is not None:
+            train = resolve_data(args.synth, None, None, prefer=("train",))
+        else:
+            train = resolve_data(None, args.train_ann, args.train_images)
+        val = None
+        if args.val_synth is not None:
+            val = resolve_data(args.val_synth, None, None)
+        elif args.val_ann is not None or args.val_images is not None:
+            val = resolve_data(None, args.val_ann, args.val_images)
+        elif args.synth is not None and "val" in synth_splits(Path(args.synth)):
+            val = resolve_data(args.synth, None, None, split="val")
+    except DataPathError as exc:
+        raise TrainError(str(exc)) from None
+    return train, val
+
+
+def make_loader(ann: Path, images: Path, args, info: DistInfo, seed: int):
+    from models.dataset import KeypointDataset, collate_samples
+
+    from models.augment import AugmentConfig
+
+    augment = {"dekr": AugmentConfig(), "off": AugmentConfig.off(), "light": _light_augment()}[args.augment]
+    dataset = KeypointDataset(str(ann), str(images), args.input_size, train=True, augment=augment)
+    if len(dataset) == 0:
+        raise TrainError(f"no training images in {ann}")
+    sampler = (DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=seed,
+                                  drop_last=False) if info.distributed else None)
+    gen = torch.Generator().manual_seed(seed)
+    loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=sampler is None, sampler=sampler,
+                        num_workers=args.workers, collate_fn=collate_samples, drop_last=len(dataset) > args.batch_size,
+                        generator=gen, pin_memory=info.device.type == "cuda",
+                        persistent_workers=args.workers > 0, worker_init_fn=_seed_worker)
+    return loader, sampler
+
+
+def _seed_worker(worker_id: int) -> None:
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+class LossModule(torch.nn.Module):
+    """The network plus its training losses in one forward, so that DDP sees every parameter the loss uses."""
+
+    def __init__(self, net: torch.nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, images, persons):
+        from models.losses import training_losses
+
+        return training_losses(self.net, images, persons)
+
+
+def scheduler_state(scheduler) -> dict:
+    """MultiStepLR's state with its Counter turned into a plain dict (weights_only-loadable)."""
+    state = scheduler.state_dict()
+    state["milestones"] = {int(k): int(v) for k, v in state["milestones"].items()}
+    return state
+
+
+def load_scheduler_state(scheduler, state: dict) -> None:
+    state = dict(state)
+    state["milestones"] = Counter({int(k): int(v) for k, v in state["milestones"].items()})
+    scheduler.load_state_dict(state)
+
+
+def train_one_epoch(loss_module, loader, optimizer, scaler, info: DistInfo, epoch: int, max_steps: int | None,
+                    progress: bool) -> dict:
+    """One pass over ``loader``; returns mean losses, step count and images/s (this process's images)."""
+    from tqdm import tqdm
+
+    loss_module.train()
+    sums: dict[str, float] = {}
+    steps, images_seen = 0, 0
+    use_amp = scaler is not None
+    start = time.perf_counter()
+    bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=not (progress and info.is_main),
+               dynamic_ncols=True)
+    for images, persons, _ids, _boxes in bar:
+        images = images.to(info.device, non_blocking=True)
+        persons = [p.to(info.device) for p in persons]
+        with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=use_amp):
+            losses = loss_module(images, persons)
+        loss = losses["loss"]
+        if not torch.isfinite(loss):
+            raise TrainError(f"loss became {loss.item()} at epoch {epoch} step {steps}; lower --lr or check the data")
+        optimizer.zero_grad(set_to_none=True)
+        if use_amp:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        for k, v in losses.items():
+            sums[k] = sums.get(k, 0.0) + float(v.detach())
+        steps += 1
+        images_seen += images.shape[0]
+        bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+        if max_steps is not None and steps >= max_steps:
+            break
+    seconds = time.perf_counter() - start
+    out = {k: v / max(steps, 1) for k, v in sums.items()}
+    out.update(steps=steps, images=images_seen, seconds=seconds, images_per_s=images_seen / max(seconds, 1e-9))
+    return out
+
+
+def validate(net, val, args, info: DistInfo) -> dict:
+    """COCO AP and score/OKS Spearman of ``net`` on the validation set (rank 0 only; no flip, for speed)."""
+    from models.evaluate import evaluate_model
+
+    report, _ = evaluate_model(net, val[0], val[1], input_size=args.input_size, flip=False, device=info.device,
+                               max_images=args.val_images_max, progress=False)
+    return {"AP": report.ap, "AP50": report.ap50, "AR": report.ar, "spearman": report.spearman}
+
+
+def build_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m models.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default="tiny", help="model config name (tiny, realtime, hrnet_w32, hrnet_w48)")
+    p.add_argument("--synth", help="training synth folder (annotations JSON + images)")
+    p.add_argument("--train-ann", help="COCO keypoint annotation JSON for training")
+    p.add_argument("--train-images", help="training image folder")
+    p.add_argument("--val-synth", help="validation synth folder")
+    p.add_argument("--val-ann", help="COCO keypoint annotation JSON for validation")
+    p.add_argument("--val-images", help="validation image folder")
+    p.add_argument("--val-images-max", type=int, default=None, help="evaluate on at most this many val images")
+    p.add_argument("--out", default="runs/train", help="output folder for checkpoints and the log")
+    p.add_argument("--input-size", type=int, default=None,
+                   help="square network input, a multiple of 32 (default: the config's)")
+    p.add_argument("--epochs", type=int, default=DEKR_EPOCHS)
+    p.add_argument("--batch-size", type=int, default=16, help="images per process per step")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (DEKR: 1e-3)")
+    p.add_argument("--lr-drops", type=float, nargs="*", default=None,
+                   help="epochs at which the lr drops x0.1 (default: DEKR's 90 and 120 of 140, scaled)")
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--eval-every", type=int, default=1, help="validate every N epochs (and after the last)")
+    p.add_argument("--max-steps", type=int, default=None, help="stop each epoch after N steps (smoke runs)")
+    p.add_argument("--augment", choices=("dekr", "light", "off"), default="dekr",
+                   help="dekr: flip, rotation +-30, scale 0.75-1.5, colour (default); light: +-10, 0.85-1.2; off")
+    p.add_argument("--workers", type=int, default=2, help="data-loader processes per training process")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", help="continue from a last.pt (model, optimizer, scheduler, epoch)")
+    p.add_argument("--pretrained", help="HRNet ImageNet backbone weights (a local file), loaded by parameter name")
+    p.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
+    p.add_argument("--checksum-file", help="each rank writes its final weights' SHA-256 here ({rank} is replaced)")
+    g = p.add_argument_group("ablation switches (model overrides)")
+    g.add_argument("--score-mode", choices=("cir", "center_gaussian"), default=None)
+    g.add_argument("--no-kqe", action="store_true", help="no keypoint query encoding")
+    g.add_argument("--no-pqe", action="store_true", help="no pose query encoding")
+    g.add_argument("--cir-loss", choices=("qfl", "varifocal", "mse"), default=None, help="score-map loss")
+    args = p.parse_args(argv)
+    if args.synth is None and (args.train_ann is None or args.train_images is None):
+        p.error("give --synth DIR or both --train-ann FILE and --train-images DIR")
+    return args
+
+
+def run(args) -> dict:
+    """Train as ``args`` says; returns the final summary (rank 0's view)."""
+    from models import build_model
+    from models.checkpoint import save_checkpoint
+
+    info = init_distributed(args.device)
+    try:
+        if args.threads is not None:
+            torch.set_num_threads(args.threads)
+        elif info.distributed and info.device.type == "cpu":
+            local = int(os.environ.get("LOCAL_WORLD_SIZE", info.world_size))
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
+        torch.manual_seed(args.seed)
+        random.seed(args.seed)
+        np.random.seed(args.seed + info.rank)
+        train_paths, val_paths = data_paths(args)
+        try:
+            net = build_model(args.config, pretrained=args.pretrained, **model_overrides(args))
+        except ValueError as exc:
+            raise TrainError(str(exc)) from None
+        args.input_size = int(net.cfg.input_size)
+        net.to(info.device)
+        optimizer = torch.optim.Adam(net.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+        drops = ([int(d) for d in args.lr_drops] if args.lr_drops is not None else lr_milestones(args.epochs))
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=drops, gamma=0.1)
+        scaler = torch.amp.GradScaler("cuda") if info.device.type == "cuda" and not args.no_amp else None
+        start_epoch, best = 0, {"metric": -math.inf}
+        if args.resume:
+            start_epoch, best = resume(args.resume, net, optimizer, scheduler, scaler, info)
+        loss_module = LossModule(net)
+        if info.distributed:
+            loss_module = torch.nn.parallel.DistributedDataParallel(
+                loss_module, device_ids=[info.local_rank] if info.device.type == "cuda" else None,
+                find_unused_parameters=True)
+        loader, sampler = make_loader(train_paths[0], train_paths[1], args, info, args.seed)
+        out = Path(args.out)
+        if info.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            print(f"training {args.config} at {args.input_size}px on {len(loader.dataset)} images, "
+                  f"{info.world_size} process(es) on {info.device.type}, epochs {start_epoch}->{args.epochs}, "
+                  f"lr {args.lr} drops at {drops}", flush=True)
+        summary: dict = {}
+        for epoch in range(start_epoch, args.epochs):
+            if sampler is not None:
+                sampler.set_epoch(epoch)
+            stats = train_one_epoch(loss_module, loader, optimizer, scaler, info, epoch, args.max_steps,
+                                    not args.no_progress)
+            scheduler.step()
+            rates = all_gather_objects(info, stats["images_per_s"])
+            stats["images_per_s"] = float(sum(rates))
+            last_epoch = epoch + 1 == args.epochs
+            if val_paths is not None and info.is_main and ((epoch + 1) % args.eval_every == 0 or last_epoch):
+                stats.update(validate(net, val_paths, args, info))
+            if info.is_main:
+                metric = stats["AP"] if "AP" in stats else (-stats["loss"] if val_paths is None else None)
+                improved = metric is not None and metric > best["metric"]
+                if improved:
+                    best = {"metric": float(metric), "epoch": epoch + 1}
+                state = training_state(args, optimizer, scheduler, scaler, epoch + 1, best)
+                save_checkpoint(out / "last.pt", net, extra=state)
+                if improved:
+                    save_checkpoint(out / "best.pt", net, extra=state)
+                stats.update(epoch=epoch + 1, lr=optimizer.param_groups[0]["lr"], best_epoch=best.get("epoch"))
+                with open(out / "train_log.jsonl", "a") as f:
+                    f.write(json.dumps(stats) + "\n")
+                print(format_epoch(stats), flush=True)
+                summary = stats
+            barrier(info)
+        checksum = state_checksum(net)
+        if args.checksum_file:
+            Path(args.checksum_file.replace("{rank}", str(info.rank))).write_text(checksum + "\n")
+        sums = all_gather_objects(info, checksum)
+        if info.is_main and info.distributed:
+            agree = len(set(sums)) == 1
+            print(f"weights on {info.world_size} ranks {'agree' if agree else 'DIFFER'}: {checksum[:16]}", flush=True)
+            if not agree:
+                raise TrainError("ranks ended with different weights; DDP synchronisation failed")
+        return summary
+    finally:
+        cleanup(info)
+
+
+def format_epoch(s: dict) -> str:
+    parts = [f"epoch {s['epoch']}", f"loss {s.get('loss', float('nan')):.4f}", f"lr {s['lr']:.2e}",
+             f"{s['images_per_s']:.1f} img/s"]
+    if "AP" in s:
+        rho = "n/a" if s.get("spearman") is None else f"{s['spearman']:.3f}"
+        parts += [f"val AP {s['AP']:.4f}", f"AP50 {s['AP50']:.4f}", f"Spearman {rho}"]
+    return " | ".join(parts)
+
+
+def training_state(args, optimizer, scheduler, scaler, epoch: int, best: dict) -> dict:
+    """Everything --resume needs, as plain tensors/dicts/numbers/strings (weights_only-loadable)."""
+    state = {"epoch": epoch, "best": {k: v for k, v in best.items()}, "optimizer": optimizer.state_dict(),
+             "scheduler": scheduler_state(scheduler), "train_args": {k: v for k, v in vars(args).items()
+                                                                     if isinstance(v, (int, float, str, bool))}}
+    if scaler is not None:
+        state["scaler"] = scaler.state_dict()
+    return state
+
+
+def resume(path: str, net, optimizer, scheduler, scaler, info: DistInfo) -> tuple[int, dict]:
+    from models.checkpoint import CheckpointError, read_checkpoint
+
+    try:
+        payload = read_checkpoint(path, map_location="cpu")
+        if payload["config"] != asdict(net.cfg):
+            diff = sorted(k for k, v in payload["config"].items() if asdict(net.cfg).get(k) != v)
+            raise CheckpointError(f"{path}: saved with a different model config ({', '.join(diff)})")
+        net.load_state_dict(payload["state_dict"], strict=True)
+    except (CheckpointError, RuntimeError) as exc:
+        raise TrainError(str(exc)) from None
+    extra = payload.get("extra") or {}
+    if "optimizer" not in extra:
+        raise TrainError(f"{path} holds no training state (optimizer/scheduler/epoch); resume from a last.pt")
+    optimizer.load_state_dict(extra["optimizer"])
+    load_scheduler_state(scheduler, extra["scheduler"])
+    if scaler is not None and "scaler" in extra:
+        scaler.load_state_dict(extra["scaler"])
+    if info.is_main:
+        print(f"resumed from {path} at epoch {extra['epoch']}", flush=True)
+    return int(extra["epoch"]), dict(extra.get("best", {"metric": -math.inf}))
+
+
+def main(argv=None) -> None:
+    args = build_args(argv)
+    try:
+        run(args)
+    except TrainError as exc:
+        sys.exit(f"error: {exc}")
+    except KeyboardInterrupt:
+        sys.exit("interrupted; the last finished epoch is in last.pt (continue with --resume)")
+
+
+if __name__ == "__main__":
+    main()
