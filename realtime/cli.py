@@ -16,9 +16,6 @@ import signal
 import sys
 from pathlib import Path
 
-from realtime.display import has_display
-from realtime.pipeline import Pipeline, PipelineConfig
-from realtime.sinks import SinkError
 from realtime.sources import SourceError, SourceSpec, parse_source
 
 BUNDLED_CLIP = Path(__file__).resolve().parent / "assets" / "synth_clip.mp4"
@@ -100,11 +97,17 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, positional_s
         if webcam_fallback and not camera_available(0):
             print(f"no camera at index 0; playing the bundled clip {BUNDLED_CLIP.name} instead", file=sys.stderr)
             texts = ["synth"]
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops as cleanly as Ctrl-C
     try:
         specs = resolve_sources(texts, args.rtsp_listen)
-        from realtime.model import load_engine
+    except SourceError as exc:  # before the heavy imports: bad input is reported at once
+        sys.exit(f"error: {_one_line(exc)}")
+    from realtime.display import has_display
+    from realtime.model import load_engine
+    from realtime.pipeline import Pipeline, PipelineConfig
+    from realtime.sinks import SinkError
 
+    try:
         engine = load_engine(args, num_streams=len(specs))
         show = has_display() if args.show is None else args.show
         if show and not has_display():
@@ -127,15 +130,21 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, positional_s
             interrupted, metrics = True, pipeline.metrics
     except (SourceError, SinkError, ValueError, OSError, RuntimeError) as exc:
         sys.exit(f"error: {_one_line(exc)}")
+    except KeyboardInterrupt:  # before the pipeline ran (e.g. while loading the model)
+        sys.exit("interrupted")
     if interrupted:
         print("interrupted: stopped cleanly", file=sys.stderr)
-    print(metrics.summary(), file=sys.stderr)
-    if out_dir is not None and metrics.frames_out:
-        print(f"results saved to {out_dir}", file=sys.stderr)
     failed = [c for c in pipeline.captures if c.state == "failed"]
     if metrics.frames_out == 0 and failed:
         sys.exit(f"error: {failed[0].error}")
+    print(metrics.summary(), file=sys.stderr)
+    if out_dir is not None:
+        print(f"results saved to {out_dir}", file=sys.stderr)
     return 0
+
+
+def _interrupt(*_) -> None:
+    raise KeyboardInterrupt
 
 
 def _one_line(exc: BaseException) -> str:
