@@ -25,6 +25,8 @@ def check_inputs(score, offsets, kfeat, ifeat, max_people: int, nms_kernel: int)
     if score.dim() != 4 or score.shape[1] != 1:
         raise ValueError(f"score must be [B,1,h,w], got {tuple(score.shape)}")
     b, _, h, w = score.shape
+    if h == 0 or w == 0:
+        raise ValueError(f"score map must be at least 1x1, got {tuple(score.shape)}")
     if offsets.dim() != 4 or offsets.shape[1] % 2 or tuple(offsets.shape[2:]) != (h, w) or offsets.shape[0] != b:
         raise ValueError(f"offsets must be [B,2K,h,w] matching score {tuple(score.shape)}, got {tuple(offsets.shape)}")
     k = offsets.shape[1] // 2
@@ -103,7 +105,7 @@ def decode_ref(score: torch.Tensor, offsets: torch.Tensor, kfeat: torch.Tensor, 
 
     scores = torch.where(valid, torch.sigmoid(logits), torch.zeros_like(logits))
     off = torch.gather(offsets.flatten(2), 2, safe.unsqueeze(1).expand(b, 2 * k, -1)).float()  # [B, 2K, N]
-    off = off.view(b, k, 2, -1).permute(0, 3, 1, 2)  # [B, N, K, 2]
+    off = off.view(b, k, 2, max_people).permute(0, 3, 1, 2)  # [B, N, K, 2]
     pixel = torch.stack([safe % w, safe // w], dim=-1).float().unsqueeze(2)  # [B, N, 1, 2]
     keypoints = torch.where(mask.unsqueeze(-1), pixel + off, torch.zeros_like(off))
 

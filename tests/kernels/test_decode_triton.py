@@ -1,0 +1,96 @@
+"""The Triton decode (under the CPU interpreter here) against the reference, case by case and on random maps."""
+import pytest
+import torch
+
+from kernels.decode_triton import decode_triton
+from tests.kernels.helpers import assert_candidates_match, random_inputs
+
+LOW = -8.0
+
+
+def blank(batch=1, h=6, w=9, num_kpts=2, ck=3, ci=4, dtype=torch.float32, seed=0):
+    """Random features and offsets over a score map that is LOW everywhere (no peak yet)."""
+    score, offsets, kfeat, ifeat = random_inputs(batch, h, w, num_kpts, ck, ci, seed=seed, dtype=torch.float32)
+    return [torch.full_like(score, LOW), offsets, kfeat, ifeat], dtype
+
+
+def run(inputs, dtype, **args):
+    inputs = tuple(t.to(dtype) for t in inputs)
+    out = decode_triton(*inputs, **args)
+    assert_candidates_match(out, inputs, **args)
+    return out
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_single_peak(dtype):
+    inputs, dtype = blank(dtype=dtype)
+    inputs[0][0, 0, 2, 5] = 1.5
+    out = run(inputs, dtype, max_people=3, threshold=0.5)
+    assert out.indices.tolist() == [[2 * 9 + 5, -1, -1]]
+
+
+def test_plateau_ties_keep_index_order():
+    inputs, dtype = blank()
+    inputs[0][0, 0, 1:3, 2:5] = 2.0  # a 2x3 plateau: all six are peaks
+    inputs[0][0, 0, 4, 7] = 2.0  # an equal, separate peak
+    out = run(inputs, dtype, max_people=8, threshold=0.5)
+    assert out.indices.tolist() == [[11, 12, 13, 20, 21, 22, 43, -1]]
+
+
+def test_peaks_on_all_four_borders_and_corners():
+    inputs, dtype = blank(h=7, w=10)
+    for y, x, v in ((0, 4, 1.0), (6, 5, 1.1), (3, 0, 1.2), (2, 9, 1.3), (0, 0, 0.5), (6, 9, 0.7)):
+        inputs[0][0, 0, y, x] = v
+    out = run(inputs, dtype, max_people=8, threshold=0.5, nms_kernel=5)
+    assert out.valid.sum() == 6
+
+
+def test_nothing_above_threshold():
+    inputs, dtype = blank(batch=2)
+    out = run(inputs, dtype, max_people=4, threshold=0.3)
+    assert not out.valid.any() and (out.indices == -1).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_more_peaks_than_max_people(dtype):
+    inputs = random_inputs(1, 12, 12, seed=3)
+    out = run(inputs, dtype, max_people=5, threshold=0.1, nms_kernel=1)  # every pixel over 0.1 is a peak
+    assert out.valid.all()
+
+
+def test_keypoints_outside_the_map_sample_the_border():
+    inputs, dtype = blank(h=5, w=6)
+    inputs[0][0, 0, 2, 2] = 1.0
+    inputs[1][0, :, 2, 2] = torch.tensor([-30.0, 0.25, 40.0, 99.0])  # kpt 0 off the left, kpt 1 off bottom-right
+    out = run(inputs, dtype, max_people=1, threshold=0.5)
+    assert out.keypoints[0, 0].tolist() == [[-28.0, 2.25], [42.0, 101.0]]
+    torch.testing.assert_close(out.kpt_queries[0, 0, 1], inputs[2][0, 3:6, 4, 5])  # corner pixel (y4, x5)
+
+
+def test_mixed_precision_maps_and_features():
+    score, offsets, kfeat, ifeat = random_inputs(2, 9, 7, seed=4)
+    inputs = (score, offsets, kfeat.half(), ifeat.half())
+    out = decode_triton(*inputs, max_people=6, threshold=0.4)
+    assert_candidates_match(out, inputs, max_people=6, threshold=0.4)
+
+
+# Property-style: seeded random maps over a grid of sizes (non-square, non-power-of-two, 1-pixel, batch > 1).
+@pytest.mark.parametrize("h, w, batch, people, nms", [
+    (1, 1, 1, 2, 3), (1, 13, 2, 4, 3), (11, 3, 1, 9, 1), (16, 16, 1, 20, 3), (13, 29, 2, 7, 5), (33, 40, 1, 33, 3),
+    (45, 50, 1, 12, 1),  # three pixel blocks of 1024, hundreds of peaks: the running top-N is merged across blocks
+])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_random_maps_match_the_reference(h, w, batch, people, nms, dtype):
+    seed = h * 1000 + w * 10 + batch
+    inputs = random_inputs(batch, h, w, num_kpts=2, ck=5, ci=3, seed=seed, dtype=dtype)
+    out = decode_triton(*inputs, max_people=people, threshold=0.3, nms_kernel=nms)
+    assert_candidates_match(out, inputs, max_people=people, threshold=0.3, nms_kernel=nms)
+
+
+def test_best_peaks_in_a_later_block_displace_earlier_ones():
+    inputs, dtype = blank(h=40, w=60)  # 2400 pixels: three blocks of 1024
+    inputs[0][0, 0, 0::2, 0::2] = 1.0  # many equal peaks everywhere
+    inputs[0][0, 0, 39, 58] = 3.0  # the best, in the last block
+    inputs[0][0, 0, 20, 30] = 2.0  # second, in the middle block
+    out = run(inputs, dtype, max_people=4, threshold=0.5)
+    assert out.indices.tolist() == [[39 * 60 + 58, 20 * 60 + 30, 0, 2]]
