@@ -184,6 +184,11 @@ def project(fig: Figure) -> Projected:
     quad = [world[n] for n in ("left_shoulder", "right_shoulder", "right_hip", "left_hip")]
     hull = [xy(p + sgn * forward) for p in quad for sgn in (-1, 1)]
     parts.append((0.0, "poly", hull, 0.0, app.shirt))
+    if forward[2] > 0:  # a V-neck on the chest: front and back differ, a cue that survives mirroring
+        top = (world["left_shoulder"] + world["right_shoulder"]) / 2 + forward
+        half = (world["left_shoulder"] - world["right_shoulder"]) * 0.25
+        down = ((world["left_hip"] + world["right_hip"]) / 2 - top) * 0.3
+        parts.append((1e-6, "poly", [xy(top + half), xy(top - half), xy(top + down)], 0.0, app.skin))
     line("neck", "neck", "head", app.skin)
     for side in ("left", "right"):
         line("thigh", f"{side}_hip", f"{side}_knee", app.trousers, side)

@@ -38,6 +38,7 @@ class SceneConfig:
     min_height: float = 0.3
     max_height: float = 0.85
     min_spacing: float = 0.3  # pelvis distance between people, in heights of the taller one (0: anything goes)
+    border: float = -0.05  # how far past the side borders a pelvis may be, fraction of the width (<0: inside)
     max_roll: float = 0.0
     free_pose: float = 0.05  # share of poses sampled uniformly within the joint limits
     clutter: tuple[int, int] = (4, 12)
@@ -47,7 +48,7 @@ class SceneConfig:
 
 PRESETS = {
     "easy": SceneConfig(),
-    "hard": SceneConfig(min_people=0, max_people=12, min_height=0.06, max_height=1.4, min_spacing=0.0,
+    "hard": SceneConfig(min_people=0, max_people=12, min_height=0.06, max_height=1.4, min_spacing=0.0, border=0.1,
                         max_roll=0.6, free_pose=0.3, clutter=(10, 40), limb_clutter=True, noise=8.0),
 }
 
@@ -118,7 +119,7 @@ def sample_figures(rng: np.random.Generator, cfg: SceneConfig) -> list[figures.F
         family = "free" if rng.random() < cfg.free_pose else None
         pose = figures.sample_pose(rng, family, cfg.max_roll)
         for _ in range(20):
-            x = rng.uniform(-0.1, 1.1) * cfg.width
+            x = rng.uniform(-cfg.border, 1 + cfg.border) * cfg.width
             foot_y = rng.uniform(min(0.75 * h, cfg.height * 0.9), cfg.height + 0.15 * h)
             fig = place(figures.Figure(pose, figures.sample_appearance(rng), float(h), (x, 0.0)), foot_y)
             if all(np.hypot(fig.anchor[0] - o.anchor[0], fig.anchor[1] - o.anchor[1]) >= cfg.min_spacing * h
