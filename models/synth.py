@@ -243,6 +243,12 @@ def main(argv: list[str] | None = None) -> None:
         cfg = replace(cfg, max_people=args.max_people)
     if not 0 <= cfg.min_people <= cfg.max_people:
         sys.exit(f"error: need 0 <= --min-people <= --max-people, got {cfg.min_people} and {cfg.max_people}")
+    splits = []
+    for item in args.split:
+        name, _, count = item.partition(":")
+        if not name or (count and not count.isdigit()):
+            sys.exit(f"error: --split takes NAME or NAME:COUNT, got {item!r}")
+        splits.append((name, int(count) if count else args.num_images))
     try:
         start = time.perf_counter()
         if args.video:
@@ -250,9 +256,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"wrote {mp4} and {js} in {time.perf_counter() - start:.1f} s")
             return
         total = 0
-        for item in args.split:
-            name, _, count = item.partition(":")
-            n = int(count) if count else args.num_images
+        for name, n in splits:
             path = write_split(args.out, name, n, args.seed, cfg, progress=not args.quiet)
             total += n
             print(f"wrote {n} images to {args.out / name} and {path}")
@@ -260,6 +264,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{total} images in {elapsed:.1f} s ({total / max(elapsed, 1e-9):.1f} images/s)")
     except (OSError, ValueError) as exc:
         sys.exit(f"error: {exc}")
+    except KeyboardInterrupt:
+        sys.exit(f"error: interrupted; the files written so far are in {args.out} (a clip's MP4 is closed, its "
+                 f"JSON is not written)")
 
 
 if __name__ == "__main__":
