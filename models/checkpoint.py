@@ -6,6 +6,7 @@ disagrees with the weights) raises ``CheckpointError`` with the file and the pro
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -41,7 +42,9 @@ def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # foreign pickles make torch warn before it refuses them
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - truncated, foreign or unsafe files all end here
         reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated or foreign file: {reason})") from None

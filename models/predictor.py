@@ -128,6 +128,8 @@ class Predictor:
         return results
 
     def predict(self, images: list[np.ndarray]) -> list[Poses]:
+        if isinstance(images, (list, tuple)) and not images:
+            return []
         batch, boxes = self.preprocess(images)
         return self.postprocess(self.forward(batch), boxes)
 

@@ -1,0 +1,114 @@
+"""Predictor: letterbox undone into image pixels, flip test mirror-consistent, stages compose, bad input caught."""
+import numpy as np
+import pytest
+import torch
+
+from kernels.candidates import Candidates
+from models import Predictor, build_model
+from models.keypoints import FLIP_INDEX
+from models.preprocess import Letterbox
+from models.qem import SparseOutput
+
+K = 17
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small convolutions run fastest single-threaded, and far more predictably on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def lively_net(**overrides):
+    """A random tiny net whose outputs all matter: peaks everywhere, large keypoint-specific offsets, and
+    non-zero KQE/PQE residuals (their zero initialisation would hide mistakes)."""
+    torch.manual_seed(0)
+    net = build_model("tiny", input_size=64, threshold=0.3, max_people=6, nms_kernel=3, pose_nms="none",
+                      **overrides).eval()
+    with torch.no_grad():
+        net.heads.score.out.weight.normal_(0, 0.5)
+        net.heads.score.out.bias.fill_(0.0)
+        net.heads.keypoints.offset.weight.normal_(0, 0.3)
+        net.heads.keypoints.offset.bias.copy_(torch.randn(2 * K) * 4)
+        net.qem.kqe.delta.weight.normal_(0, 0.3)
+        net.qem.pqe.head[-1].weight.normal_(0, 0.3)
+    return net
+
+
+def test_postprocess_maps_feature_pixels_to_odd_sized_image_pixels():
+    predictor = Predictor(build_model("tiny", pose_nms="none"), input_size=256)
+    box = Letterbox.fit(359, 641, 256)  # scale 256/641, content 256 x 143, pad_y 56
+    assert box.pad_x == 0 and box.pad_y == 56
+    kp = torch.zeros(1, 2, K, 2)
+    kp[0, 0, :, 0], kp[0, 0, :, 1] = 10.0, 20.0   # feature px -> input px (41.5, 81.5)
+    kp[0, 1, :, 0], kp[0, 1, :, 1] = 63.0, 49.0   # -> input (253.5, 197.5)
+    cands = Candidates(scores=torch.tensor([[0.9, 0.8]]), indices=torch.tensor([[0, 1]]),
+                       valid=torch.tensor([[True, True]]), keypoints=kp, kpt_queries=torch.zeros(1, 2, K, 8),
+                       inst_queries=torch.zeros(1, 2, 32))
+    out = SparseOutput(keypoints=kp, keypoint_scores=torch.full((1, 2, K), 0.5),
+                       score_logits=torch.tensor([[0.0, 2.0]]), keypoint_logits=torch.zeros(1, 2, K))
+    poses = predictor.postprocess((cands, out), [box])[0]
+    scale = 256 / 641
+    expected = np.array([[253.5 / scale, (197.5 - 56) / scale], [41.5 / scale, (81.5 - 56) / scale]])
+    np.testing.assert_allclose(poses.keypoints[:, 0], expected, rtol=1e-5)
+    np.testing.assert_allclose(poses.scores, [1 / (1 + np.exp(-2.0)), 0.5], rtol=1e-6)  # sorted by score
+    assert poses.keypoints[0, 0, 0] == pytest.approx(634.74, abs=0.01)  # inside the 641-wide image
+
+
+def test_predict_on_an_odd_image_equals_the_letterboxed_canvas_mapped_back():
+    predictor = Predictor(lively_net(), input_size=64)
+    image = np.random.default_rng(0).integers(0, 256, (359, 641, 3), dtype=np.uint8)
+    poses = predictor.predict([image])[0]
+    batch, boxes = predictor.preprocess([image])
+    canvas = ((batch[0].permute(1, 2, 0) * torch.tensor([0.229, 0.224, 0.225]) + torch.tensor([0.485, 0.456, 0.406]))
+              * 255).round().clamp(0, 255).byte().numpy()
+    on_canvas = predictor.predict([canvas])[0]
+    assert len(poses) > 0 and len(poses) == len(on_canvas)
+    np.testing.assert_allclose(poses.keypoints, boxes[0].to_image(on_canvas.keypoints), atol=1e-3)
+    np.testing.assert_allclose(poses.scores, on_canvas.scores, atol=1e-6)
+
+
+def test_flip_test_mirrors_keypoints_and_swaps_identities():
+    predictor = Predictor(lively_net(), input_size=64, flip_test=True)
+    image = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    a = predictor.predict([image])[0]
+    b = predictor.predict([np.ascontiguousarray(image[:, ::-1])])[0]
+    assert len(a) == len(b) > 0
+    mirrored = a.keypoints[:, list(FLIP_INDEX)].copy()
+    mirrored[..., 0] = 63 - mirrored[..., 0]
+    order_a, order_b = np.lexsort(mirrored[:, 0].T[::-1]), np.lexsort(b.keypoints[:, 0].T[::-1])
+    np.testing.assert_allclose(b.keypoints[order_b], mirrored[order_a], atol=1e-3)
+    np.testing.assert_allclose(b.keypoint_scores[order_b], a.keypoint_scores[order_a][:, list(FLIP_INDEX)],
+                               atol=1e-5)
+    np.testing.assert_allclose(b.scores[order_b], a.scores[order_a], atol=1e-5)
+    # Left and right really differ here, so a missing swap could not pass unnoticed.
+    assert np.abs(a.keypoints[:, 1] - a.keypoints[:, 2]).max() > 1.0
+
+
+def test_flip_test_changes_the_result_and_stages_compose():
+    net = lively_net()
+    image = np.random.default_rng(2).integers(0, 256, (80, 120, 3), dtype=np.uint8)
+    plain = Predictor(net, input_size=64)
+    flipped = Predictor(net, input_size=64, flip_test=True)
+    batch, boxes = plain.preprocess([image, image])
+    staged = plain.postprocess(plain.forward(batch), boxes)
+    direct = plain.predict([image, image])
+    np.testing.assert_array_equal(staged[1].keypoints, direct[0].keypoints)
+    assert not np.allclose(flipped.predict([image])[0].keypoints, direct[0].keypoints)
+
+
+def test_bad_inputs_fail_clearly():
+    predictor = Predictor(build_model("tiny"), input_size=64)
+    with pytest.raises(ValueError, match="image 0: expected an RGB uint8 HxWx3"):
+        predictor.predict([np.zeros((10, 10), np.uint8)])
+    with pytest.raises(ValueError, match="image 1: expected an RGB uint8"):
+        predictor.predict([np.zeros((10, 10, 3), np.uint8), np.zeros((10, 10, 3), np.float32)])
+    with pytest.raises(TypeError, match="list of images"):
+        predictor.predict(np.zeros((10, 10, 3), np.uint8))
+    with pytest.raises(ValueError, match="half=True needs a CUDA device"):
+        Predictor(build_model("tiny"), half=True)
+    with pytest.raises(ValueError, match="multiple of 32"):
+        Predictor(build_model("tiny"), input_size=100)
+    assert predictor.predict([]) == []

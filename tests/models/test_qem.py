@@ -1,0 +1,87 @@
+"""QEM: training candidates match the decode; residuals start at zero; the pose code is scale-free."""
+import pytest
+import torch
+
+from kernels.decode_ref import decode_ref
+from models import build_model
+from models.qem import PQE, candidates_at, fourier_features
+
+K = 17
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small convolutions run fastest single-threaded, and far more predictably on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def random_dense(net, b=2, size=64):
+    with torch.no_grad():
+        return net.dense(torch.randn(b, 3, size, size))
+
+
+def test_training_candidates_equal_the_reference_decode():
+    torch.manual_seed(0)
+    net = build_model("tiny").eval()
+    dense = random_dense(net)
+    dense.offsets.normal_(0, 6)  # keypoints far from the peak, some outside the map
+    dense.score.normal_(0, 2)
+    ref = decode_ref(dense.score, dense.offsets, dense.kfeat, dense.ifeat, max_people=40, threshold=0.5,
+                     nms_kernel=3)
+    assert ref.valid.sum() > 5 and not ref.valid.all()
+    ours = candidates_at(dense.score, dense.offsets, dense.kfeat, dense.ifeat, ref.indices)
+    for name in ("indices", "valid"):
+        assert torch.equal(getattr(ours, name), getattr(ref, name))
+    for name in ("scores", "keypoints", "kpt_queries", "inst_queries"):
+        torch.testing.assert_close(getattr(ours, name), getattr(ref, name), rtol=1e-5, atol=1e-5)
+
+
+def test_fresh_sparse_stage_keeps_the_coarse_pose_and_the_dense_score():
+    torch.manual_seed(0)
+    for use_pqe in (True, False):
+        net = build_model("tiny", use_pqe=use_pqe, threshold=0.0099, nms_kernel=1, max_people=5).eval()
+        dense = random_dense(net, b=1)
+        dense.offsets.normal_(0, 3)
+        cands = net.decode(dense)
+        out = net.sparse(dense, cands)
+        assert cands.valid.all()
+        torch.testing.assert_close(out.keypoints, cands.keypoints)
+        peak = dense.score.flatten(1).gather(1, cands.indices)
+        torch.testing.assert_close(out.score_logits, peak)
+
+
+def test_kqe_off_keeps_coarse_keypoints_and_unused_slots_are_zero():
+    torch.manual_seed(0)
+    net = build_model("tiny", use_kqe=False, max_people=4).eval()
+    dense = random_dense(net, b=1)
+    with torch.no_grad():
+        dense.score.fill_(-9.0)
+        dense.score[0, 0, 3, 4] = 3.0
+    cands = net.decode(dense)
+    out = net.sparse(dense, cands)
+    assert cands.valid.tolist() == [[True, False, False, False]]
+    assert torch.equal(out.keypoints[0, 0], cands.keypoints[0, 0])
+    assert (out.keypoints[0, 1:] == 0).all() and (out.keypoint_scores[0, 1:] == 0).all()
+    assert (out.score_logits[0, 1:] == 0).all() and ((out.keypoint_scores[0, 0] > 0)).all()
+
+
+def test_pose_code_is_invariant_to_scale_and_translation_except_log_scale():
+    kp = torch.randn(1, 3, K, 2) * 5
+    peak = torch.randn(1, 3, 2)
+    a = PQE.pose_code(kp, peak)
+    b = PQE.pose_code(kp * 3 + 7, peak * 3 + 7)
+    assert a.shape == (1, 3, 2 * K + 3)
+    torch.testing.assert_close(torch.cat([a[..., :2 * K], a[..., -2:]], -1),
+                               torch.cat([b[..., :2 * K], b[..., -2:]], -1), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(b[..., 2 * K] - a[..., 2 * K], torch.full((1, 3), float(torch.log(torch.tensor(3.)))))
+
+
+def test_fourier_features():
+    u = torch.tensor([[0.25, -0.5]])
+    f = fourier_features(u, 2)
+    assert f.shape == (1, 2 + 8)
+    torch.testing.assert_close(f[0, :2], u[0])
+    torch.testing.assert_close(f[0, 2:6], torch.sin(torch.tensor([0.25, 0.5, -0.5, -1.0]) * torch.pi))
