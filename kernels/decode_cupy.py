@@ -41,6 +41,12 @@ def _module():
                           name_expressions=tuple(KERNEL_NAMES.values()))
 
 
+@functools.lru_cache(maxsize=64)
+def _external_stream(pointer: int, device: int):
+    """CuPy's view of a torch stream; a RawKernel launches on CuPy's current stream (``with stream:``)."""
+    return import_cupy().cuda.ExternalStream(pointer, device)
+
+
 def decode_cupy(score: torch.Tensor, offsets: torch.Tensor, kfeat: torch.Tensor, ifeat: torch.Tensor, *,
                 max_people: int, threshold: float, nms_kernel: int = 3) -> Candidates:
     """Fused CUDA C decode; same signature, shapes and contract as ``decode_triton`` / ``decode_ref``.
@@ -73,10 +79,9 @@ def decode_cupy(score: torch.Tensor, offsets: torch.Tensor, kfeat: torch.Tensor,
     pointers = [np.uint64(t.data_ptr()) for t in (score, offsets, kfeat, ifeat, scores, indices, valid, keypoints,
                                                     kq, iq)]
     sizes = [np.int32(v) for v in (h, w, num_kpts, ck, ci, n, nms_kernel // 2)]
-    with cupy.cuda.Device(dev.index if dev.index is not None else torch.cuda.current_device()):
+    device = dev.index if dev.index is not None else torch.cuda.current_device()
+    with cupy.cuda.Device(device), _external_stream(torch.cuda.current_stream(dev).cuda_stream, device):
         kernel = _module().get_function(KERNEL_NAMES[(score.dtype, kfeat.dtype)])
-        stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(dev).cuda_stream)
-        kernel((b, num_kpts + 1), (THREADS,), (*pointers, *sizes, np.float32(threshold_logit(threshold))),
-               stream=stream)
+        kernel((b, num_kpts + 1), (THREADS,), (*pointers, *sizes, np.float32(threshold_logit(threshold))))
     return Candidates(scores=scores, indices=indices, valid=valid, keypoints=keypoints, kpt_queries=kq,
                       inst_queries=iq)
