@@ -27,14 +27,18 @@ class Capture(threading.Thread):
     def __init__(self, index: int, spec: SourceSpec, *, on_event: Callable[[int, str, str, str], None],
                  notify: threading.Condition, open_timeout: float = 5.0, read_timeout: float = 5.0,
                  stall_timeout: float = 2.0, max_attempts: int = 6, backoff_base: float = 0.5,
-                 backoff_max: float = 10.0, pace: bool = False, fifo_size: int = 8, reader_factory=make_reader):
+                 backoff_max: float = 10.0, pace: bool = False, fifo_size: int = 8, loop: bool = False,
+                 as_live: bool = False, reader_factory=make_reader):
         super().__init__(name=f"capture-{index}", daemon=True)
         self.index, self.spec = index, spec
         self.on_event, self.notify = on_event, notify
         self.open_timeout, self.read_timeout, self.stall_timeout = open_timeout, read_timeout, stall_timeout
         self.max_attempts, self.backoff_base, self.backoff_max = max_attempts, backoff_base, backoff_max
         self.pace, self.reader_factory = pace, reader_factory
-        self.live = spec.live
+        # ``as_live`` plays a file like a camera (paced, newest frame only); ``loop`` restarts a file at its end.
+        self.live = spec.live or as_live
+        self.loop = loop and not spec.live
+        self.pace = pace or (as_live and not spec.live)
         self.state = "connecting"
         self.error: str | None = None
         self.frames_in = 0
@@ -48,6 +52,8 @@ class Capture(threading.Thread):
         self._halt = threading.Event()
         self._lock = threading.Lock()
         self._seq = 0
+        self._pts_offset = 0.0  # a looped file keeps a growing clock
+        self._last_pts: float | None = None
 
     # -- consumer side --------------------------------------------------------------------------------------
     def has_frame(self) -> bool:
@@ -111,12 +117,16 @@ class Capture(threading.Thread):
                 self.fps, self.num_frames = reader.fps, reader.num_frames
                 if self._read_all(reader):
                     attempts = 0
-                    if not self.live:
+                    if self.loop and not self._halt.is_set():
+                        if self._last_pts is not None:
+                            self._pts_offset = self._last_pts + 1.0 / (self.fps or 30.0)
+                        continue
+                    if not self.spec.live:
                         self._set_state("ended", "end of input")
                         return
             except SourceError as exc:
                 self.error = str(exc)
-                if exc.permanent or not self.live:
+                if exc.permanent or not self.spec.live:
                     self._set_state("failed", self.error)
                     return
             finally:
@@ -147,8 +157,10 @@ class Capture(threading.Thread):
                     self.error = "stream ended"
                 return got_any
             image, pts = item
+            if pts is not None:
+                pts = self._last_pts = pts + self._pts_offset
             now = time.perf_counter()
-            if self.pace and not self.live and pts is not None:
+            if self.pace and not self.spec.live and pts is not None:
                 if start_wall is None:
                     start_wall, start_pts = now, pts
                 ahead = (pts - start_pts) - (now - start_wall)

@@ -48,6 +48,9 @@ def build_parser(prog: str | None = None, positional_sources: bool = False, name
     p.add_argument("--http-host", default="127.0.0.1", help="address of the live view (default: 127.0.0.1)")
     p.add_argument("--pace", action=argparse.BooleanOptionalAction, default=None,
                    help="play files at their own frame rate (default: when showing a window or live view)")
+    p.add_argument("--loop", action="store_true", help="restart files at their end")
+    p.add_argument("--as-live", action="store_true",
+                   help="play files like cameras: paced, newest frame only, drops counted")
     p.add_argument("--smooth", action=argparse.BooleanOptionalAction, default=None,
                    help="One-Euro smoothing of keypoints (default: on for live sources, off for files)")
     p.add_argument("--min-score", type=float, default=0.0, help="drop poses scoring below this")
@@ -97,7 +100,6 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, positional_s
         if webcam_fallback and not camera_available(0):
             print(f"no camera at index 0; playing the bundled clip {BUNDLED_CLIP.name} instead", file=sys.stderr)
             texts = ["synth"]
-    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops as cleanly as Ctrl-C
     try:
         specs = resolve_sources(texts, args.rtsp_listen)
     except SourceError as exc:  # before the heavy imports: bad input is reported at once
@@ -121,13 +123,15 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, positional_s
             pace=(show or args.http_port is not None) if args.pace is None else args.pace, smooth=args.smooth,
             min_score=args.min_score, batch_window=args.batch_window_ms / 1000.0, open_timeout=args.open_timeout,
             read_timeout=args.read_timeout, stall_timeout=args.stall_timeout, max_attempts=args.max_attempts,
-            report_every=args.report_every, progress=not args.no_progress)
+            report_every=args.report_every, progress=not args.no_progress, loop=args.loop,
+            as_live=args.as_live)
         pipeline = Pipeline(config, engine)
-        interrupted = False
+        stopper = _GracefulStop(pipeline)
         try:
             metrics = pipeline.run()
-        except KeyboardInterrupt:
-            interrupted, metrics = True, pipeline.metrics
+        except KeyboardInterrupt:  # a second Ctrl-C: the files are still closed by run()'s cleanup
+            metrics = pipeline.metrics
+        interrupted = stopper.signals > 0
     except (SourceError, SinkError, ValueError, OSError, RuntimeError) as exc:
         sys.exit(f"error: {_one_line(exc)}")
     except KeyboardInterrupt:  # before the pipeline ran (e.g. while loading the model)
@@ -143,8 +147,21 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, positional_s
     return 0
 
 
-def _interrupt(*_) -> None:
-    raise KeyboardInterrupt
+class _GracefulStop:
+    """First Ctrl-C (or SIGTERM): ask the pipeline to stop after the result it is writing, so every file ends on
+    a whole frame. A second one raises KeyboardInterrupt at once (the files are still closed on the way out)."""
+
+    def __init__(self, pipeline):
+        self.pipeline, self.signals = pipeline, 0
+        signal.signal(signal.SIGINT, self)
+        signal.signal(signal.SIGTERM, self)
+
+    def __call__(self, signum, frame) -> None:
+        self.signals += 1
+        if self.signals > 1:
+            raise KeyboardInterrupt
+        print("stopping (Ctrl-C again to force)", file=sys.stderr, flush=True)
+        self.pipeline.stop_event.set()
 
 
 def _one_line(exc: BaseException) -> str:

@@ -43,7 +43,7 @@ class Outputs:
             self.close()
             raise
         self.window = Window(self.names) if config.show else None
-        self.live = any(s.live for s in config.specs)
+        self.live = any(c.live for c in captures)
         if config.progress and not self.live:
             from tqdm import tqdm
 
@@ -82,7 +82,8 @@ class Outputs:
         now = time.perf_counter()
         for c in self.captures:
             c.check_stall(now)
-        if self.bar is not None and self.bar.total is None and all(c.num_frames for c in self.captures):
+        if (self.bar is not None and self.bar.total is None and not self.config.loop
+                and all(c.num_frames for c in self.captures)):
             total = sum(c.num_frames for c in self.captures)
             self.bar.total = min(total, self.config.max_frames or total)
             self.bar.refresh()

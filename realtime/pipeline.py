@@ -49,6 +49,8 @@ class PipelineConfig:
     backoff_max: float = 10.0
     report_every: float = 5.0            # seconds between metric lines (live sources)
     progress: bool = True                # tqdm bar when every source is a file or folder
+    loop: bool = False                   # files restart at their end
+    as_live: bool = False                # files play like cameras (paced, newest frame only)
     capture_kwargs: dict = field(default_factory=dict)
 
 
@@ -79,10 +81,11 @@ class Pipeline:
         self.captures = [Capture(i, spec, on_event=self._on_event, notify=self.notify, open_timeout=c.open_timeout,
                                  read_timeout=c.read_timeout, stall_timeout=c.stall_timeout,
                                  max_attempts=c.max_attempts, backoff_base=c.backoff_base,
-                                 backoff_max=c.backoff_max, pace=c.pace, **c.capture_kwargs)
+                                 backoff_max=c.backoff_max, pace=c.pace, loop=c.loop, as_live=c.as_live,
+                                 **c.capture_kwargs)
                          for i, spec in enumerate(c.specs)]
         self.batcher = Batcher(self.captures, self.notify, window=c.batch_window)
-        self.posts = [StreamPost(spec.live, nms_oks=c.nms_oks, track=c.track, smooth=c.smooth,
+        self.posts = [StreamPost(spec.live or c.as_live, nms_oks=c.nms_oks, track=c.track, smooth=c.smooth,
                                  min_score=c.min_score) for spec in c.specs]
         self.metrics = Metrics(self.captures)
         self.events: list[tuple[int, str, str, str]] = []

@@ -155,3 +155,23 @@ def test_closed_port_fails_with_one_line(tmp_path, engine):
     pipeline.run()
     capture = pipeline.captures[0]
     assert capture.state == "failed" and "cannot open" in capture.error and "\n" not in capture.error
+
+
+def test_http_source_through_pyav(tmp_path, engine):
+    import functools
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    write_video(tmp_path / "clip.mp4", frames=30)
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *a: None
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/clip.mp4"
+        config = PipelineConfig(specs=[parse_source(url)], out_dir=tmp_path / "out", max_frames=3, progress=False,
+                                **FAST_RETRY)
+        metrics = Pipeline(config, engine, log=lambda line: None).run()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert metrics.frames_out >= 3 and metrics.totals()["frames_in"] >= 3

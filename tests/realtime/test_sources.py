@@ -132,3 +132,17 @@ def test_non_video_file_capture_fails_without_retrying(tmp_path):
     cap, frames, events = run_capture(parse_source(str(path)))
     assert frames == [] and cap.state == "failed" and events == [("connecting", "failed")]
     assert "not a video" in cap.error
+
+
+def test_looped_file_as_live_source_drops_old_frames_and_keeps_a_growing_clock(tmp_path):
+    path = write_video(tmp_path / "a.mp4", frames=5, fps=50)
+    events = []
+    cap = Capture(0, parse_source(str(path)), on_event=lambda *e: events.append(e), notify=threading.Condition(),
+                  loop=True, as_live=True)
+    cap.start()
+    time.sleep(0.5)  # about 25 frames at 50 fps, nobody taking them
+    frame = cap.take()
+    cap.stop()
+    cap.join(5)
+    assert cap.live and cap.frames_in >= 15 and cap.drops >= cap.frames_in - 2
+    assert frame.seq >= 10 and frame.pts == pytest.approx(frame.seq / 50, abs=1e-3)  # clock runs on

@@ -1,0 +1,185 @@
+"""Benchmarks of the real-time pipeline on the bundled clip, printed as tables with the machine named.
+
+Sections:
+  model     the network alone (preprocessed batch of 1, forward = dense stage + decode + sparse stage)
+  pipeline  the clip as a file, every frame, MP4 + JSONL written: end-to-end FPS, per-stage latency, and the
+            pipeline overhead = 1 - (model-alone forward time x frames) / pipeline wall time
+  live      the clip looped and played like a camera (paced, newest frame only) through a model slower than
+            the source: the age of results (end-to-end latency) at the start and at the end of --duration
+  streams   1, 2, 4, 8 such live streams batched together: FPS in/out, drops, latency
+
+Examples:
+  python -m realtime.bench                                  (all sections, short durations)
+  python -m realtime.bench --sections live --duration 300   (five minutes of live mode)
+  python -m realtime.bench --json bench.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from realtime.cli import BUNDLED_CLIP
+from realtime.engine import Engine
+from realtime.pipeline import Pipeline, PipelineConfig
+from realtime.sources import parse_source
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{os.cpu_count()}-core {platform.machine()} CPU ({cpu}), {gpu}, torch {torch.__version__}"
+
+
+def make_engine(config: str, size: int, device: str) -> Engine:
+    import models
+
+    if config == "tiny" and Path(models.DEFAULT_CHECKPOINT).is_file():
+        net = models.load_checkpoint(models.DEFAULT_CHECKPOINT)
+    else:  # speed does not depend on the weights: fixed shapes everywhere up to the pose NMS
+        torch.manual_seed(0)
+        net = models.build_model(config)
+    predictor = models.Predictor(net, device=device, input_size=size)
+    return Engine(predictor, size, device)
+
+
+def first_frame() -> np.ndarray:
+    import av
+
+    with av.open(str(BUNDLED_CLIP)) as container:
+        return next(container.decode(video=0)).to_ndarray(format="rgb24")
+
+
+def bench_model(engine: Engine, repeats: int) -> dict:
+    # A real frame: a constant image drives activations towards denormals, which are very slow on CPUs.
+    batch, _ = engine.preprocess([first_frame()])
+    times = []
+    with torch.inference_mode():
+        for i in range(repeats + 3):
+            t0 = time.perf_counter()
+            engine.predictor.forward(batch)
+            if i >= 3:
+                times.append((time.perf_counter() - t0) * 1e3)
+    return {"forward_ms_median": statistics.median(times), "forward_ms_p95": float(np.percentile(times, 95))}
+
+
+def run_pipeline(engine: Engine, specs, seconds: float | None = None, **config) -> tuple[Pipeline, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = PipelineConfig(specs=specs, out_dir=Path(tmp), progress=False, report_every=1e9, **config)
+        pipeline = Pipeline(cfg, engine, log=lambda line: None)
+        if seconds is not None:
+            import threading
+
+            threading.Timer(seconds, pipeline.stop_event.set).start()
+        t0 = time.perf_counter()
+        pipeline.run()
+        return pipeline, time.perf_counter() - t0
+
+
+def bench_pipeline(engine: Engine, model: dict) -> dict:
+    pipeline, wall = run_pipeline(engine, [parse_source(str(BUNDLED_CLIP))])
+    m = pipeline.metrics.as_dict()
+    frames = m["frames_out"]
+    overhead = 1.0 - model["forward_ms_median"] * frames / 1e3 / wall
+    return {"frames": frames, "wall_s": wall, "fps": frames / wall, "overhead_share": overhead,
+            "stages": m["stages"]}
+
+
+def bench_live(engine: Engine, duration: float, streams: int = 1) -> dict:
+    specs = [parse_source(str(BUNDLED_CLIP)) for _ in range(streams)]
+    pipeline, wall = run_pipeline(engine, specs, seconds=duration, loop=True, as_live=True)
+    met = pipeline.metrics
+    e2e = np.asarray(met.all_e2e, np.float64).reshape(-1, 2)
+    window = max(5.0, min(30.0, duration / 5))
+    start = e2e[e2e[:, 0] <= e2e[0, 0] + window, 1] if len(e2e) else np.zeros(0)
+    end = e2e[e2e[:, 0] >= e2e[-1, 0] - window, 1] if len(e2e) else np.zeros(0)
+    t = met.totals()
+    return {"streams": streams, "seconds": wall, "fps_in": t["frames_in"] / wall, "fps_out": t["frames_out"] / wall,
+            "drops": t["drops"], "batches": met.batches, "mean_batch": t["frames_out"] / max(met.batches, 1),
+            "e2e_p50_ms": float(np.percentile(e2e[:, 1], 50)) if len(e2e) else float("nan"),
+            "e2e_p95_ms": float(np.percentile(e2e[:, 1], 95)) if len(e2e) else float("nan"),
+            "window_s": window, "p95_start_ms": float(np.percentile(start, 95)) if len(start) else float("nan"),
+            "p95_end_ms": float(np.percentile(end, 95)) if len(end) else float("nan")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m realtime.bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sections", nargs="+", default=["model", "pipeline", "live", "streams"],
+                   choices=["model", "pipeline", "live", "streams"])
+    p.add_argument("--configs", nargs="+", default=["tiny", "realtime"])
+    p.add_argument("--imgsz", type=int, default=320)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--repeats", type=int, default=30, help="forward passes timed in the model section")
+    p.add_argument("--duration", type=float, default=60.0, help="seconds of the live section")
+    p.add_argument("--live-config", default="realtime", help="model of the live section (slower than the clip)")
+    p.add_argument("--stream-counts", type=int, nargs="+", default=[1, 2, 4, 8])
+    p.add_argument("--stream-seconds", type=float, default=15.0, help="seconds per stream count")
+    p.add_argument("--stream-config", default="tiny")
+    p.add_argument("--json", default=None, help="also write the figures to this file")
+    args = p.parse_args(argv)
+    if not BUNDLED_CLIP.is_file():
+        sys.exit(f"error: the bundled clip {BUNDLED_CLIP} is missing")
+    out = {"machine": machine(), "clip": BUNDLED_CLIP.name, "imgsz": args.imgsz, "device": args.device}
+    print(f"machine: {out['machine']}\nclip: {BUNDLED_CLIP.name}, input {args.imgsz}, device {args.device}\n")
+    engines = {c: make_engine(c, args.imgsz, args.device) for c in
+               set(args.configs) | {args.live_config, args.stream_config}}
+    if "model" in args.sections or "pipeline" in args.sections:
+        out["model"], out["pipeline"] = {}, {}
+        for c in args.configs:
+            out["model"][c] = bench_model(engines[c], args.repeats)
+        print(f"{'config':<10} {'forward p50 ms':>15} {'forward p95 ms':>15}")
+        for c, r in out["model"].items():
+            print(f"{c:<10} {r['forward_ms_median']:15.1f} {r['forward_ms_p95']:15.1f}")
+        print()
+    if "pipeline" in args.sections:
+        stages = ["queue", "preprocess", "forward", "postprocess", "post", "render", "sinks", "end_to_end"]
+        print(f"{'config':<10} {'frames':>6} {'FPS':>6} {'overhead':>9}  " + " ".join(f"{s[:11]:>11}" for s in stages)
+              + "   (p50 / p95 ms)")
+        for c in args.configs:
+            r = out["pipeline"][c] = bench_pipeline(engines[c], out["model"][c])
+            cells = [f"{r['stages'][s]['p50_ms']:5.1f}/{r['stages'][s]['p95_ms']:<5.1f}" if s in r["stages"] else "-"
+                     for s in stages]
+            print(f"{c:<10} {r['frames']:6d} {r['fps']:6.1f} {100 * r['overhead_share']:8.1f}%  "
+                  + " ".join(f"{x:>11}" for x in cells))
+        print()
+    if "live" in args.sections:
+        r = out["live"] = {"config": args.live_config, **bench_live(engines[args.live_config], args.duration)}
+        print(f"live: {args.live_config} model, clip looped as a camera for {r['seconds']:.0f} s: "
+              f"{r['fps_in']:.1f} fps in, {r['fps_out']:.1f} fps out, {r['drops']} drops")
+        print(f"  age of results p95: first {r['window_s']:.0f} s {r['p95_start_ms']:.0f} ms, "
+              f"last {r['window_s']:.0f} s {r['p95_end_ms']:.0f} ms (overall p50 {r['e2e_p50_ms']:.0f} ms)\n")
+    if "streams" in args.sections:
+        out["streams"] = []
+        print(f"streams ({args.stream_config} model, live clip each, {args.stream_seconds:.0f} s per row)")
+        print(f"{'streams':>7} {'fps in':>7} {'fps out':>8} {'per stream':>10} {'drops':>6} {'batch':>6} "
+              f"{'e2e p50':>8} {'e2e p95':>8}")
+        for n in args.stream_counts:
+            r = bench_live(engines[args.stream_config], args.stream_seconds, streams=n)
+            out["streams"].append(r)
+            print(f"{n:7d} {r['fps_in']:7.1f} {r['fps_out']:8.1f} {r['fps_out'] / n:10.1f} {r['drops']:6d} "
+                  f"{r['mean_batch']:6.2f} {r['e2e_p50_ms']:8.1f} {r['e2e_p95_ms']:8.1f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2))
+        print(f"\nfigures written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
