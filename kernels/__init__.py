@@ -17,7 +17,8 @@ Conventions:
 - Peak: a pixel whose logit equals the maximum of its ``nms_kernel x nms_kernel`` window (the window is clipped
   at the border; equal neighbours are all peaks) and whose ``sigmoid(logit) > threshold``, tested as
   ``logit > log(threshold / (1 - threshold))`` so that no sigmoid runs over the map.
-- Order: the top ``max_people`` peaks by score descending, then flat index ``y * w + x`` ascending.
+- Order: the top ``max_people`` peaks by score descending, then flat index ``y * w + x`` ascending; -0.0 and +0.0
+  are equal logits. A NaN logit is never a peak and no pixel whose window holds a NaN is one.
 - Coordinates: pixel (y, x) has its centre at integer (x, y). Keypoints are not clamped; for bilinear sampling a
   point outside ``[0, w-1] x [0, h-1]`` is clamped into that range first (border padding).
 - Precision: scores and keypoints are computed in fp32; queries come out in the dtype of the features
@@ -27,7 +28,11 @@ Conventions:
   CUDA graph.
 
 Backends share this signature: ``torch`` (``kernels.decode_ref``, the reference, and the CPU path),
-``triton`` and ``cupy`` (fused, CUDA only). ``auto`` picks triton for CUDA tensors and torch otherwise.
+``triton`` (``kernels.decode_triton``) and ``cupy`` (``kernels.decode_cupy`` over ``kernels/decode.cu``), both fused
+into one launch. ``auto`` picks triton for CUDA tensors and torch otherwise. The fused backends take float16 or
+float32 maps (cupy: score and offsets of one dtype, kfeat and ifeat of one dtype) and at most 1024 people; they need
+CUDA tensors, except that triton runs CPU tensors under its interpreter (``TRITON_INTERPRET=1``, the CPU tests).
+Anything else gets one ValueError / RuntimeError naming the problem and the fix (e.g. ``backend='torch'``).
 """
 from __future__ import annotations
 

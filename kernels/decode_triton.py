@@ -68,10 +68,10 @@ def _decode_kernel(
     # Phase 1: running top-N of peak keys over the map, block by block.
     # Empty slots hold distinct keys below every peak; padding lanes hold the largest key and are never replaced.
     top = tl.where(in_n, EMPTY_KEY + lane.to(tl.int64), FULL_KEY)
+    floor = tl.min(top, axis=0)  # the running N-th best key: a peak must beat it to enter
     for start in range(0, hw, BLOCK):
         keys = _peak_keys(score_img, start, h, w, thr_logit, RADIUS, BLOCK)
         best = tl.max(keys, axis=0)
-        floor = tl.min(top, axis=0)
         while best > floor:
             top = tl.where(top == floor, best, top)
             keys = tl.where(keys == best, EMPTY_KEY, keys)

@@ -40,3 +40,14 @@ def test_mixed_precision_and_plateau(library):
     out = decode_host(library, *inputs, max_people=25, threshold=0.5)
     assert_candidates_match(out, inputs, max_people=25, threshold=0.5)
     assert out.indices[0, :18].tolist() == [y * 30 + x for y in range(2, 5) for x in range(3, 9)]
+
+
+def test_nan_and_negative_zero(library):
+    score, offsets, kfeat, ifeat = random_inputs(1, 6, 20, seed=6)
+    score.fill_(-5.0)
+    score[0, 0, 1, 1], score[0, 0, 1, 2] = float("nan"), 3.0
+    score[0, 0, 4, 10], score[0, 0, 4, 15] = -0.0, 0.0
+    inputs = (score, offsets, kfeat, ifeat)
+    out = decode_host(library, *inputs, max_people=4, threshold=0.25)
+    assert_candidates_match(out, inputs, max_people=4, threshold=0.25)
+    assert out.indices.tolist() == [[4 * 20 + 10, 4 * 20 + 15, -1, -1]]

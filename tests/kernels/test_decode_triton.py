@@ -94,3 +94,12 @@ def test_best_peaks_in_a_later_block_displace_earlier_ones():
     inputs[0][0, 0, 20, 30] = 2.0  # second, in the middle block
     out = run(inputs, dtype, max_people=4, threshold=0.5)
     assert out.indices.tolist() == [[39 * 60 + 58, 20 * 60 + 30, 0, 2]]
+
+
+def test_nan_is_never_a_peak_and_suppresses_its_window():
+    inputs, dtype = blank(h=5, w=12)
+    inputs[0][0, 0, 2, 2] = float("nan")
+    inputs[0][0, 0, 2, 3] = 2.0  # beside the NaN: suppressed (the reference's window max is NaN)
+    inputs[0][0, 0, 2, 8] = 1.0  # far from it: a peak
+    out = run(inputs, dtype, max_people=3, threshold=0.5)
+    assert out.indices.tolist() == [[2 * 12 + 8, -1, -1]]
