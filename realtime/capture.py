@@ -136,7 +136,8 @@ class Capture(threading.Thread):
             if self.state in ("running", "stalled"):
                 attempts = 0  # frames came in this attempt before it broke: start the backoff afresh
             if attempts + 1 > self.max_attempts:
-                self._set_state("failed", f"gave up after {attempts} failed connection attempts ({self.error})")
+                self._set_state("failed", f"gave up after {attempts} failed connection attempts ({self.error}); "
+                                          f"check the address and that the source is up")
                 return
             delay = min(self.backoff_max, self.backoff_base * 2 ** max(attempts - 1, 0))
             self._set_state("reconnecting", f"retry in {delay:.1f}s ({self.error or 'stream ended'})")

@@ -49,21 +49,33 @@ class Engine:
         self.preprocess = DevicePreprocess(input_size, self.device, self.dtype)
         self.static_batch = static_batch if cuda and (compile or cuda_graphs) else 0
         self._forward = predictor.forward
+        self._compiled_ok = not (compile and cuda)  # until the first compiled call has run
         if compile and cuda:
             self._forward = torch.compile(predictor.forward, dynamic=False)
         self.cuda_graphs = cuda_graphs and cuda
         self._graph: CudaGraphForward | None = None
 
+    def _fallback(self, what: str, exc: Exception) -> None:
+        print(f"warning: {what} failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+              f"running eagerly", file=sys.stderr)
+        self._forward, self._compiled_ok, self.cuda_graphs = self.predictor.forward, True, False
+
     def _run_forward(self, batch: torch.Tensor):
+        if not self._compiled_ok:
+            try:
+                out = self._forward(batch)
+                self._compiled_ok = True
+                if not self.cuda_graphs:
+                    return out
+            except Exception as exc:  # noqa: BLE001 - a model that cannot be compiled still runs eagerly
+                self._fallback("torch.compile", exc)
         if not self.cuda_graphs:
             return self._forward(batch)
         if self._graph is None:
             try:
                 self._graph = CudaGraphForward(self._forward, batch)
             except Exception as exc:  # noqa: BLE001 - a model that cannot be captured still runs eagerly
-                print(f"warning: CUDA graph capture failed ({type(exc).__name__}: {exc}); running eagerly",
-                      file=sys.stderr)
-                self.cuda_graphs = False
+                self._fallback("CUDA graph capture", exc)
                 return self._forward(batch)
         return self._graph(batch)
 

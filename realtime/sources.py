@@ -115,9 +115,21 @@ class PyAVReader:
             options.update(rw_timeout=us)
         return options
 
+    def _resolve_host(self) -> None:
+        import socket
+
+        host = urlsplit(self.spec.uri).hostname
+        if self.spec.kind != "stream" or self.spec.listen or not host:
+            return
+        try:
+            socket.getaddrinfo(host, None)
+        except (socket.gaierror, UnicodeError) as exc:
+            raise SourceError(f"{self.spec.name}: cannot resolve host {host!r} ({_reason(exc)})") from None
+
     def open(self) -> None:
         import av
 
+        self._resolve_host()
         try:
             self.container = av.open(self.spec.uri, options=self._options(),
                                      timeout=(self.open_timeout, self.read_timeout))
@@ -127,8 +139,11 @@ class PyAVReader:
             raise SourceError(f"{self.spec.name}: refused by the server ({_reason(exc)}); check the URL and "
                               f"credentials", permanent=True) from None
         except av.error.InvalidDataError:
+            if self.spec.kind == "stream":
+                raise SourceError(f"{self.spec.name}: no valid stream within {self.open_timeout:g}s "
+                                  f"(no answer, or not a video stream)") from None
             raise SourceError(f"{self.spec.name}: not a video file (or the file is empty/damaged)",
-                              permanent=self.spec.kind == "file") from None
+                              permanent=True) from None
         except (av.error.FFmpegError, OSError) as exc:
             raise SourceError(f"{self.spec.name}: cannot open ({_reason(exc)})",
                               permanent=self.spec.kind == "file") from None
