@@ -26,7 +26,7 @@ def compile_triton(arch: int) -> list[str]:
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource, compile as triton_compile
 
-    from kernels.decode_triton import _decode_kernel, launch_config
+    from kernels.decode_triton import LAUNCH_OPTIONS, _decode_kernel, launch_config
 
     lines = []
     for map_dtype in DTYPES.values():
@@ -40,7 +40,7 @@ def compile_triton(arch: int) -> list[str]:
             constexprs = {"RADIUS": radius, **meta}
             signature.update({name: "constexpr" for name in constexprs})
             source = ASTSource(_decode_kernel, signature, constexprs=constexprs)
-            kernel = triton_compile(source, target=GPUTarget("cuda", arch, 32), options={"num_warps": 4})
+            kernel = triton_compile(source, target=GPUTarget("cuda", arch, 32), options=LAUNCH_OPTIONS)
             ptx = kernel.asm["ptx"]
             lines.append(f"triton sm_{arch} {map_dtype} {meta} radius={radius}: "
                          f"{len(ptx)} chars of PTX, {len(kernel.asm['cubin'])} bytes of cubin")

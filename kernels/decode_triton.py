@@ -21,6 +21,8 @@ from kernels.candidates import Candidates
 from kernels.backend_checks import check_fused_inputs, interpreting
 from kernels.decode_ref import check_inputs, decode_ref, threshold_logit
 
+# No fused multiply-adds: the bilinear blend rounds as the reference does (fp32 results then match it exactly).
+LAUNCH_OPTIONS = {"num_warps": 4, "enable_fp_fusion": False}
 EMPTY_KEY = tl.constexpr(-(2**63))  # below every peak key; empty slots hold EMPTY_KEY + lane (distinct keys)
 FULL_KEY = tl.constexpr(2**63 - 1)  # padding lanes >= max_people: never the running minimum, never replaced
 LOWEST_PEAK_KEY = tl.constexpr(-(2**63) + 2**32)  # a peak's high word is above INT32_MIN (not a negative NaN)
@@ -191,7 +193,7 @@ def decode_triton(score: torch.Tensor, offsets: torch.Tensor, kfeat: torch.Tenso
         score, offsets, kfeat, ifeat,
         scores, indices, valid.view(torch.uint8), keypoints, kq, iq,
         h, w, num_kpts, ck, ci, n, threshold_logit(threshold),
-        RADIUS=nms_kernel // 2, num_warps=4, **meta,
+        RADIUS=nms_kernel // 2, **LAUNCH_OPTIONS, **meta,
     )
     return Candidates(scores=scores, indices=indices, valid=valid, keypoints=keypoints, kpt_queries=kq,
                       inst_queries=iq)
