@@ -63,8 +63,8 @@ class ModelConfig:
     threshold: float = 0.05
     nms_kernel: int = 5
     pose_nms: str = "distance"       # "distance" (DEKR) | "oks" | "none"
-    nms_dist: float = 0.05           # distance method: keypoints closer than nms_dist * sqrt(box area) ...
-    nms_count: int = 8               # ... in more than nms_count keypoints make two poses duplicates
+    nms_dist: float = 0.15           # distance method: keypoints closer than nms_dist * box diagonal ...
+    nms_count: int = 10              # ... in more than nms_count keypoints make two poses duplicates (DEKR)
     nms_oks: float = 0.8             # oks method: OKS above this makes two poses duplicates
 
     def __post_init__(self) -> None:

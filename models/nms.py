@@ -2,8 +2,9 @@
 
 Two duplicate tests, both on a [P,P] matrix computed at once in torch:
 
-- ``"distance"`` (DEKR's): poses i (higher score) and j are duplicates when more than ``count`` keypoints lie
-  closer than ``dist * sqrt(area_i)``, area_i being the area of pose i's keypoint bounding box.
+- ``"distance"`` (DEKR's ``pose_nms``): poses i (higher score) and j are duplicates when more than ``count``
+  keypoints lie closer than ``dist * diag_i``, diag_i being the diagonal of pose i's keypoint bounding box
+  (DEKR: ``sqrt(w^2 + h^2)``, NMS_THRE 0.15, NMS_NUM_THRE 10).
 - ``"oks"``: OKS(j against i as ground truth, all keypoints labelled, scale = area_i) > ``oks_thresh``.
 
 The greedy pass walks the P rows once (P <= max_people), each step a vector operation; no host sync.
@@ -23,23 +24,27 @@ def box_areas(keypoints: torch.Tensor) -> torch.Tensor:
     return (span[:, 0] * span[:, 1]).clamp(min=1.0)
 
 
-def duplicate_matrix(keypoints: torch.Tensor, method: str = "distance", dist: float = 0.05, count: int = 8,
+def box_diagonals(keypoints: torch.Tensor) -> torch.Tensor:
+    """Diagonal of each pose's keypoint bounding box, ``[P,K,2]`` -> ``[P]``."""
+    return (keypoints.amax(dim=1) - keypoints.amin(dim=1)).norm(dim=-1)
+
+
+def duplicate_matrix(keypoints: torch.Tensor, method: str = "distance", dist: float = 0.15, count: int = 10,
                      oks_thresh: float = 0.8) -> torch.Tensor:
-    """``[P,P]`` bool, entry (i, j): pose j duplicates pose i, i being the reference (its area is the scale)."""
+    """``[P,P]`` bool, entry (i, j): pose j duplicates pose i, i being the reference (its box sets the scale)."""
     kp = keypoints.float()
-    areas = box_areas(kp)
     if method == "distance":
         d = (kp.unsqueeze(1) - kp.unsqueeze(0)).norm(dim=-1)  # [P,P,K]
-        close = d < dist * areas.sqrt().view(-1, 1, 1)
+        close = d < dist * box_diagonals(kp).view(-1, 1, 1)
         return close.sum(-1) > count
     if method == "oks":
         gt = torch.cat([kp, torch.full_like(kp[..., :1], 2.0)], dim=-1)
-        return oks_matrix(kp, gt, areas).T > oks_thresh
+        return oks_matrix(kp, gt, box_areas(kp)).T > oks_thresh
     raise ValueError(f"unknown pose NMS method {method!r}; choose one of {', '.join(METHODS)}")
 
 
-def pose_nms(keypoints: torch.Tensor, scores: torch.Tensor, method: str = "distance", dist: float = 0.05,
-             count: int = 8, oks_thresh: float = 0.8) -> torch.Tensor:
+def pose_nms(keypoints: torch.Tensor, scores: torch.Tensor, method: str = "distance", dist: float = 0.15,
+             count: int = 10, oks_thresh: float = 0.8) -> torch.Tensor:
     """Indices of the kept poses, by score descending. ``keypoints [P,K,2]`` (any pixel unit), ``scores [P]``."""
     order = torch.sort(scores, descending=True, stable=True).indices
     if method == "none" or order.numel() < 2:

@@ -26,9 +26,12 @@ def test_greedy_chain_keeps_a_pose_whose_suppressor_was_suppressed():
     b = a + 3.0
     c = a + 6.0
     kps, scores = torch.stack([a, b, c]), torch.tensor([0.9, 0.8, 0.7])
-    dup = duplicate_matrix(kps, "distance", dist=0.05, count=8)  # threshold 0.05 * sqrt(area) ~ 4.3 px
+    diag = float((a.amax(0) - a.amin(0)).norm())
+    dist = 6.0 / diag  # b is 4.2 px from a and from c, c is 8.5 px from a
+    dup = duplicate_matrix(kps, "distance", dist=dist, count=8)
     assert dup[0, 1] and dup[1, 2] and not dup[0, 2]
-    assert pose_nms(kps, scores, "distance").tolist() == [0, 2]
+    assert pose_nms(kps, scores, "distance", dist=dist).tolist() == [0, 2]
+    assert pose_nms(kps, scores, "distance", dist=10.0 / diag).tolist() == [0]
 
 
 def test_none_and_empty_inputs():

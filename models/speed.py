@@ -1,0 +1,76 @@
+"""Size and CPU speed of the network configurations: parameters, FLOPs and forward time.
+
+    python -m models.speed [--configs tiny realtime] [--threads 2] [--repeats 20] [--size N]
+
+FLOPs come from ``torch.utils.flop_counter`` (a multiply-add counts 2) for the dense stage at the config's
+input size. Times are the median over ``--repeats`` runs after warm-up, batch 1, ``torch.inference_mode``:
+``dense`` (backbone + heads) and ``infer`` (dense + ``kernels.decode`` on the torch backend + the sparse stage).
+The machine's CPU model and thread count are printed with the figures.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from models import build_model
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def median_ms(fn, repeats: int, warmup: int = 3) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def measure(name: str, size: int | None, repeats: int) -> dict:
+    net = build_model(name).eval()
+    size = size or net.cfg.input_size
+    x = torch.randn(1, 3, size, size)
+    with torch.inference_mode():
+        with FlopCounterMode(display=False) as counter:
+            net.dense(x)
+        dense_ms = median_ms(lambda: net.dense(x), repeats)
+        infer_ms = median_ms(lambda: net.infer(x, "torch"), repeats)
+    return {"config": name, "input": size, "params_M": sum(p.numel() for p in net.parameters()) / 1e6,
+            "gflops": counter.get_total_flops() / 1e9, "dense_ms": dense_ms, "infer_ms": infer_ms}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configs", nargs="+", default=["tiny", "realtime"])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--size", type=int, default=None, help="input size (default: each config's own)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    print(f"machine: {cpu_name()}, torch {torch.__version__}, {args.threads} threads, batch 1, median of "
+          f"{args.repeats}")
+    print(f"{'config':<10} {'input':>5} {'params(M)':>10} {'GFLOPs':>8} {'dense ms':>9} {'infer ms':>9}")
+    for name in args.configs:
+        r = measure(name, args.size, args.repeats)
+        print(f"{r['config']:<10} {r['input']:>5} {r['params_M']:>10.2f} {r['gflops']:>8.2f} {r['dense_ms']:>9.1f} "
+              f"{r['infer_ms']:>9.1f}")
+
+
+if __name__ == "__main__":
+    main()
