@@ -107,3 +107,14 @@ def test_device_letterbox_matches_opencv_path(shape):
     # (1 normalised unit is about 57 gray levels); the padding is identical.
     diff = (cv_batch - t_batch).abs()
     assert diff.mean() < 0.02 and diff.max() < 0.2
+
+
+def test_cpu_preprocess_equals_the_predictors_reference():
+    from models.preprocess import normalize
+
+    image = (np.random.default_rng(0).random((359, 641, 3)) * 255).astype(np.uint8)
+    batch, boxes = DevicePreprocess(128, torch.device("cpu"))([image, image[:100]])
+    for i, im in enumerate([image, image[:100]]):
+        canvas, box = letterbox(im, 128)
+        assert boxes[i] == box
+        torch.testing.assert_close(batch[i], normalize(torch.from_numpy(canvas))[0], atol=1e-5, rtol=0)
