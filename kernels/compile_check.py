@@ -83,7 +83,8 @@ def mangled_prefix(name: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m kernels.compile_check", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", type=int, default=90, help="compute capability, e.g. 90 for sm_90 (default)")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--triton-only", action="store_true", help="compile only the Triton kernel")
