@@ -153,8 +153,10 @@ def main(argv: list[str] | None = None) -> int:
            "load_average_at_start": os.getloadavg()}
     print(f"machine: {out['machine']}\nclip: {BUNDLED_CLIP.name}, input {args.imgsz}, device {args.device}, "
           f"load average at start {out['load_average_at_start'][0]:.1f}\n")
-    engines = {c: make_engine(c, args.imgsz, args.device) for c in
-               set(args.configs) | {args.live_config, args.stream_config}}
+    needed = set(args.configs) if {"model", "pipeline"} & set(args.sections) else set()
+    needed |= {args.live_config} if "live" in args.sections else set()
+    needed |= {args.stream_config} if "streams" in args.sections else set()
+    engines = {c: make_engine(c, args.imgsz, args.device) for c in sorted(needed)}
     if "model" in args.sections or "pipeline" in args.sections:
         out["model"], out["pipeline"] = {}, {}
         for c in args.configs:

@@ -19,7 +19,8 @@ class Metrics:
     def __init__(self, captures=(), window: int = 2000):
         self.captures = list(captures)
         self.samples: dict[str, deque] = {s: deque(maxlen=window) for s in STAGES}
-        self.all_e2e: list[tuple[float, float]] = []  # (time since start s, end-to-end ms) for the whole run
+        # (seconds since start, end-to-end ms) of the last 200k results: the age-over-time figures of the benchmark
+        self.all_e2e: deque[tuple[float, float]] = deque(maxlen=200_000)
         self.frames_out = 0
         self.batches = 0
         self.start = time.perf_counter()
