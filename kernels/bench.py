@@ -50,7 +50,8 @@ class Row:
 def device_name() -> str:
     if torch.cuda.is_available():
         return torch.cuda.get_device_name()
-    return f"{os.cpu_count()}-core {platform.machine()} CPU, no GPU, {torch.get_num_threads()} torch threads"
+    threads = torch.get_num_threads()
+    return f"{os.cpu_count()}-core {platform.machine()} CPU, no GPU, {threads} torch thread{'s' * (threads != 1)}"
 
 
 def make_inputs(cfg: dict, device: str, dtype: torch.dtype, seed: int = 0):

@@ -67,3 +67,14 @@ def test_cupy_runs_on_the_current_torch_stream():
         out = kernels.decode(*inputs, max_people=10, threshold=0.3, backend="cupy")
     stream.synchronize()
     assert_candidates_match(out, inputs, max_people=10, threshold=0.3, score_rtol=GPU_SCORE_RTOL)
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton", "cupy"])
+def test_no_backend_synchronises_with_the_host(backend):
+    inputs = random_inputs(2, 40, 56, seed=8, device="cuda")
+    kernels.decode(*inputs, max_people=10, threshold=0.3, backend=fused(backend))  # compile outside the check
+    torch.cuda.set_sync_debug_mode("error")  # any synchronising call raises
+    try:
+        kernels.decode(*inputs, max_people=10, threshold=0.3, backend=backend)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
