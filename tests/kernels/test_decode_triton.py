@@ -1,9 +1,10 @@
-"""The Triton decode (under the CPU interpreter here) against the reference, case by case and on random maps."""
+"""The Triton decode against the reference, case by case and on random maps: on the GPU when there is one, else
+on the CPU under Triton's interpreter (tests/conftest.py sets TRITON_INTERPRET=1 without CUDA)."""
 import pytest
 import torch
 
 from kernels.decode_triton import decode_triton
-from tests.kernels.helpers import assert_candidates_match, random_inputs
+from tests.kernels.helpers import DEVICE, assert_candidates_match, random_inputs
 
 LOW = -8.0
 
@@ -15,7 +16,7 @@ def blank(batch=1, h=6, w=9, num_kpts=2, ck=3, ci=4, dtype=torch.float32, seed=0
 
 
 def run(inputs, dtype, **args):
-    inputs = tuple(t.to(dtype) for t in inputs)
+    inputs = tuple(t.to(device=DEVICE, dtype=dtype) for t in inputs)
     out = decode_triton(*inputs, **args)
     assert_candidates_match(out, inputs, **args)
     return out
@@ -64,11 +65,11 @@ def test_keypoints_outside_the_map_sample_the_border():
     inputs[1][0, :, 2, 2] = torch.tensor([-30.0, 0.25, 40.0, 99.0])  # kpt 0 off the left, kpt 1 off bottom-right
     out = run(inputs, dtype, max_people=1, threshold=0.5)
     assert out.keypoints[0, 0].tolist() == [[-28.0, 2.25], [42.0, 101.0]]
-    torch.testing.assert_close(out.kpt_queries[0, 0, 1], inputs[2][0, 3:6, 4, 5])  # corner pixel (y4, x5)
+    torch.testing.assert_close(out.kpt_queries[0, 0, 1].cpu(), inputs[2][0, 3:6, 4, 5])  # corner pixel (y4, x5)
 
 
 def test_mixed_precision_maps_and_features():
-    score, offsets, kfeat, ifeat = random_inputs(2, 9, 7, seed=4)
+    score, offsets, kfeat, ifeat = random_inputs(2, 9, 7, seed=4, device=DEVICE)
     inputs = (score, offsets, kfeat.half(), ifeat.half())
     out = decode_triton(*inputs, max_people=6, threshold=0.4)
     assert_candidates_match(out, inputs, max_people=6, threshold=0.4)
@@ -82,7 +83,7 @@ def test_mixed_precision_maps_and_features():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 def test_random_maps_match_the_reference(h, w, batch, people, nms, dtype):
     seed = h * 1000 + w * 10 + batch
-    inputs = random_inputs(batch, h, w, num_kpts=2, ck=5, ci=3, seed=seed, dtype=dtype)
+    inputs = random_inputs(batch, h, w, num_kpts=2, ck=5, ci=3, seed=seed, dtype=dtype, device=DEVICE)
     out = decode_triton(*inputs, max_people=people, threshold=0.3, nms_kernel=nms)
     assert_candidates_match(out, inputs, max_people=people, threshold=0.3, nms_kernel=nms)
 
