@@ -137,7 +137,8 @@ def gpu_backends(inputs, args) -> dict:
     return calls
 
 
-def run(sweeps: dict, repeats: int, threads: int) -> tuple[str, list[Row]]:
+def run(sweeps: dict, repeats: int, threads: int, rows: list[Row]) -> str:
+    """Append one Row per (config, backend) to ``rows`` as they are measured; returns the device name."""
     cuda = torch.cuda.is_available()
     if not cuda:
         torch.set_num_threads(threads)
@@ -145,7 +146,6 @@ def run(sweeps: dict, repeats: int, threads: int) -> tuple[str, list[Row]]:
     name = device_name()
     configs = [("cpu target", CPU_TARGET)] + [(key, {**BASE, key: value}) for key, values in sweeps.items()
                                               for value in values]
-    rows = []
     if cuda:
         empty = empty_launch()
         baselines = {"empty triton launch": empty, "empty kernel in CUDA graph": captured(empty)}
@@ -160,7 +160,7 @@ def run(sweeps: dict, repeats: int, threads: int) -> tuple[str, list[Row]]:
             samples = time_cuda(fn, repeats) if cuda else time_cpu(fn, repeats)
             rows.append(Row(name, backend, sweep, str(dtype).replace("torch.", ""), cfg["batch"], cfg["size"],
                             cfg["people"], cfg["channels"], *summary(samples), repeats))
-    return name, rows
+    return name
 
 
 def print_tables(name: str, rows: list[Row]) -> None:
@@ -175,11 +175,12 @@ def print_tables(name: str, rows: list[Row]) -> None:
         print("\nGPU rows (triton, cupy, CUDA graph, empty launch) need a CUDA device: run python -m kernels.bench "
               "on a GPU machine.")
         return
-    by = {(r.backend, r.sweep, r.size, r.people, r.channels, r.batch): r.median_us for r in rows}
-    key = ("size", BASE["size"], BASE["people"], BASE["channels"], 1)
-    eager, fused, graph = (by.get((b, *key)) for b in ("torch", "triton", "triton in CUDA graph"))
-    empty, empty_graph = by[("empty triton launch", "baseline", 0, 0, 0, 0)], by[
-        ("empty kernel in CUDA graph", "baseline", 0, 0, 0, 0)]
+    # The base configuration (batch 1 of the batch sweep) against the baselines.
+    at_base = {r.backend: r.median_us for r in rows if (r.sweep == "batch" and r.batch == 1) or r.sweep == "baseline"}
+    needed = ("torch", "triton", "triton in CUDA graph", "empty triton launch", "empty kernel in CUDA graph")
+    if not all(b in at_base for b in needed):
+        return
+    eager, fused, graph, empty, empty_graph = (at_base[b] for b in needed)
     print(f"\nbatch 1, {BASE['size']}x{BASE['size']} on {name}: eager/triton = {eager / fused:.1f}x, eager/graph = "
           f"{eager / graph:.1f}x (target >= 20x); triton/empty launch = {fused / empty:.2f}x, graph/empty graph = "
           f"{graph / empty_graph:.2f}x (target <= 2x)")
@@ -220,7 +221,14 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads < 1:
         sys.exit("error: --threads must be >= 1")
     repeats = args.repeats or (20 if args.quick else 200)
-    name, rows = run(QUICK_SWEEPS if args.quick else SWEEPS, repeats, args.threads)
+    rows: list[Row] = []
+    try:
+        name = run(QUICK_SWEEPS if args.quick else SWEEPS, repeats, args.threads, rows)
+    except KeyboardInterrupt:
+        if not rows:
+            sys.exit("error: interrupted before the first row")
+        name = rows[0].device
+        print(f"interrupted: writing the {len(rows)} rows measured so far", file=sys.stderr)
     print_tables(name, rows)
     if args.json:
         meta = {"device": name, "torch": torch.__version__, "python": platform.python_version(),
