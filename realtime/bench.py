@@ -149,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not BUNDLED_CLIP.is_file():
         sys.exit(f"error: the bundled clip {BUNDLED_CLIP} is missing")
+    import cv2
+
+    cv2.setNumThreads(1)  # as the CLI does
     out = {"machine": machine(), "clip": BUNDLED_CLIP.name, "imgsz": args.imgsz, "device": args.device,
            "load_average_at_start": os.getloadavg()}
     print(f"machine: {out['machine']}\nclip: {BUNDLED_CLIP.name}, input {args.imgsz}, device {args.device}, "

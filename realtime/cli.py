@@ -104,6 +104,9 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, positional_s
         specs = resolve_sources(texts, args.rtsp_listen)
     except SourceError as exc:  # before the heavy imports: bad input is reported at once
         sys.exit(f"error: {_one_line(exc)}")
+    import cv2
+
+    cv2.setNumThreads(1)  # the pipeline has its own threads; OpenCV's pool would only fight them for the cores
     from realtime.display import has_display
     from realtime.model import load_engine
     from realtime.pipeline import Pipeline, PipelineConfig
@@ -126,11 +129,11 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, positional_s
             report_every=args.report_every, progress=not args.no_progress, loop=args.loop,
             as_live=args.as_live)
         pipeline = Pipeline(config, engine)
-        stopper = _GracefulStop(pipeline)
-        try:
-            metrics = pipeline.run()
-        except KeyboardInterrupt:  # a second Ctrl-C: the files are still closed by run()'s cleanup
-            metrics = pipeline.metrics
+        with _GracefulStop(pipeline) as stopper:
+            try:
+                metrics = pipeline.run()
+            except KeyboardInterrupt:  # a second Ctrl-C: the files are still closed by run()'s cleanup
+                metrics = pipeline.metrics
         interrupted = stopper.signals > 0
     except (SourceError, SinkError, ValueError, OSError, RuntimeError) as exc:
         sys.exit(f"error: {_one_line(exc)}")
@@ -152,9 +155,16 @@ class _GracefulStop:
     a whole frame. A second one raises KeyboardInterrupt at once (the files are still closed on the way out)."""
 
     def __init__(self, pipeline):
-        self.pipeline, self.signals = pipeline, 0
-        signal.signal(signal.SIGINT, self)
-        signal.signal(signal.SIGTERM, self)
+        self.pipeline, self.signals, self.previous = pipeline, 0, {}
+
+    def __enter__(self) -> "_GracefulStop":
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.previous[sig] = signal.signal(sig, self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
 
     def __call__(self, signum, frame) -> None:
         self.signals += 1

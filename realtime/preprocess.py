@@ -23,6 +23,8 @@ class DevicePreprocess:
         self.mean = torch.tensor(MEAN_RGB, device=self.device).view(1, 3, 1, 1) * 255.0
         self.std = torch.tensor(STD_RGB, device=self.device).view(1, 3, 1, 1) * 255.0
         self.scale, self.shift = 1.0 / self.std, -self.mean / self.std
+        self._scale_np = self.scale.cpu().numpy().astype(np.float32)
+        self._shift_np = self.shift.cpu().numpy().astype(np.float32)
         self._pinned: dict[tuple[int, ...], torch.Tensor] = {}
 
     def __call__(self, images: Sequence[np.ndarray], pad_to: int = 0) -> tuple[torch.Tensor, list[Letterbox]]:
@@ -35,10 +37,12 @@ class DevicePreprocess:
             torch.cuda.current_stream(self.device).synchronize()
         else:
             canvases, boxes = zip(*(letterbox(im, self.size) for im in images))
-            # uint8 made channels-first before the float conversion, then in-place scale and shift: 3x faster
-            # than normalising a strided float view.
-            batch = torch.from_numpy(np.stack(canvases)).permute(0, 3, 1, 2).contiguous().float()
-            batch = batch.mul_(self.scale).add_(self.shift)
+            # NumPy, single-threaded: on a busy CPU, torch's intra-op threads make these small element-wise ops
+            # up to 10x slower. uint8 goes channels-first before the one float pass (scale), then the shift.
+            x = np.ascontiguousarray(np.stack(canvases).transpose(0, 3, 1, 2))
+            out = np.multiply(x, self._scale_np, dtype=np.float32)
+            out += self._shift_np
+            batch = torch.from_numpy(out)
             boxes = list(boxes)
         if pad_to > batch.shape[0]:
             batch = F.pad(batch, (0, 0, 0, 0, 0, 0, 0, pad_to - batch.shape[0]))

@@ -84,6 +84,8 @@ class Mp4Sink:
 
     def close(self) -> None:
         if self.container is None:
+            if self.frames == 0 and self.path.is_file() and self.path.stat().st_size == 0:
+                self.path.unlink()  # the placeholder of ensure_writable: no video was ever written
             return
         try:
             for packet in self.stream.encode(None):
