@@ -7,6 +7,9 @@ Coordinates: the dense maps have stride ``STRIDE`` = 4. Feature pixel (y, x) has
 
 (``to_feature`` / ``to_input``). Mirroring the input (x -> S-1-x) then mirrors the map exactly (x -> w-1-x).
 
+New fields must default to the behaviour before they existed: checkpoints store the config as a dict and
+older files fill missing fields from these defaults.
+
 The presets (``PRESETS``) are our reconstruction of the paper's choices (arXiv 2201.01087, built on DEKR and
 AdaptivePose); each value is documented where the module using it is built.
 """
@@ -34,6 +37,7 @@ class ModelConfig:
     head_channels: int = 32          # width of the score-head trunk
     kpt_channels: int = 8            # Ck: per-keypoint feature width (one regression branch per keypoint)
     kpt_blocks: int = 2              # grouped residual blocks in each keypoint branch
+    offset_scale: float = 1.0        # offsets = this x the offset conv's output (larger: faster early learning)
     inst_channels: int = 32          # Ci: instance feature width
     # sparse stage (QEM)
     qem_hidden: int = 32             # hidden width of the KQE / PQE MLPs
@@ -93,10 +97,10 @@ class ModelConfig:
 
 PRESETS: dict[str, ModelConfig] = {
     # CPU-trainable in minutes on synthetic data: 256 input -> 64x64 map.
-    "tiny": ModelConfig(),
+    "tiny": ModelConfig(offset_scale=4.0),
     # About 2-3 GFLOPs at 320x320 (measured, see the notes): webcam speed on a GPU, usable on a CPU.
     "realtime": ModelConfig(name="realtime", backbone="realtime", input_size=320, head_channels=32,
-                            kpt_channels=8, inst_channels=32, qem_hidden=64, positive_radius=3.0,
+                            offset_scale=4.0, kpt_channels=8, inst_channels=32, qem_hidden=64, positive_radius=3.0,
                             max_people=30),
     # The paper's scales (DEKR's widths: Ck = 15 there, 16 here).
     "hrnet_w32": ModelConfig(name="hrnet_w32", backbone="hrnet_w32", input_size=512, head_channels=32,

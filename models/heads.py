@@ -5,7 +5,8 @@
 - Keypoint head (DEKR-style): 1x1 transition C -> K*Ck, then ``kpt_blocks`` BasicBlocks with ``groups=K`` (one
   separate branch per keypoint; the second block dilated by 2 for a larger window), giving the per-keypoint
   features ``kfeat`` (channels ``k*Ck .. (k+1)*Ck-1`` = keypoint k); a grouped 1x1 conv K*Ck -> 2K turns branch k
-  into ``(dx_k, dy_k)`` at channels ``2k, 2k+1``, in feature-map pixels.
+  into ``(dx_k, dy_k)`` at channels ``2k, 2k+1``, in feature-map pixels, times ``offset_scale`` (4 for tiny
+  and realtime: on CPU-length schedules the offsets reach person-sized values sooner; 1 for HRNet, as DEKR).
 - Instance head: 1x1 transition C -> Ci + a 3x3 conv, giving ``ifeat``.
 """
 from __future__ import annotations
@@ -36,8 +37,9 @@ class ScoreHead(nn.Module):
 class KeypointHead(nn.Module):
     """Returns ``(offsets [B,2K,h,w], kfeat [B,K*Ck,h,w])``."""
 
-    def __init__(self, cin: int, num_keypoints: int, ck: int, blocks: int):
+    def __init__(self, cin: int, num_keypoints: int, ck: int, blocks: int, offset_scale: float = 1.0):
         super().__init__()
+        self.offset_scale = offset_scale
         width = num_keypoints * ck
         self.transition = conv_bn_relu(cin, width, 1)
         self.branches = nn.Sequential(*(BasicBlock(width, width, groups=num_keypoints, dilation=1 + (i % 2))
@@ -48,7 +50,7 @@ class KeypointHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         kfeat = self.branches(self.transition(x))
-        return self.offset(kfeat), kfeat
+        return self.offset(kfeat) * self.offset_scale, kfeat
 
 
 class InstanceHead(nn.Module):
@@ -64,7 +66,7 @@ class DenseHeads(nn.Module):
     def __init__(self, cin: int, cfg: ModelConfig):
         super().__init__()
         self.score = ScoreHead(cin, cfg.head_channels)
-        self.keypoints = KeypointHead(cin, cfg.num_keypoints, cfg.kpt_channels, cfg.kpt_blocks)
+        self.keypoints = KeypointHead(cin, cfg.num_keypoints, cfg.kpt_channels, cfg.kpt_blocks, cfg.offset_scale)
         self.instance = InstanceHead(cin, cfg.inst_channels)
 
     def forward(self, x: torch.Tensor):

@@ -80,6 +80,9 @@ def test_config_and_weights_that_disagree(saved, tmp_path):
     with pytest.raises(CheckpointError, match="bad model config .*depth"):
         load_checkpoint(bad)
     payload = torch.load(saved[1], weights_only=True)
+    del payload["config"]["offset_scale"]  # a file from before the field existed loads with its old meaning
+    torch.save(payload, bad)
+    assert load_checkpoint(bad).cfg.offset_scale == 1.0
     payload["version"] = 99
     torch.save(payload, bad)
     with pytest.raises(CheckpointError, match="version 99"):
