@@ -28,21 +28,24 @@ def compile_triton(arch: int) -> list[str]:
 
     from kernels.decode_triton import LAUNCH_OPTIONS, _decode_kernel, launch_config
 
+    sizes = ("h", "w", "num_kpts", "ck", "ci", "max_people")
+    # (h, w, people, channels, radius); the 1x1 case has every size 1, which Triton specialises into a constant.
+    cases = ((128, 128, 30, 32, 1), (67, 45, 100, 256, 2), (1, 1, 1, 1, 1))
     lines = []
     for map_dtype in DTYPES.values():
-        for h, w, people, channels, radius in ((128, 128, 30, 32, 1), (67, 45, 100, 256, 2)):
+        for h, w, people, channels, radius in cases:
             meta = launch_config(h, w, people, channels)
             signature = {name: f"*{map_dtype}" for name in ("score_ptr", "off_ptr", "kfeat_ptr", "ifeat_ptr")}
             signature.update({"scores_ptr": "*fp32", "indices_ptr": "*i64", "valid_ptr": "*u8",
                               "kpts_ptr": "*fp32", "kq_ptr": f"*{map_dtype}", "iq_ptr": f"*{map_dtype}"})
-            signature.update({name: "i32" for name in ("h", "w", "num_kpts", "ck", "ci", "max_people")})
+            signature.update({name: "i32" for name in sizes})
             signature["thr_logit"] = "fp32"
-            constexprs = {"RADIUS": radius, **meta}
+            constexprs = {"RADIUS": radius, **meta, **({name: 1 for name in sizes} if h == 1 else {})}
             signature.update({name: "constexpr" for name in constexprs})
             source = ASTSource(_decode_kernel, signature, constexprs=constexprs)
             kernel = triton_compile(source, target=GPUTarget("cuda", arch, 32), options=LAUNCH_OPTIONS)
             ptx = kernel.asm["ptx"]
-            lines.append(f"triton sm_{arch} {map_dtype} {meta} radius={radius}: "
+            lines.append(f"triton sm_{arch} {map_dtype} {h}x{w} people={people} {meta} radius={radius}: "
                          f"{len(ptx)} chars of PTX, {len(kernel.asm['cubin'])} bytes of cubin")
     return lines
 

@@ -17,8 +17,8 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.candidates import Candidates
 from kernels.backend_checks import check_fused_inputs, interpreting
+from kernels.candidates import Candidates
 from kernels.decode_ref import check_inputs, decode_ref, threshold_logit
 
 # No fused multiply-adds: the bilinear blend rounds as the reference does (fp32 results then match it exactly).
