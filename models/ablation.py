@@ -43,7 +43,7 @@ def run_row(name: str, switches: list[str], args, index: int) -> dict:
     out = Path(args.out) / f"row{index}"
     train_argv = ["--config", args.config, "--synth", args.train, "--out", str(out), "--epochs", str(args.epochs),
                   "--batch-size", str(args.batch_size), "--input-size", str(args.input_size), "--lr", str(args.lr),
-                  "--seed", str(args.seed), "--workers", str(args.workers), "--eval-every", str(10**9),
+                  "--seed", str(args.seed), "--workers", str(args.workers), "--augment", args.augment, "--eval-every", str(10**9),
                   "--no-progress", *switches]
     if args.max_steps is not None:
         train_argv += ["--max-steps", str(args.max_steps)]
@@ -67,8 +67,10 @@ def markdown_table(rows: list[dict], settings: dict) -> str:
         rho = "n/a" if r["spearman"] is None else f"{r['spearman']:.3f}"
         body += (f"| {r['row']} | {r['AP']:.3f} | {r['AP50']:.3f} | {r['AP75']:.3f} | {r['AR']:.3f} | {rho} "
                  f"| {r['train_seconds'] / 60:.1f} min |\n")
-    budget = (f"Budget per row: `{settings['config']}` at {settings['input_size']} px, {settings['epochs']} epochs "
-              f"of batch {settings['batch_size']} on {settings['train']} (same seed {settings['seed']}), "
+    steps = f" of at most {settings['max_steps']} steps" if settings.get("max_steps") else ""
+    budget = (f"Budget per row: `{settings['config']}` at {settings['input_size']} px, {settings['epochs']} epochs"
+              f"{steps} of batch {settings['batch_size']}, lr {settings['lr']} (DEKR-style drop scaled to the "
+              f"epochs), {settings['augment']} augmentation, on {settings['train']} (same seed {settings['seed']}), "
               f"evaluated on {rows[0]['val_images'] if rows else 0} images of {settings['val']} "
               f"(flip test {'on' if settings['flip'] else 'off'}).")
     return head + body + "\n" + budget + "\n"
@@ -88,7 +90,8 @@ def main(argv=None) -> None:
     p.add_argument("--input-size", type=int, default=192)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--augment", choices=("dekr", "light", "off"), default="light")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--val-max", type=int, default=None, help="evaluate on at most this many val images")
     p.add_argument("--flip", action="store_true", help="flip test at evaluation")

@@ -83,6 +83,19 @@ def all_gather_objects(info: DistInfo, obj) -> list:
     return out
 
 
+def average_buffers(info: DistInfo, module: torch.nn.Module) -> None:
+    """Average floating-point buffers (BatchNorm running statistics) over the ranks, in place.
+
+    DDP keeps parameters identical but lets each rank's last forward update its own running statistics; averaging
+    at the end of an epoch makes every rank hold the same weights, with statistics from every shard."""
+    if not info.distributed:
+        return
+    for buf in module.buffers():
+        if buf.is_floating_point():
+            dist.all_reduce(buf, op=dist.ReduceOp.SUM)
+            buf.div_(info.world_size)
+
+
 def state_checksum(module: torch.nn.Module) -> str:
     """SHA-256 of every parameter and buffer (name, dtype, shape and bytes, in name order): equal iff identical."""
     h = hashlib.sha256()

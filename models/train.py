@@ -33,7 +33,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from models.distributed import DistInfo, all_gather_objects, barrier, cleanup, init_distributed, state_checksum
+from models.distributed import (DistInfo, all_gather_objects, average_buffers, barrier, cleanup, init_distributed,
+                                state_checksum)
 
 DEKR_EPOCHS, DEKR_DROPS = 140, (90, 120)
 
@@ -220,6 +221,7 @@ def build_args(argv=None) -> argparse.Namespace:
                    help="epochs at which the lr drops x0.1 (default: DEKR's 90 and 120 of 140, scaled)")
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--eval-every", type=int, default=1, help="validate every N epochs (and after the last)")
+    p.add_argument("--save-every", type=int, default=1, help="write last.pt every N epochs (and after the last)")
     p.add_argument("--max-steps", type=int, default=None, help="stop each epoch after N steps (smoke runs)")
     p.add_argument("--augment", choices=("dekr", "light", "off"), default="dekr",
                    help="dekr: flip, rotation +-30, scale 0.75-1.5, colour (default); light: +-10, 0.85-1.2; off")
@@ -231,6 +233,8 @@ def build_args(argv=None) -> argparse.Namespace:
     p.add_argument("--pretrained", help="HRNet ImageNet backbone weights (a local file), loaded by parameter name")
     p.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
+    p.add_argument("--benchmark", type=int, default=0, metavar="STEPS",
+                   help="only time STEPS training steps and print images/s (no checkpoints)")
     p.add_argument("--checksum-file", help="each rank writes its final weights' SHA-256 here ({rank} is replaced)")
     g = p.add_argument_group("ablation switches (model overrides)")
     g.add_argument("--score-mode", choices=("cir", "center_gaussian"), default=None)
@@ -248,7 +252,13 @@ def run(args) -> dict:
     from models import build_model
     from models.checkpoint import save_checkpoint
 
-    info = init_distributed(args.device)
+    if args.resume and not Path(args.resume).is_file():
+        raise TrainError(f"{args.resume}: checkpoint to resume from not found; pass a last.pt written by training")
+    try:
+        info = init_distributed(args.device)
+    except RuntimeError as exc:
+        raise TrainError(str(exc)) from None
+    threads_before = torch.get_num_threads()
     try:
         if args.threads is not None:
             torch.set_num_threads(args.threads)
@@ -276,7 +286,7 @@ def run(args) -> dict:
         if info.distributed:
             loss_module = torch.nn.parallel.DistributedDataParallel(
                 loss_module, device_ids=[info.local_rank] if info.device.type == "cuda" else None,
-                find_unused_parameters=True)
+                find_unused_parameters=False)
         loader, sampler = make_loader(train_paths[0], train_paths[1], args, info, args.seed)
         out = Path(args.out)
         if info.is_main:
@@ -291,6 +301,7 @@ def run(args) -> dict:
             stats = train_one_epoch(loss_module, loader, optimizer, scaler, info, epoch, args.max_steps,
                                     not args.no_progress)
             scheduler.step()
+            average_buffers(info, net)
             rates = all_gather_objects(info, stats["images_per_s"])
             stats["images_per_s"] = float(sum(rates))
             last_epoch = epoch + 1 == args.epochs
@@ -301,10 +312,12 @@ def run(args) -> dict:
                 improved = metric is not None and metric > best["metric"]
                 if improved:
                     best = {"metric": float(metric), "epoch": epoch + 1}
-                state = training_state(args, optimizer, scheduler, scaler, epoch + 1, best)
-                save_checkpoint(out / "last.pt", net, extra=state)
-                if improved:
-                    save_checkpoint(out / "best.pt", net, extra=state)
+                if improved or last_epoch or (epoch + 1) % args.save_every == 0:
+                    state = training_state(args, optimizer, scheduler, scaler, epoch + 1, best)
+                    if last_epoch or (epoch + 1) % args.save_every == 0:
+                        save_checkpoint(out / "last.pt", net, extra=state)
+                    if improved:
+                        save_checkpoint(out / "best.pt", net, extra=state)
                 stats.update(epoch=epoch + 1, lr=optimizer.param_groups[0]["lr"], best_epoch=best.get("epoch"))
                 with open(out / "train_log.jsonl", "a") as f:
                     f.write(json.dumps(stats) + "\n")
@@ -322,6 +335,7 @@ def run(args) -> dict:
                 raise TrainError("ranks ended with different weights; DDP synchronisation failed")
         return summary
     finally:
+        torch.set_num_threads(threads_before)
         cleanup(info)
 
 
@@ -367,10 +381,49 @@ def resume(path: str, net, optimizer, scheduler, scaler, info: DistInfo) -> tupl
     return int(extra["epoch"]), dict(extra.get("best", {"metric": -math.inf}))
 
 
+def benchmark(args) -> None:
+    """Print the median time of ``--benchmark`` optimiser steps (forward, losses, backward, Adam; batches read
+    beforehand, so data loading is not counted) after two warm-up steps, and the images/s it gives."""
+    import platform
+
+    from models import build_model
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    info = init_distributed(args.device)
+    (ann, images), _ = data_paths(args)
+    net = build_model(args.config, **model_overrides(args)).to(info.device).train()
+    args.input_size = int(net.cfg.input_size)
+    loader, _ = make_loader(ann, images, args, info, args.seed)
+    batches, it = [], iter(loader)
+    while len(batches) < args.benchmark + 2:
+        try:
+            batches.append(next(it))
+        except StopIteration:
+            it = iter(loader)
+    loss_module, optimizer = LossModule(net), torch.optim.Adam(net.parameters(), lr=args.lr)
+    times = []
+    for images_, persons, _ids, _boxes in batches:
+        start = time.perf_counter()
+        loss = loss_module(images_.to(info.device), [p.to(info.device) for p in persons])["loss"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if info.device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    step = float(np.median(times[2:]))
+    machine = (torch.cuda.get_device_name(info.device) if info.device.type == "cuda" else
+               f"{platform.machine()} CPU, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads")
+    print(f"{args.config} at {args.input_size}px, batch {args.batch_size}, {machine}: median step {step * 1000:.0f} ms "
+          f"over {len(times) - 2} steps = {args.batch_size / step:.1f} training images/s")
+
+
 def main(argv=None) -> None:
     args = build_args(argv)
     try:
-        run(args)
+        benchmark(args) if args.benchmark else run(args)
     except TrainError as exc:
         sys.exit(f"error: {exc}")
     except KeyboardInterrupt:
