@@ -1,19 +1,30 @@
 """The QEM network and its training targets, losses, checkpoints and Predictor.
 
 Entry points: ``build_model(name)``, ``Predictor``, ``save_checkpoint`` / ``load_checkpoint``,
-``DEFAULT_CHECKPOINT`` (the bundled tiny model trained on synthetic data).
+``DEFAULT_CHECKPOINT`` (the bundled tiny model trained on synthetic data). They are imported on first use, so
+``import models.keypoints`` (or a data tool) does not pay for torch and OpenCV.
 """
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "tiny_synth.pt"
 
-from models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint  # noqa: E402
-from models.config import ModelConfig  # noqa: E402
-from models.network import DenseOutput, PoseNet, build_model  # noqa: E402
-from models.predictor import Predictor  # noqa: E402
-from models.qem import SparseOutput  # noqa: E402
+_LAZY = {
+    "CheckpointError": "models.checkpoint", "load_checkpoint": "models.checkpoint",
+    "save_checkpoint": "models.checkpoint", "ModelConfig": "models.config", "DenseOutput": "models.network",
+    "PoseNet": "models.network", "build_model": "models.network", "Predictor": "models.predictor",
+    "SparseOutput": "models.qem",
+}
 
-__all__ = ["DEFAULT_CHECKPOINT", "CheckpointError", "DenseOutput", "ModelConfig", "PoseNet", "Predictor",
-           "SparseOutput", "build_model", "load_checkpoint", "save_checkpoint"]
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'models' has no attribute {name!r}")
+
+
+__all__ = ["DEFAULT_CHECKPOINT", *_LAZY]
