@@ -2,14 +2,17 @@
 
     python -m kernels.compile_check [--arch 90] [--triton-only | --cuda-only]
 
-Triton: ``triton.compile(ASTSource(...), target=GPUTarget("cuda", arch, 32))`` for fp16 and fp32 maps and two
+Triton: ``triton.compile(ASTSource(...), target=GPUTarget("cuda", arch, 32))`` for fp16 and fp32 maps and three
 launch configurations; this catches errors that the interpreter accepts. Must run without ``TRITON_INTERPRET``.
-CUDA C: ``nvcc -ptx -arch=sm_<arch>`` of ``kernels/decode.cu`` with every template instantiation; skipped with a
-message when nvcc is absent. Prints one line per compiled variant; exits non-zero with ``error: ...`` on failure.
+CUDA C: ``nvcc -ptx -arch=sm_<arch>`` of ``kernels/decode.cu`` with every template instantiation, and NVRTC (what
+CuPy compiles with) with every name expression; each is skipped with a message when nvcc / libnvrtc is absent.
+Prints one line per compiled variant; exits non-zero with ``error: ...`` on failure.
 """
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import os
 import shutil
 import subprocess
@@ -71,6 +74,61 @@ def compile_cuda(arch: int) -> list[str]:
     return [f"cuda sm_{arch} {name}: {mangled_prefix(name)}... in PTX" for name in KERNEL_NAMES.values()]
 
 
+def find_nvrtc() -> str | None:
+    """Path of libnvrtc: from the ``nvidia-cuda-nvrtc`` wheel (``nvidia/cu13/lib``) or the system's loader."""
+    try:
+        import nvidia  # namespace package of NVIDIA's CUDA wheels
+
+        for root in nvidia.__path__:
+            found = sorted(Path(root).glob("cu*/lib/libnvrtc.so*")) + sorted(Path(root).glob("*/lib/libnvrtc.so*"))
+            found = [f for f in found if ".alt." not in f.name]
+            if found:
+                return str(found[0])
+    except ImportError:
+        pass
+    return ctypes.util.find_library("nvrtc")
+
+
+def compile_nvrtc(arch: int) -> list[str]:
+    """NVRTC (what ``cupy.RawModule`` uses) on the CUDA C source with every name expression; needs libnvrtc."""
+    from kernels.decode_cupy import KERNEL_NAMES
+
+    path = find_nvrtc()
+    if path is None:
+        return ["nvrtc: skipped, libnvrtc not found (pip install nvidia-cuda-nvrtc)"]
+    for builtins in sorted(Path(path).parent.glob("libnvrtc-builtins.so*")):  # NVRTC loads it by name at compile
+        if ".alt." not in builtins.name:
+            ctypes.CDLL(str(builtins), mode=ctypes.RTLD_GLOBAL)
+    lib = ctypes.CDLL(path)
+    prog = ctypes.c_void_p()
+    source = CU_SOURCE.read_bytes()
+
+    def check(status: int, what: str) -> None:
+        if status != 0:
+            raise RuntimeError(f"{what} failed with NVRTC status {status}")
+
+    check(lib.nvrtcCreateProgram(ctypes.byref(prog), source, b"decode.cu", 0, None, None), "nvrtcCreateProgram")
+    try:
+        for name in KERNEL_NAMES.values():
+            check(lib.nvrtcAddNameExpression(prog, name.encode()), "nvrtcAddNameExpression")
+        options = [f"--gpu-architecture=compute_{arch}".encode(), b"-std=c++17"]
+        status = lib.nvrtcCompileProgram(prog, len(options), (ctypes.c_char_p * len(options))(*options))
+        if status != 0:
+            size = ctypes.c_size_t()
+            lib.nvrtcGetProgramLogSize(prog, ctypes.byref(size))
+            log = ctypes.create_string_buffer(size.value)
+            lib.nvrtcGetProgramLog(prog, log)
+            raise RuntimeError(f"NVRTC failed: {log.value.decode(errors='replace').strip()}")
+        lines = []
+        for name in KERNEL_NAMES.values():
+            lowered = ctypes.c_char_p()
+            check(lib.nvrtcGetLoweredName(prog, name.encode(), ctypes.byref(lowered)), "nvrtcGetLoweredName")
+            lines.append(f"nvrtc compute_{arch} {name}: {lowered.value.decode()}")
+        return lines
+    finally:
+        lib.nvrtcDestroyProgram(ctypes.byref(prog))
+
+
 def mangled_prefix(name: str) -> str:
     """Start of the Itanium-mangled name of ``decode_kernel<A, B>`` (A, B in float / f16): name and template args."""
     base, args = name.rstrip(">").split("<")
@@ -97,7 +155,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit("error: TRITON_INTERPRET is set; compile for a GPU target in a process without it")
     try:
         lines = [] if args.cuda_only else compile_triton(args.arch)
-        lines += [] if args.triton_only else compile_cuda(args.arch)
+        lines += [] if args.triton_only else compile_cuda(args.arch) + compile_nvrtc(args.arch)
     except Exception as exc:  # one line for whatever the compilers raise
         sys.exit(f"error: {type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}")
     print("\n".join(lines))

@@ -29,10 +29,21 @@ def test_triton_kernel_compiles_for_sm90_in_fp16_and_fp32():
 def test_cuda_source_compiles_with_nvcc_for_every_dtype_pair():
     done = compile_check("--cuda-only", "--arch", "90")
     assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
+    lines = [line for line in done.stdout.splitlines() if line.startswith("cuda ")]
     assert [line.split(":")[0] for line in lines] == [
         "cuda sm_90 decode_kernel<float, float>", "cuda sm_90 decode_kernel<float, f16>",
         "cuda sm_90 decode_kernel<f16, float>", "cuda sm_90 decode_kernel<f16, f16>"]
+
+
+def test_cuda_source_compiles_with_nvrtc_and_its_name_expressions():
+    from kernels.compile_check import find_nvrtc
+
+    if find_nvrtc() is None:
+        pytest.skip("libnvrtc not found (pip install nvidia-cuda-nvrtc)")
+    done = compile_check("--cuda-only", "--arch", "90")
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stdout.splitlines() if line.startswith("nvrtc ")]
+    assert len(lines) == 4 and all("_Z13decode_kernelI" in line for line in lines)
 
 
 def test_compile_check_refuses_to_run_under_the_interpreter():
