@@ -104,3 +104,17 @@ def test_nan_is_never_a_peak_and_suppresses_its_window():
     inputs[0][0, 0, 2, 8] = 1.0  # far from it: a peak
     out = run(inputs, dtype, max_people=3, threshold=0.5)
     assert out.indices.tolist() == [[2 * 12 + 8, -1, -1]]
+
+
+def test_kernel_writes_every_output_element(monkeypatch):
+    # Outputs start as garbage (7, True) instead of torch.empty's memory: unused slots must be written too.
+    real_empty = torch.empty
+
+    def garbage(*size, dtype=torch.float32, device=None):
+        return real_empty(*size, dtype=dtype, device=device).fill_(True if dtype == torch.bool else 7)
+
+    monkeypatch.setattr(torch, "empty", garbage)
+    inputs, dtype = blank(batch=2, h=7, w=11)
+    inputs[0][0, 0, 3, 3] = 1.0
+    out = run(inputs, dtype, max_people=5, threshold=0.5)
+    assert out.valid.tolist() == [[True] + [False] * 4, [False] * 5]
