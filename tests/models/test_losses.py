@@ -91,3 +91,14 @@ def test_images_and_persons_must_agree():
     images, persons = batch()
     with pytest.raises(ValueError, match="2 images but 1 Persons"):
         training_losses(net, images, persons[:1])
+
+
+@pytest.mark.gpu
+def test_losses_under_cuda_autocast_are_finite_and_backpropagate():
+    net = build_model("tiny", input_size=96).cuda()
+    images, persons = batch()
+    with torch.autocast("cuda", dtype=torch.float16):
+        terms = training_losses(net, images.cuda(), [p.to("cuda") for p in persons])
+    assert all(torch.isfinite(v) for v in terms.values())
+    terms["loss"].backward()
+    assert torch.isfinite(net.heads.keypoints.offset.weight.grad).all()

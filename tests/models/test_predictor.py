@@ -112,3 +112,14 @@ def test_bad_inputs_fail_clearly():
     with pytest.raises(ValueError, match="multiple of 32"):
         Predictor(build_model("tiny"), input_size=100)
     assert predictor.predict([]) == []
+
+
+@pytest.mark.gpu
+def test_half_precision_on_cuda_agrees_with_fp32():
+    image = np.random.default_rng(3).integers(0, 256, (120, 200, 3), dtype=np.uint8)
+    fp32 = Predictor(lively_net(), device="cuda", input_size=64).predict([image])[0]
+    fp16 = Predictor(lively_net(), device="cuda", input_size=64, half=True, flip_test=True).predict([image])[0]
+    cpu = Predictor(lively_net(), input_size=64).predict([image])[0]
+    assert len(fp32) == len(cpu) and len(fp16) > 0
+    np.testing.assert_allclose(fp32.keypoints, cpu.keypoints, atol=0.05 * 200 / 64)
+    assert np.isfinite(fp16.keypoints).all() and ((fp16.scores >= 0) & (fp16.scores <= 1)).all()
