@@ -6,6 +6,7 @@ import torch
 from kernels.candidates import Candidates
 from models import Predictor, build_model
 from models.keypoints import FLIP_INDEX
+from models.predictor import mirror_maps
 from models.preprocess import Letterbox
 from models.qem import SparseOutput
 
@@ -85,6 +86,23 @@ def test_flip_test_mirrors_keypoints_and_swaps_identities():
     np.testing.assert_allclose(b.scores[order_b], a.scores[order_a], atol=1e-5)
     # Left and right really differ here, so a missing swap could not pass unnoticed.
     assert np.abs(a.keypoints[:, 1] - a.keypoints[:, 2]).max() > 1.0
+
+
+def test_mirrored_maps_place_each_keypoint_at_its_mirror_image_with_the_other_identity():
+    b, h, w = 1, 5, 7
+    offsets = torch.randn(b, 2 * K, h, w) * 3
+    score = torch.randn(b, 1, h, w)
+    score_m, offsets_m = mirror_maps(score, offsets)
+    y, x = 2, 1
+    xm = w - 1 - x
+    assert score_m[0, 0, y, xm] == score[0, 0, y, x]
+    for k in range(K):
+        kx, ky = x + offsets[0, 2 * k, y, x], y + offsets[0, 2 * k + 1, y, x]  # keypoint k, original view
+        j = FLIP_INDEX[k]  # it is keypoint j in the mirrored view, at (w-1-kx, ky), seen from pixel (y, xm)
+        assert torch.isclose(xm + offsets_m[0, 2 * j, y, xm], w - 1 - kx)
+        assert torch.isclose(y + offsets_m[0, 2 * j + 1, y, xm], ky)
+    back = mirror_maps(score_m, offsets_m)
+    assert torch.equal(back[0], score) and torch.equal(back[1], offsets)
 
 
 def test_flip_test_changes_the_result_and_stages_compose():
