@@ -93,8 +93,10 @@ class Predictor:
         if not self.flip_test:
             return self.net.infer(batch, self.decode_backend)
         net = self.net
-        dense = net.dense(batch)
-        mirrored = net.dense(batch.flip(3))
+        both = net.dense(torch.cat([batch, batch.flip(3)]))  # one pass over both views
+        b = batch.shape[0]
+        dense = DenseOutput(*(t[:b] for t in (both.score, both.offsets, both.kfeat, both.ifeat)))
+        mirrored = DenseOutput(*(t[b:] for t in (both.score, both.offsets, both.kfeat, both.ifeat)))
         score_m, offsets_m = mirror_maps(mirrored.score, mirrored.offsets)
         avg = DenseOutput((dense.score + score_m) / 2, (dense.offsets + offsets_m) / 2, dense.kfeat, dense.ifeat)
         cands = net.decode(avg, self.decode_backend)
