@@ -88,8 +88,9 @@ def test_help_comes_from_the_module_docstring(tmp_path):
 def test_bad_source_is_one_line_on_stderr_without_traceback(tmp_path):
     proc = run_cli(["--source", "rtsp://user:pw@cam:notaport/live", "--no-show"], tmp_path)
     assert proc.returncode == 1
-    assert proc.stderr.strip().splitlines() == ["error: malformed URL 'rtsp://***@cam:notaport/live': "
-                                                 "Port could not be cast to integer value as 'notaport'"]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: malformed URL 'rtsp://***@cam:notaport/live'")
+    assert "pw" not in proc.stderr
 
 
 def error_of(args, capsys):
