@@ -78,7 +78,8 @@ class Predictor:
             raise TypeError("Predictor takes a list of images; wrap a single image as [image]")
         canvases, boxes = [], []
         for i, image in enumerate(images):
-            if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            if (not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3
+                    or min(image.shape[:2]) == 0):
                 raise ValueError(f"image {i}: expected an RGB uint8 HxWx3 array, got "
                                  f"{getattr(image, 'dtype', type(image))} {getattr(image, 'shape', '')}")
             canvas, box = letterbox(image, self.input_size)

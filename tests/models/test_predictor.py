@@ -123,6 +123,8 @@ def test_bad_inputs_fail_clearly():
         predictor.predict([np.zeros((10, 10), np.uint8)])
     with pytest.raises(ValueError, match="image 1: expected an RGB uint8"):
         predictor.predict([np.zeros((10, 10, 3), np.uint8), np.zeros((10, 10, 3), np.float32)])
+    with pytest.raises(ValueError, match="image 0: expected an RGB uint8 HxWx3"):
+        predictor.predict([np.zeros((0, 10, 3), np.uint8)])
     with pytest.raises(TypeError, match="list of images"):
         predictor.predict(np.zeros((10, 10, 3), np.uint8))
     with pytest.raises(ValueError, match="half=True needs a CUDA device"):
