@@ -34,7 +34,7 @@ class Capture(threading.Thread):
         self.on_event, self.notify = on_event, notify
         self.open_timeout, self.read_timeout, self.stall_timeout = open_timeout, read_timeout, stall_timeout
         self.max_attempts, self.backoff_base, self.backoff_max = max_attempts, backoff_base, backoff_max
-        self.pace, self.reader_factory = pace, reader_factory
+        self.reader_factory = reader_factory
         # ``as_live`` plays a file like a camera (paced, newest frame only); ``loop`` restarts a file at its end.
         self.live = spec.live or as_live
         self.loop = loop and not spec.live

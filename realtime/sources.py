@@ -201,6 +201,7 @@ class CameraReader:
         if not cap.isOpened():
             cap.release()
             raise SourceError(f"no camera at index {index} (OpenCV could not open it)", permanent=True)
+        cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # the driver's queue adds latency; capture keeps the newest frame anyway
         self.cap = cap
         self.fps = cap.get(cv2.CAP_PROP_FPS) or None
 
