@@ -20,7 +20,8 @@ Conventions:
 - Order: the top ``max_people`` peaks by score descending, then flat index ``y * w + x`` ascending; -0.0 and +0.0
   are equal logits. A NaN logit is never a peak and no pixel whose window holds a NaN is one.
 - Coordinates: pixel (y, x) has its centre at integer (x, y). Keypoints are not clamped; for bilinear sampling a
-  point outside ``[0, w-1] x [0, h-1]`` is clamped into that range first (border padding).
+  point outside ``[0, w-1] x [0, h-1]`` is clamped into that range first (border padding), and a NaN coordinate
+  (a diverged network) counts as 0; the keypoint itself stays NaN.
 - Precision: scores and keypoints are computed in fp32; queries come out in the dtype of the features
   (interpolation in fp32).
 - Unused slots: ``valid`` False, ``indices`` -1, every other field 0.

@@ -163,7 +163,7 @@ __global__ void __launch_bounds__(DECODE_THREADS) decode_kernel(
             long long slot = (b * max_people + n) * num_kpts + k;
             keypoints[slot * 2] = kx;
             keypoints[slot * 2 + 1] = ky;
-            float xs = fminf(fmaxf(kx, 0.0f), (float)(w - 1));
+            float xs = fminf(fmaxf(kx, 0.0f), (float)(w - 1));  // fmaxf(NaN, 0) is 0: NaN counts as 0
             float ys = fminf(fmaxf(ky, 0.0f), (float)(h - 1));
             x0s[n] = (int)xs;
             y0s[n] = (int)ys;

@@ -76,12 +76,12 @@ def bilinear_sample_ref(feat: torch.Tensor, points: torch.Tensor) -> torch.Tenso
     """Sample ``feat [B,K,C,h,w]`` at ``points [B,N,K,2]`` (x, y) -> ``[B,N,K,C]`` in ``feat``'s dtype.
 
     Pixel (y, x) has its centre at integer (x, y). Points are clamped to ``[0, w-1] x [0, h-1]`` first
-    (border padding). Interpolation runs in fp32: ``v00 (1-wx)(1-wy) + v01 wx (1-wy) + v10 (1-wx) wy + v11 wx wy``.
+    (border padding); a NaN coordinate counts as 0. Interpolation runs in fp32: ``v00 (1-wx)(1-wy) + v01 wx (1-wy) + v10 (1-wx) wy + v11 wx wy``.
     """
     b, k, c, h, w = feat.shape
     n = points.shape[1]
-    x = points[..., 0].float().clamp(0, w - 1).transpose(1, 2)  # [B, K, N]
-    y = points[..., 1].float().clamp(0, h - 1).transpose(1, 2)
+    x = points[..., 0].float().nan_to_num(nan=0.0).clamp(0, w - 1).transpose(1, 2)  # [B, K, N]
+    y = points[..., 1].float().nan_to_num(nan=0.0).clamp(0, h - 1).transpose(1, 2)
     x0, y0 = x.floor(), y.floor()
     wx, wy = (x - x0).unsqueeze(2), (y - y0).unsqueeze(2)  # [B, K, 1, N]
     x0, y0 = x0.long(), y0.long()

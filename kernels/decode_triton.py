@@ -98,8 +98,8 @@ def _decode_kernel(
         tl.store(kpts_ptr + (slot * num_kpts + k) * 2, kx, mask=in_n)
         tl.store(kpts_ptr + (slot * num_kpts + k) * 2 + 1, ky, mask=in_n)
 
-        xs = tl.minimum(tl.maximum(kx, 0.0), w - 1.0)
-        ys = tl.minimum(tl.maximum(ky, 0.0), h - 1.0)
+        xs = tl.minimum(tl.maximum(tl.where(kx == kx, kx, 0.0), 0.0), w - 1.0)  # NaN counts as 0
+        ys = tl.minimum(tl.maximum(tl.where(ky == ky, ky, 0.0), 0.0), h - 1.0)
         x0 = xs.to(tl.int32)  # floor: xs >= 0
         y0 = ys.to(tl.int32)
         wx = (xs - x0.to(tl.float32))[:, None]

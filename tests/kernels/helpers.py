@@ -41,7 +41,8 @@ def assert_candidates_match(out: Candidates, inputs, *, score_rtol: float = SCOR
         assert got.shape == want.shape and got.dtype == want.dtype, (name, got.shape, got.dtype, want.dtype)
         assert got.device == want.device, (name, got.device, want.device)
     for name in ("indices", "valid", "keypoints", "inst_queries"):
-        torch.testing.assert_close(getattr(out, name), getattr(ref, name), rtol=0, atol=0, msg=f"{name} differ")
+        torch.testing.assert_close(getattr(out, name), getattr(ref, name), rtol=0, atol=0, equal_nan=True,
+                                   msg=f"{name} differ")
     torch.testing.assert_close(out.scores, ref.scores, rtol=score_rtol, atol=0, msg="scores differ")
 
     kfeat = inputs[2]

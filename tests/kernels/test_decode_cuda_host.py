@@ -51,3 +51,13 @@ def test_nan_and_negative_zero(library):
     out = decode_host(library, *inputs, max_people=4, threshold=0.25)
     assert_candidates_match(out, inputs, max_people=4, threshold=0.25)
     assert out.indices.tolist() == [[4 * 20 + 10, 4 * 20 + 15, -1, -1]]
+
+
+def test_nan_offsets_sample_at_zero(library):
+    score, offsets, kfeat, ifeat = random_inputs(1, 5, 6, seed=7)
+    score.fill_(-5.0)
+    score[0, 0, 2, 3] = 1.0
+    offsets[0, :, 2, 3] = torch.tensor([float("nan"), 1.0, 0.5, float("nan")])
+    inputs = (score, offsets, kfeat, ifeat)
+    out = decode_host(library, *inputs, max_people=1, threshold=0.5)
+    assert_candidates_match(out, inputs, max_people=1, threshold=0.5)

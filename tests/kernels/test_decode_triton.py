@@ -118,3 +118,12 @@ def test_kernel_writes_every_output_element(monkeypatch):
     inputs[0][0, 0, 3, 3] = 1.0
     out = run(inputs, dtype, max_people=5, threshold=0.5)
     assert out.valid.tolist() == [[True] + [False] * 4, [False] * 5]
+
+
+def test_nan_offsets_keep_nan_keypoints_and_sample_at_zero():
+    inputs, dtype = blank(h=5, w=6)
+    inputs[0][0, 0, 2, 3] = 1.0
+    inputs[1][0, :, 2, 3] = torch.tensor([float("nan"), 1.0, 0.5, float("nan")])  # kpt 0: x NaN; kpt 1: y NaN
+    out = run(inputs, dtype, max_people=1, threshold=0.5)
+    assert out.keypoints[0, 0, 0, 0].isnan() and out.keypoints[0, 0, 1, 1].isnan()
+    torch.testing.assert_close(out.kpt_queries[0, 0, 0], inputs[2][0, 0:3, 3, 0])  # sampled at (x 0, y 3)
