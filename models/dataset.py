@@ -149,8 +149,8 @@ class KeypointDataset(torch.utils.data.Dataset):
 
 
 def _letterbox_affine(box: Letterbox) -> Affine:
-    """The Letterbox's mapping as an affine (input = image * scale + pad)."""
-    return Affine(np.array([[box.scale, 0.0, box.pad_x], [0.0, box.scale, box.pad_y]]), flip=False, size=box.size)
+    """The Letterbox's mapping as an affine."""
+    return Affine(box.matrix(), flip=False, size=box.size)
 
 
 def collate_samples(samples: list[Sample]):

@@ -1,7 +1,10 @@
 """Letterboxing and normalisation shared by training, the Predictor and the real-time engine.
 
-Letterbox: the image is scaled by ``scale`` (aspect kept) and padded to ``size x size`` with the content centred;
-a point maps as ``input = image * scale + (pad_x, pad_y)`` and back as ``image = (input - pad) / scale``.
+Letterbox: the image is scaled by ``scale`` (aspect kept) and padded to ``size x size`` with the content centred.
+Pixel (y, x) has its centre at integer (x, y); resizing aligns pixel centres (as ``cv2.resize`` and
+``F.interpolate(align_corners=False)`` do), so a point maps per axis as ``input = (image + 0.5) * s - 0.5 + pad`` and
+back as ``image = (input - pad + 0.5) / s - 0.5``, where ``s`` is the exact axis scale ``new_size / old_size`` (the
+content size is rounded to whole pixels, so it differs slightly from the nominal ``scale``, which areas use).
 Images are RGB uint8 HxWx3; the network takes RGB float normalised with ImageNet's mean and std.
 """
 from __future__ import annotations
@@ -25,26 +28,40 @@ class Letterbox:
     pad_x: float
     pad_y: float
     size: int
+    scale_x: float
+    scale_y: float
 
     @classmethod
     def fit(cls, height: int, width: int, size: int) -> "Letterbox":
         scale = min(size / height, size / width)
-        new_w, new_h = round(width * scale), round(height * scale)
-        return cls(scale=scale, pad_x=(size - new_w) // 2, pad_y=(size - new_h) // 2, size=size)
+        new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+        return cls(scale=scale, pad_x=(size - new_w) // 2, pad_y=(size - new_h) // 2, size=size,
+                   scale_x=new_w / width, scale_y=new_h / height)
+
+    def matrix(self) -> np.ndarray:
+        """The 2x3 affine from image pixels to input pixels (padding plus the half-pixel term in the shift)."""
+        return np.array([[self.scale_x, 0.0, self.pad_x + (self.scale_x - 1.0) / 2.0],
+                         [0.0, self.scale_y, self.pad_y + (self.scale_y - 1.0) / 2.0]])
 
     def to_input(self, points: np.ndarray) -> np.ndarray:
         """Image pixels -> input pixels, on the last axis of length >= 2 (x, y, ...); other columns untouched."""
+        m = self.matrix()
         out = np.array(points, dtype=np.float32, copy=True)
-        out[..., 0] = out[..., 0] * self.scale + self.pad_x
-        out[..., 1] = out[..., 1] * self.scale + self.pad_y
+        out[..., 0] = out[..., 0] * m[0, 0] + m[0, 2]
+        out[..., 1] = out[..., 1] * m[1, 1] + m[1, 2]
         return out
 
     def to_image(self, points: np.ndarray) -> np.ndarray:
         """Input pixels -> image pixels, the inverse of ``to_input``."""
+        m = self.matrix()
         out = np.array(points, dtype=np.float32, copy=True)
-        out[..., 0] = (out[..., 0] - self.pad_x) / self.scale
-        out[..., 1] = (out[..., 1] - self.pad_y) / self.scale
+        out[..., 0] = (out[..., 0] - m[0, 2]) / m[0, 0]
+        out[..., 1] = (out[..., 1] - m[1, 2]) / m[1, 1]
         return out
+
+    def content_size(self, height: int, width: int) -> tuple[int, int]:
+        """(new_w, new_h) of an image of ``(height, width)`` inside the canvas (at least 1 pixel each)."""
+        return max(1, round(width * self.scale)), max(1, round(height * self.scale))
 
 
 def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
@@ -53,7 +70,7 @@ def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
         raise ValueError(f"expected an HxWx3 image, got shape {image.shape}")
     h, w = image.shape[:2]
     box = Letterbox.fit(h, w, size)
-    new_w, new_h = round(w * box.scale), round(h * box.scale)
+    new_w, new_h = box.content_size(h, w)
     resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR if box.scale > 1 else cv2.INTER_AREA)
     canvas = np.full((size, size, 3), PAD_VALUE, dtype=np.uint8)
     canvas[int(box.pad_y):int(box.pad_y) + new_h, int(box.pad_x):int(box.pad_x) + new_w] = resized

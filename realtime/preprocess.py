@@ -63,7 +63,7 @@ class DevicePreprocess:
         for i, image in enumerate(images):
             h, w = image.shape[:2]
             box = Letterbox.fit(h, w, self.size)
-            new_w, new_h = round(w * box.scale), round(h * box.scale)
+            new_w, new_h = box.content_size(h, w)
             x = image.permute(2, 0, 1).unsqueeze(0).float()
             x = F.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False,
                               antialias=box.scale < 1)

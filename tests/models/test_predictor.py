@@ -51,11 +51,12 @@ def test_postprocess_maps_feature_pixels_to_odd_sized_image_pixels():
     out = SparseOutput(keypoints=kp, keypoint_scores=torch.full((1, 2, K), 0.5),
                        score_logits=torch.tensor([[0.0, 2.0]]), keypoint_logits=torch.zeros(1, 2, K))
     poses = predictor.postprocess((cands, out), [box])[0]
-    scale = 256 / 641
-    expected = np.array([[253.5 / scale, (197.5 - 56) / scale], [41.5 / scale, (81.5 - 56) / scale]])
+    sx, sy = 256 / 641, 143 / 359  # content 256 x 143; resizing aligns pixel centres
+    expected = np.array([[(253.5 - (sx - 1) / 2) / sx, (197.5 - 56 - (sy - 1) / 2) / sy],
+                         [(41.5 - (sx - 1) / 2) / sx, (81.5 - 56 - (sy - 1) / 2) / sy]])
     np.testing.assert_allclose(poses.keypoints[:, 0], expected, rtol=1e-5)
     np.testing.assert_allclose(poses.scores, [1 / (1 + np.exp(-2.0)), 0.5], rtol=1e-6)  # sorted by score
-    assert poses.keypoints[0, 0, 0] == pytest.approx(634.74, abs=0.01)  # inside the 641-wide image
+    assert poses.keypoints[0, 0, 0] == pytest.approx(635.49, abs=0.01)  # inside the 641-wide image
 
 
 def test_predict_on_an_odd_image_equals_the_letterboxed_canvas_mapped_back():
