@@ -142,3 +142,30 @@ def test_cli_missing_checkpoint_is_one_line(tmp_path):
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and "missing.pt" in lines[0], proc.stderr
+
+
+@pytest.mark.slow
+def test_cli_on_the_bundled_checkpoint_writes_loadable_results(tmp_path):
+    """The default checkpoint on four synthetic images: a table is printed and loadRes reads the results file."""
+    from models import DEFAULT_CHECKPOINT
+
+    if not DEFAULT_CHECKPOINT.is_file():
+        pytest.fail(f"bundled checkpoint {DEFAULT_CHECKPOINT} is missing")
+    data = tmp_path / "synth"
+    subprocess.run([sys.executable, "-m", "models.synth", "--out", str(data), "--num-images", "4", "--seed", "77",
+                    "--split", "val", "--quiet"], cwd=ROOT, check=True, capture_output=True, timeout=120)
+    out, metrics = tmp_path / "results.json", tmp_path / "metrics.json"
+    proc = subprocess.run([sys.executable, "-m", "models.evaluate", "--data", str(data), "--out", str(out),
+                           "--metrics-out", str(metrics), "--no-progress"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert "AP50" in proc.stdout and "Spearman" in proc.stdout
+    results = json.loads(out.read_text())
+    assert results, "the bundled checkpoint found nobody in four synthetic images"
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(data / "annotations" / "person_keypoints_val.json"))
+        dt = gt.loadRes(str(out))
+    assert len(dt.getAnnIds()) == len(results)
+    report = json.loads(metrics.read_text())
+    assert report["flip"] is True and 0.0 <= report["ap"] <= 1.0
+    assert report["ap"] == coco_keypoint_eval(gt, results).ap
