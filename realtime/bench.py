@@ -44,17 +44,21 @@ def machine() -> str:
     except OSError:
         pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{os.cpu_count()}-core {platform.machine()} CPU ({cpu}), {gpu}, torch {torch.__version__}"
+    return (f"{os.cpu_count()}-core {platform.machine()} CPU ({cpu}), {gpu}, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} inference thread(s)")
 
 
 def make_engine(config: str, size: int, device: str) -> Engine:
     import models
+    from realtime.model import cpu_threads
 
     if config == "tiny" and Path(models.DEFAULT_CHECKPOINT).is_file():
         net = models.load_checkpoint(models.DEFAULT_CHECKPOINT)
     else:  # speed does not depend on the weights: fixed shapes everywhere up to the pose NMS
         torch.manual_seed(0)
         net = models.build_model(config)
+    if device == "cpu":
+        torch.set_num_threads(cpu_threads(None))  # as the CLI does
     predictor = models.Predictor(net, device=device, input_size=size)
     return Engine(predictor, size, device)
 
@@ -123,7 +127,14 @@ def bench_live(engine: Engine, duration: float, streams: int = 1) -> dict:
     start = e2e[e2e[:, 0] <= e2e[0, 0] + window, 1] if len(e2e) else np.zeros(0)
     end = e2e[e2e[:, 0] >= e2e[-1, 0] - window, 1] if len(e2e) else np.zeros(0)
     t = met.totals()
-    return {"streams": streams, "seconds": wall, "fps_in": t["frames_in"] / wall, "fps_out": t["frames_out"] / wall,
+    series = []  # p95 of the age of results in consecutive windows: flat means latency does not build up
+    if len(e2e):
+        edges = np.arange(e2e[0, 0], e2e[-1, 0] + window, window)
+        for lo in edges[:-1]:
+            chunk = e2e[(e2e[:, 0] >= lo) & (e2e[:, 0] < lo + window), 1]
+            if len(chunk):
+                series.append(round(float(np.percentile(chunk, 95)), 1))
+    return {"streams": streams, "p95_by_window_ms": series, "seconds": wall, "fps_in": t["frames_in"] / wall, "fps_out": t["frames_out"] / wall,
             "drops": t["drops"], "batches": met.batches, "mean_batch": t["frames_out"] / max(met.batches, 1),
             "e2e_p50_ms": float(np.percentile(e2e[:, 1], 50)) if len(e2e) else float("nan"),
             "e2e_p95_ms": float(np.percentile(e2e[:, 1], 95)) if len(e2e) else float("nan"),
@@ -152,14 +163,14 @@ def main(argv: list[str] | None = None) -> int:
     import cv2
 
     cv2.setNumThreads(1)  # as the CLI does
-    out = {"machine": machine(), "clip": BUNDLED_CLIP.name, "imgsz": args.imgsz, "device": args.device,
-           "load_average_at_start": os.getloadavg()}
-    print(f"machine: {out['machine']}\nclip: {BUNDLED_CLIP.name}, input {args.imgsz}, device {args.device}, "
-          f"load average at start {out['load_average_at_start'][0]:.1f}\n")
     needed = set(args.configs) if {"model", "pipeline"} & set(args.sections) else set()
     needed |= {args.live_config} if "live" in args.sections else set()
     needed |= {args.stream_config} if "streams" in args.sections else set()
     engines = {c: make_engine(c, args.imgsz, args.device) for c in sorted(needed)}
+    out = {"machine": machine(), "clip": BUNDLED_CLIP.name, "imgsz": args.imgsz, "device": args.device,
+           "load_average_at_start": os.getloadavg()}
+    print(f"machine: {out['machine']}\nclip: {BUNDLED_CLIP.name}, input {args.imgsz}, device {args.device}, "
+          f"load average at start {out['load_average_at_start'][0]:.1f}\n")
     if "model" in args.sections or "pipeline" in args.sections:
         out["model"], out["pipeline"] = {}, {}
         for c in args.configs:
@@ -189,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"live: {args.live_config} model, clip looped as a camera for {r['seconds']:.0f} s: "
               f"{r['fps_in']:.1f} fps in, {r['fps_out']:.1f} fps out, {r['drops']} drops")
         print(f"  age of results p95: first {r['window_s']:.0f} s {r['p95_start_ms']:.0f} ms, "
-              f"last {r['window_s']:.0f} s {r['p95_end_ms']:.0f} ms (overall p50 {r['e2e_p50_ms']:.0f} ms)\n")
+              f"last {r['window_s']:.0f} s {r['p95_end_ms']:.0f} ms (overall p50 {r['e2e_p50_ms']:.0f} ms)")
+        print(f"  p95 per {r['window_s']:.0f} s window (ms): {' '.join(f'{v:.0f}' for v in r['p95_by_window_ms'])}\n")
     if "streams" in args.sections:
         out["streams"] = []
         print(f"streams ({args.stream_config} model, live clip each, {args.stream_seconds:.0f} s per row)")

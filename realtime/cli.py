@@ -33,6 +33,8 @@ def build_parser(prog: str | None = None, positional_sources: bool = False, name
     p.add_argument("--model", default="tiny", help="config of the untrained fallback model (default: tiny)")
     p.add_argument("--imgsz", type=int, default=None, help="network input size (default: the checkpoint's)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU inference threads (default: usable cores minus one, at least 1)")
     p.add_argument("--half", action="store_true", help="fp16 inference (CUDA only)")
     p.add_argument("--compile", action="store_true", help="torch.compile the network (CUDA only)")
     p.add_argument("--cuda-graphs", action="store_true", help="capture the network in a CUDA graph (CUDA only)")
