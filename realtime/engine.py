@@ -10,12 +10,26 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 
+from models.preprocess import Letterbox
 from realtime.frames import Frame, Result
 from realtime.preprocess import DevicePreprocess
+
+
+@dataclass
+class Prepared:
+    """A preprocessed batch: the frames, the device tensor, each frame's Letterbox, when preprocessing began
+    (``time.perf_counter()``) and how long it took (ms)."""
+
+    frames: list[Frame]
+    batch: torch.Tensor
+    boxes: list[Letterbox]
+    start: float
+    preprocess_ms: float
 
 
 class CudaGraphForward:
@@ -85,19 +99,29 @@ class Engine:
             torch.cuda.synchronize(self.device)
 
     @torch.inference_mode()
-    def infer(self, frames: Sequence[Frame]) -> list[Result]:
-        """Poses for each frame (same order), with ``stage_ms`` for queue, preprocess, forward, postprocess."""
+    def prepare(self, frames: Sequence[Frame]) -> Prepared:
+        """Preprocess a batch (may run in another thread than ``run``, overlapping the previous forward)."""
         t0 = time.perf_counter()
         batch, boxes = self.preprocess([f.image for f in frames], pad_to=self.static_batch)
         self._sync()
+        return Prepared(list(frames), batch, boxes, t0, (time.perf_counter() - t0) * 1e3)
+
+    @torch.inference_mode()
+    def run(self, prepared: Prepared) -> list[Result]:
+        """Forward and postprocess a prepared batch: poses for each frame, in order, with ``stage_ms``."""
+        frames, batch = prepared.frames, prepared.batch
         t1 = time.perf_counter()
         raw = self._run_forward(batch)
         self._sync()
         t2 = time.perf_counter()
         self.forward_seconds += t2 - t1
-        boxes = boxes + boxes[:1] * (batch.shape[0] - len(boxes))  # padding slots of a static batch
+        boxes = prepared.boxes + prepared.boxes[:1] * (batch.shape[0] - len(prepared.boxes))  # static padding
         poses = self.predictor.postprocess(raw, boxes)[: len(frames)]
         t3 = time.perf_counter()
-        shared = {"preprocess": (t1 - t0) * 1e3, "forward": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}
-        return [Result(frame=f, poses=p, stage_ms={"queue": (t0 - f.recv_time) * 1e3, **shared})
+        shared = {"preprocess": prepared.preprocess_ms, "forward": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}
+        return [Result(frame=f, poses=p, stage_ms={"queue": (prepared.start - f.recv_time) * 1e3, **shared})
                 for f, p in zip(frames, poses)]
+
+    def infer(self, frames: Sequence[Frame]) -> list[Result]:
+        """``run(prepare(frames))``."""
+        return self.run(self.prepare(frames))

@@ -1,5 +1,9 @@
 """The real-time pipeline: capture threads -> batcher + engine thread -> post thread -> outputs (caller's thread).
 
+When every source is a file (nothing live), batching and preprocessing move to a thread of their own that
+prepares the next batch while the network runs on the current one (throughput; nothing is dropped anyway). With a
+live source they stay in the engine thread, so a batch is formed from the freshest frames just before the forward.
+
 Queues between the stages are small and bounded; a full queue blocks the stage before it, so a slow stage makes
 live sources drop their older frames (capture keeps only the newest) instead of letting latency grow, while
 files lose nothing. The outputs run in the thread that calls ``run()`` (the main thread in the CLI), so Ctrl-C
@@ -90,6 +94,8 @@ class Pipeline:
         self.metrics = Metrics(self.captures)
         self.events: list[tuple[int, str, str, str]] = []
         self.view_url: str | None = None  # the browser view's address once ``run`` has started it
+        self.prefetch = not any(c.live for c in self.captures)
+        self._prep_q: queue.Queue = queue.Queue(maxsize=1)
         self._post_q: queue.Queue = queue.Queue(maxsize=4)
         self._out_q: queue.Queue = queue.Queue(maxsize=4)
 
@@ -107,17 +113,35 @@ class Pipeline:
                 continue
         return False
 
-    def _engine_step(self) -> bool:
+    def _prep_step(self) -> bool:
         if self.stop_event.is_set():
             return False
         frames = self.batcher.next_batch(timeout=0.1)
         if frames is None:
             return False
-        if frames:
-            self.metrics.batches += 1
-            for result in self.engine.infer(frames):
-                if not self._put(self._post_q, result):
-                    return False
+        return self._put(self._prep_q, self.engine.prepare(frames)) if frames else True
+
+    def _engine_step(self) -> bool:
+        if self.stop_event.is_set():
+            return False
+        if self.prefetch:
+            try:
+                prepared = self._prep_q.get(timeout=0.1)
+            except queue.Empty:
+                return True
+            if prepared is _END:
+                return False
+        else:
+            frames = self.batcher.next_batch(timeout=0.1)
+            if frames is None:
+                return False
+            if not frames:
+                return True
+            prepared = self.engine.prepare(frames)
+        self.metrics.batches += 1
+        for result in self.engine.run(prepared):
+            if not self._put(self._post_q, result):
+                return False
         return True
 
     def _post_step(self) -> bool:
@@ -135,13 +159,15 @@ class Pipeline:
         """Runs until every source is finished, ``max_frames`` results are out, the window is closed, or Ctrl-C."""
         outputs = Outputs(self.config, self.captures, self.metrics, self.log)  # may raise SinkError: nothing started
         self.view_url = outputs.view.url if outputs.view is not None else None
+        prep_t = _Stage("prepare", self._prep_step, lambda: self._put(self._prep_q, _END))
         engine_t = _Stage("engine", self._engine_step, lambda: self._put(self._post_q, _END))
         post_t = _Stage("post", self._post_step, lambda: self._put(self._out_q, _END))
+        stages = (prep_t, engine_t, post_t) if self.prefetch else (engine_t, post_t)
         try:
             for c in self.captures:
                 c.start()
-            engine_t.start()
-            post_t.start()
+            for t in stages:
+                t.start()
             while not self.stop_event.is_set():
                 try:
                     item = self._out_q.get(timeout=0.1)
@@ -161,10 +187,10 @@ class Pipeline:
             with self.notify:
                 self.notify.notify_all()
             outputs.close()
-            for t in (engine_t, post_t, *self.captures):
+            for t in (*stages, *self.captures):
                 if t.is_alive():
                     t.join(timeout=2.0)
-        for t in (engine_t, post_t):
+        for t in stages:
             if t.error is not None:
                 raise t.error
         return self.metrics

@@ -16,9 +16,12 @@ class SlowEngine:
     def __init__(self, engine: Engine, delay: float):
         self.engine, self.delay = engine, delay
 
-    def infer(self, frames):
+    def prepare(self, frames):
+        return self.engine.prepare(frames)
+
+    def run(self, prepared):
         time.sleep(self.delay)
-        return self.engine.infer(frames)
+        return self.engine.run(prepared)
 
 
 def test_slow_model_on_live_source_drops_frames_and_keeps_results_fresh(tmp_path, engine):
