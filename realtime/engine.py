@@ -5,6 +5,9 @@ The network is reached only through the Predictor seam of ``models``: ``forward(
 decode + sparse stage, fixed shapes, no host sync) and ``postprocess(raw, boxes) -> list[Poses]`` (to image
 pixels). On CUDA the forward can be wrapped by ``torch.compile`` and/or captured in a CUDA graph; both need a
 static batch shape, so batches are then padded to ``static_batch`` images.
+
+``infer(frames) = run(prepare(frames))``; the pipeline may call ``prepare`` for the next batch in another thread
+while ``run`` is busy with the current one.
 """
 from __future__ import annotations
 
