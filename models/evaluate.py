@@ -36,7 +36,8 @@ class DataPathError(Exception):
 
 @dataclass
 class EvalReport:
-    """COCO keypoint metrics (fractions in [0, 1]; -1 where COCOeval has no ground truth for a bucket) and the
+    """COCO keypoint metrics (fractions in [0, 1]; -1 where COCOeval has no ground truth for a bucket, e.g. APL
+    when nobody is larger than 96^2 px^2; the table shows n/a) and the
     Spearman correlation between pose score and true OKS (None when fewer than two poses or constant input)."""
 
     ap: float
@@ -55,7 +56,7 @@ class EvalReport:
     def table(self, title: str = "") -> str:
         head = [*METRIC_NAMES, "Spearman(score,OKS)", "images", "poses"]
         rho = "n/a" if self.spearman is None else f"{self.spearman:.3f}"
-        vals = [f"{v:.3f}" for v in (self.ap, self.ap50, self.ap75, self.apm, self.apl, self.ar)]
+        vals = [f"{v:.3f}" if v >= 0 else "n/a" for v in (self.ap, self.ap50, self.ap75, self.apm, self.apl, self.ar)]
         vals += [rho, str(self.num_images), str(self.num_poses)]
         widths = [max(len(h), len(v)) for h, v in zip(head, vals)]
         lines = [title] if title else []

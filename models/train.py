@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
+from models.config import ModelConfig
 from models.distributed import (DistInfo, all_gather_objects, average_buffers, barrier, cleanup, init_distributed,
                                 state_checksum)
 
@@ -230,6 +231,7 @@ def build_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", help="continue from a last.pt (model, optimizer, scheduler, epoch)")
+    p.add_argument("--init", help="start from this checkpoint's weights (same config), with a fresh optimizer")
     p.add_argument("--pretrained", help="HRNet ImageNet backbone weights (a local file), loaded by parameter name")
     p.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
@@ -254,6 +256,8 @@ def run(args) -> dict:
 
     if args.resume and not Path(args.resume).is_file():
         raise TrainError(f"{args.resume}: checkpoint to resume from not found; pass a last.pt written by training")
+    if args.init and not Path(args.init).is_file():
+        raise TrainError(f"{args.init}: checkpoint to start from not found")
     try:
         info = init_distributed(args.device)
     except RuntimeError as exc:
@@ -280,6 +284,8 @@ def run(args) -> dict:
         scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=drops, gamma=0.1)
         scaler = torch.amp.GradScaler("cuda") if info.device.type == "cuda" and not args.no_amp else None
         start_epoch, best = 0, {"metric": -math.inf}
+        if args.init:
+            load_weights(args.init, net)
         if args.resume:
             start_epoch, best = resume(args.resume, net, optimizer, scheduler, scaler, info)
         loss_module = LossModule(net)
@@ -298,6 +304,7 @@ def run(args) -> dict:
         for epoch in range(start_epoch, args.epochs):
             if sampler is not None:
                 sampler.set_epoch(epoch)
+            lr = optimizer.param_groups[0]["lr"]
             stats = train_one_epoch(loss_module, loader, optimizer, scaler, info, epoch, args.max_steps,
                                     not args.no_progress)
             scheduler.step()
@@ -318,7 +325,7 @@ def run(args) -> dict:
                         save_checkpoint(out / "last.pt", net, extra=state)
                     if improved:
                         save_checkpoint(out / "best.pt", net, extra=state)
-                stats.update(epoch=epoch + 1, lr=optimizer.param_groups[0]["lr"], best_epoch=best.get("epoch"))
+                stats.update(epoch=epoch + 1, lr=lr, best_epoch=best.get("epoch"))
                 with open(out / "train_log.jsonl", "a") as f:
                     f.write(json.dumps(stats) + "\n")
                 print(format_epoch(stats), flush=True)
@@ -358,18 +365,24 @@ def training_state(args, optimizer, scheduler, scaler, epoch: int, best: dict) -
     return state
 
 
-def resume(path: str, net, optimizer, scheduler, scaler, info: DistInfo) -> tuple[int, dict]:
+def load_weights(path: str, net) -> dict:
+    """Copy the weights of a checkpoint with the same model config into ``net``; returns its ``extra``."""
     from models.checkpoint import CheckpointError, read_checkpoint
 
     try:
         payload = read_checkpoint(path, map_location="cpu")
-        if payload["config"] != asdict(net.cfg):
-            diff = sorted(k for k, v in payload["config"].items() if asdict(net.cfg).get(k) != v)
+        saved = asdict(ModelConfig.from_dict(payload["config"]))
+        if saved != asdict(net.cfg):
+            diff = sorted(k for k, v in saved.items() if asdict(net.cfg).get(k) != v)
             raise CheckpointError(f"{path}: saved with a different model config ({', '.join(diff)})")
         net.load_state_dict(payload["state_dict"], strict=True)
-    except (CheckpointError, RuntimeError) as exc:
+    except (CheckpointError, RuntimeError, ValueError) as exc:
         raise TrainError(str(exc)) from None
-    extra = payload.get("extra") or {}
+    return payload.get("extra") or {}
+
+
+def resume(path: str, net, optimizer, scheduler, scaler, info: DistInfo) -> tuple[int, dict]:
+    extra = load_weights(path, net)
     if "optimizer" not in extra:
         raise TrainError(f"{path} holds no training state (optimizer/scheduler/epoch); resume from a last.pt")
     optimizer.load_state_dict(extra["optimizer"])
