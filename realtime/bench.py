@@ -15,23 +15,28 @@ Examples:
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import platform
-import statistics
-import sys
-import tempfile
-import time
-from pathlib import Path
 
-import numpy as np
-import torch
+# Before torch is imported: on a busy CPU, OpenMP workers that spin while waiting steal the cores the other
+# stages need (the user's own setting wins).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from realtime.cli import BUNDLED_CLIP
-from realtime.engine import Engine
-from realtime.pipeline import Pipeline, PipelineConfig
-from realtime.sources import parse_source
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from realtime.cli import BUNDLED_CLIP  # noqa: E402
+from realtime.engine import Engine  # noqa: E402
+from realtime.pipeline import Pipeline, PipelineConfig  # noqa: E402
+from realtime.sources import parse_source  # noqa: E402
 
 
 def machine() -> str:
@@ -45,10 +50,10 @@ def machine() -> str:
         pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return (f"{os.cpu_count()}-core {platform.machine()} CPU ({cpu}), {gpu}, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} inference thread(s)")
+            f"{torch.get_num_threads()} inference thread(s), OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
 
 
-def make_engine(config: str, size: int, device: str) -> Engine:
+def make_engine(config: str, size: int, device: str, threads: int | None = None) -> Engine:
     import models
     from realtime.model import cpu_threads
 
@@ -58,7 +63,7 @@ def make_engine(config: str, size: int, device: str) -> Engine:
         torch.manual_seed(0)
         net = models.build_model(config)
     if device == "cpu":
-        torch.set_num_threads(cpu_threads(None))  # as the CLI does
+        torch.set_num_threads(cpu_threads(threads))  # as the CLI does
     predictor = models.Predictor(net, device=device, input_size=size)
     return Engine(predictor, size, device)
 
@@ -150,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--configs", nargs="+", default=["tiny", "realtime"])
     p.add_argument("--imgsz", type=int, default=320)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None, help="CPU inference threads (default: cores minus one)")
     p.add_argument("--repeats", type=int, default=30, help="forward passes timed in the model section")
     p.add_argument("--duration", type=float, default=60.0, help="seconds of the live section")
     p.add_argument("--live-config", default="realtime", help="model of the live section (slower than the clip)")
@@ -166,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     needed = set(args.configs) if {"model", "pipeline"} & set(args.sections) else set()
     needed |= {args.live_config} if "live" in args.sections else set()
     needed |= {args.stream_config} if "streams" in args.sections else set()
-    engines = {c: make_engine(c, args.imgsz, args.device) for c in sorted(needed)}
+    engines = {c: make_engine(c, args.imgsz, args.device, args.threads) for c in sorted(needed)}
     out = {"machine": machine(), "clip": BUNDLED_CLIP.name, "imgsz": args.imgsz, "device": args.device,
            "load_average_at_start": os.getloadavg()}
     print(f"machine: {out['machine']}\nclip: {BUNDLED_CLIP.name}, input {args.imgsz}, device {args.device}, "
