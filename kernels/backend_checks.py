@@ -1,9 +1,12 @@
-"""Input checks shared by the fused backends (triton, cupy): one clear error naming the problem and the fix."""
+"""What the fused backends (triton, cupy) share: input checks (one clear error naming the problem and the fix) and
+the allocation of their outputs."""
 from __future__ import annotations
 
 import os
 
 import torch
+
+from kernels.candidates import Candidates
 
 SUPPORTED_DTYPES = (torch.float16, torch.float32)
 MAX_PEOPLE_FUSED = 1024  # slots live in registers / shared memory; the torch backend has no such limit
@@ -30,3 +33,16 @@ def check_fused_inputs(tensors, backend: str, max_people: int) -> None:
     if max(t.shape[1] for t in tensors) * h * w >= 2**31:
         raise ValueError(f"one image of the decode inputs has 2**31 or more elements ({h}x{w} map); "
                          f"split the channels or use backend='torch'")
+
+
+def allocate_candidates(score, kfeat, ifeat, max_people: int, num_kpts: int) -> Candidates:
+    """Uninitialised outputs for a fused kernel, which writes every element (unused slots included)."""
+    b, dev, n = score.shape[0], score.device, max_people
+    return Candidates(
+        scores=torch.empty(b, n, device=dev, dtype=torch.float32),
+        indices=torch.empty(b, n, device=dev, dtype=torch.int64),
+        valid=torch.empty(b, n, device=dev, dtype=torch.bool),
+        keypoints=torch.empty(b, n, num_kpts, 2, device=dev, dtype=torch.float32),
+        kpt_queries=torch.empty(b, n, num_kpts, kfeat.shape[1] // num_kpts, device=dev, dtype=kfeat.dtype),
+        inst_queries=torch.empty(b, n, ifeat.shape[1], device=dev, dtype=ifeat.dtype),
+    )

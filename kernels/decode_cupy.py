@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kernels.backend_checks import check_fused_inputs
+from kernels.backend_checks import allocate_candidates, check_fused_inputs
 from kernels.candidates import Candidates
 from kernels.decode_ref import check_inputs, decode_ref, threshold_logit
 
@@ -69,19 +69,13 @@ def decode_cupy(score: torch.Tensor, offsets: torch.Tensor, kfeat: torch.Tensor,
         return decode_ref(score, offsets, kfeat, ifeat, max_people=max_people, threshold=threshold,
                           nms_kernel=nms_kernel)
     score, offsets, kfeat, ifeat = (t.contiguous() for t in tensors)
-    n, dev = max_people, score.device
-    scores = torch.empty(b, n, device=dev, dtype=torch.float32)
-    indices = torch.empty(b, n, device=dev, dtype=torch.int64)
-    valid = torch.empty(b, n, device=dev, dtype=torch.bool)
-    keypoints = torch.empty(b, n, num_kpts, 2, device=dev, dtype=torch.float32)
-    kq = torch.empty(b, n, num_kpts, ck, device=dev, dtype=kfeat.dtype)
-    iq = torch.empty(b, n, ci, device=dev, dtype=ifeat.dtype)
-    pointers = [np.uint64(t.data_ptr()) for t in (score, offsets, kfeat, ifeat, scores, indices, valid, keypoints,
-                                                    kq, iq)]
-    sizes = [np.int32(v) for v in (h, w, num_kpts, ck, ci, n, nms_kernel // 2)]
+    out = allocate_candidates(score, kfeat, ifeat, max_people, num_kpts)
+    dev = score.device
+    pointers = [np.uint64(t.data_ptr()) for t in (score, offsets, kfeat, ifeat, out.scores, out.indices, out.valid,
+                                                    out.keypoints, out.kpt_queries, out.inst_queries)]
+    sizes = [np.int32(v) for v in (h, w, num_kpts, ck, ci, max_people, nms_kernel // 2)]
     device = dev.index if dev.index is not None else torch.cuda.current_device()
     with cupy.cuda.Device(device), _external_stream(torch.cuda.current_stream(dev).cuda_stream, device):
         kernel = _module().get_function(KERNEL_NAMES[(score.dtype, kfeat.dtype)])
         kernel((b, num_kpts + 1), (THREADS,), (*pointers, *sizes, np.float32(threshold_logit(threshold))))
-    return Candidates(scores=scores, indices=indices, valid=valid, keypoints=keypoints, kpt_queries=kq,
-                      inst_queries=iq)
+    return out

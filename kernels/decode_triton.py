@@ -17,7 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.backend_checks import check_fused_inputs, interpreting
+from kernels.backend_checks import allocate_candidates, check_fused_inputs, interpreting
 from kernels.candidates import Candidates
 from kernels.decode_ref import check_inputs, decode_ref, threshold_logit
 
@@ -181,19 +181,12 @@ def decode_triton(score: torch.Tensor, offsets: torch.Tensor, kfeat: torch.Tenso
         return decode_ref(score, offsets, kfeat, ifeat, max_people=max_people, threshold=threshold,
                           nms_kernel=nms_kernel)
     score, offsets, kfeat, ifeat = (t.contiguous() for t in tensors)
-    n, dev = max_people, score.device
-    scores = torch.empty(b, n, device=dev, dtype=torch.float32)
-    indices = torch.empty(b, n, device=dev, dtype=torch.int64)
-    valid = torch.empty(b, n, device=dev, dtype=torch.bool)
-    keypoints = torch.empty(b, n, num_kpts, 2, device=dev, dtype=torch.float32)
-    kq = torch.empty(b, n, num_kpts, ck, device=dev, dtype=kfeat.dtype)
-    iq = torch.empty(b, n, ci, device=dev, dtype=ifeat.dtype)
-    meta = launch_config(h, w, n, max(ck, ci), interpreter=not score.is_cuda)
+    out = allocate_candidates(score, kfeat, ifeat, max_people, num_kpts)
+    meta = launch_config(h, w, max_people, max(ck, ci), interpreter=not score.is_cuda)
     _decode_kernel[(b, num_kpts + 1)](
         score, offsets, kfeat, ifeat,
-        scores, indices, valid.view(torch.uint8), keypoints, kq, iq,
-        h, w, num_kpts, ck, ci, n, threshold_logit(threshold),
+        out.scores, out.indices, out.valid.view(torch.uint8), out.keypoints, out.kpt_queries, out.inst_queries,
+        h, w, num_kpts, ck, ci, max_people, threshold_logit(threshold),
         RADIUS=nms_kernel // 2, **LAUNCH_OPTIONS, **meta,
     )
-    return Candidates(scores=scores, indices=indices, valid=valid, keypoints=keypoints, kpt_queries=kq,
-                      inst_queries=iq)
+    return out

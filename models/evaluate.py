@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.keypoints import NUM_KEYPOINTS, SIGMAS
+from models.keypoints import SIGMAS
 
 METRIC_NAMES = ("AP", "AP50", "AP75", "APM", "APL", "AR")
 MAX_POSES_PER_IMAGE = 20  # COCOeval's keypoint maxDets

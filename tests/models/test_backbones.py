@@ -10,15 +10,6 @@ from models.config import PRESETS
 K = 17
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small convolutions run fastest single-threaded, and far more predictably on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("name", ["tiny", "realtime", pytest.param("hrnet_w32", marks=pytest.mark.slow),
                                   pytest.param("hrnet_w48", marks=pytest.mark.slow)])
 def test_dense_decode_and_sparse_shapes(name):

@@ -24,15 +24,6 @@ def batch():
     return images, persons
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small convolutions run fastest single-threaded, and far more predictably on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def overfit(steps: int, **overrides) -> list[dict]:
     torch.manual_seed(0)
     net = build_model("tiny", input_size=96, **overrides)

@@ -13,15 +13,6 @@ from models.qem import SparseOutput
 K = 17
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small convolutions run fastest single-threaded, and far more predictably on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def lively_net(**overrides):
     """A random tiny net whose outputs all matter: peaks everywhere, large keypoint-specific offsets, and
     non-zero KQE/PQE residuals (their zero initialisation would hide mistakes)."""

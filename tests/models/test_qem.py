@@ -1,5 +1,4 @@
 """QEM: training candidates match the decode; residuals start at zero; the pose code is scale-free."""
-import pytest
 import torch
 
 from kernels.decode_ref import decode_ref
@@ -7,15 +6,6 @@ from models import build_model
 from models.qem import PQE, candidates_at, fourier_features
 
 K = 17
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small convolutions run fastest single-threaded, and far more predictably on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def random_dense(net, b=2, size=64):

@@ -5,7 +5,6 @@ import json
 import subprocess
 import sys
 from dataclasses import replace
-from fractions import Fraction
 
 import av
 import numpy as np
