@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.train import build_args, lr_milestones, run
+from models.train import TrainError, build_args, lr_milestones, run
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -57,6 +57,13 @@ def test_checkpoint_loads_weights_only_and_resumes(synth4, tmp_path):
     assert summary["epoch"] == 2
     log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
     assert [e["epoch"] for e in log] == [1, 2]
+    # --init takes the weights only: a new run, epochs counted from 1
+    _train(synth4, tmp_path / "init", "--epochs", "1", "--eval-every", "100",
+           "--init", str(tmp_path / "run" / "last.pt"))
+    log = [json.loads(line) for line in (tmp_path / "init" / "train_log.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in log] == [1]
+    with pytest.raises(TrainError, match="different model config"):
+        _train(synth4, tmp_path / "other", "--epochs", "1", "--no-kqe", "--init", str(tmp_path / "run" / "last.pt"))
 
 
 @pytest.mark.parametrize("args, words", [
