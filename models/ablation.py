@@ -43,7 +43,8 @@ def run_row(name: str, switches: list[str], args, index: int) -> dict:
     out = Path(args.out) / f"row{index}"
     train_argv = ["--config", args.config, "--synth", args.train, "--out", str(out), "--epochs", str(args.epochs),
                   "--batch-size", str(args.batch_size), "--input-size", str(args.input_size), "--lr", str(args.lr),
-                  "--seed", str(args.seed), "--workers", str(args.workers), "--augment", args.augment, "--eval-every", str(10**9),
+                  "--seed", str(args.seed), "--workers", str(args.workers), "--augment", args.augment,
+                  "--eval-every", str(10**9),
                   "--no-progress", *switches]
     if args.max_steps is not None:
         train_argv += ["--max-steps", str(args.max_steps)]

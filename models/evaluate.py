@@ -114,7 +114,8 @@ def true_oks(coco_gt, results: list[dict]) -> np.ndarray:
         by_image.setdefault(int(r["image_id"]), []).append(i)
     for image_id, idx in by_image.items():
         anns = [a for a in coco_gt.imgToAnns.get(image_id, [])
-                if not a.get("iscrowd", 0) and a.get("num_keypoints", 1) > 0 and np.any(np.asarray(a["keypoints"])[2::3] > 0)]
+                if not a.get("iscrowd", 0) and a.get("num_keypoints", 1) > 0
+                and np.any(np.asarray(a["keypoints"])[2::3] > 0)]
         if not anns:
             continue
         gt = np.array([a["keypoints"] for a in anns], np.float64).reshape(len(anns), -1, 3)

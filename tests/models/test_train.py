@@ -1,4 +1,5 @@
-"""models.train: the schedule, a short run that learns, checkpoints that resume and load weights-only, one-line errors."""
+"""models.train: the schedule, a short run that learns, checkpoints that resume and load weights-only,
+one-line errors."""
 import json
 import subprocess
 import sys
