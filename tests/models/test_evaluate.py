@@ -14,6 +14,7 @@ from pycocotools.cocoeval import COCOeval
 from models.evaluate import coco_keypoint_eval, load_ground_truth, oks_matrix, poses_to_results, true_oks
 from models.keypoints import NUM_KEYPOINTS, SIGMAS
 from models.poses import Poses
+from tests.cli import assert_one_error_line, run_module
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -127,21 +128,14 @@ def test_empty_results_give_zero_ap(tmp_path):
     (["--ann", "/nonexistent/a.json", "--images", "/nonexistent"], "/nonexistent/a.json"),
 ])
 def test_cli_missing_data_is_one_line(args, words, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "models.evaluate", *args, "--out", str(tmp_path / "r.json")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode != 0
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:") and words in lines[0], proc.stderr
+    assert_one_error_line(run_module("models.evaluate", *args, "--out", tmp_path / "r.json"), words)
 
 
 def test_cli_missing_checkpoint_is_one_line(tmp_path):
     ann_file, _ = _gt_and_results(tmp_path, seed=6)
-    proc = subprocess.run([sys.executable, "-m", "models.evaluate", "--ann", str(ann_file), "--images",
-                           str(tmp_path), "--checkpoint", str(tmp_path / "missing.pt"), "--out",
-                           str(tmp_path / "r.json")], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode != 0
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:") and "missing.pt" in lines[0], proc.stderr
+    proc = run_module("models.evaluate", "--ann", ann_file, "--images", tmp_path, "--checkpoint",
+                      tmp_path / "missing.pt", "--out", tmp_path / "r.json")
+    assert_one_error_line(proc, "missing.pt")
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from models.train import TrainError, build_args, lr_milestones, run
+from tests.cli import assert_one_error_line, run_module
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -72,17 +73,10 @@ def test_checkpoint_loads_weights_only_and_resumes(synth4, tmp_path):
     (["--train-ann", "/nonexistent/a.json", "--train-images", "/tmp"], "/nonexistent/a.json"),
 ])
 def test_cli_missing_data_is_one_line(args, words, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "models.train", *args, "--out", str(tmp_path / "r")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode != 0
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:") and words in lines[0], proc.stderr
+    assert_one_error_line(run_module("models.train", *args, "--out", tmp_path / "r"), words)
 
 
 def test_cli_missing_resume_checkpoint_is_one_line(synth4, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "models.train", "--synth", str(synth4), "--out", str(tmp_path / "r"),
-                           "--resume", str(tmp_path / "nope.pt"), "--device", "cpu", "--workers", "0"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode != 0
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:") and "nope.pt" in lines[0], proc.stderr
+    proc = run_module("models.train", "--synth", synth4, "--out", tmp_path / "r", "--resume", tmp_path / "nope.pt",
+                      "--device", "cpu", "--workers", "0")
+    assert_one_error_line(proc, "nope.pt")
