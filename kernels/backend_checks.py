@@ -7,6 +7,7 @@ import os
 import torch
 
 from kernels.candidates import Candidates
+from kernels.decode_ref import check_inputs
 
 SUPPORTED_DTYPES = (torch.float16, torch.float32)
 MAX_PEOPLE_FUSED = 1024  # slots live in registers / shared memory; the torch backend has no such limit
@@ -35,8 +36,17 @@ def check_fused_inputs(tensors, backend: str, max_people: int) -> None:
                          f"split the channels or use backend='torch'")
 
 
+def prepare_fused_inputs(score, offsets, kfeat, ifeat, backend: str, max_people: int, nms_kernel: int):
+    """Shape checks of the contract plus the fused limits; returns ``(K, Ck, contiguous inputs)``."""
+    num_kpts, ck = check_inputs(score, offsets, kfeat, ifeat, max_people, nms_kernel)
+    tensors = (score, offsets, kfeat, ifeat)
+    check_fused_inputs(tensors, backend, max_people)
+    return num_kpts, ck, tuple(t.contiguous() for t in tensors)
+
+
 def allocate_candidates(score, kfeat, ifeat, max_people: int, num_kpts: int) -> Candidates:
-    """Uninitialised outputs for a fused kernel, which writes every element (unused slots included)."""
+    """Uninitialised outputs for a fused kernel, which writes every element (unused slots included); with no
+    image (B = 0) they are already the whole, empty answer."""
     b, dev, n = score.shape[0], score.device, max_people
     return Candidates(
         scores=torch.empty(b, n, device=dev, dtype=torch.float32),

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kernels.backend_checks import allocate_candidates, check_fused_inputs
+from kernels.backend_checks import allocate_candidates, prepare_fused_inputs
 from kernels.candidates import Candidates
-from kernels.decode_ref import check_inputs, decode_ref, threshold_logit
+from kernels.decode_ref import threshold_logit
 
 CU_SOURCE = Path(__file__).with_name("decode.cu")
 THREADS = 256  # DECODE_THREADS in decode.cu
@@ -54,9 +54,8 @@ def decode_cupy(score: torch.Tensor, offsets: torch.Tensor, kfeat: torch.Tensor,
     Score and offsets share one dtype, kfeat and ifeat another (each float16 or float32). CUDA tensors only.
     One launch on torch's current stream, no host synchronisation.
     """
-    num_kpts, ck = check_inputs(score, offsets, kfeat, ifeat, max_people, nms_kernel)
-    tensors = (score, offsets, kfeat, ifeat)
-    check_fused_inputs(tensors, "cupy", max_people)
+    num_kpts, ck, (score, offsets, kfeat, ifeat) = prepare_fused_inputs(score, offsets, kfeat, ifeat, "cupy",
+                                                                        max_people, nms_kernel)
     if not score.is_cuda:
         raise RuntimeError("the cupy decode backend needs CUDA tensors; use backend='torch' on the CPU")
     if score.dtype != offsets.dtype or kfeat.dtype != ifeat.dtype:
@@ -65,11 +64,9 @@ def decode_cupy(score: torch.Tensor, offsets: torch.Tensor, kfeat: torch.Tensor,
     cupy = import_cupy()
     b, _, h, w = score.shape
     ci = ifeat.shape[1]
-    if b == 0:  # no image: empty outputs of the right shapes
-        return decode_ref(score, offsets, kfeat, ifeat, max_people=max_people, threshold=threshold,
-                          nms_kernel=nms_kernel)
-    score, offsets, kfeat, ifeat = (t.contiguous() for t in tensors)
     out = allocate_candidates(score, kfeat, ifeat, max_people, num_kpts)
+    if b == 0:
+        return out
     dev = score.device
     pointers = [np.uint64(t.data_ptr()) for t in (score, offsets, kfeat, ifeat, out.scores, out.indices, out.valid,
                                                     out.keypoints, out.kpt_queries, out.inst_queries)]

@@ -17,9 +17,9 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.backend_checks import allocate_candidates, check_fused_inputs, interpreting
+from kernels.backend_checks import allocate_candidates, interpreting, prepare_fused_inputs
 from kernels.candidates import Candidates
-from kernels.decode_ref import check_inputs, decode_ref, threshold_logit
+from kernels.decode_ref import threshold_logit
 
 # No fused multiply-adds: the bilinear blend rounds as the reference does (fp32 results then match it exactly).
 LAUNCH_OPTIONS = {"num_warps": 4, "enable_fp_fusion": False}
@@ -169,19 +169,16 @@ def decode_triton(score: torch.Tensor, offsets: torch.Tensor, kfeat: torch.Tenso
 
     CUDA tensors, or CPU tensors under ``TRITON_INTERPRET=1``. One launch, no host synchronisation.
     """
-    num_kpts, ck = check_inputs(score, offsets, kfeat, ifeat, max_people, nms_kernel)
-    tensors = (score, offsets, kfeat, ifeat)
-    check_fused_inputs(tensors, "triton", max_people)
+    num_kpts, ck, (score, offsets, kfeat, ifeat) = prepare_fused_inputs(score, offsets, kfeat, ifeat, "triton",
+                                                                        max_people, nms_kernel)
     if not score.is_cuda and not interpreting():
         raise RuntimeError("the triton decode backend needs CUDA tensors (or TRITON_INTERPRET=1 for its CPU "
                            "interpreter); use backend='torch' on the CPU")
     b, _, h, w = score.shape
     ci = ifeat.shape[1]
-    if b == 0:  # no image: empty outputs of the right shapes
-        return decode_ref(score, offsets, kfeat, ifeat, max_people=max_people, threshold=threshold,
-                          nms_kernel=nms_kernel)
-    score, offsets, kfeat, ifeat = (t.contiguous() for t in tensors)
     out = allocate_candidates(score, kfeat, ifeat, max_people, num_kpts)
+    if b == 0:
+        return out
     meta = launch_config(h, w, max_people, max(ck, ci), interpreter=not score.is_cuda)
     _decode_kernel[(b, num_kpts + 1)](
         score, offsets, kfeat, ifeat,

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from kernels.decode_triton import decode_triton
+from kernels.decode_ref import decode_ref
 from tests.kernels.helpers import DEVICE, assert_candidates_match, random_inputs
 
 LOW = -8.0
@@ -127,3 +128,11 @@ def test_nan_offsets_keep_nan_keypoints_and_sample_at_zero():
     out = run(inputs, dtype, max_people=1, threshold=0.5)
     assert out.keypoints[0, 0, 0, 0].isnan() and out.keypoints[0, 0, 1, 1].isnan()
     torch.testing.assert_close(out.kpt_queries[0, 0, 0], inputs[2][0, 0:3, 3, 0])  # sampled at (x 0, y 3)
+
+
+def test_empty_batch_gives_empty_outputs_of_the_reference_shapes():
+    inputs = random_inputs(0, 5, 6, num_kpts=2, ck=3, ci=4, seed=0, device=DEVICE)
+    out, ref = decode_triton(*inputs, max_people=3, threshold=0.5), decode_ref(*inputs, max_people=3, threshold=0.5)
+    for name in ("scores", "indices", "valid", "keypoints", "kpt_queries", "inst_queries"):
+        got, want = getattr(out, name), getattr(ref, name)
+        assert got.shape == want.shape and got.dtype == want.dtype and got.numel() == 0, name
