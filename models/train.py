@@ -285,7 +285,7 @@ def run(args) -> dict:
         scaler = torch.amp.GradScaler("cuda") if info.device.type == "cuda" and not args.no_amp else None
         start_epoch, best = 0, {"metric": -math.inf}
         if args.init:
-            load_weights(args.init, net)
+            load_weights(args.init, net, may_differ=("input_size",))
         if args.resume:
             start_epoch, best = resume(args.resume, net, optimizer, scheduler, scaler, info)
         loss_module = LossModule(net)
@@ -365,15 +365,17 @@ def training_state(args, optimizer, scheduler, scaler, epoch: int, best: dict) -
     return state
 
 
-def load_weights(path: str, net) -> dict:
-    """Copy the weights of a checkpoint with the same model config into ``net``; returns its ``extra``."""
+def load_weights(path: str, net, may_differ: tuple[str, ...] = ()) -> dict:
+    """Copy the weights of a checkpoint with the same model config into ``net``; returns its ``extra``.
+    Fields in ``may_differ`` (``--init`` passes input_size: the network is fully convolutional) are not compared."""
     from models.checkpoint import CheckpointError, read_checkpoint
 
     try:
         payload = read_checkpoint(path, map_location="cpu")
         saved = asdict(ModelConfig.from_dict(payload["config"]))
-        if saved != asdict(net.cfg):
-            diff = sorted(k for k, v in saved.items() if asdict(net.cfg).get(k) != v)
+        wanted = asdict(net.cfg)
+        diff = sorted(k for k, v in saved.items() if wanted.get(k) != v and k not in may_differ)
+        if diff:
             raise CheckpointError(f"{path}: saved with a different model config ({', '.join(diff)})")
         net.load_state_dict(payload["state_dict"], strict=True)
     except (CheckpointError, RuntimeError, ValueError) as exc:

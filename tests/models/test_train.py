@@ -64,6 +64,10 @@ def test_checkpoint_loads_weights_only_and_resumes(synth4, tmp_path):
            "--init", str(tmp_path / "run" / "last.pt"))
     log = [json.loads(line) for line in (tmp_path / "init" / "train_log.jsonl").read_text().splitlines()]
     assert [e["epoch"] for e in log] == [1]
+    # ... also at another input size (fine-tuning at a new resolution: the network is fully convolutional)
+    _train(synth4, tmp_path / "init96", "--epochs", "1", "--eval-every", "100", "--input-size", "96",
+           "--init", str(tmp_path / "run" / "last.pt"))
+    assert torch.load(tmp_path / "init96" / "last.pt", weights_only=True)["config"]["input_size"] == 96
     with pytest.raises(TrainError, match="different model config"):
         _train(synth4, tmp_path / "other", "--epochs", "1", "--no-kqe", "--init", str(tmp_path / "run" / "last.pt"))
 
