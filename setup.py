@@ -23,6 +23,7 @@ setup(
     extras_require={
         "cuda": ["cupy-cuda13x>=14"],
         "plot": ["matplotlib>=3.7"],
-        "test": ["pytest>=8", "scipy>=1.11"],
+        "test": ["pytest>=8", "scipy>=1.11", "motmetrics>=1.4"],
+        "track-eval": ["motmetrics>=1.4"],
     },
 )

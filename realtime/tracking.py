@@ -1,14 +1,25 @@
-"""Per-stream tracking: greedy matching of poses to tracks on OKS, with a maximum age.
+"""Per-stream tracking: two-stage greedy OKS matching with constant-velocity prediction and track confirmation.
 
-Each stream has its own ``Tracker``, so track ids are scoped per stream (1, 2, 3, ... in order of birth).
-Matching: every (track, pose) pair with OKS >= ``min_oks`` is a candidate; pairs are accepted greedily by OKS
-descending (ties: older track first), each track and pose at most once. Unmatched poses with a score
->= ``min_score`` start new tracks; a track unseen for more than ``max_age`` frames is dropped.
-OKS uses COCO's sigmas, the track's last keypoints and the area of their bounding box.
+Each stream has its own ``Tracker``, so track ids are scoped per stream (1, 2, 3, ... in order of confirmation).
+Per frame (in the manner of ByteTrack, with OKS in place of box IoU):
+
+1. Every track predicts its keypoints: last matched keypoints + velocity x frames since then (velocity: an
+   exponential average of the keypoints' mean motion, weighted by their scores in both frames; image pixels per
+   frame).
+2. Poses with score >= ``high_score`` are matched to all tracks, then the remaining poses (lower scores) to the
+   remaining confirmed tracks. In each stage every (track, pose) pair with OKS >= ``min_oks`` is a candidate and pairs are
+   accepted greedily by OKS descending (ties: older track first), each track and pose at most once.
+3. Unmatched poses with score >= ``high_score`` start tentative tracks. A tentative track is confirmed (and takes
+   the next id) on its ``min_hits``-th consecutive match and is dropped on its first miss; on a stream's first
+   frame new tracks are confirmed at once. Poses of tentative tracks and unmatched low-score poses get id -1.
+4. A confirmed track unseen for more than ``max_age`` frames is dropped.
+
+OKS uses COCO's sigmas, the track's predicted keypoints and the area of their bounding box, and weighs the pose's
+keypoints by their scores.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -39,43 +50,77 @@ def oks_matrix(a: np.ndarray, b: np.ndarray, weights_b: np.ndarray | None = None
 
 @dataclass
 class Track:
-    track_id: int
     keypoints: np.ndarray  # [K, 2] last matched keypoints (image pixels)
+    keypoint_scores: np.ndarray  # [K] their scores
     last_seen: int         # frame counter of the last match
-    hits: int = 1
+    track_id: int = -1     # -1 while tentative
+    hits: int = 1          # consecutive matches while tentative, all matches once confirmed
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(2, np.float32))  # image px per frame
+
+    def predicted(self, frame: int) -> np.ndarray:
+        return self.keypoints + self.velocity * (frame - self.last_seen)
 
 
 class Tracker:
-    def __init__(self, min_oks: float = 0.3, max_age: int = 30, min_score: float = 0.0):
-        self.min_oks, self.max_age, self.min_score = min_oks, max_age, min_score
-        self.tracks: list[Track] = []
+    def __init__(self, min_oks: float = 0.3, max_age: int = 30, high_score: float = 0.3, min_hits: int = 3,
+                 velocity_smoothing: float = 0.5):
+        self.min_oks, self.max_age, self.high_score = min_oks, max_age, high_score
+        self.min_hits, self.velocity_smoothing = min_hits, velocity_smoothing
+        self.tracks: list[Track] = []  # oldest first
         self.next_id = 1
         self.frame = 0
 
     def update(self, poses: Poses) -> np.ndarray:
-        """Assign ids to ``poses`` (-1 for a low-score pose that starts no track); returns ``[P]`` int64."""
+        """Assign ids to ``poses``; returns ``[P]`` int64 (-1: tentative or unmatched low-score pose)."""
         self.frame += 1
-        self.tracks = [t for t in self.tracks if self.frame - t.last_seen <= self.max_age]
+        self.tracks = [t for t in self.tracks  # misses: frames since the last match, this one not counted
+                       if self.frame - t.last_seen - 1 <= (self.max_age if t.track_id > 0 else 0)]
+        matched: dict[int, int] = {}  # pose -> track index
+        high = poses.scores >= self.high_score
+        self._match(poses, np.flatnonzero(high), matched, confirmed_only=False)
+        self._match(poses, np.flatnonzero(~high), matched, confirmed_only=True)
         ids = np.full(len(poses), -1, np.int64)
-        if self.tracks and len(poses):
-            ref = np.stack([t.keypoints for t in self.tracks])
-            oks = oks_matrix(ref, poses.keypoints, poses.keypoint_scores)
-            rows, cols = np.nonzero(oks >= self.min_oks)
-            order = np.lexsort((rows, -oks[rows, cols]))
-            used_t, used_p = set(), set()
-            for i in order:
-                t, p = int(rows[i]), int(cols[i])
-                if t in used_t or p in used_p:
-                    continue
-                used_t.add(t)
-                used_p.add(p)
-                track = self.tracks[t]
-                track.keypoints, track.last_seen = poses.keypoints[p].copy(), self.frame
-                track.hits += 1
-                ids[p] = track.track_id
-        for p in range(len(poses)):
-            if ids[p] == -1 and poses.scores[p] >= self.min_score:
-                self.tracks.append(Track(self.next_id, poses.keypoints[p].copy(), self.frame))
-                ids[p] = self.next_id
-                self.next_id += 1
+        for p, t in matched.items():
+            ids[p] = self._extend(self.tracks[t], poses.keypoints[p], poses.keypoint_scores[p])
+        for p in np.flatnonzero(high).tolist():
+            if p not in matched:
+                track = Track(poses.keypoints[p].copy(), poses.keypoint_scores[p].copy(), self.frame)
+                self.tracks.append(track)
+                if self.frame == 1 or self.min_hits <= 1:
+                    ids[p] = self._confirm(track)
         return ids
+
+    def _match(self, poses: Poses, candidates: np.ndarray, matched: dict[int, int], confirmed_only: bool) -> None:
+        taken = set(matched.values())
+        free = [t for t, track in enumerate(self.tracks)
+                if t not in taken and (track.track_id > 0 or not confirmed_only)]
+        if not free or not len(candidates):
+            return
+        ref = np.stack([self.tracks[t].predicted(self.frame) for t in free])
+        oks = oks_matrix(ref, poses.keypoints[candidates], poses.keypoint_scores[candidates])
+        rows, cols = np.nonzero(oks >= self.min_oks)
+        used_t, used_p = set(), set()
+        for i in np.lexsort((rows, -oks[rows, cols])):
+            t, p = free[int(rows[i])], int(candidates[cols[i]])
+            if t in used_t or p in used_p:
+                continue
+            used_t.add(t)
+            used_p.add(p)
+            matched[p] = t
+
+    def _extend(self, track: Track, keypoints: np.ndarray, keypoint_scores: np.ndarray) -> int:
+        w = track.keypoint_scores * keypoint_scores  # keypoints seen well in both frames carry the motion
+        w = w / w.sum() if w.sum() > 0 else np.full_like(w, 1.0 / len(w))
+        motion = (w[:, None] * (keypoints - track.keypoints)).sum(0) / (self.frame - track.last_seen)
+        a = self.velocity_smoothing if track.hits > 1 else 0.0
+        track.velocity = (a * track.velocity + (1.0 - a) * motion).astype(np.float32)
+        track.keypoints, track.keypoint_scores, track.last_seen = keypoints.copy(), keypoint_scores.copy(), self.frame
+        track.hits += 1
+        if track.track_id < 0 and track.hits >= self.min_hits:
+            self._confirm(track)
+        return track.track_id
+
+    def _confirm(self, track: Track) -> int:
+        track.track_id = self.next_id
+        self.next_id += 1
+        return track.track_id

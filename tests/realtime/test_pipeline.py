@@ -7,6 +7,7 @@ import pytest
 from realtime.pipeline import Pipeline, PipelineConfig
 from realtime.sinks import SinkError
 from realtime.sources import parse_source
+from realtime.tracking import Tracker
 from tests.realtime.helpers import count_frames, write_video
 
 
@@ -37,7 +38,9 @@ def test_file_every_frame_out_with_real_timestamps(tmp_path, engine):
     for person in people:
         assert len(person["keypoints"]) == 17 and len(person["keypoint_scores"]) == 17
         assert isinstance(person["track_id"], int) and 0 <= person["score"] <= 1
-    assert all(p["track_id"] >= 1 for p in people)
+    assert all(p["track_id"] >= 1 or p["track_id"] == -1 for p in people)  # -1: a track not yet confirmed
+    first = records[0]["people"]  # a stream's first frame confirms every pose that may start a track
+    assert [p["track_id"] >= 1 for p in first] == [p["score"] >= Tracker().high_score for p in first], first
     assert any("-> ended" in line for line in logs)
     stages = metrics.as_dict()["stages"]
     assert {"preprocess", "forward", "postprocess", "post", "sinks", "end_to_end"} <= set(stages)

@@ -1,15 +1,13 @@
-"""Small stages on their own: redaction, source parsing, tracking, One-Euro smoothing, device letterbox, metrics."""
+"""Small stages on their own: redaction, source parsing, One-Euro smoothing, device letterbox, metrics."""
 import numpy as np
 import pytest
 import torch
 
-from models.poses import Poses
 from models.preprocess import letterbox
 from realtime.preprocess import DevicePreprocess
 from realtime.redact import redact
 from realtime.smoothing import OneEuro
 from realtime.sources import SourceError, parse_source
-from realtime.tracking import Tracker
 
 
 def test_redact_masks_userinfo_and_secret_query_values():
@@ -40,40 +38,6 @@ def test_parse_source_kinds(tmp_path):
     assert parse_source(str(tmp_path)).kind == "folder"
     (tmp_path / "a.mp4").write_bytes(b"")
     assert not parse_source(str(tmp_path / "a.mp4")).live
-
-
-def _pose(x, y, scale=40.0):
-    k = np.stack([np.linspace(0, 1, 17), np.linspace(0, 2, 17)], -1) * scale
-    return (k + [x, y]).astype(np.float32)
-
-
-def _poses(*centres):
-    kp = np.stack([_pose(x, y) for x, y in centres]) if centres else np.zeros((0, 17, 2), np.float32)
-    return Poses(kp, np.ones(kp.shape[:2], np.float32), np.linspace(0.9, 0.5, len(centres)).astype(np.float32))
-
-
-def test_tracker_keeps_ids_through_motion_and_order_changes():
-    tracker = Tracker()
-    first = tracker.update(_poses((10, 10), (200, 10)))
-    assert first.tolist() == [1, 2]
-    # The people move a little and come in the other order: ids follow the people, not the rows.
-    second = tracker.update(_poses((203, 12), (13, 11)))
-    assert second.tolist() == [2, 1]
-
-
-def test_tracker_new_person_gets_new_id_and_old_tracks_expire():
-    tracker = Tracker(max_age=2)
-    tracker.update(_poses((10, 10)))
-    for _ in range(3):
-        tracker.update(_poses())
-    assert tracker.update(_poses((10, 10))).tolist() == [2]  # track 1 aged out
-    assert tracker.update(_poses((10, 10), (300, 300))).tolist() == [2, 3]
-
-
-def test_trackers_are_per_stream():
-    a, b = Tracker(), Tracker()
-    assert a.update(_poses((0, 0))).tolist() == [1]
-    assert b.update(_poses((0, 0))).tolist() == [1]
 
 
 def test_one_euro_reduces_jitter_and_follows_motion():

@@ -1,0 +1,146 @@
+"""realtime.tracking on hand-made motion, and on the bundled clip's ground truth scored by realtime.track_eval."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.poses import Poses
+from realtime.track_eval import FramePeople, evaluate_tracks, load_truth
+from realtime.tracking import Tracker, oks_matrix
+from tests.cli import assert_one_error_line, run_module
+
+CLIP_TRUTH = Path(__file__).resolve().parents[2] / "realtime" / "assets" / "synth_clip.json"
+
+
+def _pose(x, y, scale=40.0):
+    k = np.stack([np.linspace(0, 1, 17), np.linspace(0, 2, 17)], -1) * scale
+    return (k + [x, y]).astype(np.float32)
+
+
+def _poses(*centres, scores=None):
+    kp = np.stack([_pose(x, y) for x, y in centres]) if centres else np.zeros((0, 17, 2), np.float32)
+    scores = np.linspace(0.9, 0.5, len(centres)) if scores is None else scores
+    return Poses(kp, np.ones(kp.shape[:2], np.float32), np.asarray(scores, np.float32))
+
+
+def test_ids_follow_people_through_motion_and_order_changes():
+    tracker = Tracker()
+    assert tracker.update(_poses((10, 10), (200, 10))).tolist() == [1, 2]  # first frame: confirmed at once
+    # The people move a little and come in the other order: ids follow the people, not the rows.
+    assert tracker.update(_poses((203, 12), (13, 11))).tolist() == [2, 1]
+
+
+def test_a_new_person_is_confirmed_on_the_third_hit_and_a_one_frame_pose_takes_no_id():
+    tracker = Tracker(min_hits=3)
+    tracker.update(_poses((10, 10)))
+    assert tracker.update(_poses((10, 10), (300, 300))).tolist() == [1, -1]
+    assert tracker.update(_poses((10, 10))).tolist() == [1]  # the pose at (300, 300) was seen once: dropped
+    assert tracker.update(_poses((10, 10), (200, 100))).tolist() == [1, -1]
+    assert tracker.update(_poses((10, 10), (201, 100))).tolist() == [1, -1]
+    assert tracker.update(_poses((10, 10), (202, 100))).tolist() == [1, 2]  # ids count confirmed people only
+
+
+def test_a_confirmed_track_outlives_short_gaps_and_expires_after_max_age():
+    tracker = Tracker(max_age=2, min_hits=1)
+    tracker.update(_poses((10, 10)))
+    tracker.update(_poses())
+    tracker.update(_poses())
+    assert tracker.update(_poses((10, 10))).tolist() == [1]  # unseen for 2 frames: still there
+    for _ in range(3):
+        tracker.update(_poses())
+    assert tracker.update(_poses((10, 10))).tolist() == [2]  # unseen for 3 frames: aged out
+
+
+def test_constant_velocity_prediction_bridges_a_gap_in_fast_motion():
+    tracker = Tracker(min_hits=1)
+    step = np.array([12.0, 0.0])
+    for i in range(4):
+        assert tracker.update(_poses(tuple(step * i + 50))).tolist() == [1]
+    tracker.update(_poses())
+    tracker.update(_poses())
+    back = tuple(step * 6 + 50)
+    # Without the prediction the person would be too far from where it was last seen to match.
+    assert oks_matrix(_pose(*(step * 3 + 50))[None], _pose(*back)[None])[0, 0] < tracker.min_oks
+    assert tracker.update(_poses(back)).tolist() == [1]
+
+
+def test_low_score_poses_continue_tracks_but_never_start_them():
+    tracker = Tracker(high_score=0.5, min_hits=1)
+    assert tracker.update(_poses((10, 10), scores=[0.9])).tolist() == [1]
+    for _ in range(3):  # the person is partly hidden: low scores, same track
+        assert tracker.update(_poses((10, 10), (300, 300), scores=[0.2, 0.2])).tolist() == [1, -1]
+    assert [t.track_id for t in tracker.tracks] == [1]
+
+
+def test_trackers_are_per_stream():
+    a, b = Tracker(), Tracker()
+    assert a.update(_poses((0, 0))).tolist() == [1]
+    assert b.update(_poses((0, 0))).tolist() == [1]
+
+
+def _noisy_detections(truth: FramePeople, rng: np.random.Generator) -> Poses:
+    """The frame's people as a detector would give them: 2 px jitter, 10% missed, one false pose in five frames."""
+    keep = rng.random(len(truth.ids)) >= 0.1
+    labelled = truth.labelled[keep]
+    mean = (truth.keypoints[keep] * labelled[..., None]).sum(1, keepdims=True) / labelled.sum(1)[:, None, None]
+    kpts = np.where(labelled[..., None], truth.keypoints[keep], mean)  # unlabelled points: at the body's mean
+    kpts = kpts + rng.normal(0.0, 2.0, kpts.shape)
+    kscores = labelled.astype(np.float32)
+    scores = rng.uniform(0.4, 0.9, int(keep.sum()))
+    if rng.random() < 0.2:
+        kpts = np.concatenate([kpts, _pose(*rng.uniform(0, 500, 2))[None]])
+        kscores = np.concatenate([kscores, np.ones((1, kpts.shape[1]), np.float32)])
+        scores = np.append(scores, rng.uniform(0.3, 0.6))
+    return Poses(kpts.astype(np.float32), kscores, scores.astype(np.float32))
+
+
+def test_tracks_on_the_bundled_clip_ground_truth_with_a_noisy_detector():
+    truth, _ = load_truth(CLIP_TRUTH)
+    rng = np.random.default_rng(0)
+    tracker, run = Tracker(), {}
+    for frame in sorted(truth):
+        poses = _noisy_detections(truth[frame], rng)
+        ids = tracker.update(poses)
+        tracked = ids >= 0
+        run[frame] = FramePeople(ids[tracked], poses.keypoints[tracked], np.ones(poses.keypoint_scores.shape, bool)[tracked],
+                                 np.zeros(int(tracked.sum()), np.float32))
+    report = evaluate_tracks(truth, run)
+    assert report.truth_tracks == 8
+    assert report.id_switches == 0, report
+    assert report.idf1 > 0.9, report
+    assert report.predicted_ids <= 10, report
+
+
+def _write_run(path: Path, truth: dict[int, FramePeople], fps: float, relabel=lambda frame, tid: tid) -> Path:
+    with path.open("w") as f:
+        for frame in sorted(truth):
+            t = truth[frame]
+            people = [{"track_id": int(relabel(frame, tid)), "score": 0.9, "keypoints": t.keypoints[i].tolist(),
+                       "keypoint_scores": [1.0] * t.keypoints.shape[1]} for i, tid in enumerate(t.ids.tolist())]
+            f.write(json.dumps({"seq": frame, "pts": frame / fps, "people": people}) + "\n")
+    return path
+
+
+def test_track_eval_scores_the_truth_perfectly_and_counts_a_swap(tmp_path):
+    truth, fps = load_truth(CLIP_TRUTH)
+    proc = run_module("realtime.track_eval", _write_run(tmp_path / "same.jsonl", truth, fps), "--truth", CLIP_TRUTH,
+                      "--json", tmp_path / "same.json")
+    assert proc.returncode == 0, proc.stderr
+    assert "IDF1            1.000" in proc.stdout
+    assert json.loads((tmp_path / "same.json").read_text())["id_switches"] == 0
+    a, b = sorted(set(truth[119].ids.tolist()) & set(truth[120].ids.tolist()))[:2]
+    swap = {a: b, b: a}
+    swapped = _write_run(tmp_path / "swap.jsonl", truth, fps, lambda frame, tid: swap.get(tid, tid) if frame >= 120 else tid)
+    proc = run_module("realtime.track_eval", swapped, "--truth", CLIP_TRUTH, "--json", tmp_path / "swap.json")
+    report = json.loads((tmp_path / "swap.json").read_text())
+    assert report["id_switches"] >= 2 and report["idf1"] < 0.95, report
+
+
+@pytest.mark.parametrize("case", ["missing truth", "bad line"])
+def test_track_eval_bad_input_is_one_line(case, tmp_path):
+    run_file = tmp_path / "run.jsonl"
+    run_file.write_text('{"pts": 0.0, "people": []}\n' + ("not json\n" if case == "bad line" else ""))
+    truth = tmp_path / "nope.json" if case == "missing truth" else CLIP_TRUTH
+    words = "nope.json" if case == "missing truth" else "run.jsonl:2"
+    assert_one_error_line(run_module("realtime.track_eval", run_file, "--truth", truth), words)
