@@ -56,18 +56,22 @@ def run_row(name: str, switches: list[str], args, index: int) -> dict:
     report, _ = evaluate_checkpoint(out / "last.pt", args.val, flip=args.flip, max_images=args.val_max,
                                     progress=False)
     return {"row": name, "switches": " ".join(switches), "AP": report.ap, "AP50": report.ap50,
-            "AP75": report.ap75, "AR": report.ar, "spearman": report.spearman, "val_images": report.num_images,
+            "AP75": report.ap75, "AR": report.ar, "spearman": report.spearman,
+            "spearman_matched": report.spearman_matched, "val_images": report.num_images,
             "val_poses": report.num_poses, "train_seconds": round(train_s, 1),
             "train_images_per_s": stats.get("images_per_s"), "final_loss": stats.get("loss")}
 
 
 def markdown_table(rows: list[dict], settings: dict) -> str:
-    head = "| row | AP | AP50 | AP75 | AR | Spearman(score, OKS) | train time |\n|---|---|---|---|---|---|---|\n"
+    from models.evaluate import format_rho
+
+    head = ("| row | AP | AP50 | AP75 | AR | Spearman(score, OKS) | Spearman matched | train time |\n"
+            "|---|---|---|---|---|---|---|---|\n")
     body = ""
     for r in rows:
-        rho = "n/a" if r["spearman"] is None else f"{r['spearman']:.3f}"
+        rho, matched = (format_rho(r["spearman"]), format_rho(r.get("spearman_matched")))
         body += (f"| {r['row']} | {r['AP']:.3f} | {r['AP50']:.3f} | {r['AP75']:.3f} | {r['AR']:.3f} | {rho} "
-                 f"| {r['train_seconds'] / 60:.1f} min |\n")
+                 f"| {matched} | {r['train_seconds'] / 60:.1f} min |\n")
     steps = f" of at most {settings['max_steps']} steps" if settings.get("max_steps") else ""
     budget = (f"Budget per row: `{settings['config']}` at {settings['input_size']} px, {settings['epochs']} epochs"
               f"{steps} of batch {settings['batch_size']}, lr {settings['lr']} (DEKR-style drop scaled to the "

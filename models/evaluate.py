@@ -6,7 +6,9 @@
 Metrics: pycocotools' COCOeval with iouType "keypoints" and the OKS sigmas of ``models.keypoints.SIGMAS``
 (AP, AP50, AP75, APM, APL, AR over up to 20 poses per image), and the Spearman rank correlation between each
 predicted pose's score and its true OKS, the OKS against the best-matching ground-truth person of its image
-(0 when the image has none). The paper's claim is that a quality-aware score raises both.
+(0 when the image has none). The paper's claim is that a quality-aware score raises both. That correlation mixes
+two things, telling people from background and ranking poses of people by quality; "Spearman matched" keeps
+only poses with true OKS >= 0.5 (the ones AP50 counts as hits), so it measures the second alone.
 
 The results file is a COCO keypoint results list (``image_id``, ``category_id`` 1, ``keypoints`` as
 x1,y1,s1,... in image pixels with s the keypoint score, ``score``) that ``COCO.loadRes`` accepts.
@@ -38,7 +40,8 @@ class DataPathError(Exception):
 class EvalReport:
     """COCO keypoint metrics (fractions in [0, 1]; -1 where COCOeval has no ground truth for a bucket, e.g. APL
     when nobody is larger than 96^2 px^2; the table shows n/a) and the
-    Spearman correlation between pose score and true OKS (None when fewer than two poses or constant input)."""
+    Spearman correlation between pose score and true OKS over all poses and over poses with true OKS >= 0.5
+    (None when fewer than two poses or constant input)."""
 
     ap: float
     ap50: float
@@ -49,15 +52,15 @@ class EvalReport:
     spearman: float | None
     num_images: int
     num_poses: int
+    spearman_matched: float | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
 
     def table(self, title: str = "") -> str:
-        head = [*METRIC_NAMES, "Spearman(score,OKS)", "images", "poses"]
-        rho = "n/a" if self.spearman is None else f"{self.spearman:.3f}"
+        head = [*METRIC_NAMES, "Spearman(score,OKS)", "Spearman matched", "images", "poses"]
         vals = [f"{v:.3f}" if v >= 0 else "n/a" for v in (self.ap, self.ap50, self.ap75, self.apm, self.apl, self.ar)]
-        vals += [rho, str(self.num_images), str(self.num_poses)]
+        vals += [format_rho(self.spearman), format_rho(self.spearman_matched), str(self.num_images), str(self.num_poses)]
         widths = [max(len(h), len(v)) for h, v in zip(head, vals)]
         lines = [title] if title else []
         lines.append("  ".join(h.rjust(w) for h, w in zip(head, widths)))
@@ -125,15 +128,23 @@ def true_oks(coco_gt, results: list[dict]) -> np.ndarray:
     return out
 
 
-def score_oks_spearman(coco_gt, results: list[dict]) -> float | None:
-    """Spearman's rho between pose scores and their true OKS; None if undefined (fewer than 2, or constant)."""
+def format_rho(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+MATCHED_OKS = 0.5  # "Spearman matched" keeps poses at least this close to a person
+
+
+def score_oks_spearman(coco_gt, results: list[dict], min_oks: float | None = None) -> float | None:
+    """Spearman's rho between pose scores and their true OKS, over the poses with true OKS >= ``min_oks`` (all when
+    None); None if undefined (fewer than 2, or constant)."""
     from scipy.stats import spearmanr
 
-    if len(results) < 2:
-        return None
     scores = np.array([r["score"] for r in results], np.float64)
     oks = true_oks(coco_gt, results)
-    if np.ptp(scores) == 0 or np.ptp(oks) == 0:
+    if min_oks is not None:
+        scores, oks = scores[oks >= min_oks], oks[oks >= min_oks]
+    if len(scores) < 2 or np.ptp(scores) == 0 or np.ptp(oks) == 0:
         return None
     rho = float(spearmanr(scores, oks).statistic)
     return None if math.isnan(rho) else rho
@@ -159,7 +170,7 @@ def coco_keypoint_eval(coco_gt, results: list[dict], image_ids: list[int] | None
     s = [float(v) for v in ev.stats]
     # stats: AP, AP50, AP75, APM, APL, AR, AR50, AR75, ARM, ARL
     return EvalReport(s[0], s[1], s[2], s[3], s[4], s[5], score_oks_spearman(coco_gt, results),
-                      len(image_ids), len(results))
+                      len(image_ids), len(results), score_oks_spearman(coco_gt, results, MATCHED_OKS))
 
 
 def keep_top(results: list[dict], per_image: int = MAX_POSES_PER_IMAGE) -> list[dict]:

@@ -198,7 +198,8 @@ def validate(net, val, args, info: DistInfo) -> dict:
 
     report, _ = evaluate_model(net, val[0], val[1], input_size=args.input_size, flip=False, device=info.device,
                                max_images=args.val_images_max, progress=False)
-    return {"AP": report.ap, "AP50": report.ap50, "AR": report.ar, "spearman": report.spearman}
+    return {"AP": report.ap, "AP50": report.ap50, "AR": report.ar, "spearman": report.spearman,
+            "spearman_matched": report.spearman_matched}
 
 
 def build_args(argv=None) -> argparse.Namespace:
@@ -347,11 +348,13 @@ def run(args) -> dict:
 
 
 def format_epoch(s: dict) -> str:
+    from models.evaluate import format_rho
+
     parts = [f"epoch {s['epoch']}", f"loss {s.get('loss', float('nan')):.4f}", f"lr {s['lr']:.2e}",
              f"{s['images_per_s']:.1f} img/s"]
     if "AP" in s:
-        rho = "n/a" if s.get("spearman") is None else f"{s['spearman']:.3f}"
-        parts += [f"val AP {s['AP']:.4f}", f"AP50 {s['AP50']:.4f}", f"Spearman {rho}"]
+        rho, matched = format_rho(s.get("spearman")), format_rho(s.get("spearman_matched"))
+        parts += [f"val AP {s['AP']:.4f}", f"AP50 {s['AP50']:.4f}", f"Spearman {rho} (matched {matched})"]
     return " | ".join(parts)
 
 

@@ -11,7 +11,8 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from models.evaluate import coco_keypoint_eval, load_ground_truth, oks_matrix, poses_to_results, true_oks
+from models.evaluate import (MATCHED_OKS, coco_keypoint_eval, load_ground_truth, oks_matrix, poses_to_results,
+                             score_oks_spearman, true_oks)
 from models.keypoints import NUM_KEYPOINTS, SIGMAS
 from models.poses import Poses
 from tests.cli import assert_one_error_line, run_module
@@ -115,6 +116,12 @@ def test_spearman_is_reported_and_tracks_quality(tmp_path):
     assert coco_keypoint_eval(gt, ranked).spearman == pytest.approx(1.0)
     assert coco_keypoint_eval(gt, reversed_).spearman == pytest.approx(-1.0)
     assert good.spearman is not None and good.spearman > 0
+    # matched: only poses with true OKS >= the bar count; a perfect ranking of them is still 1
+    bar = float(np.median(oks))
+    mixed = [dict(r, score=float(o) if o >= bar else 1.0) for r, o in zip(results, oks)]  # misses score highest
+    assert score_oks_spearman(gt, mixed, min_oks=bar) == pytest.approx(1.0)
+    assert score_oks_spearman(gt, mixed) < 0.5
+    assert good.spearman_matched == score_oks_spearman(gt, results, min_oks=MATCHED_OKS)
 
 
 def test_empty_results_give_zero_ap(tmp_path):
