@@ -3,7 +3,7 @@
 The letterbox undo and the pose NMS configured in the checkpoint run in ``Predictor.postprocess`` (engine
 thread). A second NMS (``nms_oks`` < 1: OKS method of ``models.nms``, in image pixels) can be asked for here, for
 models whose own NMS is off; by default it is off.
-Smoothing uses the frame's ``pts`` (files) or receive time (live sources) as the clock.
+Tracking and smoothing use the frame's ``pts`` (files) or receive time (live sources) as the clock.
 """
 from __future__ import annotations
 
@@ -46,10 +46,10 @@ class StreamPost:
             poses = poses.select(poses.scores >= self.min_score)
         if self.nms_oks < 1.0:
             poses = pose_nms(poses, "oks", self.nms_oks)
-        ids = self.tracker.update(poses) if self.tracker else np.full(len(poses), -1, np.int64)
+        f = result.frame
+        clock = f.pts if (f.pts is not None and not self.live) else f.recv_time
+        ids = self.tracker.update(poses, clock) if self.tracker else np.full(len(poses), -1, np.int64)
         if self.smoother is not None and len(poses):
-            f = result.frame
-            clock = f.pts if (f.pts is not None and not self.live) else f.recv_time
             poses = Poses(self.smoother(poses.keypoints, ids, clock), poses.keypoint_scores, poses.scores)
         result.poses, result.track_ids = poses, ids
         result.stage_ms["post"] = (time.perf_counter() - t0) * 1e3

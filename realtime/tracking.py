@@ -3,9 +3,10 @@
 Each stream has its own ``Tracker``, so track ids are scoped per stream (1, 2, 3, ... in order of confirmation).
 Per frame (in the manner of ByteTrack, with OKS in place of box IoU):
 
-1. Every track predicts its keypoints: last matched keypoints + velocity x frames since then (velocity: an
-   exponential average of the keypoints' mean motion, weighted by their scores in both frames; image pixels per
-   frame).
+1. Every track predicts its keypoints: last matched keypoints + velocity x time since then (velocity: an
+   exponential average of the keypoints' mean motion, weighted by their scores in both frames). Time is the
+   frame's clock in seconds when ``update`` gets one (pts, or receive time for live sources, so frames a live
+   source dropped do not bend the prediction), else a count of updates.
 2. Poses with score >= ``high_score`` are matched to all tracks, then the remaining poses (lower scores) to the
    remaining confirmed tracks. In each stage every (track, pose) pair with OKS >= ``min_oks`` is a candidate and pairs are
    accepted greedily by OKS descending (ties: older track first), each track and pose at most once.
@@ -52,13 +53,14 @@ def oks_matrix(a: np.ndarray, b: np.ndarray, weights_b: np.ndarray | None = None
 class Track:
     keypoints: np.ndarray  # [K, 2] last matched keypoints (image pixels)
     keypoint_scores: np.ndarray  # [K] their scores
-    last_seen: int         # frame counter of the last match
+    last_seen: int         # update count at the last match
+    last_time: float       # clock at the last match
     track_id: int = -1     # -1 while tentative
     hits: int = 1          # consecutive matches while tentative, all matches once confirmed
-    velocity: np.ndarray = field(default_factory=lambda: np.zeros(2, np.float32))  # image px per frame
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(2, np.float32))  # image px per clock unit
 
-    def predicted(self, frame: int) -> np.ndarray:
-        return self.keypoints + self.velocity * (frame - self.last_seen)
+    def predicted(self, now: float) -> np.ndarray:
+        return self.keypoints + self.velocity * (now - self.last_time)
 
 
 class Tracker:
@@ -69,10 +71,13 @@ class Tracker:
         self.tracks: list[Track] = []  # oldest first
         self.next_id = 1
         self.frame = 0
+        self.now = 0.0
 
-    def update(self, poses: Poses) -> np.ndarray:
-        """Assign ids to ``poses``; returns ``[P]`` int64 (-1: tentative or unmatched low-score pose)."""
+    def update(self, poses: Poses, t: float | None = None) -> np.ndarray:
+        """Assign ids to ``poses`` of the frame at time ``t`` (seconds; give it for every frame of a stream or for
+        none); returns ``[P]`` int64 (-1: tentative or unmatched low-score pose)."""
         self.frame += 1
+        self.now = float(self.frame if t is None else t)
         self.tracks = [t for t in self.tracks  # misses: frames since the last match, this one not counted
                        if self.frame - t.last_seen - 1 <= (self.max_age if t.track_id > 0 else 0)]
         matched: dict[int, int] = {}  # pose -> track index
@@ -84,7 +89,7 @@ class Tracker:
             ids[p] = self._extend(self.tracks[t], poses.keypoints[p], poses.keypoint_scores[p])
         for p in np.flatnonzero(high).tolist():
             if p not in matched:
-                track = Track(poses.keypoints[p].copy(), poses.keypoint_scores[p].copy(), self.frame)
+                track = Track(poses.keypoints[p].copy(), poses.keypoint_scores[p].copy(), self.frame, self.now)
                 self.tracks.append(track)
                 if self.frame == 1 or self.min_hits <= 1:
                     ids[p] = self._confirm(track)
@@ -96,7 +101,7 @@ class Tracker:
                 if t not in taken and (track.track_id > 0 or not confirmed_only)]
         if not free or not len(candidates):
             return
-        ref = np.stack([self.tracks[t].predicted(self.frame) for t in free])
+        ref = np.stack([self.tracks[t].predicted(self.now) for t in free])
         oks = oks_matrix(ref, poses.keypoints[candidates], poses.keypoint_scores[candidates])
         rows, cols = np.nonzero(oks >= self.min_oks)
         used_t, used_p = set(), set()
@@ -111,10 +116,13 @@ class Tracker:
     def _extend(self, track: Track, keypoints: np.ndarray, keypoint_scores: np.ndarray) -> int:
         w = track.keypoint_scores * keypoint_scores  # keypoints seen well in both frames carry the motion
         w = w / w.sum() if w.sum() > 0 else np.full_like(w, 1.0 / len(w))
-        motion = (w[:, None] * (keypoints - track.keypoints)).sum(0) / (self.frame - track.last_seen)
-        a = self.velocity_smoothing if track.hits > 1 else 0.0
-        track.velocity = (a * track.velocity + (1.0 - a) * motion).astype(np.float32)
-        track.keypoints, track.keypoint_scores, track.last_seen = keypoints.copy(), keypoint_scores.copy(), self.frame
+        elapsed = self.now - track.last_time
+        if elapsed > 0:  # a clock that did not advance leaves the velocity as it was
+            motion = (w[:, None] * (keypoints - track.keypoints)).sum(0) / elapsed
+            a = self.velocity_smoothing if track.hits > 1 else 0.0
+            track.velocity = (a * track.velocity + (1.0 - a) * motion).astype(np.float32)
+        track.keypoints, track.keypoint_scores = keypoints.copy(), keypoint_scores.copy()
+        track.last_seen, track.last_time = self.frame, self.now
         track.hits += 1
         if track.track_id < 0 and track.hits >= self.min_hits:
             self._confirm(track)

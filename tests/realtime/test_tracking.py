@@ -65,6 +65,17 @@ def test_constant_velocity_prediction_bridges_a_gap_in_fast_motion():
     assert tracker.update(_poses(back)).tolist() == [1]
 
 
+def test_with_a_clock_the_prediction_follows_time_not_frame_count():
+    """A live source dropped frames: 50 px/s, seen at 0, 0.1, 0.2 s, then again at 0.6 s."""
+    tracker = Tracker(min_hits=1)
+    for t in (0.0, 0.1, 0.2):
+        assert tracker.update(_poses((50 + 50 * t, 50)), t).tolist() == [1]
+    back = (50 + 50 * 0.6, 50)
+    # Counting frames instead, the person would be predicted 15 px short of where it is.
+    assert oks_matrix(_pose(50 + 50 * 0.3, 50)[None], _pose(*back)[None])[0, 0] < tracker.min_oks
+    assert tracker.update(_poses(back), 0.6).tolist() == [1]
+
+
 def test_low_score_poses_continue_tracks_but_never_start_them():
     tracker = Tracker(high_score=0.5, min_hits=1)
     assert tracker.update(_poses((10, 10), scores=[0.9])).tolist() == [1]
