@@ -2,6 +2,9 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# OpenCV's GUI build beside the venv (not in it: it would shadow the headless build), for the window test under Xvfb
+OPENCV_GUI := $(VENV)/opencv-gui
+OPENCV_VERSION := $(shell sed -n 's/^opencv-python-headless==//p' requirements/ci.txt)
 
 .PHONY: demo test bench clean-venv
 
@@ -15,7 +18,11 @@ $(VENV)/.installed: requirements/ci.txt setup.py
 demo: $(VENV)/.installed
 	$(PY) demos/webcam.py --no-show
 
-test: $(VENV)/.installed
+$(OPENCV_GUI)/.installed: requirements/ci.txt | $(VENV)/.installed
+	$(PY) -m pip install --quiet --no-deps --target $(OPENCV_GUI) opencv-python==$(OPENCV_VERSION)
+	touch $@
+
+test: $(VENV)/.installed $(OPENCV_GUI)/.installed
 	$(PY) -m pytest -q tests
 
 bench: $(VENV)/.installed
