@@ -60,7 +60,8 @@ class EvalReport:
     def table(self, title: str = "") -> str:
         head = [*METRIC_NAMES, "Spearman(score,OKS)", "Spearman matched", "images", "poses"]
         vals = [f"{v:.3f}" if v >= 0 else "n/a" for v in (self.ap, self.ap50, self.ap75, self.apm, self.apl, self.ar)]
-        vals += [format_rho(self.spearman), format_rho(self.spearman_matched), str(self.num_images), str(self.num_poses)]
+        vals += [format_rho(self.spearman), format_rho(self.spearman_matched), str(self.num_images),
+                 str(self.num_poses)]
         widths = [max(len(h), len(v)) for h, v in zip(head, vals)]
         lines = [title] if title else []
         lines.append("  ".join(h.rjust(w) for h, w in zip(head, widths)))

@@ -8,12 +8,12 @@ Per frame (in the manner of ByteTrack, with OKS in place of box IoU):
    frame's clock in seconds when ``update`` gets one (pts, or receive time for live sources, so frames a live
    source dropped do not bend the prediction), else a count of updates.
 2. Poses with score >= ``high_score`` are matched to all tracks, then the remaining poses (lower scores) to the
-   remaining confirmed tracks. In each stage every (track, pose) pair with OKS >= ``min_oks`` is a candidate and pairs are
-   accepted greedily by OKS descending (ties: older track first), each track and pose at most once.
+   remaining confirmed tracks. In each stage every (track, pose) pair with OKS >= ``min_oks`` is a candidate, and
+   pairs are accepted greedily by OKS descending (ties: older track first), each track and pose at most once.
 3. Unmatched poses with score >= ``high_score`` start tentative tracks. A tentative track is confirmed (and takes
    the next id) on its ``min_hits``-th consecutive match and is dropped on its first miss; on a stream's first
    frame new tracks are confirmed at once. Poses of tentative tracks and unmatched low-score poses get id -1.
-4. A confirmed track unseen for more than ``max_age`` frames is dropped.
+4. A confirmed track unseen for more than ``max_age`` frames (updates) is dropped.
 
 OKS uses COCO's sigmas, the track's predicted keypoints and the area of their bounding box, and weighs the pose's
 keypoints by their scores.
@@ -78,8 +78,8 @@ class Tracker:
         none); returns ``[P]`` int64 (-1: tentative or unmatched low-score pose)."""
         self.frame += 1
         self.now = float(self.frame if t is None else t)
-        self.tracks = [t for t in self.tracks  # misses: frames since the last match, this one not counted
-                       if self.frame - t.last_seen - 1 <= (self.max_age if t.track_id > 0 else 0)]
+        self.tracks = [track for track in self.tracks  # misses: frames since the last match, this one not counted
+                       if self.frame - track.last_seen - 1 <= (self.max_age if track.track_id > 0 else 0)]
         matched: dict[int, int] = {}  # pose -> track index
         high = poses.scores >= self.high_score
         self._match(poses, np.flatnonzero(high), matched, confirmed_only=False)

@@ -114,7 +114,7 @@ def test_tracks_on_the_bundled_clip_ground_truth_with_a_noisy_detector():
         poses = _noisy_detections(truth[frame], rng)
         ids = tracker.update(poses)
         tracked = ids >= 0
-        run[frame] = FramePeople(ids[tracked], poses.keypoints[tracked], np.ones(poses.keypoint_scores.shape, bool)[tracked],
+        run[frame] = FramePeople(ids[tracked], poses.keypoints[tracked], poses.keypoint_scores[tracked] > 0,
                                  np.zeros(int(tracked.sum()), np.float32))
     report = evaluate_tracks(truth, run)
     assert report.truth_tracks == 8
@@ -142,7 +142,8 @@ def test_track_eval_scores_the_truth_perfectly_and_counts_a_swap(tmp_path):
     assert json.loads((tmp_path / "same.json").read_text())["id_switches"] == 0
     a, b = sorted(set(truth[119].ids.tolist()) & set(truth[120].ids.tolist()))[:2]
     swap = {a: b, b: a}
-    swapped = _write_run(tmp_path / "swap.jsonl", truth, fps, lambda frame, tid: swap.get(tid, tid) if frame >= 120 else tid)
+    swapped = _write_run(tmp_path / "swap.jsonl", truth, fps,
+                         lambda frame, tid: swap.get(tid, tid) if frame >= 120 else tid)
     proc = run_module("realtime.track_eval", swapped, "--truth", CLIP_TRUTH, "--json", tmp_path / "swap.json")
     report = json.loads((tmp_path / "swap.json").read_text())
     assert report["id_switches"] >= 2 and report["idf1"] < 0.95, report
