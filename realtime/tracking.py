@@ -15,7 +15,8 @@ Per frame (in the manner of ByteTrack, with OKS in place of box IoU):
    frame new tracks are confirmed at once. Poses of tentative tracks and unmatched low-score poses get id -1.
 4. A confirmed track unseen for more than ``max_age`` frames (updates) is dropped.
 
-OKS uses COCO's sigmas, the track's predicted keypoints and the area of their bounding box, and weighs the pose's
+Pose scores are predicted OKS here, so the default ``high_score`` 0.5 starts tracks only from poses expected to
+pass AP50's bar. OKS uses COCO's sigmas, the track's predicted keypoints and the area of their bounding box, and weighs the pose's
 keypoints by their scores.
 """
 from __future__ import annotations
@@ -64,7 +65,7 @@ class Track:
 
 
 class Tracker:
-    def __init__(self, min_oks: float = 0.3, max_age: int = 30, high_score: float = 0.3, min_hits: int = 3,
+    def __init__(self, min_oks: float = 0.3, max_age: int = 30, high_score: float = 0.5, min_hits: int = 3,
                  velocity_smoothing: float = 0.5):
         self.min_oks, self.max_age, self.high_score = min_oks, max_age, high_score
         self.min_hits, self.velocity_smoothing = min_hits, velocity_smoothing
