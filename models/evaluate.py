@@ -30,6 +30,11 @@ from models.keypoints import SIGMAS
 
 METRIC_NAMES = ("AP", "AP50", "AP75", "APM", "APL", "AR")
 MAX_POSES_PER_IMAGE = 20  # COCOeval's keypoint maxDets
+MATCHED_OKS = 0.5  # "Spearman matched" keeps poses at least this close to a person
+
+
+def format_rho(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 class DataPathError(Exception):
@@ -129,26 +134,22 @@ def true_oks(coco_gt, results: list[dict]) -> np.ndarray:
     return out
 
 
-def format_rho(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
-
-
-MATCHED_OKS = 0.5  # "Spearman matched" keeps poses at least this close to a person
-
-
-def score_oks_spearman(coco_gt, results: list[dict], min_oks: float | None = None) -> float | None:
-    """Spearman's rho between pose scores and their true OKS, over the poses with true OKS >= ``min_oks`` (all when
-    None); None if undefined (fewer than 2, or constant)."""
+def rank_correlation(scores: np.ndarray, oks: np.ndarray, min_oks: float | None = None) -> float | None:
+    """Spearman's rho between ``scores`` and ``oks`` over the pairs with oks >= ``min_oks`` (all when None); None if
+    undefined (fewer than 2, or constant)."""
     from scipy.stats import spearmanr
 
-    scores = np.array([r["score"] for r in results], np.float64)
-    oks = true_oks(coco_gt, results)
     if min_oks is not None:
         scores, oks = scores[oks >= min_oks], oks[oks >= min_oks]
     if len(scores) < 2 or np.ptp(scores) == 0 or np.ptp(oks) == 0:
         return None
     rho = float(spearmanr(scores, oks).statistic)
     return None if math.isnan(rho) else rho
+
+
+def score_oks_spearman(coco_gt, results: list[dict], min_oks: float | None = None) -> float | None:
+    """Spearman's rho between pose scores and their true OKS (see ``rank_correlation``)."""
+    return rank_correlation(np.array([r["score"] for r in results], np.float64), true_oks(coco_gt, results), min_oks)
 
 
 def coco_keypoint_eval(coco_gt, results: list[dict], image_ids: list[int] | None = None) -> EvalReport:
@@ -170,8 +171,9 @@ def coco_keypoint_eval(coco_gt, results: list[dict], image_ids: list[int] | None
         ev.summarize()
     s = [float(v) for v in ev.stats]
     # stats: AP, AP50, AP75, APM, APL, AR, AR50, AR75, ARM, ARL
-    return EvalReport(s[0], s[1], s[2], s[3], s[4], s[5], score_oks_spearman(coco_gt, results),
-                      len(image_ids), len(results), score_oks_spearman(coco_gt, results, MATCHED_OKS))
+    scores, oks = np.array([r["score"] for r in results], np.float64), true_oks(coco_gt, results)
+    return EvalReport(s[0], s[1], s[2], s[3], s[4], s[5], rank_correlation(scores, oks), len(image_ids), len(results),
+                      rank_correlation(scores, oks, MATCHED_OKS))
 
 
 def keep_top(results: list[dict], per_image: int = MAX_POSES_PER_IMAGE) -> list[dict]:

@@ -101,6 +101,8 @@ def load_run(path: str | Path, fps: float) -> dict[int, FramePeople]:
         lines = path.read_text().splitlines()
     except FileNotFoundError:
         raise TrackEvalError(f"{path} does not exist; run the pipeline with --jsonl first") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TrackEvalError(f"{path} is not a readable JSONL file ({exc.__class__.__name__}: {exc})") from None
     for number, line in enumerate(lines, 1):
         try:
             rec = json.loads(line)

@@ -149,10 +149,13 @@ def test_track_eval_scores_the_truth_perfectly_and_counts_a_swap(tmp_path):
     assert report["id_switches"] >= 2 and report["idf1"] < 0.95, report
 
 
-@pytest.mark.parametrize("case", ["missing truth", "bad line"])
+@pytest.mark.parametrize("case", ["missing truth", "bad line", "run is a folder"])
 def test_track_eval_bad_input_is_one_line(case, tmp_path):
     run_file = tmp_path / "run.jsonl"
-    run_file.write_text('{"pts": 0.0, "people": []}\n' + ("not json\n" if case == "bad line" else ""))
+    if case == "run is a folder":
+        run_file.mkdir()
+    else:
+        run_file.write_text('{"pts": 0.0, "people": []}\n' + ("not json\n" if case == "bad line" else ""))
     truth = tmp_path / "nope.json" if case == "missing truth" else CLIP_TRUTH
-    words = "nope.json" if case == "missing truth" else "run.jsonl:2"
+    words = {"missing truth": "nope.json", "bad line": "run.jsonl:2", "run is a folder": "run.jsonl"}[case]
     assert_one_error_line(run_module("realtime.track_eval", run_file, "--truth", truth), words)
