@@ -15,28 +15,23 @@ Examples:
 """
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
 
-# Before torch is imported: on a busy CPU, OpenMP workers that spin while waiting steal the cores the other
-# stages need (the user's own setting wins).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import numpy as np
+import torch
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from realtime.cli import BUNDLED_CLIP  # noqa: E402
-from realtime.engine import Engine  # noqa: E402
-from realtime.pipeline import Pipeline, PipelineConfig  # noqa: E402
-from realtime.sources import parse_source  # noqa: E402
+from realtime.cli import BUNDLED_CLIP
+from realtime.engine import Engine
+from realtime.pipeline import Pipeline, PipelineConfig
+from realtime.sources import parse_source
 
 
 def machine() -> str:
