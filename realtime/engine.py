@@ -3,8 +3,10 @@ then back to image pixels, for one batch of frames from any mix of streams.
 
 The network is reached only through the Predictor seam of ``models``: ``forward(batch) -> raw`` (dense stage +
 decode + sparse stage, fixed shapes, no host sync) and ``postprocess(raw, boxes) -> list[Poses]`` (to image
-pixels). On CUDA the forward can be wrapped by ``torch.compile`` and/or captured in a CUDA graph; both need a
-static batch shape, so batches are then padded to ``static_batch`` images.
+pixels). On CUDA the network's dense stage can be compiled with ``torch.compile`` (in place, on the predictor's
+network) and the whole forward captured in a CUDA graph; both want a static batch shape, so batches are then
+padded to ``static_batch`` images (a graph is captured per batch shape). Either falls back to eager with one
+warning line when it fails.
 
 ``infer(frames) = run(prepare(frames))``; the pipeline may call ``prepare`` for the next batch in another thread
 while ``run`` is busy with the current one.
@@ -12,6 +14,7 @@ while ``run`` is busy with the current one.
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import Sequence
@@ -65,37 +68,61 @@ class Engine:
         self.dtype = torch.float16 if self.half else torch.float32
         self.preprocess = DevicePreprocess(input_size, self.device, self.dtype)
         self.static_batch = static_batch if cuda and (compile or cuda_graphs) else 0
-        self._forward = predictor.forward
-        self._compiled_ok = not (compile and cuda)  # until the first compiled call has run
-        if compile and cuda:
-            self._forward = torch.compile(predictor.forward, dynamic=False)
+        self.compile = compile and cuda
+        self._compiled_ok = not self.compile  # until the first compiled call has run
+        if self.compile:  # the dense stage only: decode is a hand-fused kernel already, the sparse stage is small
+            predictor.net.dense = torch.compile(predictor.net.dense, dynamic=False)
         self.cuda_graphs = cuda_graphs and cuda
         self.forward_seconds = 0.0  # total time spent in the network's forward, for overhead figures
-        self._graph: CudaGraphForward | None = None
+        self._graphs: dict[tuple[int, ...], CudaGraphForward] = {}  # one capture per batch shape
 
-    def _fallback(self, what: str, exc: Exception) -> None:
-        print(f"warning: {what} failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
-              f"running eagerly", file=sys.stderr)
-        self._forward, self._compiled_ok, self.cuda_graphs = self.predictor.forward, True, False
+    @staticmethod
+    def _warn(what: str, exc: Exception) -> None:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        print(f"warning: {what} failed ({type(exc).__name__}: {' '.join(lines[:2])[:300]}); running eagerly",
+              file=sys.stderr)
 
-    def _run_forward(self, batch: torch.Tensor):
+    def _first_compiled_call(self, batch: torch.Tensor):
+        """Compiles (on the first call) in a throwaway thread: a failed compile can leave thread-local dispatcher
+        state behind that breaks every later eager call in its thread (seen with torch 2.11)."""
+        box: dict = {}
+
+        def call() -> None:
+            try:
+                with torch.cuda.device(self.device), torch.inference_mode():
+                    box["out"] = self.predictor.forward(batch)
+            except Exception as exc:  # noqa: BLE001 - reported by the caller
+                box["exc"] = exc
+
+        worker = threading.Thread(target=call, name="torch-compile")
+        worker.start()
+        worker.join()
+        self._compiled_ok = True
+        if "exc" in box:
+            self._warn("torch.compile", box["exc"])
+            self.predictor.net.__dict__.pop("dense", None)  # back to the eager method
+            self.compile = False
+            return None
+        return box["out"]
+
+    def forward(self, batch: torch.Tensor):
+        """The network on a preprocessed batch (dense stage compiled and/or the whole forward replayed from a CUDA
+        graph when asked for)."""
         if not self._compiled_ok:
-            try:
-                out = self._forward(batch)
-                self._compiled_ok = True
-                if not self.cuda_graphs:
-                    return out
-            except Exception as exc:  # noqa: BLE001 - a model that cannot be compiled still runs eagerly
-                self._fallback("torch.compile", exc)
+            out = self._first_compiled_call(batch)
+            if out is not None and not self.cuda_graphs:
+                return out
         if not self.cuda_graphs:
-            return self._forward(batch)
-        if self._graph is None:
+            return self.predictor.forward(batch)
+        graph = self._graphs.get(tuple(batch.shape))
+        if graph is None:
             try:
-                self._graph = CudaGraphForward(self._forward, batch)
+                graph = self._graphs[tuple(batch.shape)] = CudaGraphForward(self.predictor.forward, batch)
             except Exception as exc:  # noqa: BLE001 - a model that cannot be captured still runs eagerly
-                self._fallback("CUDA graph capture", exc)
-                return self._forward(batch)
-        return self._graph(batch)
+                self._warn("CUDA graph capture", exc)
+                self.cuda_graphs = False
+                return self.predictor.forward(batch)
+        return graph(batch)
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -114,7 +141,7 @@ class Engine:
         """Forward and postprocess a prepared batch: poses for each frame, in order, with ``stage_ms``."""
         frames, batch = prepared.frames, prepared.batch
         t1 = time.perf_counter()
-        raw = self._run_forward(batch)
+        raw = self.forward(batch)
         self._sync()
         t2 = time.perf_counter()
         self.forward_seconds += t2 - t1
