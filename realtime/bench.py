@@ -48,7 +48,9 @@ def machine() -> str:
             f"{torch.get_num_threads()} inference thread(s), OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
 
 
-def make_engine(config: str, size: int, device: str, threads: int | None = None) -> Engine:
+def make_engine(config: str, size: int, device: str, threads: int | None = None, half: bool = False,
+                compile: bool = False, cuda_graphs: bool = False, static_batch: int = 1) -> Engine:
+    """The engine the CLI would build: the bundled checkpoint for ``tiny``, fresh weights for the others."""
     import models
     from realtime.model import cpu_threads
 
@@ -59,8 +61,9 @@ def make_engine(config: str, size: int, device: str, threads: int | None = None)
         net = models.build_model(config)
     if device == "cpu":
         torch.set_num_threads(cpu_threads(threads))  # as the CLI does
-    predictor = models.Predictor(net, device=device, input_size=size)
-    return Engine(predictor, size, device)
+    predictor = models.Predictor(net, device=device, input_size=size, half=half)
+    return Engine(predictor, size, device, half=half, compile=compile, cuda_graphs=cuda_graphs,
+                  static_batch=static_batch)
 
 
 def first_frame() -> np.ndarray:
@@ -71,24 +74,33 @@ def first_frame() -> np.ndarray:
 
 
 def bench_model(engine: Engine, repeats: int) -> dict:
-    """The forward alone, timed in a worker thread like the pipeline's engine (on a busy CPU, OpenMP in the main
-    thread behaves very differently from OpenMP in a worker thread)."""
+    """The forward alone (``Engine.forward``: compiled or graph-replayed when asked for, synchronised on CUDA),
+    timed in a worker thread like the pipeline's engine (on a busy CPU, OpenMP in the main thread behaves very
+    differently from OpenMP in a worker thread)."""
     batch, _ = engine.preprocess([first_frame()])  # a real frame: a constant one can drive activations to denormals
     times: list[float] = []
+    failed: list[BaseException] = []
 
     def loop() -> None:
-        with torch.inference_mode():
-            for i in range(repeats + 3):
-                t0 = time.perf_counter()
-                engine.predictor.forward(batch)
-                if i >= 3:
-                    times.append((time.perf_counter() - t0) * 1e3)
+        try:
+            with torch.inference_mode():
+                for i in range(repeats + 3):
+                    t0 = time.perf_counter()
+                    engine.forward(batch)
+                    if batch.is_cuda:
+                        torch.cuda.synchronize()
+                    if i >= 3:
+                        times.append((time.perf_counter() - t0) * 1e3)
+        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+            failed.append(exc)
 
     import threading
 
     worker = threading.Thread(target=loop)
     worker.start()
     worker.join()
+    if failed:
+        raise failed[0]
     return {"forward_ms_median": statistics.median(times), "forward_ms_p95": float(np.percentile(times, 95))}
 
 
@@ -151,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--imgsz", type=int, default=320)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="CPU inference threads (default: cores minus one)")
+    p.add_argument("--half", action="store_true", help="fp16 inference (CUDA only)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the network (CUDA only)")
+    p.add_argument("--cuda-graphs", action="store_true", help="replay the network from CUDA graphs (CUDA only)")
     p.add_argument("--repeats", type=int, default=30, help="forward passes timed in the model section")
     p.add_argument("--duration", type=float, default=60.0, help="seconds of the live section")
     p.add_argument("--live-config", default="realtime", help="model of the live section (slower than the clip)")
@@ -167,11 +182,19 @@ def main(argv: list[str] | None = None) -> int:
     needed = set(args.configs) if {"model", "pipeline"} & set(args.sections) else set()
     needed |= {args.live_config} if "live" in args.sections else set()
     needed |= {args.stream_config} if "streams" in args.sections else set()
-    engines = {c: make_engine(c, args.imgsz, args.device, args.threads) for c in sorted(needed)}
+    cuda_only = [flag for flag in ("half", "compile", "cuda_graphs") if getattr(args, flag)]
+    if cuda_only and not args.device.startswith("cuda"):
+        sys.exit(f"error: --{cuda_only[0].replace('_', '-')} needs --device cuda")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        sys.exit("error: --device cuda asked for, but CUDA is not available; use --device cpu")
+    engines = {c: make_engine(c, args.imgsz, args.device, args.threads, args.half, args.compile, args.cuda_graphs)
+               for c in sorted(needed)}
+    variant = "+".join(["fp16" if args.half else "fp32", *(["compile"] if args.compile else []),
+                        *(["cuda graphs"] if args.cuda_graphs else [])])
     out = {"machine": machine(), "clip": BUNDLED_CLIP.name, "imgsz": args.imgsz, "device": args.device,
-           "load_average_at_start": os.getloadavg()}
-    print(f"machine: {out['machine']}\nclip: {BUNDLED_CLIP.name}, input {args.imgsz}, device {args.device}, "
-          f"load average at start {out['load_average_at_start'][0]:.1f}\n")
+           "variant": variant, "load_average_at_start": os.getloadavg()}
+    print(f"machine: {out['machine']}\nclip: {BUNDLED_CLIP.name}, input {args.imgsz}, device {args.device} "
+          f"({variant}), load average at start {out['load_average_at_start'][0]:.1f}\n")
     if "model" in args.sections or "pipeline" in args.sections:
         out["model"], out["pipeline"] = {}, {}
         for c in args.configs:
