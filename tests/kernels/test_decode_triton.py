@@ -127,7 +127,7 @@ def test_nan_offsets_keep_nan_keypoints_and_sample_at_zero():
     inputs[1][0, :, 2, 3] = torch.tensor([float("nan"), 1.0, 0.5, float("nan")])  # kpt 0: x NaN; kpt 1: y NaN
     out = run(inputs, dtype, max_people=1, threshold=0.5)
     assert out.keypoints[0, 0, 0, 0].isnan() and out.keypoints[0, 0, 1, 1].isnan()
-    torch.testing.assert_close(out.kpt_queries[0, 0, 0], inputs[2][0, 0:3, 3, 0])  # sampled at (x 0, y 3)
+    torch.testing.assert_close(out.kpt_queries[0, 0, 0].cpu(), inputs[2][0, 0:3, 3, 0])  # sampled at (x 0, y 3)
 
 
 def test_empty_batch_gives_empty_outputs_of_the_reference_shapes():
