@@ -151,6 +151,24 @@ def load_scheduler_state(scheduler, state: dict) -> None:
     scheduler.load_state_dict(state)
 
 
+def train_step(loss_module, images, persons, optimizer, scaler) -> dict:
+    """One optimiser step (fp16 autocast and loss scaling when ``scaler`` is given); returns the loss terms.
+    A non-finite loss takes no step (the caller decides what to do)."""
+    with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=scaler is not None):
+        losses = loss_module(images, persons)
+    if not torch.isfinite(losses["loss"]):
+        return losses
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(losses["loss"]).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        losses["loss"].backward()
+        optimizer.step()
+    return losses
+
+
 def train_one_epoch(loss_module, loader, optimizer, scaler, info: DistInfo, epoch: int, max_steps: int | None,
                     progress: bool) -> dict:
     """One pass over ``loader``; returns mean losses, step count and images/s (this process's images)."""
@@ -159,26 +177,15 @@ def train_one_epoch(loss_module, loader, optimizer, scaler, info: DistInfo, epoc
     loss_module.train()
     sums: dict[str, float] = {}
     steps, images_seen = 0, 0
-    use_amp = scaler is not None
     start = time.perf_counter()
     bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=not (progress and info.is_main),
                dynamic_ncols=True)
     for images, persons, _ids, _boxes in bar:
         images = images.to(info.device, non_blocking=True)
-        persons = [p.to(info.device) for p in persons]
-        with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=use_amp):
-            losses = loss_module(images, persons)
+        losses = train_step(loss_module, images, [p.to(info.device) for p in persons], optimizer, scaler)
         loss = losses["loss"]
         if not torch.isfinite(loss):
             raise TrainError(f"loss became {loss.item()} at epoch {epoch} step {steps}; lower --lr or check the data")
-        optimizer.zero_grad(set_to_none=True)
-        if use_amp:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
         for k, v in losses.items():
             sums[k] = sums.get(k, 0.0) + float(v.detach())
         steps += 1
@@ -283,7 +290,7 @@ def run(args) -> dict:
         optimizer = torch.optim.Adam(net.parameters(), lr=args.lr, weight_decay=args.weight_decay)
         drops = ([int(d) for d in args.lr_drops] if args.lr_drops is not None else lr_milestones(args.epochs))
         scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=drops, gamma=0.1)
-        scaler = torch.amp.GradScaler("cuda") if info.device.type == "cuda" and not args.no_amp else None
+        scaler = make_scaler(info, args)
         start_epoch, best = 0, {"metric": -math.inf}
         if args.init:
             load_weights(args.init, net, may_differ=("input_size",))
@@ -399,9 +406,14 @@ def resume(path: str, net, optimizer, scheduler, scaler, info: DistInfo) -> tupl
     return int(extra["epoch"]), dict(extra.get("best", {"metric": -math.inf}))
 
 
+def make_scaler(info: DistInfo, args):
+    """A GradScaler for fp16 autocast on CUDA unless --no-amp; None on the CPU."""
+    return torch.amp.GradScaler("cuda") if info.device.type == "cuda" and not args.no_amp else None
+
+
 def benchmark(args) -> None:
-    """Print the median time of ``--benchmark`` optimiser steps (forward, losses, backward, Adam; batches read
-    beforehand, so data loading is not counted) after two warm-up steps, and the images/s it gives."""
+    """Print the median time of ``--benchmark`` optimiser steps (forward, losses, backward, Adam; fp16 autocast on
+    CUDA as in training; batches read beforehand, so data loading is not counted) after two warm-up steps, and the images/s it gives."""
     import platform
 
     from models import build_model
@@ -421,20 +433,19 @@ def benchmark(args) -> None:
         except StopIteration:
             it = iter(loader)
     loss_module, optimizer = LossModule(net), torch.optim.Adam(net.parameters(), lr=args.lr)
+    scaler = make_scaler(info, args)
     times = []
     for images_, persons, _ids, _boxes in batches:
         start = time.perf_counter()
-        loss = loss_module(images_.to(info.device), [p.to(info.device) for p in persons])["loss"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        train_step(loss_module, images_.to(info.device), [p.to(info.device) for p in persons], optimizer, scaler)
         if info.device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     step = float(np.median(times[2:]))
     machine = (torch.cuda.get_device_name(info.device) if info.device.type == "cuda" else
                f"{platform.machine()} CPU, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads")
-    print(f"{args.config} at {args.input_size}px, batch {args.batch_size}, {machine}: median step {step * 1000:.0f} ms "
+    precision = "fp16 autocast" if scaler is not None else "fp32"
+    print(f"{args.config} at {args.input_size}px, batch {args.batch_size}, {precision}, {machine}: median step {step * 1000:.0f} ms "
           f"over {len(times) - 2} steps = {args.batch_size / step:.1f} training images/s")
 
 
