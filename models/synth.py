@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import sys
 import time
 import zlib
@@ -190,20 +191,32 @@ def split_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(split.encode()), index])
 
 
-def write_split(out: Path, split: str, num_images: int, seed: int, cfg: SceneConfig, progress: bool = True) -> Path:
-    """Render ``num_images`` images of one split and its COCO JSON; returns the JSON's path."""
+def render_image(job: tuple) -> list[dict]:
+    """Render and write image ``index`` of a split; returns its annotations (a pure function of the job)."""
+    image_dir, split, index, seed, cfg = job
+    img, anns, *_ = make_scene(split_rng(seed, split, index), cfg)
+    cv2.imwrite(str(image_dir / f"{index + 1:06d}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    return [ann for ann in anns if ann is not None]
+
+
+def write_split(out: Path, split: str, num_images: int, seed: int, cfg: SceneConfig, progress: bool = True,
+                workers: int = 1) -> Path:
+    """Render ``num_images`` images of one split and its COCO JSON; returns the JSON's path. Each image depends
+    only on (seed, split, index), so ``workers`` processes write exactly what one does."""
     image_dir, ann_dir = out / split, out / "annotations"
     image_dir.mkdir(parents=True, exist_ok=True)
     ann_dir.mkdir(parents=True, exist_ok=True)
-    images, annotations = [], []
-    for i in tqdm(range(num_images), desc=split, disable=not progress):
-        img, anns, *_ = make_scene(split_rng(seed, split, i), cfg)
-        name = f"{i + 1:06d}.png"
-        cv2.imwrite(str(image_dir / name), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-        images.append({"id": i + 1, "file_name": name, "width": cfg.width, "height": cfg.height})
-        for ann in anns:
-            if ann is not None:
-                annotations.append({"id": len(annotations) + 1, "image_id": i + 1, **ann})
+    jobs = [(image_dir, split, i, seed, cfg) for i in range(num_images)]
+    pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 1 else None
+    try:
+        results = pool.imap(render_image, jobs, chunksize=8) if pool else map(render_image, jobs)
+        images, annotations = [], []
+        for i, anns in enumerate(tqdm(results, total=num_images, desc=split, disable=not progress)):
+            images.append({"id": i + 1, "file_name": f"{i + 1:06d}.png", "width": cfg.width, "height": cfg.height})
+            annotations += [{"id": len(annotations) + k + 1, "image_id": i + 1, **ann} for k, ann in enumerate(anns)]
+    finally:
+        if pool:
+            pool.terminate()
     doc = {"info": {"description": f"synthetic people, split {split}", "seed": seed, "config": cfg.__dict__},
            "licenses": [], "images": images, "annotations": annotations, "categories": categories()}
     path = ann_dir / f"person_keypoints_{split}.json"
@@ -230,6 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fps", type=int, default=30)
     parser.add_argument("--name", default="synth_clip", help="video file stem")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--workers", type=int, default=1, help="processes rendering images (same output for any)")
     args = parser.parse_args(argv)
     size = args.size or ([640, 360] if args.video else [256])
     if len(size) not in (1, 2) or min(size) < 32:
@@ -243,6 +257,8 @@ def main(argv: list[str] | None = None) -> None:
         cfg = replace(cfg, max_people=args.max_people)
     if not 0 <= cfg.min_people <= cfg.max_people:
         sys.exit(f"error: need 0 <= --min-people <= --max-people, got {cfg.min_people} and {cfg.max_people}")
+    if args.workers < 1:
+        sys.exit(f"error: --workers must be >= 1, got {args.workers}")
     splits = []
     for item in args.split:
         name, _, count = item.partition(":")
@@ -257,7 +273,7 @@ def main(argv: list[str] | None = None) -> None:
             return
         total = 0
         for name, n in splits:
-            path = write_split(args.out, name, n, args.seed, cfg, progress=not args.quiet)
+            path = write_split(args.out, name, n, args.seed, cfg, progress=not args.quiet, workers=args.workers)
             total += n
             print(f"wrote {n} images to {args.out / name} and {path}")
         elapsed = time.perf_counter() - start

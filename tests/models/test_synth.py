@@ -34,6 +34,12 @@ def test_same_seed_gives_identical_bytes_and_another_seed_differs(tmp_path):
     assert a.keys() == c.keys() and all(a[k] != c[k] for k in a)
 
 
+def test_several_workers_write_exactly_what_one_writes(tmp_path):
+    synth.write_split(tmp_path / "one", "train", 5, 2, SMALL, progress=False)
+    synth.write_split(tmp_path / "two", "train", 5, 2, SMALL, progress=False, workers=2)
+    assert _files(tmp_path / "one") == _files(tmp_path / "two")
+
+
 def test_splits_are_independent_of_each_other(tmp_path):
     synth.write_split(tmp_path / "x", "val", 2, 0, SMALL, progress=False)
     synth.write_split(tmp_path / "y", "val", 2, 0, SMALL, progress=False)
