@@ -16,6 +16,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -89,7 +90,8 @@ class Engine:
 
         def call() -> None:
             try:
-                with torch.cuda.device(self.device), torch.inference_mode():
+                on_device = torch.cuda.device(self.device) if self.device.type == "cuda" else nullcontext()
+                with on_device, torch.inference_mode():
                     box["out"] = self.predictor.forward(batch)
             except Exception as exc:  # noqa: BLE001 - reported by the caller
                 box["exc"] = exc
