@@ -174,16 +174,25 @@ def decode_triton(score: torch.Tensor, offsets: torch.Tensor, kfeat: torch.Tenso
     if not score.is_cuda and not interpreting():
         raise RuntimeError("the triton decode backend needs CUDA tensors (or TRITON_INTERPRET=1 for its CPU "
                            "interpreter); use backend='torch' on the CPU")
-    b, _, h, w = score.shape
-    ci = ifeat.shape[1]
     out = allocate_candidates(score, kfeat, ifeat, max_people, num_kpts)
-    if b == 0:
+    if score.shape[0] == 0:
         return out
-    meta = launch_config(h, w, max_people, max(ck, ci), interpreter=not score.is_cuda)
+    h, w = score.shape[2:]
+    meta = launch_config(h, w, max_people, max(ck, ifeat.shape[1]), interpreter=not score.is_cuda)
+    launch((score, offsets, kfeat, ifeat), out, num_kpts, ck, threshold, nms_kernel, meta, LAUNCH_OPTIONS)
+    return out
+
+
+def launch(inputs, out: Candidates, num_kpts: int, ck: int, threshold: float, nms_kernel: int, meta: dict,
+           options: dict) -> None:
+    """The one launch of ``_decode_kernel`` over checked, contiguous ``inputs`` into ``out`` (``kernels.tune``
+    calls it with other ``meta`` / ``options``)."""
+    score, offsets, kfeat, ifeat = inputs
+    b, _, h, w = score.shape
+    max_people = out.scores.shape[1]
     _decode_kernel[(b, num_kpts + 1)](
         score, offsets, kfeat, ifeat,
         out.scores, out.indices, out.valid.view(torch.uint8), out.keypoints, out.kpt_queries, out.inst_queries,
-        h, w, num_kpts, ck, ci, max_people, threshold_logit(threshold),
-        RADIUS=nms_kernel // 2, **LAUNCH_OPTIONS, **meta,
+        h, w, num_kpts, ck, ifeat.shape[1], max_people, threshold_logit(threshold),
+        RADIUS=nms_kernel // 2, **options, **meta,
     )
-    return out
