@@ -25,17 +25,15 @@ import os
 import random
 import sys
 import time
-from collections import Counter
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from models.config import ModelConfig
 from models.distributed import (DistInfo, all_gather_objects, average_buffers, barrier, cleanup, init_distributed,
                                 state_checksum)
+from models.train_state import TrainError, load_weights, resume, training_state
 
 DEKR_EPOCHS, DEKR_DROPS = 140, (90, 120)
 
@@ -45,10 +43,6 @@ def _light_augment():
 
     return AugmentConfig(max_rotation=10.0, scale_range=(0.85, 1.2), max_translate=0.05, brightness=0.15,
                          contrast=0.15, saturation=0.15, hue=2.0)
-
-
-class TrainError(Exception):
-    """A bad argument or path, reported as one line."""
 
 
 def lr_milestones(epochs: int, drops=DEKR_DROPS, of: int = DEKR_EPOCHS) -> list[int]:
@@ -136,19 +130,6 @@ class LossModule(torch.nn.Module):
         from models.losses import training_losses
 
         return training_losses(self.net, images, persons)
-
-
-def scheduler_state(scheduler) -> dict:
-    """MultiStepLR's state with its Counter turned into a plain dict (weights_only-loadable)."""
-    state = scheduler.state_dict()
-    state["milestones"] = {int(k): int(v) for k, v in state["milestones"].items()}
-    return state
-
-
-def load_scheduler_state(scheduler, state: dict) -> None:
-    state = dict(state)
-    state["milestones"] = Counter({int(k): int(v) for k, v in state["milestones"].items()})
-    scheduler.load_state_dict(state)
 
 
 def train_step(loss_module, images, persons, optimizer, scaler) -> dict:
@@ -363,47 +344,6 @@ def format_epoch(s: dict) -> str:
         rho, matched = format_rho(s.get("spearman")), format_rho(s.get("spearman_matched"))
         parts += [f"val AP {s['AP']:.4f}", f"AP50 {s['AP50']:.4f}", f"Spearman {rho} (matched {matched})"]
     return " | ".join(parts)
-
-
-def training_state(args, optimizer, scheduler, scaler, epoch: int, best: dict) -> dict:
-    """Everything --resume needs, as plain tensors/dicts/numbers/strings (weights_only-loadable)."""
-    state = {"epoch": epoch, "best": {k: v for k, v in best.items()}, "optimizer": optimizer.state_dict(),
-             "scheduler": scheduler_state(scheduler), "train_args": {k: v for k, v in vars(args).items()
-                                                                     if isinstance(v, (int, float, str, bool))}}
-    if scaler is not None:
-        state["scaler"] = scaler.state_dict()
-    return state
-
-
-def load_weights(path: str, net, may_differ: tuple[str, ...] = ()) -> dict:
-    """Copy the weights of a checkpoint with the same model config into ``net``; returns its ``extra``.
-    Fields in ``may_differ`` (``--init`` passes input_size: the network is fully convolutional) are not compared."""
-    from models.checkpoint import CheckpointError, read_checkpoint
-
-    try:
-        payload = read_checkpoint(path, map_location="cpu")
-        saved = asdict(ModelConfig.from_dict(payload["config"]))
-        wanted = asdict(net.cfg)
-        diff = sorted(k for k, v in saved.items() if wanted.get(k) != v and k not in may_differ)
-        if diff:
-            raise CheckpointError(f"{path}: saved with a different model config ({', '.join(diff)})")
-        net.load_state_dict(payload["state_dict"], strict=True)
-    except (CheckpointError, RuntimeError, ValueError) as exc:
-        raise TrainError(str(exc)) from None
-    return payload.get("extra") or {}
-
-
-def resume(path: str, net, optimizer, scheduler, scaler, info: DistInfo) -> tuple[int, dict]:
-    extra = load_weights(path, net)
-    if "optimizer" not in extra:
-        raise TrainError(f"{path} holds no training state (optimizer/scheduler/epoch); resume from a last.pt")
-    optimizer.load_state_dict(extra["optimizer"])
-    load_scheduler_state(scheduler, extra["scheduler"])
-    if scaler is not None and "scaler" in extra:
-        scaler.load_state_dict(extra["scaler"])
-    if info.is_main:
-        print(f"resumed from {path} at epoch {extra['epoch']}", flush=True)
-    return int(extra["epoch"]), dict(extra.get("best", {"metric": -math.inf}))
 
 
 def make_scaler(info: DistInfo, args):
