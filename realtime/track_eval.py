@@ -169,9 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     except TrackEvalError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(report.table())
-    if args.json:
+    if args.json:  # before the table: a closed stdout (| head) must not lose the file
         Path(args.json).write_text(json.dumps(asdict(report), indent=1) + "\n")
+    print(report.table())
     return 0
 
 
