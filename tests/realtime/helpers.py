@@ -2,6 +2,7 @@
 RTSP server as a subprocess."""
 from __future__ import annotations
 
+import os
 import socket
 import struct
 import subprocess
@@ -142,6 +143,15 @@ class GstServer:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+def run_cli(args, tmp_path, timeout=120, script="demos/webcam.py") -> subprocess.CompletedProcess:
+    """A demo (or ``-m realtime``) in a subprocess from ``tmp_path``, headless, one OpenMP thread."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    env.pop("DISPLAY", None)
+    env.pop("WAYLAND_DISPLAY", None)
+    cmd = [sys.executable, *(["-m", "realtime"] if script == "-m" else [str(ROOT / script)]), *args]
+    return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def python() -> str:

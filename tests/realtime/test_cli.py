@@ -11,15 +11,7 @@ from pathlib import Path
 import pytest
 
 from realtime.cli import BUNDLED_CLIP, main
-from tests.realtime.helpers import ROOT, count_frames, write_video
-
-
-def run_cli(args, tmp_path, timeout=120, script="demos/webcam.py"):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    env.pop("DISPLAY", None)
-    env.pop("WAYLAND_DISPLAY", None)
-    cmd = [sys.executable, *(["-m", "realtime"] if script == "-m" else [str(ROOT / script)]), *args]
-    return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
+from tests.realtime.helpers import ROOT, count_frames, run_cli, write_video
 
 
 @pytest.mark.slow

@@ -10,8 +10,7 @@ import torch
 from realtime.cli import BUNDLED_CLIP
 from realtime.engine import Engine
 from realtime.frames import Frame
-from tests.realtime.helpers import count_frames
-from tests.realtime.test_cli import run_cli
+from tests.realtime.helpers import count_frames, run_cli
 
 pytestmark = pytest.mark.gpu
 
