@@ -22,6 +22,7 @@ BACKBONES = ("tiny", "realtime", "hrnet_w32", "hrnet_w48")
 SCORE_MODES = ("cir", "center_gaussian")
 CIR_LOSSES = ("qfl", "varifocal", "mse")
 POSE_NMS = ("distance", "oks", "none")
+POSE_SCORES = ("pqe", "keypoint_mean")
 
 
 @dataclass
@@ -70,11 +71,13 @@ class ModelConfig:
     nms_dist: float = 0.15           # distance method: keypoints closer than nms_dist * box diagonal ...
     nms_count: int = 10              # ... in more than nms_count keypoints make two poses duplicates (DEKR)
     nms_oks: float = 0.8             # oks method: OKS above this makes two poses duplicates
+    pose_score: str = "pqe"          # a pose's final score (``models.qem.pose_scores``): "pqe" | "keypoint_mean"
 
     def __post_init__(self) -> None:
         checks = {
             "backbone": (self.backbone, BACKBONES), "score_mode": (self.score_mode, SCORE_MODES),
             "cir_loss": (self.cir_loss, CIR_LOSSES), "pose_nms": (self.pose_nms, POSE_NMS),
+            "pose_score": (self.pose_score, POSE_SCORES),
         }
         for key, (value, allowed) in checks.items():
             if value not in allowed:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from models.config import POSE_SCORES
 from models.keypoints import SIGMAS
 
 METRIC_NAMES = ("AP", "AP50", "AP75", "APM", "APL", "AR")
@@ -259,13 +260,14 @@ def evaluate_predictor(predictor, ann_file: Path, image_dir: Path, max_images: i
 
 
 def evaluate_model(net, ann_file: Path, image_dir: Path, input_size: int | None = None, flip: bool = False,
-                   device="cpu", max_images: int | None = None, progress: bool = True):
+                   device="cpu", max_images: int | None = None, progress: bool = True,
+                   pose_score: str | None = None):
     """``evaluate_predictor`` for a live network (left in eval mode; callers training it switch back)."""
     from models.predictor import Predictor
 
     was_training = net.training
     try:
-        predictor = Predictor(net, device=str(device), input_size=input_size, flip_test=flip)
+        predictor = Predictor(net, device=str(device), input_size=input_size, flip_test=flip, pose_score=pose_score)
         return evaluate_predictor(predictor, ann_file, image_dir, max_images, progress=progress)
     finally:
         net.train(was_training)
@@ -274,12 +276,12 @@ def evaluate_model(net, ann_file: Path, image_dir: Path, input_size: int | None 
 def evaluate_checkpoint(checkpoint: str | Path | None, data: str | Path | None = None, ann: str | None = None,
                         images: str | None = None, split: str | None = None, flip: bool = True,
                         device: str = "cpu", input_size: int | None = None, max_images: int | None = None,
-                        progress: bool = True):
+                        progress: bool = True, pose_score: str | None = None):
     """Metrics and results of a checkpoint file (None: the bundled one) on a synth folder or --ann/--images."""
     from models.predictor import Predictor
 
     ann_file, image_dir = resolve_data(None if data is None else str(data), ann, images, split)
-    predictor = Predictor(checkpoint, device=device, input_size=input_size, flip_test=flip)
+    predictor = Predictor(checkpoint, device=device, input_size=input_size, flip_test=flip, pose_score=pose_score)
     return evaluate_predictor(predictor, ann_file, image_dir, max_images, progress=progress)
 
 
@@ -296,6 +298,8 @@ def main(argv=None) -> None:
     p.add_argument("--no-flip", action="store_true", help="no flip test (it is on by default)")
     p.add_argument("--input-size", type=int, help="network input size (default: the checkpoint's)")
     p.add_argument("--max-images", type=int, help="evaluate on the first N images only")
+    p.add_argument("--pose-score", choices=POSE_SCORES,
+                   help="how a pose is scored (default: the checkpoint's; see models.qem.pose_scores)")
     p.add_argument("--device", default="cuda" if _cuda() else "cpu")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
@@ -310,7 +314,8 @@ def main(argv=None) -> None:
                                   f"(train one with `python -m models.train`)")
         report, results = evaluate_checkpoint(checkpoint, None, str(ann_file), str(image_dir), flip=not args.no_flip,
                                               device=args.device, input_size=args.input_size,
-                                              max_images=args.max_images, progress=not args.no_progress)
+                                              max_images=args.max_images, progress=not args.no_progress,
+                                              pose_score=args.pose_score)
     except (DataPathError, CheckpointError) as exc:
         sys.exit(f"error: {exc}")
     except KeyboardInterrupt:
@@ -320,7 +325,8 @@ def main(argv=None) -> None:
         Path(args.out).write_text(json.dumps(results))
     if args.metrics_out:
         Path(args.metrics_out).write_text(json.dumps({"checkpoint": str(checkpoint), "data": str(ann_file),
-                                                      "flip": not args.no_flip, **report.as_dict()}, indent=1))
+                                                      "flip": not args.no_flip, "pose_score": args.pose_score,
+                                                      **report.as_dict()}, indent=1))
     print(report.table(f"{checkpoint.name} on {ann_file} ({'flip' if not args.no_flip else 'no flip'})"))
     if args.out:
         print(f"results: {args.out}")

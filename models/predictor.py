@@ -9,7 +9,7 @@
   the decode; the sparse stage then runs on both views (the mirrored view's candidates are the same poses,
   mirrored, with features sampled from the mirrored maps) and its outputs are mirrored back and averaged.
 - ``postprocess``: feature px -> input px (``models.config.to_input``) -> image px (``Letterbox.to_image``),
-  final scores ``sigmoid(score_logits)``, pose NMS (``models.nms``, settings from the config), sorted by score.
+  final scores ``models.qem.pose_scores`` (the checkpoint's ``pose_score`` unless overridden), pose NMS (``models.nms``, settings from the config), sorted by score.
 """
 from __future__ import annotations
 
@@ -19,13 +19,13 @@ import numpy as np
 import torch
 
 from models.checkpoint import load_checkpoint
-from models.config import to_input
+from models.config import POSE_SCORES, to_input
 from models.keypoints import FLIP_INDEX
 from models.network import DenseOutput, PoseNet
 from models.nms import pose_nms
 from models.poses import Poses
 from models.preprocess import Letterbox, letterbox, normalize
-from models.qem import SparseOutput, candidates_at
+from models.qem import SparseOutput, candidates_at, pose_scores
 
 
 def mirror_maps(score: torch.Tensor, offsets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,7 +52,7 @@ class Predictor:
 
     def __init__(self, model_or_checkpoint_path: PoseNet | str | Path | None = None, device: str = "cpu",
                  input_size: int | None = None, flip_test: bool = False, half: bool = False,
-                 decode_backend: str = "auto"):
+                 decode_backend: str = "auto", pose_score: str | None = None):
         self.device = torch.device(device)
         if half and self.device.type != "cuda":
             raise ValueError("half=True needs a CUDA device; use half=False on the CPU")
@@ -71,6 +71,9 @@ class Predictor:
             raise ValueError(f"input_size must be a multiple of 32, got {self.input_size}")
         self.flip_test = flip_test
         self.decode_backend = decode_backend
+        self.pose_score = pose_score or self.cfg.pose_score
+        if self.pose_score not in POSE_SCORES:
+            raise ValueError(f"unknown pose_score {self.pose_score!r}; choose one of {', '.join(POSE_SCORES)}")
 
     def preprocess(self, images: list[np.ndarray]) -> tuple[torch.Tensor, list[Letterbox]]:
         """Letterboxed, normalised batch ``[B,3,S,S]`` on the device, and each image's ``Letterbox``."""
@@ -119,7 +122,7 @@ class Predictor:
         cands, out = raw
         cfg = self.cfg
         keypoints = to_input(out.keypoints.float(), self.net.stride)
-        scores = out.score_logits.float().sigmoid()
+        scores = pose_scores(out, self.pose_score)
         results = []
         for b, box in enumerate(boxes):
             valid = cands.valid[b]

@@ -48,6 +48,21 @@ class SparseOutput:
         return torch.sigmoid(self.score_logits)
 
 
+def pose_scores(out: SparseOutput, mode: str = "pqe") -> torch.Tensor:
+    """Final pose scores ``[B,N]`` in [0, 1], both estimates of the pose's OKS.
+
+    ``"pqe"``: the paper's score, ``sigmoid`` of the final logit (dense CIR logit at the peak + the PQE residual).
+    ``"keypoint_mean"``: the mean over the K keypoints of the keypoint scores. Each keypoint score is trained
+    towards that keypoint's OKS term, and a pose's OKS is the mean of those terms, so the mean is a second
+    estimate of the same quantity (on our synthetic data a closer one; see RESULTS.md).
+    """
+    if mode == "pqe":
+        return out.score_logits.float().sigmoid()
+    if mode == "keypoint_mean":
+        return out.keypoint_scores.float().mean(dim=-1)
+    raise ValueError(f"unknown pose score {mode!r}; choose one of pqe, keypoint_mean")
+
+
 def fourier_features(u: torch.Tensor, frequencies: int) -> torch.Tensor:
     """``u [...,2]`` -> ``[..., 2 + 4F]``: u, then sin and cos of ``2^f pi u`` for f < F."""
     scales = (2.0 ** torch.arange(frequencies, device=u.device, dtype=u.dtype)) * math.pi

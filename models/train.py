@@ -14,7 +14,7 @@ writes checkpoints. Mixed precision (fp16 autocast + GradScaler) is on for CUDA.
 
 In --out: last.pt (after every epoch, with optimizer, scheduler and epoch for --resume), best.pt (highest
 validation AP, or lowest loss without a validation set) and train_log.jsonl (one line per epoch).
-Ablation switches become model overrides: --score-mode, --no-kqe, --no-pqe, --cir-loss.
+Ablation switches become model overrides: --score-mode, --no-kqe, --no-pqe, --cir-loss, --pose-score.
 """
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
+from models.config import POSE_SCORES
 from models.distributed import (DistInfo, all_gather_objects, average_buffers, barrier, cleanup, init_distributed,
                                 state_checksum)
 from models.train_state import TrainError, load_weights, resume, training_state
@@ -67,6 +68,8 @@ def model_overrides(args) -> dict:
         over["use_pqe"] = False
     if args.cir_loss is not None:
         over["cir_loss"] = args.cir_loss
+    if args.pose_score is not None:
+        over["pose_score"] = args.pose_score
     if args.input_size is not None:
         over["input_size"] = args.input_size
     return over
@@ -232,6 +235,8 @@ def build_args(argv=None) -> argparse.Namespace:
     g.add_argument("--no-kqe", action="store_true", help="no keypoint query encoding")
     g.add_argument("--no-pqe", action="store_true", help="no pose query encoding")
     g.add_argument("--cir-loss", choices=("qfl", "varifocal", "mse"), default=None, help="score-map loss")
+    g.add_argument("--pose-score", choices=POSE_SCORES, default=None,
+                   help="final pose score used by validation and saved in checkpoints (default: pqe)")
     args = p.parse_args(argv)
     if args.synth is None and (args.train_ann is None or args.train_images is None):
         p.error("give --synth DIR or both --train-ann FILE and --train-images DIR")

@@ -83,6 +83,14 @@ def test_config_and_weights_that_disagree(saved, tmp_path):
     del payload["config"]["offset_scale"]  # a file from before the field existed loads with its old meaning
     torch.save(payload, bad)
     assert load_checkpoint(bad).cfg.offset_scale == 1.0
+    del payload["config"]["pose_score"]
+    torch.save(payload, bad)
+    assert load_checkpoint(bad).cfg.pose_score == "pqe"
+    payload["config"]["pose_score"] = "best"
+    torch.save(payload, bad)
+    with pytest.raises(CheckpointError, match="pose_score='best'; choose one of pqe, keypoint_mean"):
+        load_checkpoint(bad)
+    payload["config"]["pose_score"] = "pqe"
     payload["version"] = 99
     torch.save(payload, bad)
     with pytest.raises(CheckpointError, match="version 99"):

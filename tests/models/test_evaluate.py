@@ -170,3 +170,12 @@ def test_cli_on_the_bundled_checkpoint_writes_loadable_results(tmp_path):
     report = json.loads(metrics.read_text())
     assert report["flip"] is True and 0.0 <= report["ap"] <= 1.0
     assert report["ap"] == coco_keypoint_eval(gt, results).ap
+    for pose_score, equal in (("keypoint_mean", True), ("pqe", False)):
+        proc = subprocess.run([sys.executable, "-m", "models.evaluate", "--data", str(data), "--out", str(out),
+                               "--no-progress", "--pose-score", pose_score], cwd=ROOT, capture_output=True,
+                              text=True, timeout=180)
+        assert proc.returncode == 0, proc.stderr
+        results = json.loads(out.read_text())
+        means = np.array([np.mean(r["keypoints"][2::3]) for r in results])
+        scores = np.array([r["score"] for r in results])
+        assert np.allclose(scores, means, atol=2e-3) == equal, pose_score  # keypoint scores are rounded to 1e-3

@@ -50,6 +50,26 @@ def test_postprocess_maps_feature_pixels_to_odd_sized_image_pixels():
     assert poses.keypoints[0, 0, 0] == pytest.approx(635.49, abs=0.01)  # inside the 641-wide image
 
 
+def test_pose_score_setting_orders_the_poses():
+    """Pose 0 wins on the PQE score, pose 1 on its mean keypoint score; the checkpoint's setting is the default."""
+    kp = torch.zeros(1, 2, K, 2)
+    kp[0, 1] += 30.0
+    cands = Candidates(scores=torch.tensor([[0.9, 0.8]]), indices=torch.tensor([[0, 1]]),
+                       valid=torch.tensor([[True, True]]), keypoints=kp, kpt_queries=torch.zeros(1, 2, K, 8),
+                       inst_queries=torch.zeros(1, 2, 32))
+    out = SparseOutput(keypoints=kp, keypoint_scores=torch.tensor([[[0.3] * K, [0.7] * K]]),
+                       score_logits=torch.tensor([[3.0, 0.0]]), keypoint_logits=torch.zeros(1, 2, K))
+    box = Letterbox.fit(256, 256, 256)
+    net = build_model("tiny", pose_nms="none", pose_score="keypoint_mean")
+    by_keypoints = Predictor(net).postprocess((cands, out), [box])[0]
+    np.testing.assert_allclose(by_keypoints.scores, [0.7, 0.3], rtol=1e-6)
+    assert by_keypoints.keypoints[0, 0, 0] > by_keypoints.keypoints[1, 0, 0]
+    by_pqe = Predictor(net, pose_score="pqe").postprocess((cands, out), [box])[0]
+    np.testing.assert_allclose(by_pqe.scores, [1 / (1 + np.exp(-3.0)), 0.5], rtol=1e-6)
+    with pytest.raises(ValueError, match="unknown pose_score 'max'"):
+        Predictor(net, pose_score="max")
+
+
 def test_predict_on_an_odd_image_equals_the_letterboxed_canvas_mapped_back():
     predictor = Predictor(lively_net(), input_size=64)
     image = np.random.default_rng(0).integers(0, 256, (359, 641, 3), dtype=np.uint8)

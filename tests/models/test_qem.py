@@ -1,9 +1,10 @@
-"""QEM: training candidates match the decode; residuals start at zero; the pose code is scale-free."""
+"""QEM: training candidates match the decode; residuals start at zero; the pose code is scale-free; pose scores."""
+import pytest
 import torch
 
 from kernels.decode_ref import decode_ref
 from models import build_model
-from models.qem import PQE, candidates_at, fourier_features
+from models.qem import PQE, SparseOutput, candidates_at, fourier_features, pose_scores
 
 K = 17
 
@@ -75,3 +76,13 @@ def test_fourier_features():
     assert f.shape == (1, 2 + 8)
     torch.testing.assert_close(f[0, :2], u[0])
     torch.testing.assert_close(f[0, 2:6], torch.sin(torch.tensor([0.25, 0.5, -0.5, -1.0]) * torch.pi))
+
+
+def test_pose_scores_are_the_pqe_sigmoid_or_the_mean_keypoint_score():
+    kpt = torch.tensor([[[0.0] * 9 + [1.0] * 8, [0.9] * 17]])           # means 8/17 and 0.9
+    out = SparseOutput(keypoints=torch.zeros(1, 2, K, 2), keypoint_scores=kpt,
+                       score_logits=torch.tensor([[2.0, 0.0]]), keypoint_logits=torch.zeros(1, 2, K))
+    torch.testing.assert_close(pose_scores(out), torch.tensor([[1 / (1 + torch.e ** -2.0), 0.5]]))
+    torch.testing.assert_close(pose_scores(out, "keypoint_mean"), torch.tensor([[8 / 17, 0.9]]))
+    with pytest.raises(ValueError, match="unknown pose score 'oks'"):
+        pose_scores(out, "oks")

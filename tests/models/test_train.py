@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.train import TrainError, build_args, lr_milestones, run
+from models.train import TrainError, build_args, lr_milestones, model_overrides, run
 from tests.cli import assert_one_error_line, run_module
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,6 +29,14 @@ def test_schedule_is_dekr_scaled_to_the_epochs():
     assert lr_milestones(7) == [4, 6]
     assert lr_milestones(2) == [1]
     assert lr_milestones(1) == []
+
+
+def test_ablation_switches_and_pose_score_become_model_overrides():
+    base = ["--synth", "data", "--input-size", "128"]
+    assert model_overrides(build_args(base)) == {"input_size": 128}
+    args = build_args(base + ["--no-kqe", "--score-mode", "center_gaussian", "--pose-score", "keypoint_mean"])
+    assert model_overrides(args) == {"input_size": 128, "use_kqe": False, "score_mode": "center_gaussian",
+                                     "pose_score": "keypoint_mean"}
 
 
 def _train(data: Path, out: Path, *extra: str) -> dict:
