@@ -325,11 +325,19 @@ def main(argv=None) -> None:
         Path(args.out).write_text(json.dumps(results))
     if args.metrics_out:
         Path(args.metrics_out).write_text(json.dumps({"checkpoint": str(checkpoint), "data": str(ann_file),
-                                                      "flip": not args.no_flip, "pose_score": args.pose_score,
+                                                      "flip": not args.no_flip,
+                                                      "pose_score": args.pose_score or _pose_score_of(checkpoint),
                                                       **report.as_dict()}, indent=1))
     print(report.table(f"{checkpoint.name} on {ann_file} ({'flip' if not args.no_flip else 'no flip'})"))
     if args.out:
         print(f"results: {args.out}")
+
+
+def _pose_score_of(checkpoint: Path) -> str:
+    from models.checkpoint import read_checkpoint
+    from models.config import ModelConfig
+
+    return ModelConfig.from_dict(read_checkpoint(checkpoint)["config"]).pose_score
 
 
 def _cuda() -> bool:
