@@ -17,7 +17,10 @@ CIR + KQE              score_mode=cir, KQE, no PQE
 CIR + KQE + PQE        score_mode=cir, KQE, PQE (the paper's full model)
 =====================  ==========================================================
 
-Writes ``ablation.json`` in --out (every row's metrics, times and settings) and a Markdown table (--table).
+Each row is evaluated twice: ranked by its own score (the PQE's; the dense score at the peak in rows without PQE)
+and by the mean of its keypoint scores (``models.qem.pose_scores``). Writes ``ablation.json`` in --out (every row's
+metrics, times and settings) and a Markdown table (--table); ``--evaluate-only`` re-evaluates rows already trained
+there with the settings they were trained with.
 """
 from __future__ import annotations
 
@@ -35,9 +38,8 @@ ROWS: tuple[tuple[str, list[str]], ...] = (
 )
 
 
-def run_row(name: str, switches: list[str], args, index: int) -> dict:
-    """Train one row and evaluate its last checkpoint on the validation set."""
-    from models.evaluate import evaluate_checkpoint
+def train_row(switches: list[str], args, index: int) -> dict:
+    """Train one row into ``--out/row<index>``; its time and throughput."""
     from models.train import build_args, run
 
     out = Path(args.out) / f"row{index}"
@@ -52,26 +54,39 @@ def run_row(name: str, switches: list[str], args, index: int) -> dict:
         train_argv += ["--threads", str(args.threads)]
     start = time.perf_counter()
     stats = run(build_args(train_argv))
-    train_s = time.perf_counter() - start
-    report, _ = evaluate_checkpoint(out / "last.pt", args.val, flip=args.flip, max_images=args.val_max,
-                                    progress=False)
-    return {"row": name, "switches": " ".join(switches), "AP": report.ap, "AP50": report.ap50,
-            "AP75": report.ap75, "AR": report.ar, "spearman": report.spearman,
-            "spearman_matched": report.spearman_matched, "val_images": report.num_images,
-            "val_poses": report.num_poses, "train_seconds": round(train_s, 1),
-            "train_images_per_s": stats.get("images_per_s"), "final_loss": stats.get("loss")}
+    return {"train_seconds": round(time.perf_counter() - start, 1), "train_images_per_s": stats.get("images_per_s"),
+            "final_loss": stats.get("loss")}
+
+
+def evaluate_row(args, index: int) -> dict:
+    """Metrics of row ``index``'s last checkpoint on the validation set: with the row's own score (``pqe``: the
+    PQE's, or the dense score where the row has no PQE) and ranked by the mean keypoint score (``kpm_`` keys)."""
+    from models.evaluate import evaluate_checkpoint
+
+    metrics: dict = {}
+    for pose_score, prefix in (("pqe", ""), ("keypoint_mean", "kpm_")):
+        report, _ = evaluate_checkpoint(Path(args.out) / f"row{index}" / "last.pt", args.val, flip=args.flip,
+                                        max_images=args.val_max, progress=False, pose_score=pose_score)
+        metrics.update({f"{prefix}AP": report.ap, f"{prefix}spearman": report.spearman,
+                        f"{prefix}spearman_matched": report.spearman_matched})
+        if not prefix:
+            metrics.update({"AP50": report.ap50, "AP75": report.ap75, "AR": report.ar,
+                            "val_images": report.num_images, "val_poses": report.num_poses})
+    return metrics
 
 
 def markdown_table(rows: list[dict], settings: dict) -> str:
     from models.evaluate import format_rho
 
-    head = ("| row | AP | AP50 | AP75 | AR | Spearman(score, OKS) | Spearman matched | train time |\n"
-            "|---|---|---|---|---|---|---|---|\n")
+    head = ("| row | AP | AP50 | AP75 | AR | Spearman(score, OKS) | Spearman matched | train time "
+            "| AP, mean keypoint score | Spearman matched, mean keypoint score |\n"
+            "|---|---|---|---|---|---|---|---|---|---|\n")
     body = ""
     for r in rows:
         rho, matched = (format_rho(r["spearman"]), format_rho(r.get("spearman_matched")))
+        kpm = (f"{r['kpm_AP']:.3f} | {format_rho(r.get('kpm_spearman_matched'))}" if "kpm_AP" in r else "— | —")
         body += (f"| {r['row']} | {r['AP']:.3f} | {r['AP50']:.3f} | {r['AP75']:.3f} | {r['AR']:.3f} | {rho} "
-                 f"| {matched} | {r['train_seconds'] / 60:.1f} min |\n")
+                 f"| {matched} | {r['train_seconds'] / 60:.1f} min | {kpm} |\n")
     steps = f" of at most {settings['max_steps']} steps" if settings.get("max_steps") else ""
     budget = (f"Budget per row: `{settings['config']}` at {settings['input_size']} px, {settings['epochs']} epochs"
               f"{steps} of batch {settings['batch_size']}, lr {settings['lr']} (DEKR-style drop scaled to the "
@@ -84,7 +99,7 @@ def markdown_table(rows: list[dict], settings: dict) -> str:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m models.ablation", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--train", required=True, help="training synth folder (the same for every row)")
+    p.add_argument("--train", help="training synth folder (the same for every row)")
     p.add_argument("--val", required=True, help="validation synth folder (never used in training)")
     p.add_argument("--out", default="runs/ablation")
     p.add_argument("--table", default=None, help="also write the Markdown table here")
@@ -101,26 +116,35 @@ def main(argv=None) -> None:
     p.add_argument("--val-max", type=int, default=None, help="evaluate on at most this many val images")
     p.add_argument("--flip", action="store_true", help="flip test at evaluation")
     p.add_argument("--rows", type=int, nargs="*", default=None, help="run only these row numbers (0-3)")
+    p.add_argument("--evaluate-only", action="store_true",
+                   help="re-evaluate the rows already trained in --out (their last.pt) and rewrite the table")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     done_file = out / "ablation.json"
-    rows = json.loads(done_file.read_text())["rows"] if done_file.is_file() else []
-    done = {r["row"] for r in rows}
+    saved = json.loads(done_file.read_text()) if done_file.is_file() else {"settings": {}, "rows": []}
+    if args.evaluate_only and not saved["rows"]:
+        raise SystemExit(f"error: {done_file} lists no trained rows; run without --evaluate-only first")
+    if not args.evaluate_only and args.train is None:
+        p.error("--train is required (except with --evaluate-only)")
+    evaluation = {"val": args.val, "flip": args.flip, "val_max": args.val_max}
+    settings = {**saved["settings"], **evaluation} if args.evaluate_only else vars(args)
+    names = [n for n, _ in ROWS]
+    by_name = {r["row"]: r for r in saved["rows"]}
     for i, (name, switches) in enumerate(ROWS):
-        if (args.rows is not None and i not in args.rows) or name in done:
+        if (args.rows is not None and i not in args.rows) or args.evaluate_only != (name in by_name):
             continue
         print(f"== {name}", flush=True)
-        row = run_row(name, switches, args, i)
-        rows.append(row)
+        row = by_name.get(name) or {"row": name, "switches": " ".join(switches), **train_row(switches, args, i)}
+        row.update(evaluate_row(args, i))
+        by_name[name] = row
         print(json.dumps(row), flush=True)
-        rows.sort(key=lambda r: [n for n, _ in ROWS].index(r["row"]))
-        done_file.write_text(json.dumps({"settings": vars(args), "rows": rows}, indent=1))
-    table = markdown_table(rows, vars(args))
+        rows = sorted(by_name.values(), key=lambda r: names.index(r["row"]))
+        done_file.write_text(json.dumps({"settings": settings, "rows": rows}, indent=1))
+    table = markdown_table(sorted(by_name.values(), key=lambda r: names.index(r["row"])), settings)
     print(table)
     if args.table:
         Path(args.table).write_text(table)
-
 
 if __name__ == "__main__":
     try:

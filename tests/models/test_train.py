@@ -1,8 +1,6 @@
 """models.train: the schedule, a short run that learns, checkpoints that resume and load weights-only,
 one-line errors."""
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -10,17 +8,6 @@ import torch
 
 from models.train import TrainError, build_args, lr_milestones, model_overrides, run
 from tests.cli import assert_one_error_line, run_module
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def synth4(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("synth4")
-    subprocess.run([sys.executable, "-m", "models.synth", "--out", str(out), "--num-images", "4", "--seed", "3",
-                    "--size", "128"],
-                   cwd=ROOT, check=True, capture_output=True, timeout=120)
-    return out
 
 
 def test_schedule_is_dekr_scaled_to_the_epochs():
