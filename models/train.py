@@ -78,7 +78,7 @@ def model_overrides(args) -> dict:
 def data_paths(args) -> tuple[tuple[Path, Path], tuple[Path, Path] | None]:
     """((train ann, train images), (val ann, val images) or None). A --synth folder gives its "train" split (or
     its only one) for training and, unless other validation data is named, its "val" split when it has one."""
-    from models.evaluate import DataPathError, resolve_data, synth_splits
+    from models.data_paths import DataPathError, resolve_data, synth_splits
 
     try:
         if args.synth is not None:
