@@ -215,6 +215,9 @@ def build_args(argv=None) -> argparse.Namespace:
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--eval-every", type=int, default=1, help="validate every N epochs (and after the last)")
     p.add_argument("--save-every", type=int, default=1, help="write last.pt every N epochs (and after the last)")
+    p.add_argument("--time-limit", type=float, metavar="MINUTES",
+                   help="stop (saving last.pt) when one more epoch, as long as the longest so far, would end more "
+                        "than this many minutes after the first began; --resume continues the same schedule")
     p.add_argument("--max-steps", type=int, default=None, help="stop each epoch after N steps (smoke runs)")
     p.add_argument("--augment", choices=("dekr", "light", "off"), default="dekr",
                    help="dekr: flip, rotation +-30, scale 0.75-1.5, colour (default); light: +-10, 0.85-1.2; off")
@@ -295,7 +298,9 @@ def run(args) -> dict:
                   f"{info.world_size} process(es) on {info.device.type}, epochs {start_epoch}->{args.epochs}, "
                   f"lr {args.lr} drops at {drops}", flush=True)
         summary: dict = {}
+        started, longest_epoch = time.monotonic(), 0.0
         for epoch in range(start_epoch, args.epochs):
+            epoch_start = time.monotonic()
             if sampler is not None:
                 sampler.set_epoch(epoch)
             lr = optimizer.param_groups[0]["lr"]
@@ -308,14 +313,18 @@ def run(args) -> dict:
             last_epoch = epoch + 1 == args.epochs
             if val_paths is not None and info.is_main and ((epoch + 1) % args.eval_every == 0 or last_epoch):
                 stats.update(validate(net, val_paths, args, info))
+            longest_epoch = max(longest_epoch, time.monotonic() - epoch_start)
+            out_of_time = not last_epoch and args.time_limit is not None and any(all_gather_objects(
+                info, time.monotonic() - started + longest_epoch > 60.0 * args.time_limit))
             if info.is_main:
                 metric = stats["AP"] if "AP" in stats else (-stats["loss"] if val_paths is None else None)
                 improved = metric is not None and metric > best["metric"]
                 if improved:
                     best = {"metric": float(metric), "epoch": epoch + 1}
-                if improved or last_epoch or (epoch + 1) % args.save_every == 0:
+                save_last = last_epoch or out_of_time or (epoch + 1) % args.save_every == 0
+                if improved or save_last:
                     state = training_state(args, optimizer, scheduler, scaler, epoch + 1, best)
-                    if last_epoch or (epoch + 1) % args.save_every == 0:
+                    if save_last:
                         save_checkpoint(out / "last.pt", net, extra=state)
                     if improved:
                         save_checkpoint(out / "best.pt", net, extra=state)
@@ -325,6 +334,12 @@ def run(args) -> dict:
                 print(format_epoch(stats), flush=True)
                 summary = stats
             barrier(info)
+            if out_of_time:
+                if info.is_main:
+                    print(f"stopped after epoch {epoch + 1} of {args.epochs}: another epoch would pass "
+                          f"--time-limit {args.time_limit:g} min; continue with --resume {out / 'last.pt'}",
+                          flush=True)
+                break
         checksum = state_checksum(net)
         if args.checksum_file:
             Path(args.checksum_file.replace("{rank}", str(info.rank))).write_text(checksum + "\n")

@@ -67,6 +67,20 @@ def test_checkpoint_loads_weights_only_and_resumes(synth4, tmp_path):
         _train(synth4, tmp_path / "other", "--epochs", "1", "--no-kqe", "--init", str(tmp_path / "run" / "last.pt"))
 
 
+def test_time_limit_stops_between_epochs_and_resume_finishes_the_schedule(synth4, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    summary = _train(synth4, run_dir, "--epochs", "3", "--eval-every", "100", "--lr-drops", "2",
+                     "--time-limit", "1e-6")
+    assert summary["epoch"] == 1 and "stopped after epoch 1 of 3" in capsys.readouterr().out
+    extra = torch.load(run_dir / "last.pt", weights_only=True)["extra"]
+    assert extra["epoch"] == 1 and extra["scheduler"]["last_epoch"] == 1
+    summary = _train(synth4, run_dir, "--epochs", "3", "--eval-every", "100", "--lr-drops", "2",
+                     "--resume", str(run_dir / "last.pt"))
+    log = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in log] == [1, 2, 3] and summary["epoch"] == 3
+    assert [e["lr"] for e in log] == pytest.approx([1e-3, 1e-3, 1e-4])
+
+
 @pytest.mark.parametrize("args, words", [
     (["--synth", "/nonexistent/synth"], "/nonexistent/synth"),
     (["--train-ann", "/nonexistent/a.json", "--train-images", "/tmp"], "/nonexistent/a.json"),
