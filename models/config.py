@@ -23,6 +23,9 @@ SCORE_MODES = ("cir", "center_gaussian")
 CIR_LOSSES = ("qfl", "varifocal", "mse")
 POSE_NMS = ("distance", "oks", "none")
 POSE_SCORES = ("pqe", "keypoint_mean")
+# Fields that change no parameter of the network: weights move between configs that differ only in these.
+INFERENCE_FIELDS = ("input_size", "max_people", "threshold", "nms_kernel", "pose_nms", "nms_dist", "nms_count",
+                    "nms_oks", "pose_score")
 
 
 @dataclass

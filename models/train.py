@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from models.config import POSE_SCORES
+from models.config import INFERENCE_FIELDS, POSE_SCORES
 from models.distributed import (DistInfo, all_gather_objects, average_buffers, barrier, cleanup, init_distributed,
                                 state_checksum)
 from models.train_state import TrainError, load_weights, resume, training_state
@@ -282,7 +282,7 @@ def run(args) -> dict:
         scaler = make_scaler(info, args)
         start_epoch, best = 0, {"metric": -math.inf}
         if args.init:
-            load_weights(args.init, net, may_differ=("input_size",))
+            load_weights(args.init, net, may_differ=INFERENCE_FIELDS)
         if args.resume:
             start_epoch, best = resume(args.resume, net, optimizer, scheduler, scaler, info)
         loss_module = LossModule(net)

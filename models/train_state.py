@@ -46,7 +46,8 @@ def training_state(args, optimizer, scheduler, scaler, epoch: int, best: dict) -
 
 def load_weights(path: str, net, may_differ: tuple[str, ...] = ()) -> dict:
     """Copy the weights of a checkpoint with the same model config into ``net``; returns its ``extra``.
-    Fields in ``may_differ`` (``--init`` passes input_size: the network is fully convolutional) are not compared."""
+    Fields in ``may_differ`` are not compared (``--init`` passes ``models.config.INFERENCE_FIELDS``: input size,
+    decode and scoring settings; the network is fully convolutional, so none of them changes a parameter)."""
     from models.checkpoint import CheckpointError, read_checkpoint
 
     try:

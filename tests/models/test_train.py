@@ -63,6 +63,10 @@ def test_checkpoint_loads_weights_only_and_resumes(synth4, tmp_path):
     _train(synth4, tmp_path / "init96", "--epochs", "1", "--eval-every", "100", "--input-size", "96",
            "--init", str(tmp_path / "run" / "last.pt"))
     assert torch.load(tmp_path / "init96" / "last.pt", weights_only=True)["config"]["input_size"] == 96
+    # ... or with other decode and scoring settings (they change no parameter)
+    _train(synth4, tmp_path / "init_kpm", "--epochs", "1", "--eval-every", "100", "--pose-score", "keypoint_mean",
+           "--init", str(tmp_path / "run" / "last.pt"))
+    assert torch.load(tmp_path / "init_kpm" / "last.pt", weights_only=True)["config"]["pose_score"] == "keypoint_mean"
     with pytest.raises(TrainError, match="different model config"):
         _train(synth4, tmp_path / "other", "--epochs", "1", "--no-kqe", "--init", str(tmp_path / "run" / "last.pt"))
 
