@@ -9,7 +9,8 @@
   the decode; the sparse stage then runs on both views (the mirrored view's candidates are the same poses,
   mirrored, with features sampled from the mirrored maps) and its outputs are mirrored back and averaged.
 - ``postprocess``: feature px -> input px (``models.config.to_input``) -> image px (``Letterbox.to_image``),
-  final scores ``models.qem.pose_scores`` (the checkpoint's ``pose_score`` unless overridden), pose NMS (``models.nms``, settings from the config), sorted by score.
+  final scores ``models.qem.pose_scores`` (the checkpoint's ``pose_score`` unless overridden), pose NMS
+  (``models.nms``, settings from the config), sorted by score.
 """
 from __future__ import annotations
 

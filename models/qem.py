@@ -53,8 +53,8 @@ def pose_scores(out: SparseOutput, mode: str = "pqe") -> torch.Tensor:
 
     ``"pqe"``: the paper's score, ``sigmoid`` of the final logit (dense CIR logit at the peak + the PQE residual).
     ``"keypoint_mean"``: the mean over the K keypoints of the keypoint scores. Each keypoint score is trained
-    towards that keypoint's OKS term, and a pose's OKS is the mean of those terms, so the mean is a second
-    estimate of the same quantity (on our synthetic data a closer one; see RESULTS.md).
+    towards that keypoint's OKS term, and a pose's OKS is the mean of those terms over its labelled keypoints, so
+    the mean is a second estimate of the same quantity (on our synthetic data a closer one; see RESULTS.md).
     """
     if mode == "pqe":
         return out.score_logits.float().sigmoid()

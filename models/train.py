@@ -373,7 +373,8 @@ def make_scaler(info: DistInfo, args):
 
 def benchmark(args) -> None:
     """Print the median time of ``--benchmark`` optimiser steps (forward, losses, backward, Adam; fp16 autocast on
-    CUDA as in training; batches read beforehand, so data loading is not counted) after two warm-up steps, and the images/s it gives."""
+    CUDA as in training; batches read beforehand, so data loading is not counted) after two warm-up steps, and the
+    images/s it gives."""
     import platform
 
     from models import build_model
@@ -405,8 +406,9 @@ def benchmark(args) -> None:
     machine = (torch.cuda.get_device_name(info.device) if info.device.type == "cuda" else
                f"{platform.machine()} CPU, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads")
     precision = "fp16 autocast" if scaler is not None else "fp32"
-    print(f"{args.config} at {args.input_size}px, batch {args.batch_size}, {precision}, {machine}: median step {step * 1000:.0f} ms "
-          f"over {len(times) - 2} steps = {args.batch_size / step:.1f} training images/s")
+    print(f"{args.config} at {args.input_size}px, batch {args.batch_size}, {precision}, {machine}: "
+          f"median step {step * 1000:.0f} ms over {len(times) - 2} steps = {args.batch_size / step:.1f} "
+          f"training images/s")
 
 
 def main(argv=None) -> None:
