@@ -76,7 +76,8 @@ def bilinear_sample_ref(feat: torch.Tensor, points: torch.Tensor) -> torch.Tenso
     """Sample ``feat [B,K,C,h,w]`` at ``points [B,N,K,2]`` (x, y) -> ``[B,N,K,C]`` in ``feat``'s dtype.
 
     Pixel (y, x) has its centre at integer (x, y). Points are clamped to ``[0, w-1] x [0, h-1]`` first
-    (border padding); a NaN coordinate counts as 0. Interpolation runs in fp32: ``v00 (1-wx)(1-wy) + v01 wx (1-wy) + v10 (1-wx) wy + v11 wx wy``.
+    (border padding); a NaN coordinate counts as 0. Interpolation runs in fp32:
+    ``v00 (1-wx)(1-wy) + v01 wx (1-wy) + v10 (1-wx) wy + v11 wx wy``.
     """
     b, k, c, h, w = feat.shape
     n = points.shape[1]

@@ -146,7 +146,8 @@ def bench_live(engine: Engine, duration: float, streams: int = 1) -> dict:
             chunk = e2e[(e2e[:, 0] >= lo) & (e2e[:, 0] < lo + window), 1]
             if len(chunk):
                 series.append(round(float(np.percentile(chunk, 95)), 1))
-    return {"streams": streams, "p95_by_window_ms": series, "seconds": wall, "fps_in": t["frames_in"] / wall, "fps_out": t["frames_out"] / wall,
+    return {"streams": streams, "p95_by_window_ms": series, "seconds": wall, "fps_in": t["frames_in"] / wall,
+            "fps_out": t["frames_out"] / wall,
             "drops": t["drops"], "batches": met.batches, "mean_batch": t["frames_out"] / max(met.batches, 1),
             "e2e_p50_ms": float(np.percentile(e2e[:, 1], 50)) if len(e2e) else float("nan"),
             "e2e_p95_ms": float(np.percentile(e2e[:, 1], 95)) if len(e2e) else float("nan"),

@@ -21,7 +21,8 @@ from realtime.sources import SourceError, SourceSpec, parse_source
 BUNDLED_CLIP = Path(__file__).resolve().parent / "assets" / "synth_clip.mp4"
 
 
-def build_parser(prog: str | None = None, positional_sources: bool = False, name: str = "exp") -> argparse.ArgumentParser:
+def build_parser(prog: str | None = None, positional_sources: bool = False,
+                 name: str = "exp") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     if positional_sources:
         p.add_argument("urls", nargs="*", metavar="URL", help="stream URLs (or files, camera indices)")

@@ -16,8 +16,8 @@ Per frame (in the manner of ByteTrack, with OKS in place of box IoU):
 4. A confirmed track unseen for more than ``max_age`` frames (updates) is dropped.
 
 Pose scores are predicted OKS here, so the default ``high_score`` 0.5 starts tracks only from poses expected to
-pass AP50's bar. OKS uses COCO's sigmas, the track's predicted keypoints and the area of their bounding box, and weighs the pose's
-keypoints by their scores.
+pass AP50's bar. OKS uses COCO's sigmas, the track's predicted keypoints and the area of their bounding box, and
+weighs the pose's keypoints by their scores.
 """
 from __future__ import annotations
 
