@@ -210,7 +210,7 @@ def build_args(argv=None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=DEKR_EPOCHS)
     p.add_argument("--batch-size", type=int, default=16, help="images per process per step")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (DEKR: 1e-3)")
-    p.add_argument("--lr-drops", type=float, nargs="*", default=None,
+    p.add_argument("--lr-drops", type=int, nargs="*", default=None,
                    help="epochs at which the lr drops x0.1 (default: DEKR's 90 and 120 of 140, scaled)")
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--eval-every", type=int, default=1, help="validate every N epochs (and after the last)")
@@ -277,7 +277,7 @@ def run(args) -> dict:
         args.input_size = int(net.cfg.input_size)
         net.to(info.device)
         optimizer = torch.optim.Adam(net.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-        drops = ([int(d) for d in args.lr_drops] if args.lr_drops is not None else lr_milestones(args.epochs))
+        drops = (list(args.lr_drops) if args.lr_drops is not None else lr_milestones(args.epochs))
         scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=drops, gamma=0.1)
         scaler = make_scaler(info, args)
         start_epoch, best = 0, {"metric": -math.inf}

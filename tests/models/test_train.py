@@ -48,7 +48,8 @@ def test_overfitting_four_images_lowers_loss_and_lifts_ap(synth4, tmp_path):
 def test_checkpoint_loads_weights_only_and_resumes(synth4, tmp_path):
     _train(synth4, tmp_path / "run", "--epochs", "1", "--eval-every", "100", "--lr-drops", "5", "7")
     state = torch.load(tmp_path / "run" / "last.pt", map_location="cpu", weights_only=True)
-    assert isinstance(state, dict) and state["extra"]["train_args"]["lr_drops"] == [5, 7]
+    drops = state["extra"]["train_args"]["lr_drops"]
+    assert isinstance(state, dict) and drops == [5, 7] and all(isinstance(d, int) for d in drops)
     summary = _train(synth4, tmp_path / "run", "--epochs", "2", "--eval-every", "100",
                      "--resume", str(tmp_path / "run" / "last.pt"))
     assert summary["epoch"] == 2
