@@ -19,8 +19,8 @@ CIR + KQE + PQE        score_mode=cir, KQE, PQE (the paper's full model)
 
 Each row is evaluated twice: ranked by its own score (the PQE's; the dense score at the peak in rows without PQE)
 and by the mean of its keypoint scores (``models.qem.pose_scores``). Writes ``ablation.json`` in --out (every row's
-metrics, times and settings) and a Markdown table (--table); ``--evaluate-only`` re-evaluates rows already trained
-there with the settings they were trained with.
+metrics, times and settings) and a Markdown table (--table); ``--evaluate-only`` re-evaluates the rows already
+trained there (their last.pt, on this call's --val with its --flip and --val-max) without training.
 """
 from __future__ import annotations
 
@@ -145,6 +145,7 @@ def main(argv=None) -> None:
     print(table)
     if args.table:
         Path(args.table).write_text(table)
+
 
 if __name__ == "__main__":
     try:
