@@ -44,7 +44,8 @@ class EvalReport:
     """COCO keypoint metrics (fractions in [0, 1]; -1 where COCOeval has no ground truth for a bucket, e.g. APL
     when nobody is larger than 96^2 px^2; the table shows n/a) and the
     Spearman correlation between pose score and true OKS over all poses and over poses with true OKS >= 0.5
-    (None when fewer than two poses or constant input)."""
+    (None when fewer than two poses or constant input); ``pose_score``: how the predictor ranked its poses (None when
+    the results came from elsewhere)."""
 
     ap: float
     ap50: float
@@ -56,6 +57,7 @@ class EvalReport:
     num_images: int
     num_poses: int
     spearman_matched: float | None = None
+    pose_score: str | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -205,7 +207,9 @@ def evaluate_predictor(predictor, ann_file: Path, image_dir: Path, max_images: i
     coco_gt = load_ground_truth(ann_file)
     image_ids = sorted(coco_gt.getImgIds())[:max_images]
     results = predict_results(predictor, coco_gt, Path(image_dir), image_ids, batch_size, progress)
-    return coco_keypoint_eval(coco_gt, results, image_ids), results
+    report = coco_keypoint_eval(coco_gt, results, image_ids)
+    report.pose_score = predictor.pose_score
+    return report, results
 
 
 def evaluate_model(net, ann_file: Path, image_dir: Path, input_size: int | None = None, flip: bool = False,
@@ -275,18 +279,10 @@ def main(argv=None) -> None:
     if args.metrics_out:
         Path(args.metrics_out).write_text(json.dumps({"checkpoint": str(checkpoint), "data": str(ann_file),
                                                       "flip": not args.no_flip,
-                                                      "pose_score": args.pose_score or _pose_score_of(checkpoint),
                                                       **report.as_dict()}, indent=1))
     print(report.table(f"{checkpoint.name} on {ann_file} ({'flip' if not args.no_flip else 'no flip'})"))
     if args.out:
         print(f"results: {args.out}")
-
-
-def _pose_score_of(checkpoint: Path) -> str:
-    from models.checkpoint import read_checkpoint
-    from models.config import ModelConfig
-
-    return ModelConfig.from_dict(read_checkpoint(checkpoint)["config"]).pose_score
 
 
 def _cuda() -> bool:
