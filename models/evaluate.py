@@ -25,10 +25,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+from scipy.stats import spearmanr
+from tqdm import tqdm
 
+from models import DEFAULT_CHECKPOINT
+from models.checkpoint import CheckpointError
 from models.config import POSE_SCORES
 from models.data_paths import DataPathError, read_rgb, resolve_data
 from models.keypoints import SIGMAS
+from models.predictor import Predictor
 
 METRIC_NAMES = ("AP", "AP50", "AP75", "APM", "APL", "AR")
 MAX_POSES_PER_IMAGE = 20  # COCOeval's keypoint maxDets
@@ -76,8 +84,6 @@ class EvalReport:
 
 def load_ground_truth(ann_file: str | Path):
     """A pycocotools COCO object for ``ann_file``, quietly; DataPathError when missing or not COCO JSON."""
-    from pycocotools.coco import COCO
-
     path = Path(ann_file)
     if not path.is_file():
         raise DataPathError(f"annotation file {path} does not exist; pass --ann or --data with a valid path")
@@ -137,8 +143,6 @@ def true_oks(coco_gt, results: list[dict]) -> np.ndarray:
 def rank_correlation(scores: np.ndarray, oks: np.ndarray, min_oks: float | None = None) -> float | None:
     """Spearman's rho between ``scores`` and ``oks`` over the pairs with oks >= ``min_oks`` (all when None); None if
     undefined (fewer than 2, or constant)."""
-    from scipy.stats import spearmanr
-
     if min_oks is not None:
         scores, oks = scores[oks >= min_oks], oks[oks >= min_oks]
     if len(scores) < 2 or np.ptp(scores) == 0 or np.ptp(oks) == 0:
@@ -154,8 +158,6 @@ def score_oks_spearman(coco_gt, results: list[dict], min_oks: float | None = Non
 
 def coco_keypoint_eval(coco_gt, results: list[dict], image_ids: list[int] | None = None) -> EvalReport:
     """COCOeval (keypoints, our SIGMAS) on ``results`` over ``image_ids`` (default: every GT image)."""
-    from pycocotools.cocoeval import COCOeval
-
     image_ids = sorted(coco_gt.getImgIds()) if image_ids is None else sorted(image_ids)
     keep = set(image_ids)
     results = [r for r in results if int(r["image_id"]) in keep]
@@ -187,8 +189,6 @@ def keep_top(results: list[dict], per_image: int = MAX_POSES_PER_IMAGE) -> list[
 def predict_results(predictor, coco_gt, image_dir: Path, image_ids: list[int], batch_size: int = 8,
                     progress: bool = True) -> list[dict]:
     """Run ``predictor`` over ``image_ids`` (read from ``image_dir``); COCO results, top 20 per image."""
-    from tqdm import tqdm
-
     results: list[dict] = []
     bar = tqdm(total=len(image_ids), desc="evaluate", disable=not progress, leave=False, dynamic_ncols=True)
     for start in range(0, len(image_ids), batch_size):
@@ -216,8 +216,6 @@ def evaluate_model(net, ann_file: Path, image_dir: Path, input_size: int | None 
                    device="cpu", max_images: int | None = None, progress: bool = True,
                    pose_score: str | None = None):
     """``evaluate_predictor`` for a live network (left in eval mode; callers training it switch back)."""
-    from models.predictor import Predictor
-
     was_training = net.training
     try:
         predictor = Predictor(net, device=str(device), input_size=input_size, flip_test=flip, pose_score=pose_score)
@@ -231,8 +229,6 @@ def evaluate_checkpoint(checkpoint: str | Path | None, data: str | Path | None =
                         device: str = "cpu", input_size: int | None = None, max_images: int | None = None,
                         progress: bool = True, pose_score: str | None = None):
     """Metrics and results of a checkpoint file (None: the bundled one) on a synth folder or --ann/--images."""
-    from models.predictor import Predictor
-
     ann_file, image_dir = resolve_data(None if data is None else str(data), ann, images, split)
     predictor = Predictor(checkpoint, device=device, input_size=input_size, flip_test=flip, pose_score=pose_score)
     return evaluate_predictor(predictor, ann_file, image_dir, max_images, progress=progress)
@@ -256,11 +252,8 @@ def main(argv=None) -> None:
     p.add_argument("--device", default="cuda" if _cuda() else "cpu")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
-    from models.checkpoint import CheckpointError
-
     try:
         ann_file, image_dir = resolve_data(args.data, args.ann, args.images, args.split)
-        from models import DEFAULT_CHECKPOINT
         checkpoint = Path(args.checkpoint) if args.checkpoint else DEFAULT_CHECKPOINT
         if not checkpoint.is_file():
             raise CheckpointError(f"{checkpoint}: checkpoint file not found; pass --checkpoint PATH "
@@ -286,8 +279,6 @@ def main(argv=None) -> None:
 
 
 def _cuda() -> bool:
-    import torch
-
     return torch.cuda.is_available()
 
 

@@ -22,6 +22,7 @@ import argparse
 import json
 import math
 import os
+import platform
 import random
 import sys
 import time
@@ -30,18 +31,24 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
 
+from models.augment import AugmentConfig
+from models.checkpoint import save_checkpoint
 from models.config import INFERENCE_FIELDS, POSE_SCORES
+from models.data_paths import DataPathError, resolve_data, synth_splits
+from models.dataset import KeypointDataset, collate_samples
 from models.distributed import (DistInfo, all_gather_objects, average_buffers, barrier, cleanup, init_distributed,
                                 state_checksum)
+from models.evaluate import evaluate_model, format_rho
+from models.losses import training_losses
+from models.network import build_model
 from models.train_state import TrainError, load_weights, resume, training_state
 
 DEKR_EPOCHS, DEKR_DROPS = 140, (90, 120)
 
 
 def _light_augment():
-    from models.augment import AugmentConfig
-
     return AugmentConfig(max_rotation=10.0, scale_range=(0.85, 1.2), max_translate=0.05, brightness=0.15,
                          contrast=0.15, saturation=0.15, hue=2.0)
 
@@ -78,8 +85,6 @@ def model_overrides(args) -> dict:
 def data_paths(args) -> tuple[tuple[Path, Path], tuple[Path, Path] | None]:
     """((train ann, train images), (val ann, val images) or None). A --synth folder gives its "train" split (or
     its only one) for training and, unless other validation data is named, its "val" split when it has one."""
-    from models.data_paths import DataPathError, resolve_data, synth_splits
-
     try:
         if args.synth is not None:
             train = resolve_data(args.synth, None, None, prefer=("train",))
@@ -98,10 +103,6 @@ def data_paths(args) -> tuple[tuple[Path, Path], tuple[Path, Path] | None]:
 
 
 def make_loader(ann: Path, images: Path, args, info: DistInfo, seed: int):
-    from models.dataset import KeypointDataset, collate_samples
-
-    from models.augment import AugmentConfig
-
     augment = {"dekr": AugmentConfig(), "off": AugmentConfig.off(), "light": _light_augment()}[args.augment]
     dataset = KeypointDataset(str(ann), str(images), args.input_size, train=True, augment=augment)
     if len(dataset) == 0:
@@ -130,8 +131,6 @@ class LossModule(torch.nn.Module):
         self.net = net
 
     def forward(self, images, persons):
-        from models.losses import training_losses
-
         return training_losses(self.net, images, persons)
 
 
@@ -156,8 +155,6 @@ def train_step(loss_module, images, persons, optimizer, scaler) -> dict:
 def train_one_epoch(loss_module, loader, optimizer, scaler, info: DistInfo, epoch: int, max_steps: int | None,
                     progress: bool) -> dict:
     """One pass over ``loader``; returns mean losses, step count and images/s (this process's images)."""
-    from tqdm import tqdm
-
     loss_module.train()
     sums: dict[str, float] = {}
     steps, images_seen = 0, 0
@@ -185,8 +182,6 @@ def train_one_epoch(loss_module, loader, optimizer, scaler, info: DistInfo, epoc
 
 def validate(net, val, args, info: DistInfo) -> dict:
     """COCO AP and score/OKS Spearman of ``net`` on the validation set (rank 0 only; no flip, for speed)."""
-    from models.evaluate import evaluate_model
-
     report, _ = evaluate_model(net, val[0], val[1], input_size=args.input_size, flip=False, device=info.device,
                                max_images=args.val_images_max, progress=False)
     return {"AP": report.ap, "AP50": report.ap50, "AR": report.ar, "spearman": report.spearman,
@@ -248,9 +243,6 @@ def build_args(argv=None) -> argparse.Namespace:
 
 def run(args) -> dict:
     """Train as ``args`` says; returns the final summary (rank 0's view)."""
-    from models import build_model
-    from models.checkpoint import save_checkpoint
-
     if args.resume and not Path(args.resume).is_file():
         raise TrainError(f"{args.resume}: checkpoint to resume from not found; pass a last.pt written by training")
     if args.init and not Path(args.init).is_file():
@@ -356,8 +348,6 @@ def run(args) -> dict:
 
 
 def format_epoch(s: dict) -> str:
-    from models.evaluate import format_rho
-
     parts = [f"epoch {s['epoch']}", f"loss {s.get('loss', float('nan')):.4f}", f"lr {s['lr']:.2e}",
              f"{s['images_per_s']:.1f} img/s"]
     if "AP" in s:
@@ -375,9 +365,6 @@ def benchmark(args) -> None:
     """Print the median time of ``--benchmark`` optimiser steps (forward, losses, backward, Adam; fp16 autocast on
     CUDA as in training; batches read beforehand, so data loading is not counted) after two warm-up steps, and the
     images/s it gives."""
-    import platform
-
-    from models import build_model
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)

@@ -1,13 +1,15 @@
 """models.train: the schedule, a short run that learns, checkpoints that resume and load weights-only,
 one-line errors."""
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from models.train import TrainError, build_args, lr_milestones, model_overrides, run
-from tests.cli import assert_one_error_line, run_module
+from tests.cli import ROOT, assert_one_error_line, run_module
 
 
 def test_schedule_is_dekr_scaled_to_the_epochs():
@@ -98,3 +100,12 @@ def test_cli_missing_resume_checkpoint_is_one_line(synth4, tmp_path):
     proc = run_module("models.train", "--synth", synth4, "--out", tmp_path / "r", "--resume", tmp_path / "nope.pt",
                       "--device", "cpu", "--workers", "0")
     assert_one_error_line(proc, "nope.pt")
+
+
+def test_importing_train_loads_every_module_a_run_uses():
+    """A long run must not import code after it starts (edits made meanwhile would reach it half-way)."""
+    code = ("import sys, models.train; "
+            "print(' '.join(m for m in ('models.evaluate', 'models.predictor', 'models.losses', 'models.targets', "
+            "'models.dataset', 'models.augment', 'models.checkpoint', 'models.network') if m not in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == ""
