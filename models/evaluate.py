@@ -249,7 +249,7 @@ def main(argv=None) -> None:
     p.add_argument("--max-images", type=int, help="evaluate on the first N images only")
     p.add_argument("--pose-score", choices=POSE_SCORES,
                    help="how a pose is scored (default: the checkpoint's; see models.qem.pose_scores)")
-    p.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     try:
@@ -276,10 +276,6 @@ def main(argv=None) -> None:
     print(report.table(f"{checkpoint.name} on {ann_file} ({'flip' if not args.no_flip else 'no flip'})"))
     if args.out:
         print(f"results: {args.out}")
-
-
-def _cuda() -> bool:
-    return torch.cuda.is_available()
 
 
 if __name__ == "__main__":
