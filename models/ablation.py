@@ -30,6 +30,9 @@ import sys
 import time
 from pathlib import Path
 
+from models.evaluate import evaluate_checkpoint, format_rho
+from models.train import build_args, run
+
 ROWS: tuple[tuple[str, list[str]], ...] = (
     ("centre-Gaussian score (baseline)", ["--score-mode", "center_gaussian", "--no-kqe", "--no-pqe"]),
     ("CIR", ["--score-mode", "cir", "--no-kqe", "--no-pqe"]),
@@ -40,8 +43,6 @@ ROWS: tuple[tuple[str, list[str]], ...] = (
 
 def train_row(switches: list[str], args, index: int) -> dict:
     """Train one row into ``--out/row<index>``; its time and throughput."""
-    from models.train import build_args, run
-
     out = Path(args.out) / f"row{index}"
     train_argv = ["--config", args.config, "--synth", args.train, "--out", str(out), "--epochs", str(args.epochs),
                   "--batch-size", str(args.batch_size), "--input-size", str(args.input_size), "--lr", str(args.lr),
@@ -61,8 +62,6 @@ def train_row(switches: list[str], args, index: int) -> dict:
 def evaluate_row(args, index: int) -> dict:
     """Metrics of row ``index``'s last checkpoint on the validation set: with the row's own score (``pqe``: the
     PQE's, or the dense score where the row has no PQE) and ranked by the mean keypoint score (``kpm_`` keys)."""
-    from models.evaluate import evaluate_checkpoint
-
     metrics: dict = {}
     for pose_score, prefix in (("pqe", ""), ("keypoint_mean", "kpm_")):
         report, _ = evaluate_checkpoint(Path(args.out) / f"row{index}" / "last.pt", args.val, flip=args.flip,
@@ -76,8 +75,6 @@ def evaluate_row(args, index: int) -> dict:
 
 
 def markdown_table(rows: list[dict], settings: dict) -> str:
-    from models.evaluate import format_rho
-
     head = ("| row | AP | AP50 | AP75 | AR | Spearman(score, OKS) | Spearman matched | train time "
             "| AP, mean keypoint score | Spearman matched, mean keypoint score |\n"
             "|---|---|---|---|---|---|---|---|---|---|\n")

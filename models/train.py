@@ -365,7 +365,6 @@ def benchmark(args) -> None:
     """Print the median time of ``--benchmark`` optimiser steps (forward, losses, backward, Adam; fp16 autocast on
     CUDA as in training; batches read beforehand, so data loading is not counted) after two warm-up steps, and the
     images/s it gives."""
-
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)

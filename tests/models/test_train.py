@@ -102,9 +102,10 @@ def test_cli_missing_resume_checkpoint_is_one_line(synth4, tmp_path):
     assert_one_error_line(proc, "nope.pt")
 
 
-def test_importing_train_loads_every_module_a_run_uses():
+@pytest.mark.parametrize("entry", ["models.train", "models.ablation"])
+def test_importing_a_long_run_loads_every_module_it_uses(entry):
     """A long run must not import code after it starts (edits made meanwhile would reach it half-way)."""
-    code = ("import sys, models.train; "
+    code = (f"import sys, {entry}; "
             "print(' '.join(m for m in ('models.evaluate', 'models.predictor', 'models.losses', 'models.targets', "
             "'models.dataset', 'models.augment', 'models.checkpoint', 'models.network') if m not in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
