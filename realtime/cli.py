@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from realtime.sources import SourceError, SourceSpec, parse_source
+from realtime.tracking import add_tracker_arguments, tracker_settings
 
 BUNDLED_CLIP = Path(__file__).resolve().parent / "assets" / "synth_clip.mp4"
 
@@ -64,6 +65,7 @@ def build_parser(prog: str | None = None, positional_sources: bool = False,
     p.add_argument("--batch-window-ms", type=float, default=4.0, help="how long a batch waits for other streams")
     p.add_argument("--report-every", type=float, default=5.0, help="seconds between metric lines (live sources)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar for files")
+    add_tracker_arguments(p)
     return p
 
 
@@ -105,7 +107,8 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, positional_s
             texts = ["synth"]
     try:
         specs = resolve_sources(texts, args.rtsp_listen)
-    except SourceError as exc:  # before the heavy imports: bad input is reported at once
+        tracker = tracker_settings(args)
+    except (SourceError, ValueError) as exc:  # before the heavy imports: bad input is reported at once
         sys.exit(f"error: {_one_line(exc)}")
     import cv2
 
@@ -130,7 +133,7 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, positional_s
             min_score=args.min_score, batch_window=args.batch_window_ms / 1000.0, open_timeout=args.open_timeout,
             read_timeout=args.read_timeout, stall_timeout=args.stall_timeout, max_attempts=args.max_attempts,
             report_every=args.report_every, progress=not args.no_progress, loop=args.loop,
-            as_live=args.as_live)
+            as_live=args.as_live, tracker=tracker)
         pipeline = Pipeline(config, engine)
         with _GracefulStop(pipeline) as stopper:
             try:

@@ -24,6 +24,7 @@ from realtime.capture import Capture
 from realtime.metrics import Metrics
 from realtime.outputs import Outputs
 from realtime.post import StreamPost
+from realtime.tracking import TrackerSettings
 from realtime.sources import SourceSpec
 
 _END = object()
@@ -42,6 +43,7 @@ class PipelineConfig:
     pace: bool = False                   # files at their own frame rate
     smooth: bool | None = None           # None: on for live sources, off for files
     track: bool = True
+    tracker: TrackerSettings = field(default_factory=TrackerSettings)
     nms_oks: float = 1.0                 # 1.0: no extra NMS (the Predictor's own NMS runs)
     min_score: float = 0.0
     batch_window: float = 0.004
@@ -90,7 +92,7 @@ class Pipeline:
                          for i, spec in enumerate(c.specs)]
         self.batcher = Batcher(self.captures, self.notify, window=c.batch_window)
         self.posts = [StreamPost(spec.live or c.as_live, nms_oks=c.nms_oks, track=c.track, smooth=c.smooth,
-                                 min_score=c.min_score) for spec in c.specs]
+                                 min_score=c.min_score, tracker=c.tracker) for spec in c.specs]
         self.metrics = Metrics(self.captures)
         self.events: list[tuple[int, str, str, str]] = []
         self.view_url: str | None = None  # the browser view's address once ``run`` has started it

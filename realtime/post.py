@@ -17,7 +17,7 @@ from models.nms import pose_nms as models_pose_nms
 from models.poses import Poses
 from realtime.frames import Result
 from realtime.smoothing import PoseSmoother
-from realtime.tracking import Tracker
+from realtime.tracking import Tracker, TrackerSettings
 
 
 def pose_nms(poses: Poses, method: str = "oks", oks_thresh: float = 0.8) -> Poses:
@@ -33,9 +33,10 @@ class StreamPost:
     """NMS -> tracker -> smoother for one stream (each stream has its own, so ids are per stream)."""
 
     def __init__(self, live: bool, nms_oks: float = 1.0, track: bool = True, smooth: bool | None = None,
-                 min_score: float = 0.0, tracker: Tracker | None = None, smoother: PoseSmoother | None = None):
+                 min_score: float = 0.0, tracker: TrackerSettings | None = None,
+                 smoother: PoseSmoother | None = None):
         self.live, self.nms_oks, self.min_score = live, nms_oks, min_score
-        self.tracker = (tracker or Tracker()) if track else None
+        self.tracker = Tracker(tracker) if track else None
         smooth = live if smooth is None else smooth
         self.smoother = (smoother or PoseSmoother()) if smooth and track else None
 

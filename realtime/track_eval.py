@@ -1,6 +1,8 @@
 """How well a run's track ids follow the people of a clip with ground-truth identities (MOT metrics).
 
     python -m realtime.track_eval runs/webcam/poses.jsonl --truth realtime/assets/synth_clip.json
+    python -m realtime.track_eval runs/webcam/poses.jsonl --truth realtime/assets/synth_clip.json --retrack \
+        --track-score 0.7                 # the same poses, tracked again with other settings
 
 Ground truth: the clip JSON of ``python -m models.synth --video`` (COCO keypoints plus ``track_id`` per person and
 ``frame_index`` per image); people with no labelled keypoint are left out. Hypotheses: the run's JSONL (one line
@@ -10,11 +12,17 @@ confirmed, or tracking off) are not hypotheses.
 Matching uses pose similarity: the distance between a ground-truth person and a pose is 1 - OKS (COCO sigmas,
 the person's area, labelled keypoints only), and pairs with OKS below ``min_oks`` cannot match. The metrics
 (identity F1, MOTA, identity switches, ...) are py-motmetrics' own.
+
+``--retrack`` ignores the recorded ids and runs ``realtime.tracking.Tracker`` again over every pose of the JSONL
+(confirmed or not), with the frame's pts as its clock, as the pipeline does for files: tuning the tracker then
+needs no second pass of the network. The poses must be the tracker's input, so the run must not have smoothed
+them (smoothing is off for files by default).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,6 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from models.keypoints import SIGMAS
+from models.poses import Poses
+from realtime.tracking import Tracker, TrackerSettings, add_tracker_arguments, tracker_settings
 
 DEFAULT_MIN_OKS = 0.5
 
@@ -93,28 +103,50 @@ def load_truth(path: str | Path) -> tuple[dict[int, FramePeople], float]:
     return truth, fps
 
 
-def load_run(path: str | Path, fps: float) -> dict[int, FramePeople]:
-    """The tracked people of a run's JSONL per frame index (``round(pts * fps)``); id -1 people left out."""
+def read_run(path: str | Path) -> list[tuple[float, Poses, np.ndarray]]:
+    """Every frame of a run's JSONL: ``(pts, all its poses, their track ids)``."""
     path = Path(path)
-    frames: dict[int, FramePeople] = {}
     try:
         lines = path.read_text().splitlines()
     except FileNotFoundError:
         raise TrackEvalError(f"{path} does not exist; run the pipeline with --jsonl first") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise TrackEvalError(f"{path} is not a readable JSONL file ({exc.__class__.__name__}: {exc})") from None
+    frames = []
+    k = len(SIGMAS)
     for number, line in enumerate(lines, 1):
         try:
             rec = json.loads(line)
-            people = [p for p in rec["people"] if int(p["track_id"]) >= 0]
-            kpts = np.array([p["keypoints"] for p in people], np.float32).reshape(len(people), len(SIGMAS), 2)
-            frame = int(round(float(rec["pts"]) * fps))
+            people = rec["people"]
+            poses = Poses(np.array([p["keypoints"] for p in people], np.float32).reshape(len(people), k, 2),
+                          np.array([p["keypoint_scores"] for p in people], np.float32).reshape(len(people), k),
+                          np.array([p["score"] for p in people], np.float32).reshape(len(people)))
+            frames.append((float(rec["pts"]), poses, np.array([int(p["track_id"]) for p in people], np.int64)))
         except (ValueError, KeyError, TypeError) as exc:
             raise TrackEvalError(f"{path}:{number} is not a pipeline JSONL line ({exc.__class__.__name__}: {exc})") \
                 from None
-        frames[frame] = FramePeople(np.array([p["track_id"] for p in people], np.int64), kpts,
-                                    np.ones(kpts.shape[:2], bool), np.zeros(len(people), np.float32))
     return frames
+
+
+def tracked_people(frames: list[tuple[float, Poses, np.ndarray]], fps: float) -> dict[int, FramePeople]:
+    """The people with a track id (>= 0) per frame index (``round(pts * fps)``)."""
+    out = {}
+    for pts, poses, ids in frames:
+        keep = ids >= 0
+        out[int(round(pts * fps))] = FramePeople(ids[keep], poses.keypoints[keep], np.ones((int(keep.sum()),
+                                                 poses.keypoints.shape[1]), bool), np.zeros(int(keep.sum()), np.float32))
+    return out
+
+
+def load_run(path: str | Path, fps: float) -> dict[int, FramePeople]:
+    """The tracked people of a run's JSONL per frame index (``round(pts * fps)``); id -1 people left out."""
+    return tracked_people(read_run(path), fps)
+
+
+def retrack(frames: list[tuple[float, Poses, np.ndarray]], settings: TrackerSettings | None = None):
+    """``frames`` with the ids a fresh ``Tracker(settings)`` gives their poses (pts as the clock)."""
+    tracker = Tracker(settings)
+    return [(pts, poses, tracker.update(poses, pts)) for pts, poses, _ in frames]
 
 
 def oks_truth_vs_poses(truth: FramePeople, poses: FramePeople) -> np.ndarray:
@@ -162,16 +194,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--truth", required=True, help="clip ground truth JSON with track ids (models.synth --video)")
     p.add_argument("--min-oks", type=float, default=DEFAULT_MIN_OKS, help="lowest OKS that counts as a match")
     p.add_argument("--json", help="also write the report here")
+    p.add_argument("--retrack", action="store_true",
+                   help="track the run's poses again with the --track-* settings instead of reading its ids")
+    add_tracker_arguments(p)
     args = p.parse_args(argv)
     try:
+        settings = tracker_settings(args)
         truth, fps = load_truth(args.truth)
-        report = evaluate_tracks(truth, load_run(args.jsonl, fps), args.min_oks)
-    except TrackEvalError as exc:
+        frames = read_run(args.jsonl)
+        if args.retrack:
+            frames = retrack(frames, settings)
+        report = evaluate_tracks(truth, tracked_people(frames, fps), args.min_oks)
+    except (TrackEvalError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.json:  # before the table: a closed stdout (| head) must not lose the file
         Path(args.json).write_text(json.dumps(asdict(report), indent=1) + "\n")
-    print(report.table())
+    try:
+        print(report.table(), flush=True)
+    except BrokenPipeError:  # stdout closed early (| head): the report is complete, quiet the final flush
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

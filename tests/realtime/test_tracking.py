@@ -7,7 +7,7 @@ import pytest
 
 from models.poses import Poses
 from realtime.track_eval import FramePeople, evaluate_tracks, load_truth
-from realtime.tracking import Tracker, oks_matrix
+from realtime.tracking import Tracker, TrackerSettings, oks_matrix
 from tests.cli import assert_one_error_line, run_module
 
 CLIP_TRUTH = Path(__file__).resolve().parents[2] / "realtime" / "assets" / "synth_clip.json"
@@ -20,7 +20,7 @@ def _pose(x, y, scale=40.0):
 
 def _poses(*centres, scores=None):
     kp = np.stack([_pose(x, y) for x, y in centres]) if centres else np.zeros((0, 17, 2), np.float32)
-    scores = np.linspace(0.9, 0.5, len(centres)) if scores is None else scores
+    scores = np.linspace(0.9, 0.6, len(centres)) if scores is None else scores
     return Poses(kp, np.ones(kp.shape[:2], np.float32), np.asarray(scores, np.float32))
 
 
@@ -147,6 +147,50 @@ def test_track_eval_scores_the_truth_perfectly_and_counts_a_swap(tmp_path):
     proc = run_module("realtime.track_eval", swapped, "--truth", CLIP_TRUTH, "--json", tmp_path / "swap.json")
     report = json.loads((tmp_path / "swap.json").read_text())
     assert report["id_switches"] >= 2 and report["idf1"] < 0.95, report
+
+
+def test_settings_validate_and_keyword_overrides_replace_them():
+    assert Tracker().settings == TrackerSettings()
+    tracker = Tracker(TrackerSettings(high_score=0.7), min_hits=1)
+    assert (tracker.high_score, tracker.min_hits, tracker.min_oks) == (0.7, 1, TrackerSettings().min_oks)
+    with pytest.raises(ValueError, match="min_oks must lie in"):
+        TrackerSettings(min_oks=-0.1)
+
+
+def _write_detector_run(path: Path, truth: dict[int, FramePeople], fps: float) -> Path:
+    """A pipeline-like JSONL: the noisy detector's poses with the ids ``Tracker()`` gave them (pts as clock)."""
+    rng, tracker = np.random.default_rng(1), Tracker()
+    with path.open("w") as f:
+        for frame in sorted(truth):
+            poses = _noisy_detections(truth[frame], rng)
+            ids = tracker.update(poses, frame / fps)
+            people = [{"track_id": int(i), "score": float(s), "keypoints": k.tolist(), "keypoint_scores": ks.tolist()}
+                      for i, s, k, ks in zip(ids, poses.scores, poses.keypoints, poses.keypoint_scores)]
+            f.write(json.dumps({"seq": frame, "pts": frame / fps, "people": people}) + "\n")
+    return path
+
+
+def test_retrack_reproduces_the_recorded_ids_and_follows_new_settings(tmp_path):
+    truth, fps = load_truth(CLIP_TRUTH)
+    run_file = _write_detector_run(tmp_path / "run.jsonl", truth, fps)
+    reports = {}
+    for name, extra in {"recorded": [], "again": ["--retrack"], "strict": ["--retrack", "--track-score", "0.95"],
+                        "eager": ["--retrack", "--track-score", "0.3"]}.items():
+        proc = run_module("realtime.track_eval", run_file, "--truth", CLIP_TRUTH, "--json", tmp_path / f"{name}.json",
+                          *extra)
+        assert proc.returncode == 0, proc.stderr
+        reports[name] = json.loads((tmp_path / f"{name}.json").read_text())
+    assert reports["again"] == reports["recorded"] and reports["recorded"]["idf1"] > 0.8
+    assert reports["strict"]["predicted_ids"] == 0  # the detector's scores stay below 0.9: no track starts
+    # At 0.3 the detector's false poses (scored 0.3-0.6) start tentative tracks too; only the ids differ.
+    assert reports["eager"] != reports["recorded"]
+
+
+def test_track_eval_bad_tracker_setting_is_one_line(tmp_path):
+    run_file = tmp_path / "run.jsonl"
+    run_file.write_text('{"pts": 0.0, "people": []}\n')
+    proc = run_module("realtime.track_eval", run_file, "--truth", CLIP_TRUTH, "--retrack", "--track-min-oks", "2")
+    assert_one_error_line(proc, "--track-min-oks must lie in [0, 1], got 2.0")
 
 
 @pytest.mark.parametrize("case", ["missing truth", "bad line", "run is a folder"])
