@@ -24,8 +24,8 @@ from realtime.capture import Capture
 from realtime.metrics import Metrics
 from realtime.outputs import Outputs
 from realtime.post import StreamPost
-from realtime.tracking import TrackerSettings
 from realtime.sources import SourceSpec
+from realtime.tracking import TrackerSettings
 
 _END = object()
 

@@ -133,8 +133,9 @@ def tracked_people(frames: list[tuple[float, Poses, np.ndarray]], fps: float) ->
     out = {}
     for pts, poses, ids in frames:
         keep = ids >= 0
-        out[int(round(pts * fps))] = FramePeople(ids[keep], poses.keypoints[keep], np.ones((int(keep.sum()),
-                                                 poses.keypoints.shape[1]), bool), np.zeros(int(keep.sum()), np.float32))
+        kpts = poses.keypoints[keep]
+        out[int(round(pts * fps))] = FramePeople(ids[keep], kpts, np.ones(kpts.shape[:2], bool),
+                                                 np.zeros(len(kpts), np.float32))
     return out
 
 

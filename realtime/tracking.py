@@ -16,9 +16,9 @@ Per frame (in the manner of ByteTrack, with OKS in place of box IoU):
 4. A confirmed track unseen for more than ``max_age`` frames (updates) is dropped.
 
 Pose scores are predicted OKS here, so ``high_score`` is the OKS a pose is expected to reach before it may start a
-track. The defaults (``TrackerSettings``) were chosen on six synthetic clips (seeds 11-16) and checked on the bundled
-one (seed 5); see the README's tracking section. OKS uses COCO's sigmas, the track's predicted keypoints and the area of their bounding box, and
-weighs the pose's keypoints by their scores.
+track. The defaults (``TrackerSettings``) were tuned on six synthetic clips (seeds 11-16) and checked on the bundled
+one (seed 5); the table is in BENCHMARKS.md. OKS uses COCO's sigmas, the track's predicted keypoints and the area of
+their bounding box, and weighs the pose's keypoints by their scores.
 """
 from __future__ import annotations
 
