@@ -123,14 +123,24 @@ def test_tracks_on_the_bundled_clip_ground_truth_with_a_noisy_detector():
     assert report.predicted_ids <= 10, report
 
 
-def _write_run(path: Path, truth: dict[int, FramePeople], fps: float, relabel=lambda frame, tid: tid) -> Path:
+def _write_jsonl(path: Path, frames) -> Path:
+    """A pipeline-like JSONL from ``(frame index, pts, Poses, track ids)`` tuples."""
     with path.open("w") as f:
+        for frame, pts, poses, ids in frames:
+            people = [{"track_id": int(i), "score": float(s), "keypoints": k.tolist(), "keypoint_scores": ks.tolist()}
+                      for i, s, k, ks in zip(ids, poses.scores, poses.keypoints, poses.keypoint_scores)]
+            f.write(json.dumps({"seq": frame, "pts": pts, "people": people}) + "\n")
+    return path
+
+
+def _write_run(path: Path, truth: dict[int, FramePeople], fps: float, relabel=lambda frame, tid: tid) -> Path:
+    """The ground truth itself as a run (score 0.9), its ids passed through ``relabel``."""
+    def frames():
         for frame in sorted(truth):
             t = truth[frame]
-            people = [{"track_id": int(relabel(frame, tid)), "score": 0.9, "keypoints": t.keypoints[i].tolist(),
-                       "keypoint_scores": [1.0] * t.keypoints.shape[1]} for i, tid in enumerate(t.ids.tolist())]
-            f.write(json.dumps({"seq": frame, "pts": frame / fps, "people": people}) + "\n")
-    return path
+            poses = Poses(t.keypoints, np.ones(t.keypoints.shape[:2], np.float32), np.full(len(t.ids), 0.9, np.float32))
+            yield frame, frame / fps, poses, [relabel(frame, tid) for tid in t.ids.tolist()]
+    return _write_jsonl(path, frames())
 
 
 def test_track_eval_scores_the_truth_perfectly_and_counts_a_swap(tmp_path):
@@ -158,16 +168,14 @@ def test_settings_validate_and_keyword_overrides_replace_them():
 
 
 def _write_detector_run(path: Path, truth: dict[int, FramePeople], fps: float) -> Path:
-    """A pipeline-like JSONL: the noisy detector's poses with the ids ``Tracker()`` gave them (pts as clock)."""
+    """The noisy detector's poses with the ids ``Tracker()`` gave them (pts as the clock), as the pipeline writes."""
     rng, tracker = np.random.default_rng(1), Tracker()
-    with path.open("w") as f:
+
+    def frames():
         for frame in sorted(truth):
             poses = _noisy_detections(truth[frame], rng)
-            ids = tracker.update(poses, frame / fps)
-            people = [{"track_id": int(i), "score": float(s), "keypoints": k.tolist(), "keypoint_scores": ks.tolist()}
-                      for i, s, k, ks in zip(ids, poses.scores, poses.keypoints, poses.keypoint_scores)]
-            f.write(json.dumps({"seq": frame, "pts": frame / fps, "people": people}) + "\n")
-    return path
+            yield frame, frame / fps, poses, tracker.update(poses, frame / fps)
+    return _write_jsonl(path, frames())
 
 
 def test_retrack_reproduces_the_recorded_ids_and_follows_new_settings(tmp_path):
