@@ -25,13 +25,18 @@ POSE_NMS = ("distance", "oks", "none")
 POSE_SCORES = ("pqe", "keypoint_mean")
 # Fields that change no parameter of the network: weights move between configs that differ only in these.
 INFERENCE_FIELDS = ("input_size", "max_people", "threshold", "nms_kernel", "pose_nms", "nms_dist", "nms_count",
-                    "nms_oks", "pose_score")
+                    "nms_oks", "pose_score", "snap_radius", "snap_threshold")
+# Switches that only add a module: ``--init`` from a checkpoint without it starts that module's parameters fresh.
+ADDED_MODULES = {"keypoint_heatmaps": "heads.heatmaps."}
+# Fields that change only the loss: a checkpoint starts (``--init``) a run that differs in them.
+LOSS_FIELDS = ("w_score_map", "w_offset", "w_offset_oks", "w_refine", "w_refine_oks", "w_final_score", "w_kpt_score",
+               "w_heatmap", "heatmap_sigma")
 
 
 @dataclass
 class ModelConfig:
-    """Sizes, switches and decode settings of one ``PoseNet``. Units: ``positive_radius``, ``center_sigma``
-    and ``pos_scale`` are feature-map pixels; ``input_size`` is network-input pixels (square)."""
+    """Sizes, switches and decode settings of one ``PoseNet``. Units: ``positive_radius``, ``center_sigma``,
+    ``heatmap_sigma``, ``snap_radius`` and ``pos_scale`` are feature-map pixels; ``input_size`` is network-input pixels (square)."""
 
     name: str = "tiny"
     backbone: str = "tiny"
@@ -42,6 +47,8 @@ class ModelConfig:
     kpt_channels: int = 8            # Ck: per-keypoint feature width (one regression branch per keypoint)
     kpt_blocks: int = 2              # grouped residual blocks in each keypoint branch
     offset_scale: float = 1.0        # offsets = this x the offset conv's output (larger: faster early learning)
+    keypoint_heatmaps: bool = False  # a per-keypoint heatmap head on the keypoint branches (``models.snap``)
+    heatmap_sigma: float = 1.0       # gaussian sigma of the keypoint heatmap targets
     inst_channels: int = 32          # Ci: instance feature width
     # sparse stage (QEM)
     qem_hidden: int = 32             # hidden width of the KQE / PQE MLPs
@@ -66,6 +73,7 @@ class ModelConfig:
     w_refine_oks: float = 1.0
     w_final_score: float = 1.0
     w_kpt_score: float = 0.5
+    w_heatmap: float = 1.0
     # decode and post-processing
     max_people: int = 20
     threshold: float = 0.05
@@ -75,6 +83,8 @@ class ModelConfig:
     nms_count: int = 10              # ... in more than nms_count keypoints make two poses duplicates (DEKR)
     nms_oks: float = 0.8             # oks method: OKS above this makes two poses duplicates
     pose_score: str = "pqe"          # a pose's final score (``models.qem.pose_scores``): "pqe" | "keypoint_mean"
+    snap_radius: int = 0             # keypoint snapping window half-width (needs keypoint_heatmaps; 0: off)
+    snap_threshold: float = 0.3      # ... a heatmap peak above this probability moves the keypoint onto it
 
     def __post_init__(self) -> None:
         checks = {
@@ -91,6 +101,10 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.nms_kernel must be a positive odd number, got {self.nms_kernel}")
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"ModelConfig.threshold must lie in (0, 1), got {self.threshold}")
+        if self.snap_radius < 0 or (self.snap_radius and not self.keypoint_heatmaps):
+            raise ValueError(f"ModelConfig.snap_radius={self.snap_radius} needs keypoint_heatmaps=True and >= 0")
+        if not 0.0 < self.snap_threshold < 1.0:
+            raise ValueError(f"ModelConfig.snap_threshold must lie in (0, 1), got {self.snap_threshold}")
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":

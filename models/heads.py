@@ -7,6 +7,9 @@
   features ``kfeat`` (channels ``k*Ck .. (k+1)*Ck-1`` = keypoint k); a grouped 1x1 conv K*Ck -> 2K turns branch k
   into ``(dx_k, dy_k)`` at channels ``2k, 2k+1``, in feature-map pixels, times ``offset_scale`` (4 for tiny
   and realtime: on CPU-length schedules the offsets reach person-sized values sooner; 1 for HRNet, as DEKR).
+- Keypoint heatmaps (``keypoint_heatmaps``, off in the paper's setting): on each keypoint branch a grouped 3x3
+  conv (Ck -> Ck) and a grouped 1x1 conv give one logit map per keypoint (channel k = keypoint k), bias at the
+  same prior as the score map; ``models.snap`` uses them to place keypoints locally.
 - Instance head: 1x1 transition C -> Ci + a 3x3 conv, giving ``ifeat``.
 """
 from __future__ import annotations
@@ -32,6 +35,19 @@ class ScoreHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.out(self.trunk(x))
+
+
+class KeypointHeatmapHead(nn.Module):
+    def __init__(self, num_keypoints: int, ck: int):
+        super().__init__()
+        width = num_keypoints * ck
+        self.body = conv_bn_relu(width, width, 3, groups=num_keypoints)
+        self.out = nn.Conv2d(width, num_keypoints, 1, groups=num_keypoints)
+        nn.init.normal_(self.out.weight, std=0.001)
+        nn.init.constant_(self.out.bias, math.log(SCORE_PRIOR / (1 - SCORE_PRIOR)))
+
+    def forward(self, kfeat: torch.Tensor) -> torch.Tensor:
+        return self.out(self.body(kfeat))
 
 
 class KeypointHead(nn.Module):
@@ -68,7 +84,9 @@ class DenseHeads(nn.Module):
         self.score = ScoreHead(cin, cfg.head_channels)
         self.keypoints = KeypointHead(cin, cfg.num_keypoints, cfg.kpt_channels, cfg.kpt_blocks, cfg.offset_scale)
         self.instance = InstanceHead(cin, cfg.inst_channels)
+        self.heatmaps = KeypointHeatmapHead(cfg.num_keypoints, cfg.kpt_channels) if cfg.keypoint_heatmaps else None
 
     def forward(self, x: torch.Tensor):
         offsets, kfeat = self.keypoints(x)
-        return self.score(x), offsets, kfeat, self.instance(x)
+        heatmaps = None if self.heatmaps is None else self.heatmaps(kfeat)
+        return self.score(x), offsets, kfeat, self.instance(x), heatmaps

@@ -13,6 +13,9 @@ Terms (weights ``w_*`` in ``ModelConfig``; all in feature px, where the stride-4
   refined keypoints (KQE on); ``final_score``: the final logit against the detached OKS of the refined pose (0
   for negatives), same loss kind as the map, per positive candidate (PQE on); ``kpt_score``: BCE of keypoint
   logits against the detached per-keypoint OKS term of the refined keypoint (labelled keypoints, positives).
+- ``heatmap`` (``keypoint_heatmaps`` on): the same quality loss as the score map (``cir_loss``) of the keypoint
+  heatmap logits against gaussians of ``heatmap_sigma`` around each labelled keypoint, summed over pixels and
+  keypoint types, divided by the number of labelled keypoints.
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ from models.config import STRIDE
 from models.oks import keypoint_similarity
 from models.persons import Persons
 from models.qem import candidates_at
-from models.targets import DenseTargets, build_targets
+from models.targets import DenseTargets, build_targets, keypoint_heatmaps
 
 VFL_ALPHA, VFL_GAMMA = 0.75, 2.0
 
@@ -121,11 +124,15 @@ def training_losses(net, images: torch.Tensor, persons: list[Persons]) -> dict[s
         c_target = torch.where(is_pos, c_oks.detach(), 0.0)
         terms["final_score"] = quality_loss(out.score_logits, c_target, cfg.cir_loss, cfg.cir_beta,
                                             weight=cands.valid.float()) / n_cand
+    if dense.heatmaps is not None:
+        hm_target = keypoint_heatmaps(t.keypoints, (h, w), cfg.heatmap_sigma)
+        n_kpt = (t.keypoints[..., 2] > 0).sum().clamp(min=1)
+        terms["heatmap"] = quality_loss(dense.heatmaps, hm_target, cfg.cir_loss, cfg.cir_beta) / n_kpt
     kpt_bce = F.binary_cross_entropy_with_logits(out.keypoint_logits, sim.detach(), reduction="none")
     terms["kpt_score"] = (kpt_bce * labelled).sum() / labelled.sum().clamp(min=1)
 
     weights = {"score_map": cfg.w_score_map, "offset": cfg.w_offset, "offset_oks": cfg.w_offset_oks,
                "refine": cfg.w_refine, "refine_oks": cfg.w_refine_oks, "final_score": cfg.w_final_score,
-               "kpt_score": cfg.w_kpt_score}
+               "kpt_score": cfg.w_kpt_score, "heatmap": cfg.w_heatmap}
     total = sum(weights[name] * value for name, value in terms.items())
     return {"loss": total, **terms}

@@ -1,12 +1,13 @@
 """``PoseNet``: backbone + dense heads (dense stage), the fused decode, and QEM (sparse stage).
 
 ``net.dense(x)`` -> ``DenseOutput``; ``net.sparse(dense, cands)`` -> ``SparseOutput``; ``net.infer(x)`` runs
-dense -> ``kernels.decode`` (with ``cfg.max_people``, ``cfg.threshold``, ``cfg.nms_kernel``) -> sparse.
+dense -> ``kernels.decode`` (with ``cfg.max_people``, ``cfg.threshold``, ``cfg.nms_kernel``) -> sparse -> ``snap``
+(keypoint snapping on the heatmaps, ``models.snap``; only with ``cfg.snap_radius`` > 0).
 All map coordinates are feature-map pixels at stride 4 (``models.config`` states the mapping to input pixels).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -18,17 +19,20 @@ from models.backbones import build_backbone, load_pretrained
 from models.config import STRIDE, ModelConfig, preset
 from models.heads import DenseHeads
 from models.qem import QEM, SparseOutput
+from models.snap import snap_keypoints
 
 
 @dataclass
 class DenseOutput:
     """``score [B,1,h,w]`` CIR logits; ``offsets [B,2K,h,w]`` (dx_0, dy_0, ...) feature px; ``kfeat
-    [B,K*Ck,h,w]`` per-keypoint features; ``ifeat [B,Ci,h,w]`` instance features. h = H/4, w = W/4."""
+    [B,K*Ck,h,w]`` per-keypoint features; ``ifeat [B,Ci,h,w]`` instance features; ``heatmaps [B,K,h,w]`` keypoint
+    heatmap logits (``None`` unless ``cfg.keypoint_heatmaps``). h = H/4, w = W/4."""
 
     score: torch.Tensor
     offsets: torch.Tensor
     kfeat: torch.Tensor
     ifeat: torch.Tensor
+    heatmaps: torch.Tensor | None = None
 
 
 class PoseNet(nn.Module):
@@ -54,10 +58,17 @@ class PoseNet(nn.Module):
         return kernels.decode(dense.score, dense.offsets, dense.kfeat, dense.ifeat, max_people=self.cfg.max_people,
                               threshold=self.cfg.threshold, nms_kernel=self.cfg.nms_kernel, backend=backend)
 
+    def snap(self, dense: DenseOutput, out: SparseOutput, valid: torch.Tensor) -> SparseOutput:
+        """``out`` with its keypoints snapped to the heatmaps (unchanged when snapping is off)."""
+        if not self.cfg.snap_radius or dense.heatmaps is None:
+            return out
+        snapped, _ = snap_keypoints(out.keypoints, dense.heatmaps, self.cfg.snap_radius, self.cfg.snap_threshold)
+        return replace(out, keypoints=torch.where(valid[..., None, None], snapped, 0.0))
+
     def infer(self, x: torch.Tensor, decode_backend: str = "auto") -> tuple[Candidates, SparseOutput]:
         dense = self.dense(x)
         cands = self.decode(dense, decode_backend)
-        return cands, self.sparse(dense, cands)
+        return cands, self.snap(dense, self.sparse(dense, cands), cands.valid)
 
     def forward(self, x: torch.Tensor) -> tuple[Candidates, SparseOutput]:
         return self.infer(x)

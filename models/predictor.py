@@ -7,7 +7,9 @@
   feature-map pixels. With ``flip_test`` the mirrored batch also runs the dense stage; its score and offset maps
   are mirrored back (x -> w-1-x, keypoint k <- FLIP_INDEX[k], dx negated) and averaged with the original's before
   the decode; the sparse stage then runs on both views (the mirrored view's candidates are the same poses,
-  mirrored, with features sampled from the mirrored maps) and its outputs are mirrored back and averaged.
+  mirrored, with features sampled from the mirrored maps) and its outputs are mirrored back and averaged; the
+  keypoint heatmaps (if any) are mirrored back and averaged like the score map, and snapping runs once on the
+  averaged poses.
 - ``postprocess``: feature px -> input px (``models.config.to_input``) -> image px (``Letterbox.to_image``),
   final scores ``models.qem.pose_scores`` (the checkpoint's ``pose_score`` unless overridden), pose NMS
   (``models.nms``, settings from the config), sorted by score.
@@ -27,6 +29,13 @@ from models.nms import pose_nms
 from models.poses import Poses
 from models.preprocess import Letterbox, letterbox, normalize
 from models.qem import SparseOutput, candidates_at, pose_scores
+
+
+def mirror_heatmaps(heatmaps: torch.Tensor | None) -> torch.Tensor | None:
+    """Keypoint heatmaps of a horizontally mirrored image in the other view (x -> w-1-x, keypoint k <- FLIP_INDEX[k])."""
+    if heatmaps is None:
+        return None
+    return heatmaps.flip(3)[:, torch.as_tensor(FLIP_INDEX, device=heatmaps.device)]
 
 
 def mirror_maps(score: torch.Tensor, offsets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -100,10 +109,13 @@ class Predictor:
         net = self.net
         both = net.dense(torch.cat([batch, batch.flip(3)]))  # one pass over both views
         b = batch.shape[0]
-        dense = DenseOutput(*(t[:b] for t in (both.score, both.offsets, both.kfeat, both.ifeat)))
-        mirrored = DenseOutput(*(t[b:] for t in (both.score, both.offsets, both.kfeat, both.ifeat)))
+        maps = (both.score, both.offsets, both.kfeat, both.ifeat, both.heatmaps)
+        dense = DenseOutput(*(None if t is None else t[:b] for t in maps))
+        mirrored = DenseOutput(*(None if t is None else t[b:] for t in maps))
         score_m, offsets_m = mirror_maps(mirrored.score, mirrored.offsets)
-        avg = DenseOutput((dense.score + score_m) / 2, (dense.offsets + offsets_m) / 2, dense.kfeat, dense.ifeat)
+        heatmaps = None if dense.heatmaps is None else (dense.heatmaps + mirror_heatmaps(mirrored.heatmaps)) / 2
+        avg = DenseOutput((dense.score + score_m) / 2, (dense.offsets + offsets_m) / 2, dense.kfeat, dense.ifeat,
+                          heatmaps)
         cands = net.decode(avg, self.decode_backend)
         out = net.sparse(avg, cands)
         w = avg.score.shape[-1]
@@ -113,10 +125,11 @@ class Predictor:
         cands_f = candidates_at(score_f, offsets_f, mirrored.kfeat, mirrored.ifeat, mirrored_idx)
         out_f = mirror_sparse(net.sparse(DenseOutput(score_f, offsets_f, mirrored.kfeat, mirrored.ifeat), cands_f),
                               w, cands.valid)
-        return cands, SparseOutput(keypoints=(out.keypoints + out_f.keypoints) / 2,
-                                   keypoint_scores=(out.keypoint_scores + out_f.keypoint_scores) / 2,
-                                   score_logits=(out.score_logits + out_f.score_logits) / 2,
-                                   keypoint_logits=(out.keypoint_logits + out_f.keypoint_logits) / 2)
+        merged = SparseOutput(keypoints=(out.keypoints + out_f.keypoints) / 2,
+                              keypoint_scores=(out.keypoint_scores + out_f.keypoint_scores) / 2,
+                              score_logits=(out.score_logits + out_f.score_logits) / 2,
+                              keypoint_logits=(out.keypoint_logits + out_f.keypoint_logits) / 2)
+        return cands, net.snap(avg, merged, cands.valid)
 
     def postprocess(self, raw, boxes: list[Letterbox]) -> list[Poses]:
         """Poses in each image's pixels, pose-NMSed, by score descending."""

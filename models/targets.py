@@ -10,6 +10,7 @@ Conventions (our reconstruction of DEKR's assignment):
   ``|x - cx| <= radius`` and ``|y - cy| <= radius`` (square, feature px; DEKR uses 4 at 512 input).
 - Overlapping windows: the pixel goes to the person with the smaller area; equal areas: the lower index.
 - ``heatmap``: the ``center_gaussian`` baseline target, ``max_p exp(-|pixel - centre_p|^2 / (2 sigma^2))``.
+- ``keypoint_heatmaps``: the same gaussian around every labelled keypoint, one map per keypoint type.
 """
 from __future__ import annotations
 
@@ -82,3 +83,14 @@ def build_targets(persons: list[Persons], map_size: tuple[int, int], input_size:
     gauss = torch.where(valid[..., None, None], torch.exp(-d2 / (2 * sigma ** 2)), torch.zeros_like(d2))
     return DenseTargets(owner=owner, keypoints=keypoints, areas=areas, valid=valid, centres=centres,
                         heatmap=gauss.amax(dim=1))
+
+
+def keypoint_heatmaps(keypoints: torch.Tensor, map_size: tuple[int, int], sigma: float) -> torch.Tensor:
+    """``keypoints [B,P,K,3]`` (x, y, v) feature px (v = 0: not labelled) -> ``[B,K,h,w]`` heatmap targets,
+    ``max_p exp(-|pixel - keypoint_pk|^2 / (2 sigma^2))`` over the people whose keypoint k is labelled (0 if none); P >= 1 (``pad_persons``)."""
+    h, w = map_size
+    x, y, v = (c[..., None, None] for c in keypoints.unbind(-1))
+    xs = torch.arange(w, device=keypoints.device, dtype=torch.float32)
+    ys = torch.arange(h, device=keypoints.device, dtype=torch.float32).view(h, 1)
+    gauss = torch.exp(-((xs - x) ** 2 + (ys - y) ** 2) / (2 * sigma ** 2)) * (v > 0)
+    return gauss.amax(dim=1)

@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from models.augment import AugmentConfig
 from models.checkpoint import save_checkpoint
-from models.config import INFERENCE_FIELDS, POSE_SCORES
+from models.config import INFERENCE_FIELDS, LOSS_FIELDS, POSE_SCORES
 from models.data_paths import DataPathError, resolve_data, synth_splits
 from models.dataset import KeypointDataset, collate_samples
 from models.distributed import (DistInfo, all_gather_objects, average_buffers, barrier, cleanup, init_distributed,
@@ -79,6 +79,8 @@ def model_overrides(args) -> dict:
         over["pose_score"] = args.pose_score
     if args.input_size is not None:
         over["input_size"] = args.input_size
+    if args.keypoint_heatmaps:
+        over["keypoint_heatmaps"] = True
     return over
 
 
@@ -233,6 +235,8 @@ def build_args(argv=None) -> argparse.Namespace:
     g.add_argument("--no-kqe", action="store_true", help="no keypoint query encoding")
     g.add_argument("--no-pqe", action="store_true", help="no pose query encoding")
     g.add_argument("--cir-loss", choices=("qfl", "varifocal", "mse"), default=None, help="score-map loss")
+    g.add_argument("--keypoint-heatmaps", action="store_true",
+                   help="add the keypoint heatmap head (keypoint snapping); --init may start from weights without it")
     g.add_argument("--pose-score", choices=POSE_SCORES, default=None,
                    help="final pose score used by validation and saved in checkpoints (default: pqe)")
     args = p.parse_args(argv)
@@ -274,7 +278,7 @@ def run(args) -> dict:
         scaler = make_scaler(info, args)
         start_epoch, best = 0, {"metric": -math.inf}
         if args.init:
-            load_weights(args.init, net, may_differ=INFERENCE_FIELDS)
+            load_weights(args.init, net, may_differ=INFERENCE_FIELDS + LOSS_FIELDS, may_add=True)
         if args.resume:
             start_epoch, best = resume(args.resume, net, optimizer, scheduler, scaler, info)
         loss_module = LossModule(net)

@@ -7,7 +7,7 @@ import math
 from collections import Counter
 from dataclasses import asdict
 
-from models.config import ModelConfig
+from models.config import ADDED_MODULES, ModelConfig
 from models.distributed import DistInfo
 
 
@@ -44,20 +44,27 @@ def training_state(args, optimizer, scheduler, scaler, epoch: int, best: dict) -
     return state
 
 
-def load_weights(path: str, net, may_differ: tuple[str, ...] = ()) -> dict:
+def load_weights(path: str, net, may_differ: tuple[str, ...] = (), may_add: bool = False) -> dict:
     """Copy the weights of a checkpoint with the same model config into ``net``; returns its ``extra``.
     Fields in ``may_differ`` are not compared (``--init`` passes ``models.config.INFERENCE_FIELDS``: input size,
-    decode and scoring settings; the network is fully convolutional, so none of them changes a parameter)."""
+    decode and scoring settings; the network is fully convolutional, so none of them changes a parameter, and
+    ``LOSS_FIELDS``). ``may_add``: a switch of ``ADDED_MODULES`` on in ``net`` and off in the checkpoint is no
+    difference; that module keeps its fresh initial weights."""
     from models.checkpoint import CheckpointError, read_checkpoint
 
     try:
         payload = read_checkpoint(path, map_location="cpu")
         saved = asdict(ModelConfig.from_dict(payload["config"]))
         wanted = asdict(net.cfg)
-        diff = sorted(k for k, v in saved.items() if wanted.get(k) != v and k not in may_differ)
+        fresh = tuple(prefix for field, prefix in ADDED_MODULES.items()
+                      if may_add and wanted[field] and not saved[field])
+        added = {field for field, prefix in ADDED_MODULES.items() if prefix in fresh}
+        diff = sorted(k for k, v in saved.items() if wanted.get(k) != v and k not in may_differ and k not in added)
         if diff:
             raise CheckpointError(f"{path}: saved with a different model config ({', '.join(diff)})")
-        net.load_state_dict(payload["state_dict"], strict=True)
+        state = {k: v for k, v in net.state_dict().items() if fresh and k.startswith(fresh)}
+        state.update(payload["state_dict"])
+        net.load_state_dict(state, strict=True)
     except (CheckpointError, RuntimeError, ValueError) as exc:
         raise TrainError(str(exc)) from None
     return payload.get("extra") or {}

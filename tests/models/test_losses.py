@@ -64,6 +64,14 @@ def test_ablation_switches_train_and_select_terms(overrides):
         assert history[-1]["score_map"] < history[0]["score_map"]
 
 
+@pytest.mark.slow
+def test_keypoint_heatmaps_add_a_term_that_falls():
+    history = overfit(12, keypoint_heatmaps=True)
+    assert "heatmap" in history[0]
+    assert history[-1]["heatmap"] < 0.75 * history[0]["heatmap"]
+    assert history[-1]["offset"] < history[0]["offset"]
+
+
 def test_quality_losses_vanish_at_their_target_and_weigh_errors():
     target = torch.tensor([0.0, 0.3, 0.9])
     exact = torch.logit(target.clamp(1e-6, 1 - 1e-6))

@@ -83,8 +83,18 @@ def test_predict_on_an_odd_image_equals_the_letterboxed_canvas_mapped_back():
     np.testing.assert_allclose(poses.scores, on_canvas.scores, atol=1e-6)
 
 
-def test_flip_test_mirrors_keypoints_and_swaps_identities():
-    predictor = Predictor(lively_net(), input_size=64, flip_test=True)
+def lively_snapping_net():
+    """``lively_net`` with keypoint heatmaps peaking all over the map and snapping on."""
+    net = lively_net(keypoint_heatmaps=True, snap_radius=2, snap_threshold=0.3)
+    with torch.no_grad():
+        net.heads.heatmaps.out.weight.normal_(0, 1.0)
+        net.heads.heatmaps.out.bias.fill_(0.0)
+    return net
+
+
+@pytest.mark.parametrize("make_net", [lively_net, lively_snapping_net])
+def test_flip_test_mirrors_keypoints_and_swaps_identities(make_net):
+    predictor = Predictor(make_net(), input_size=64, flip_test=True)
     image = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     a = predictor.predict([image])[0]
     b = predictor.predict([np.ascontiguousarray(image[:, ::-1])])[0]
@@ -115,6 +125,19 @@ def test_mirrored_maps_place_each_keypoint_at_its_mirror_image_with_the_other_id
         assert torch.isclose(y + offsets_m[0, 2 * j + 1, y, xm], ky)
     back = mirror_maps(score_m, offsets_m)
     assert torch.equal(back[0], score) and torch.equal(back[1], offsets)
+
+
+def test_snapping_moves_keypoints_onto_heatmap_peaks():
+    net = lively_snapping_net()
+    image = np.random.default_rng(3).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    snapped = Predictor(net, input_size=64).predict([image])[0]
+    net.cfg.snap_radius = 0
+    plain = Predictor(net, input_size=64).predict([image])[0]
+    assert len(plain) == len(snapped) > 0
+    moved = np.abs(snapped.keypoints - plain.keypoints).max(-1) > 1e-4
+    assert 0 < moved.mean() < 1  # most of these random keypoints lie off the 16x16 map and stay
+    # a moved keypoint lies within the window: 2 map pixels (+ rounding and sub-pixel shift) = 4 input px each
+    assert (np.abs(snapped.keypoints - plain.keypoints)[moved] <= 4 * 3.0 + 1e-3).all()
 
 
 def test_flip_test_changes_the_result_and_stages_compose():

@@ -3,7 +3,7 @@ import torch
 
 from models.keypoints import NUM_KEYPOINTS
 from models.persons import Persons
-from models.targets import build_targets
+from models.targets import build_targets, keypoint_heatmaps
 
 K = NUM_KEYPOINTS
 
@@ -64,3 +64,18 @@ def test_batch_padding_and_empty_images():
     assert t.keypoints.shape == (2, 1, K, 3) and t.owner.shape == (2, 32, 32)
     assert (t.owner[1] == -1).all() and (t.owner[0] == 0).sum() == 25
     assert t.heatmap[0, 10, 10] == 1.0 and torch.isclose(t.heatmap[0, 10, 12], torch.exp(torch.tensor(-0.5)))
+
+
+def test_keypoint_heatmaps_are_gaussians_per_keypoint_type_over_labelled_keypoints():
+    kps = torch.zeros(1, 2, K, 3)
+    kps[0, 0, 3] = torch.tensor([10.0, 5.0, 2.0])   # person 0: keypoint 3 at pixel (x=10, y=5)
+    kps[0, 1, 3] = torch.tensor([12.0, 5.0, 1.0])   # person 1: keypoint 3 two pixels right (occluded counts)
+    kps[0, 1, 4] = torch.tensor([2.0, 2.0, 0.0])    # not labelled
+    t = keypoint_heatmaps(kps, (8, 16), sigma=1.0)
+    assert t.shape == (1, K, 8, 16)
+    assert t[0, 3, 5, 10] == 1.0 and t[0, 3, 5, 12] == 1.0
+    assert torch.isclose(t[0, 3, 5, 11], torch.exp(torch.tensor(-0.5)))   # max of both people, not their sum
+    assert torch.isclose(t[0, 3, 6, 10], torch.exp(torch.tensor(-0.5)))
+    others = torch.ones(K, dtype=torch.bool)
+    others[3] = False
+    assert t[0, others].abs().max() == 0

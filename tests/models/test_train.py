@@ -23,9 +23,10 @@ def test_schedule_is_dekr_scaled_to_the_epochs():
 def test_ablation_switches_and_pose_score_become_model_overrides():
     base = ["--synth", "data", "--input-size", "128"]
     assert model_overrides(build_args(base)) == {"input_size": 128}
-    args = build_args(base + ["--no-kqe", "--score-mode", "center_gaussian", "--pose-score", "keypoint_mean"])
+    args = build_args(base + ["--no-kqe", "--score-mode", "center_gaussian", "--pose-score", "keypoint_mean",
+                              "--keypoint-heatmaps"])
     assert model_overrides(args) == {"input_size": 128, "use_kqe": False, "score_mode": "center_gaussian",
-                                     "pose_score": "keypoint_mean"}
+                                     "pose_score": "keypoint_mean", "keypoint_heatmaps": True}
 
 
 def _train(data: Path, out: Path, *extra: str) -> dict:
@@ -72,6 +73,15 @@ def test_checkpoint_loads_weights_only_and_resumes(synth4, tmp_path):
     assert torch.load(tmp_path / "init_kpm" / "last.pt", weights_only=True)["config"]["pose_score"] == "keypoint_mean"
     with pytest.raises(TrainError, match="different model config"):
         _train(synth4, tmp_path / "other", "--epochs", "1", "--no-kqe", "--init", str(tmp_path / "run" / "last.pt"))
+    # ... or adding the keypoint heatmap head, which starts fresh; the reverse is a different network
+    _train(synth4, tmp_path / "heat", "--epochs", "1", "--eval-every", "100", "--keypoint-heatmaps",
+           "--init", str(tmp_path / "run" / "last.pt"))
+    heat = torch.load(tmp_path / "heat" / "last.pt", weights_only=True)
+    base = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert heat["config"]["keypoint_heatmaps"] and "heads.heatmaps.out.weight" in heat["state_dict"]
+    assert set(heat["state_dict"]) - set(base["state_dict"]) == {k for k in heat["state_dict"] if ".heatmaps." in k}
+    with pytest.raises(TrainError, match="different model config"):
+        _train(synth4, tmp_path / "back", "--epochs", "1", "--init", str(tmp_path / "heat" / "last.pt"))
 
 
 def test_time_limit_stops_between_epochs_and_resume_finishes_the_schedule(synth4, tmp_path, capsys):
