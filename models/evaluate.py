@@ -227,10 +227,12 @@ def evaluate_model(net, ann_file: Path, image_dir: Path, input_size: int | None 
 def evaluate_checkpoint(checkpoint: str | Path | None, data: str | Path | None = None, ann: str | None = None,
                         images: str | None = None, split: str | None = None, flip: bool = True,
                         device: str = "cpu", input_size: int | None = None, max_images: int | None = None,
-                        progress: bool = True, pose_score: str | None = None):
+                        progress: bool = True, pose_score: str | None = None, snap_radius: int | None = None,
+                        snap_threshold: float | None = None):
     """Metrics and results of a checkpoint file (None: the bundled one) on a synth folder or --ann/--images."""
     ann_file, image_dir = resolve_data(None if data is None else str(data), ann, images, split)
-    predictor = Predictor(checkpoint, device=device, input_size=input_size, flip_test=flip, pose_score=pose_score)
+    predictor = Predictor(checkpoint, device=device, input_size=input_size, flip_test=flip, pose_score=pose_score,
+                          snap_radius=snap_radius, snap_threshold=snap_threshold)
     return evaluate_predictor(predictor, ann_file, image_dir, max_images, progress=progress)
 
 
@@ -249,6 +251,10 @@ def main(argv=None) -> None:
     p.add_argument("--max-images", type=int, help="evaluate on the first N images only")
     p.add_argument("--pose-score", choices=POSE_SCORES,
                    help="how a pose is scored (default: the checkpoint's; see models.qem.pose_scores)")
+    p.add_argument("--snap-radius", type=int, help="keypoint snapping window half-width in map pixels, 0: off "
+                   "(default: the checkpoint's; needs a model trained with keypoint heatmaps)")
+    p.add_argument("--snap-threshold", type=float, help="heatmap probability a peak needs to move a keypoint "
+                   "(default: the checkpoint's)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
@@ -261,8 +267,9 @@ def main(argv=None) -> None:
         report, results = evaluate_checkpoint(checkpoint, None, str(ann_file), str(image_dir), flip=not args.no_flip,
                                               device=args.device, input_size=args.input_size,
                                               max_images=args.max_images, progress=not args.no_progress,
-                                              pose_score=args.pose_score)
-    except (DataPathError, CheckpointError) as exc:
+                                              pose_score=args.pose_score, snap_radius=args.snap_radius,
+                                              snap_threshold=args.snap_threshold)
+    except (DataPathError, CheckpointError, ValueError) as exc:
         sys.exit(f"error: {exc}")
     except KeyboardInterrupt:
         sys.exit("interrupted; nothing written")

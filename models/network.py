@@ -58,11 +58,15 @@ class PoseNet(nn.Module):
         return kernels.decode(dense.score, dense.offsets, dense.kfeat, dense.ifeat, max_people=self.cfg.max_people,
                               threshold=self.cfg.threshold, nms_kernel=self.cfg.nms_kernel, backend=backend)
 
-    def snap(self, dense: DenseOutput, out: SparseOutput, valid: torch.Tensor) -> SparseOutput:
-        """``out`` with its keypoints snapped to the heatmaps (unchanged when snapping is off)."""
-        if not self.cfg.snap_radius or dense.heatmaps is None:
+    def snap(self, dense: DenseOutput, out: SparseOutput, valid: torch.Tensor, radius: int | None = None,
+             threshold: float | None = None) -> SparseOutput:
+        """``out`` with its keypoints snapped to the heatmaps (unchanged when snapping is off); ``radius`` and
+        ``threshold`` default to ``cfg.snap_radius`` and ``cfg.snap_threshold``."""
+        radius = self.cfg.snap_radius if radius is None else radius
+        if not radius or dense.heatmaps is None:
             return out
-        snapped, _ = snap_keypoints(out.keypoints, dense.heatmaps, self.cfg.snap_radius, self.cfg.snap_threshold)
+        threshold = self.cfg.snap_threshold if threshold is None else threshold
+        snapped, _ = snap_keypoints(out.keypoints, dense.heatmaps, radius, threshold)
         return replace(out, keypoints=torch.where(valid[..., None, None], snapped, 0.0))
 
     def infer(self, x: torch.Tensor, decode_backend: str = "auto") -> tuple[Candidates, SparseOutput]:

@@ -131,8 +131,7 @@ def test_snapping_moves_keypoints_onto_heatmap_peaks():
     net = lively_snapping_net()
     image = np.random.default_rng(3).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     snapped = Predictor(net, input_size=64).predict([image])[0]
-    net.cfg.snap_radius = 0
-    plain = Predictor(net, input_size=64).predict([image])[0]
+    plain = Predictor(net, input_size=64, snap_radius=0).predict([image])[0]
     assert len(plain) == len(snapped) > 0
     moved = np.abs(snapped.keypoints - plain.keypoints).max(-1) > 1e-4
     assert 0 < moved.mean() < 1  # most of these random keypoints lie off the 16x16 map and stay
@@ -153,6 +152,10 @@ def test_flip_test_changes_the_result_and_stages_compose():
 
 
 def test_bad_inputs_fail_clearly():
+    with pytest.raises(ValueError, match="keypoint heatmaps"):
+        Predictor(lively_net(), snap_radius=2)
+    with pytest.raises(ValueError, match="snap_threshold"):
+        Predictor(lively_snapping_net(), snap_threshold=1.5)
     predictor = Predictor(build_model("tiny"), input_size=64)
     with pytest.raises(ValueError, match="image 0: expected an RGB uint8 HxWx3"):
         predictor.predict([np.zeros((10, 10), np.uint8)])
