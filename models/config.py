@@ -25,7 +25,7 @@ POSE_NMS = ("distance", "oks", "none")
 POSE_SCORES = ("pqe", "keypoint_mean")
 # Fields that change no parameter of the network: weights move between configs that differ only in these.
 INFERENCE_FIELDS = ("input_size", "max_people", "threshold", "nms_kernel", "pose_nms", "nms_dist", "nms_count",
-                    "nms_oks", "pose_score", "snap_radius", "snap_threshold")
+                    "nms_oks", "pose_score", "snap_radius", "snap_threshold", "snap_weight")
 # Switches that only add a module: ``--init`` from a checkpoint without it starts that module's parameters fresh.
 ADDED_MODULES = {"keypoint_heatmaps": "heads.heatmaps."}
 # Fields that change only the loss: a checkpoint starts (``--init``) a run that differs in them.
@@ -84,7 +84,8 @@ class ModelConfig:
     nms_oks: float = 0.8             # oks method: OKS above this makes two poses duplicates
     pose_score: str = "pqe"          # a pose's final score (``models.qem.pose_scores``): "pqe" | "keypoint_mean"
     snap_radius: int = 0             # keypoint snapping window half-width (needs keypoint_heatmaps; 0: off)
-    snap_threshold: float = 0.3      # ... a heatmap peak above this probability moves the keypoint onto it
+    snap_threshold: float = 0.3      # ... a heatmap peak above this probability moves the keypoint towards it
+    snap_weight: float = 1.0         # ... by this fraction of the way (1: onto the peak)
 
     def __post_init__(self) -> None:
         checks = {
@@ -105,6 +106,8 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.snap_radius={self.snap_radius} needs keypoint_heatmaps=True and >= 0")
         if not 0.0 < self.snap_threshold < 1.0:
             raise ValueError(f"ModelConfig.snap_threshold must lie in (0, 1), got {self.snap_threshold}")
+        if not 0.0 <= self.snap_weight <= 1.0:
+            raise ValueError(f"ModelConfig.snap_weight must lie in [0, 1], got {self.snap_weight}")
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":

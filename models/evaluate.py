@@ -228,11 +228,11 @@ def evaluate_checkpoint(checkpoint: str | Path | None, data: str | Path | None =
                         images: str | None = None, split: str | None = None, flip: bool = True,
                         device: str = "cpu", input_size: int | None = None, max_images: int | None = None,
                         progress: bool = True, pose_score: str | None = None, snap_radius: int | None = None,
-                        snap_threshold: float | None = None):
+                        snap_threshold: float | None = None, snap_weight: float | None = None):
     """Metrics and results of a checkpoint file (None: the bundled one) on a synth folder or --ann/--images."""
     ann_file, image_dir = resolve_data(None if data is None else str(data), ann, images, split)
     predictor = Predictor(checkpoint, device=device, input_size=input_size, flip_test=flip, pose_score=pose_score,
-                          snap_radius=snap_radius, snap_threshold=snap_threshold)
+                          snap_radius=snap_radius, snap_threshold=snap_threshold, snap_weight=snap_weight)
     return evaluate_predictor(predictor, ann_file, image_dir, max_images, progress=progress)
 
 
@@ -255,6 +255,8 @@ def main(argv=None) -> None:
                    "(default: the checkpoint's; needs a model trained with keypoint heatmaps)")
     p.add_argument("--snap-threshold", type=float, help="heatmap probability a peak needs to move a keypoint "
                    "(default: the checkpoint's)")
+    p.add_argument("--snap-weight", type=float, help="fraction of the way to the peak a keypoint moves, 1: onto it "
+                   "(default: the checkpoint's)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
@@ -268,7 +270,7 @@ def main(argv=None) -> None:
                                               device=args.device, input_size=args.input_size,
                                               max_images=args.max_images, progress=not args.no_progress,
                                               pose_score=args.pose_score, snap_radius=args.snap_radius,
-                                              snap_threshold=args.snap_threshold)
+                                              snap_threshold=args.snap_threshold, snap_weight=args.snap_weight)
     except (DataPathError, CheckpointError, ValueError) as exc:
         sys.exit(f"error: {exc}")
     except KeyboardInterrupt:

@@ -59,14 +59,15 @@ class PoseNet(nn.Module):
                               threshold=self.cfg.threshold, nms_kernel=self.cfg.nms_kernel, backend=backend)
 
     def snap(self, dense: DenseOutput, out: SparseOutput, valid: torch.Tensor, radius: int | None = None,
-             threshold: float | None = None) -> SparseOutput:
-        """``out`` with its keypoints snapped to the heatmaps (unchanged when snapping is off); ``radius`` and
-        ``threshold`` default to ``cfg.snap_radius`` and ``cfg.snap_threshold``."""
+             threshold: float | None = None, weight: float | None = None) -> SparseOutput:
+        """``out`` with its keypoints snapped to the heatmaps (unchanged when snapping is off); ``radius``,
+        ``threshold`` and ``weight`` default to the config's ``snap_*`` fields."""
         radius = self.cfg.snap_radius if radius is None else radius
         if not radius or dense.heatmaps is None:
             return out
         threshold = self.cfg.snap_threshold if threshold is None else threshold
-        snapped, _ = snap_keypoints(out.keypoints, dense.heatmaps, radius, threshold)
+        weight = self.cfg.snap_weight if weight is None else weight
+        snapped, _ = snap_keypoints(out.keypoints, dense.heatmaps, radius, threshold, weight)
         return replace(out, keypoints=torch.where(valid[..., None, None], snapped, 0.0))
 
     def infer(self, x: torch.Tensor, decode_backend: str = "auto") -> tuple[Candidates, SparseOutput]:

@@ -4,7 +4,7 @@
 
 - ``preprocess``: letterbox each image to ``input_size`` (``models.preprocess``), stack, normalise on the device.
 - ``forward``: dense stage -> ``kernels.decode`` -> sparse stage -> keypoint snapping (``models.snap``; the
-  checkpoint's ``snap_radius`` / ``snap_threshold`` unless overridden, radius 0: off); returns ``(Candidates, SparseOutput)`` in
+  checkpoint's ``snap_*`` settings unless overridden, radius 0: off); returns ``(Candidates, SparseOutput)`` in
   feature-map pixels. With ``flip_test`` the mirrored batch also runs the dense stage; its score and offset maps
   are mirrored back (x -> w-1-x, keypoint k <- FLIP_INDEX[k], dx negated) and averaged with the original's before
   the decode; the sparse stage then runs on both views (the mirrored view's candidates are the same poses,
@@ -64,7 +64,7 @@ class Predictor:
     def __init__(self, model_or_checkpoint_path: PoseNet | str | Path | None = None, device: str = "cpu",
                  input_size: int | None = None, flip_test: bool = False, half: bool = False,
                  decode_backend: str = "auto", pose_score: str | None = None, snap_radius: int | None = None,
-                 snap_threshold: float | None = None):
+                 snap_threshold: float | None = None, snap_weight: float | None = None):
         self.device = torch.device(device)
         if half and self.device.type != "cuda":
             raise ValueError("half=True needs a CUDA device; use half=False on the CPU")
@@ -93,6 +93,9 @@ class Predictor:
                              f"(train with --keypoint-heatmaps) and >= 0")
         if not 0.0 < self.snap_threshold < 1.0:
             raise ValueError(f"snap_threshold must lie in (0, 1), got {self.snap_threshold}")
+        self.snap_weight = float(self.cfg.snap_weight if snap_weight is None else snap_weight)
+        if not 0.0 <= self.snap_weight <= 1.0:
+            raise ValueError(f"snap_weight must lie in [0, 1], got {self.snap_weight}")
 
     def preprocess(self, images: list[np.ndarray]) -> tuple[torch.Tensor, list[Letterbox]]:
         """Letterboxed, normalised batch ``[B,3,S,S]`` on the device, and each image's ``Letterbox``."""
@@ -110,6 +113,11 @@ class Predictor:
         batch = torch.from_numpy(np.stack(canvases)).to(self.device, non_blocking=True)
         return normalize(batch).to(self.dtype), boxes
 
+    @property
+    def snapping(self) -> tuple[int, float, float]:
+        """Keypoint snapping's (radius, threshold, weight) as this predictor runs it."""
+        return self.snap_radius, self.snap_threshold, self.snap_weight
+
     @torch.inference_mode()
     def forward(self, batch: torch.Tensor):
         """``(Candidates, SparseOutput)`` for a preprocessed batch, in feature-map pixels."""
@@ -117,7 +125,7 @@ class Predictor:
         if not self.flip_test:
             dense = net.dense(batch)
             cands = net.decode(dense, self.decode_backend)
-            return cands, net.snap(dense, net.sparse(dense, cands), cands.valid, self.snap_radius, self.snap_threshold)
+            return cands, net.snap(dense, net.sparse(dense, cands), cands.valid, *self.snapping)
         both = net.dense(torch.cat([batch, batch.flip(3)]))  # one pass over both views
         b = batch.shape[0]
         maps = (both.score, both.offsets, both.kfeat, both.ifeat, both.heatmaps)
@@ -140,7 +148,7 @@ class Predictor:
                               keypoint_scores=(out.keypoint_scores + out_f.keypoint_scores) / 2,
                               score_logits=(out.score_logits + out_f.score_logits) / 2,
                               keypoint_logits=(out.keypoint_logits + out_f.keypoint_logits) / 2)
-        return cands, net.snap(avg, merged, cands.valid, self.snap_radius, self.snap_threshold)
+        return cands, net.snap(avg, merged, cands.valid, *self.snapping)
 
     def postprocess(self, raw, boxes: list[Letterbox]) -> list[Poses]:
         """Poses in each image's pixels, pose-NMSed, by score descending."""

@@ -13,6 +13,8 @@ Regression from the person's centre places most keypoints within a pixel or two;
   slope is not a peak), the keypoint moves to the peak, refined per axis to the vertex of the parabola through the log-probabilities of
   the peak and its two neighbours (exact for a gaussian), at most 0.5 px; an axis whose neighbour lies outside the
   map, or whose three values are not concave, gets no refinement. Otherwise the keypoint stays where it was.
+- ``weight`` < 1 moves a keypoint only that fraction of the way to its peak: the regressed and the heatmap
+  positions are two estimates with errors of their own, and their blend can beat either.
 """
 from __future__ import annotations
 
@@ -26,8 +28,8 @@ def _vertex(left: torch.Tensor, centre: torch.Tensor, right: torch.Tensor, insid
     return torch.where(inside & (curvature < 0), shift.clamp(-0.5, 0.5), 0.0)
 
 
-def snap_keypoints(keypoints: torch.Tensor, heatmaps: torch.Tensor, radius: int,
-                   threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+def snap_keypoints(keypoints: torch.Tensor, heatmaps: torch.Tensor, radius: int, threshold: float,
+                   weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Snapped keypoints ``[B,N,K,2]`` (fp32) and which of them moved ``[B,N,K]`` (bool); see the module doc."""
     b, n, k, _ = keypoints.shape
     if heatmaps.shape[:2] != (b, k):
@@ -61,4 +63,4 @@ def snap_keypoints(keypoints: torch.Tensor, heatmaps: torch.Tensor, radius: int,
     on_map = (rx >= 0) & (rx < w) & (ry >= 0) & (ry < h)
     moved = on_map & is_max & (best > torch.log(torch.tensor(threshold, device=kp.device)))
     snapped = torch.stack([px.float() + sx, py.float() + sy], dim=-1)
-    return torch.where(moved.unsqueeze(-1), snapped, kp), moved
+    return torch.where(moved.unsqueeze(-1), kp + weight * (snapped - kp), kp), moved

@@ -27,6 +27,8 @@ def test_a_gaussian_peak_is_found_to_sub_pixel_precision():
     snapped, moved = snap_keypoints(one(6.4, 8.4), heat, radius=2, threshold=0.3)
     assert moved.item()
     assert torch.allclose(snapped[0, 0, 0], torch.tensor([5.3, 7.6]), atol=1e-3)
+    halfway, _ = snap_keypoints(one(6.4, 8.4), heat, radius=2, threshold=0.3, weight=0.5)
+    assert torch.allclose(halfway[0, 0, 0], torch.tensor([5.85, 8.0]), atol=1e-3)
 
 
 def test_weak_peaks_far_peaks_and_slopes_leave_the_keypoint_alone():
