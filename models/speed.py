@@ -1,6 +1,6 @@
 """Size and CPU speed of the network configurations: parameters, FLOPs and forward time.
 
-    python -m models.speed [--configs tiny realtime] [--threads 2] [--repeats 20] [--size N]
+    python -m models.speed [--configs tiny realtime] [--threads 2] [--repeats 20] [--size N] [--keypoint-heatmaps]
 
 FLOPs come from ``torch.utils.flop_counter`` (a multiply-add counts 2) for the dense stage at the config's
 input size. Times are the median over ``--repeats`` runs after warm-up, batch 1, ``torch.inference_mode``:
@@ -42,8 +42,8 @@ def median_ms(fn, repeats: int, warmup: int = 3) -> float:
     return 1000 * statistics.median(times)
 
 
-def measure(name: str, size: int | None, repeats: int) -> dict:
-    net = build_model(name).eval()
+def measure(name: str, size: int | None, repeats: int, **overrides) -> dict:
+    net = build_model(name, **overrides).eval()
     size = size or net.cfg.input_size
     x = torch.randn(1, 3, size, size)
     with torch.inference_mode():
@@ -61,13 +61,16 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--size", type=int, default=None, help="input size (default: each config's own)")
+    parser.add_argument("--keypoint-heatmaps", action="store_true",
+                        help="with the keypoint heatmap head, and snapping (radius 2) in infer")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     print(f"machine: {cpu_name()}, torch {torch.__version__}, {args.threads} threads, batch 1, median of "
           f"{args.repeats}")
     print(f"{'config':<10} {'input':>5} {'params(M)':>10} {'GFLOPs':>8} {'dense ms':>9} {'infer ms':>9}")
     for name in args.configs:
-        r = measure(name, args.size, args.repeats)
+        overrides = {"keypoint_heatmaps": True, "snap_radius": 2} if args.keypoint_heatmaps else {}
+        r = measure(name, args.size, args.repeats, **overrides)
         print(f"{r['config']:<10} {r['input']:>5} {r['params_M']:>10.2f} {r['gflops']:>8.2f} {r['dense_ms']:>9.1f} "
               f"{r['infer_ms']:>9.1f}")
 
