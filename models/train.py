@@ -126,11 +126,32 @@ def _seed_worker(worker_id: int) -> None:
 
 
 class LossModule(torch.nn.Module):
-    """The network plus its training losses in one forward, so that DDP sees every parameter the loss uses."""
+    """The network plus its training losses in one forward, so that DDP sees every parameter the loss uses.
+    ``train_only``: parameter-name prefixes; every other parameter is frozen (no gradient) and every module outside
+    them stays in eval mode, so frozen BatchNorm layers keep normalising with, and keeping, their running statistics."""
 
-    def __init__(self, net: torch.nn.Module):
+    def __init__(self, net: torch.nn.Module, train_only: tuple[str, ...] = ()):
         super().__init__()
         self.net = net
+        self.train_only = tuple(train_only)
+        if self.train_only:
+            names = [name for name, _ in net.named_parameters()]
+            unmatched = [p for p in self.train_only if not any(n.startswith(p) for n in names)]
+            if unmatched:
+                raise TrainError(f"--train-only {unmatched[0]}: no parameter of the network starts with it")
+            for name, param in net.named_parameters():
+                param.requires_grad_(name.startswith(self.train_only))
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.train_only and mode:
+            for name, module in self.net.named_modules():
+                if not (name + ".").startswith(self.train_only):
+                    module.eval()
+            for name, module in self.net.named_modules():
+                if (name + ".").startswith(self.train_only):
+                    module.train()
+        return self
 
     def forward(self, images, persons):
         return training_losses(self.net, images, persons)
@@ -224,6 +245,9 @@ def build_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", help="continue from a last.pt (model, optimizer, scheduler, epoch)")
     p.add_argument("--init", help="start from this checkpoint's weights (same config), with a fresh optimizer")
+    p.add_argument("--train-only", nargs="+", metavar="PREFIX",
+                   help="train only the parameters whose names start with these prefixes (e.g. heads.heatmaps. "
+                        "with --keypoint-heatmaps --init: a heatmap head on frozen weights); the rest stays frozen")
     p.add_argument("--pretrained", help="HRNet ImageNet backbone weights (a local file), loaded by parameter name")
     p.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
@@ -272,7 +296,9 @@ def run(args) -> dict:
             raise TrainError(str(exc)) from None
         args.input_size = int(net.cfg.input_size)
         net.to(info.device)
-        optimizer = torch.optim.Adam(net.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+        loss_module = LossModule(net, tuple(args.train_only or ()))
+        optimizer = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=args.lr,
+                                     weight_decay=args.weight_decay)
         drops = (list(args.lr_drops) if args.lr_drops is not None else lr_milestones(args.epochs))
         scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=drops, gamma=0.1)
         scaler = make_scaler(info, args)
@@ -281,7 +307,6 @@ def run(args) -> dict:
             load_weights(args.init, net, may_differ=INFERENCE_FIELDS + LOSS_FIELDS, may_add=True)
         if args.resume:
             start_epoch, best = resume(args.resume, net, optimizer, scheduler, scaler, info)
-        loss_module = LossModule(net)
         if info.distributed:
             loss_module = torch.nn.parallel.DistributedDataParallel(
                 loss_module, device_ids=[info.local_rank] if info.device.type == "cuda" else None,

@@ -82,6 +82,15 @@ def test_checkpoint_loads_weights_only_and_resumes(synth4, tmp_path):
     assert set(heat["state_dict"]) - set(base["state_dict"]) == {k for k in heat["state_dict"] if ".heatmaps." in k}
     with pytest.raises(TrainError, match="different model config"):
         _train(synth4, tmp_path / "back", "--epochs", "1", "--init", str(tmp_path / "heat" / "last.pt"))
+    # ... and --train-only trains that head alone: every other weight and BatchNorm statistic stays as it was
+    _train(synth4, tmp_path / "head", "--epochs", "1", "--eval-every", "1", "--keypoint-heatmaps", "--lr", "1e-2",
+           "--train-only", "heads.heatmaps.", "--init", str(tmp_path / "run" / "last.pt"))
+    head = torch.load(tmp_path / "head" / "last.pt", weights_only=True)["state_dict"]
+    fresh = {k for k in head if ".heatmaps." in k}
+    assert all(torch.equal(head[k], base["state_dict"][k]) for k in head if k not in fresh)
+    assert not torch.equal(head["heads.heatmaps.out.weight"], heat["state_dict"]["heads.heatmaps.out.weight"])
+    with pytest.raises(TrainError, match="no parameter"):
+        _train(synth4, tmp_path / "none", "--epochs", "1", "--train-only", "heads.nothing")
 
 
 def test_time_limit_stops_between_epochs_and_resume_finishes_the_schedule(synth4, tmp_path, capsys):
