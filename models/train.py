@@ -81,6 +81,8 @@ def model_overrides(args) -> dict:
         over["input_size"] = args.input_size
     if args.keypoint_heatmaps:
         over["keypoint_heatmaps"] = True
+    if args.heatmap_weight is not None:
+        over["w_heatmap"] = args.heatmap_weight
     return over
 
 
@@ -261,6 +263,8 @@ def build_args(argv=None) -> argparse.Namespace:
     g.add_argument("--cir-loss", choices=("qfl", "varifocal", "mse"), default=None, help="score-map loss")
     g.add_argument("--keypoint-heatmaps", action="store_true",
                    help="add the keypoint heatmap head (keypoint snapping); --init may start from weights without it")
+    g.add_argument("--heatmap-weight", type=float, default=None,
+                   help="weight of the keypoint heatmap loss (default 1; with --keypoint-heatmaps)")
     g.add_argument("--pose-score", choices=POSE_SCORES, default=None,
                    help="final pose score used by validation and saved in checkpoints (default: pqe)")
     args = p.parse_args(argv)
