@@ -1,4 +1,4 @@
-"""Keypoint snapping: each regressed keypoint moves onto the strongest peak of its own heatmap close to it.
+"""Keypoint snapping: each regressed keypoint moves towards the strongest peak of its own heatmap close to it.
 
 Regression from the person's centre places most keypoints within a pixel or two; the heatmaps
 (``cfg.keypoint_heatmaps``) see each joint locally and fix the ones it placed a few pixels off. Conventions:
@@ -10,9 +10,10 @@ Regression from the person's centre places most keypoints within a pixel or two;
   (a person cut by the border) stays where it was.
 - The peak is the window's highest logit (ties: the first in row-major order). If ``sigmoid(peak) > threshold``
   and the peak is a local maximum of the map (no lower than its 4 neighbours inside the map; a window's edge on a
-  slope is not a peak), the keypoint moves to the peak, refined per axis to the vertex of the parabola through the log-probabilities of
-  the peak and its two neighbours (exact for a gaussian), at most 0.5 px; an axis whose neighbour lies outside the
-  map, or whose three values are not concave, gets no refinement. Otherwise the keypoint stays where it was.
+  slope is not a peak), the keypoint moves to the peak, refined per axis to the vertex of the parabola through the
+  log-probabilities of the peak and its two neighbours (exact for a gaussian), at most 0.5 px; an axis whose
+  neighbour lies outside the map, or whose three values are not concave, gets no refinement. Otherwise the
+  keypoint stays where it was.
 - ``weight`` < 1 moves a keypoint only that fraction of the way to its peak: the regressed and the heatmap
   positions are two estimates with errors of their own, and their blend can beat either.
 """
