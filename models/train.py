@@ -368,12 +368,12 @@ def run(args) -> dict:
         checksum = state_checksum(net)
         if args.checksum_file:
             Path(args.checksum_file.replace("{rank}", str(info.rank))).write_text(checksum + "\n")
-        sums = all_gather_objects(info, checksum)
+        agree = len(set(all_gather_objects(info, checksum))) == 1
         if info.is_main and info.distributed:
-            agree = len(set(sums)) == 1
             print(f"weights on {info.world_size} ranks {'agree' if agree else 'DIFFER'}: {checksum[:16]}", flush=True)
-            if not agree:
-                raise TrainError("ranks ended with different weights; DDP synchronisation failed")
+        if not agree:
+            raise TrainError("ranks ended with different weights; DDP synchronisation failed")
+        barrier(info)  # tear down together: a gloo rank can abort when its peer closes the connections first
         return summary
     finally:
         torch.set_num_threads(threads_before)
