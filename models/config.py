@@ -36,7 +36,8 @@ LOSS_FIELDS = ("w_score_map", "w_offset", "w_offset_oks", "w_refine", "w_refine_
 @dataclass
 class ModelConfig:
     """Sizes, switches and decode settings of one ``PoseNet``. Units: ``positive_radius``, ``center_sigma``,
-    ``heatmap_sigma``, ``snap_radius`` and ``pos_scale`` are feature-map pixels; ``input_size`` is network-input pixels (square)."""
+    ``heatmap_sigma``, ``snap_radius`` and ``pos_scale`` are feature-map pixels; ``input_size`` is network-input
+    pixels (square)."""
 
     name: str = "tiny"
     backbone: str = "tiny"
@@ -103,11 +104,12 @@ class ModelConfig:
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"ModelConfig.threshold must lie in (0, 1), got {self.threshold}")
         if self.snap_radius < 0 or (self.snap_radius and not self.keypoint_heatmaps):
-            raise ValueError(f"ModelConfig.snap_radius={self.snap_radius} needs keypoint_heatmaps=True and >= 0")
+            raise ValueError(f"snap_radius={self.snap_radius} must be >= 0 and needs a model with keypoint heatmaps "
+                             f"(keypoint_heatmaps=True: train with --keypoint-heatmaps)")
         if not 0.0 < self.snap_threshold < 1.0:
-            raise ValueError(f"ModelConfig.snap_threshold must lie in (0, 1), got {self.snap_threshold}")
+            raise ValueError(f"snap_threshold must lie in (0, 1), got {self.snap_threshold}")
         if not 0.0 <= self.snap_weight <= 1.0:
-            raise ValueError(f"ModelConfig.snap_weight must lie in [0, 1], got {self.snap_weight}")
+            raise ValueError(f"snap_weight must lie in [0, 1], got {self.snap_weight}")
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":

@@ -58,22 +58,26 @@ class PoseNet(nn.Module):
         return kernels.decode(dense.score, dense.offsets, dense.kfeat, dense.ifeat, max_people=self.cfg.max_people,
                               threshold=self.cfg.threshold, nms_kernel=self.cfg.nms_kernel, backend=backend)
 
-    def snap(self, dense: DenseOutput, out: SparseOutput, valid: torch.Tensor, radius: int | None = None,
-             threshold: float | None = None, weight: float | None = None) -> SparseOutput:
-        """``out`` with its keypoints snapped to the heatmaps (unchanged when snapping is off); ``radius``,
-        ``threshold`` and ``weight`` default to the config's ``snap_*`` fields."""
-        radius = self.cfg.snap_radius if radius is None else radius
+    @property
+    def snapping(self) -> tuple[int, float, float]:
+        """The config's keypoint snapping settings: (radius, threshold, weight)."""
+        return self.cfg.snap_radius, self.cfg.snap_threshold, self.cfg.snap_weight
+
+    def snap(self, dense: DenseOutput, out: SparseOutput, valid: torch.Tensor,
+             snapping: tuple[int, float, float] | None = None) -> SparseOutput:
+        """``out`` with its keypoints snapped to the heatmaps (unchanged when the radius is 0); ``snapping`` =
+        (radius, threshold, weight), default ``self.snapping``."""
+        radius, threshold, weight = self.snapping if snapping is None else snapping
         if not radius or dense.heatmaps is None:
             return out
-        threshold = self.cfg.snap_threshold if threshold is None else threshold
-        weight = self.cfg.snap_weight if weight is None else weight
         snapped, _ = snap_keypoints(out.keypoints, dense.heatmaps, radius, threshold, weight)
         return replace(out, keypoints=torch.where(valid[..., None, None], snapped, 0.0))
 
-    def infer(self, x: torch.Tensor, decode_backend: str = "auto") -> tuple[Candidates, SparseOutput]:
+    def infer(self, x: torch.Tensor, decode_backend: str = "auto",
+              snapping: tuple[int, float, float] | None = None) -> tuple[Candidates, SparseOutput]:
         dense = self.dense(x)
         cands = self.decode(dense, decode_backend)
-        return cands, self.snap(dense, self.sparse(dense, cands), cands.valid)
+        return cands, self.snap(dense, self.sparse(dense, cands), cands.valid, snapping)
 
     def forward(self, x: torch.Tensor) -> tuple[Candidates, SparseOutput]:
         return self.infer(x)

@@ -17,6 +17,7 @@
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -32,10 +33,9 @@ from models.preprocess import Letterbox, letterbox, normalize
 from models.qem import SparseOutput, candidates_at, pose_scores
 
 
-def mirror_heatmaps(heatmaps: torch.Tensor | None) -> torch.Tensor | None:
-    """Keypoint heatmaps of a horizontally mirrored image in the other view (x -> w-1-x, keypoint k <- FLIP_INDEX[k])."""
-    if heatmaps is None:
-        return None
+def mirror_heatmaps(heatmaps: torch.Tensor) -> torch.Tensor:
+    """Keypoint heatmaps of a horizontally mirrored image in the other view (x -> w-1-x, keypoint k <-
+    FLIP_INDEX[k])."""
     return heatmaps.flip(3)[:, torch.as_tensor(FLIP_INDEX, device=heatmaps.device)]
 
 
@@ -86,16 +86,10 @@ class Predictor:
         self.pose_score = pose_score or self.cfg.pose_score
         if self.pose_score not in POSE_SCORES:
             raise ValueError(f"unknown pose_score {self.pose_score!r}; choose one of {', '.join(POSE_SCORES)}")
-        self.snap_radius = int(self.cfg.snap_radius if snap_radius is None else snap_radius)
-        self.snap_threshold = float(self.cfg.snap_threshold if snap_threshold is None else snap_threshold)
-        if self.snap_radius < 0 or (self.snap_radius and not self.cfg.keypoint_heatmaps):
-            raise ValueError(f"snap_radius={self.snap_radius} needs a model with keypoint heatmaps "
-                             f"(train with --keypoint-heatmaps) and >= 0")
-        if not 0.0 < self.snap_threshold < 1.0:
-            raise ValueError(f"snap_threshold must lie in (0, 1), got {self.snap_threshold}")
-        self.snap_weight = float(self.cfg.snap_weight if snap_weight is None else snap_weight)
-        if not 0.0 <= self.snap_weight <= 1.0:
-            raise ValueError(f"snap_weight must lie in [0, 1], got {self.snap_weight}")
+        overrides = {k: v for k, v in (("snap_radius", snap_radius), ("snap_threshold", snap_threshold),
+                                        ("snap_weight", snap_weight)) if v is not None}
+        snap_cfg = replace(self.cfg, **overrides)  # ModelConfig checks the values
+        self.snapping = (snap_cfg.snap_radius, snap_cfg.snap_threshold, snap_cfg.snap_weight)
 
     def preprocess(self, images: list[np.ndarray]) -> tuple[torch.Tensor, list[Letterbox]]:
         """Letterboxed, normalised batch ``[B,3,S,S]`` on the device, and each image's ``Letterbox``."""
@@ -113,19 +107,12 @@ class Predictor:
         batch = torch.from_numpy(np.stack(canvases)).to(self.device, non_blocking=True)
         return normalize(batch).to(self.dtype), boxes
 
-    @property
-    def snapping(self) -> tuple[int, float, float]:
-        """Keypoint snapping's (radius, threshold, weight) as this predictor runs it."""
-        return self.snap_radius, self.snap_threshold, self.snap_weight
-
     @torch.inference_mode()
     def forward(self, batch: torch.Tensor):
         """``(Candidates, SparseOutput)`` for a preprocessed batch, in feature-map pixels."""
         net = self.net
         if not self.flip_test:
-            dense = net.dense(batch)
-            cands = net.decode(dense, self.decode_backend)
-            return cands, net.snap(dense, net.sparse(dense, cands), cands.valid, *self.snapping)
+            return net.infer(batch, self.decode_backend, self.snapping)
         both = net.dense(torch.cat([batch, batch.flip(3)]))  # one pass over both views
         b = batch.shape[0]
         maps = (both.score, both.offsets, both.kfeat, both.ifeat, both.heatmaps)
@@ -148,7 +135,7 @@ class Predictor:
                               keypoint_scores=(out.keypoint_scores + out_f.keypoint_scores) / 2,
                               score_logits=(out.score_logits + out_f.score_logits) / 2,
                               keypoint_logits=(out.keypoint_logits + out_f.keypoint_logits) / 2)
-        return cands, net.snap(avg, merged, cands.valid, *self.snapping)
+        return cands, net.snap(avg, merged, cands.valid, self.snapping)
 
     def postprocess(self, raw, boxes: list[Letterbox]) -> list[Poses]:
         """Poses in each image's pixels, pose-NMSed, by score descending."""

@@ -68,8 +68,8 @@ def main(argv=None) -> None:
     print(f"machine: {cpu_name()}, torch {torch.__version__}, {args.threads} threads, batch 1, median of "
           f"{args.repeats}")
     print(f"{'config':<10} {'input':>5} {'params(M)':>10} {'GFLOPs':>8} {'dense ms':>9} {'infer ms':>9}")
+    overrides = {"keypoint_heatmaps": True, "snap_radius": 2} if args.keypoint_heatmaps else {}
     for name in args.configs:
-        overrides = {"keypoint_heatmaps": True, "snap_radius": 2} if args.keypoint_heatmaps else {}
         r = measure(name, args.size, args.repeats, **overrides)
         print(f"{r['config']:<10} {r['input']:>5} {r['params_M']:>10.2f} {r['gflops']:>8.2f} {r['dense_ms']:>9.1f} "
               f"{r['infer_ms']:>9.1f}")

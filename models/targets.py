@@ -87,7 +87,8 @@ def build_targets(persons: list[Persons], map_size: tuple[int, int], input_size:
 
 def keypoint_heatmaps(keypoints: torch.Tensor, map_size: tuple[int, int], sigma: float) -> torch.Tensor:
     """``keypoints [B,P,K,3]`` (x, y, v) feature px (v = 0: not labelled) -> ``[B,K,h,w]`` heatmap targets,
-    ``max_p exp(-|pixel - keypoint_pk|^2 / (2 sigma^2))`` over the people whose keypoint k is labelled (0 if none); P >= 1 (``pad_persons``)."""
+    ``max_p exp(-|pixel - keypoint_pk|^2 / (2 sigma^2))`` over the people whose keypoint k is labelled (0 if none);
+    P >= 1 (``pad_persons``)."""
     h, w = map_size
     x, y, v = (c[..., None, None] for c in keypoints.unbind(-1))
     xs = torch.arange(w, device=keypoints.device, dtype=torch.float32)

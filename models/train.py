@@ -148,11 +148,7 @@ class LossModule(torch.nn.Module):
         super().train(mode)
         if self.train_only and mode:
             for name, module in self.net.named_modules():
-                if not (name + ".").startswith(self.train_only):
-                    module.eval()
-            for name, module in self.net.named_modules():
-                if (name + ".").startswith(self.train_only):
-                    module.train()
+                module.training = (name + ".").startswith(self.train_only)
         return self
 
     def forward(self, images, persons):

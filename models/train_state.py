@@ -56,9 +56,8 @@ def load_weights(path: str, net, may_differ: tuple[str, ...] = (), may_add: bool
         payload = read_checkpoint(path, map_location="cpu")
         saved = asdict(ModelConfig.from_dict(payload["config"]))
         wanted = asdict(net.cfg)
-        fresh = tuple(prefix for field, prefix in ADDED_MODULES.items()
-                      if may_add and wanted[field] and not saved[field])
-        added = {field for field, prefix in ADDED_MODULES.items() if prefix in fresh}
+        added = {field for field in ADDED_MODULES if may_add and wanted[field] and not saved[field]}
+        fresh = tuple(ADDED_MODULES[field] for field in added)
         diff = sorted(k for k, v in saved.items() if wanted.get(k) != v and k not in may_differ and k not in added)
         if diff:
             raise CheckpointError(f"{path}: saved with a different model config ({', '.join(diff)})")
