@@ -19,6 +19,7 @@ Ablation switches become model overrides: --score-mode, --no-kqe, --no-pqe, --ci
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import os
@@ -373,6 +374,10 @@ def run(args) -> dict:
         return summary
     finally:
         torch.set_num_threads(threads_before)
+        # Free the DDP wrapper, which holds the process group, before the teardown: left to interpreter exit,
+        # gloo's threads could end the process with "terminate called without an active exception".
+        loss_module = None
+        gc.collect()
         cleanup(info)
 
 
