@@ -32,31 +32,38 @@ def _shape_fields(net: PoseNet) -> dict:
     return {k: v for k, v in asdict(net.cfg).items() if k not in INFERENCE_FIELDS and k not in LOSS_FIELDS}
 
 
+def normalised_weights(count: int, weights: Sequence[float] | None = None) -> list[float]:
+    """``weights`` (default equal) scaled to sum 1; ``ValueError`` unless there is one >= 0 weight per checkpoint
+    and their sum is positive."""
+    if count < 1:
+        raise ValueError("no checkpoints to average")
+    weights = [1.0] * count if weights is None else [float(w) for w in weights]
+    if len(weights) != count:
+        raise ValueError(f"{len(weights)} weights for {count} checkpoints; give one weight per checkpoint")
+    if min(weights) < 0 or sum(weights) <= 0:
+        raise ValueError(f"weights must be >= 0 with a positive sum, got {weights}")
+    return [w / sum(weights) for w in weights]
+
+
 def average_checkpoints(paths: Sequence[str | Path], weights: Sequence[float] | None = None) -> PoseNet:
     """The network whose floating-point tensors are the ``weights``-weighted mean of the checkpoints' (in eval
     mode, with the first checkpoint's config). Raises ``CheckpointError`` for files that cannot be averaged and
     ``ValueError`` for bad weights."""
-    if not paths:
-        raise ValueError("no checkpoints to average")
-    weights = [1.0] * len(paths) if weights is None else [float(w) for w in weights]
-    if len(weights) != len(paths):
-        raise ValueError(f"{len(weights)} weights for {len(paths)} checkpoints; give one weight per checkpoint")
-    if min(weights) < 0 or sum(weights) <= 0:
-        raise ValueError(f"weights must be >= 0 with a positive sum, got {weights}")
-    total = sum(weights)
+    weights = normalised_weights(len(paths), weights)
     nets = [load_checkpoint(p) for p in paths]
     first = _shape_fields(nets[0])
     for path, net in zip(paths[1:], nets[1:]):
-        differ = sorted(k for k, v in _shape_fields(net).items() if first[k] != v)
+        other = _shape_fields(net)
+        differ = sorted(k for k, v in other.items() if first[k] != v)
         if differ:
             k = differ[0]
-            raise CheckpointError(f"{path}: a different network from {paths[0]} ({k}={_shape_fields(net)[k]!r} "
+            raise CheckpointError(f"{path}: a different network from {paths[0]} ({k}={other[k]!r} "
                                   f"against {first[k]!r}); average checkpoints of one config only")
     states = [net.state_dict() for net in nets]
     averaged = {}
     for key, tensor in states[0].items():
         if tensor.is_floating_point():
-            averaged[key] = sum(w / total * s[key].double() for w, s in zip(weights, states)).to(tensor.dtype)
+            averaged[key] = sum(w * s[key].double() for w, s in zip(weights, states)).to(tensor.dtype)
         else:
             averaged[key] = tensor
     out = nets[0]
@@ -73,12 +80,13 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     try:
         net = average_checkpoints(args.checkpoints, args.weights)
+        extra = {"averaged": [Path(c).name for c in args.checkpoints],
+                 "weights": normalised_weights(len(args.checkpoints), args.weights)}
+        save_checkpoint(args.out, net, extra=extra)
     except (CheckpointError, ValueError) as exc:
         sys.exit(f"error: {exc}")
-    weights = args.weights or [1.0] * len(args.checkpoints)
-    extra = {"averaged": [Path(c).name for c in args.checkpoints],
-             "weights": [w / sum(weights) for w in weights]}
-    save_checkpoint(args.out, net, extra=extra)
+    except OSError as exc:
+        sys.exit(f"error: cannot write {args.out} ({exc.strerror or exc}); pass a writable --out path")
     print(f"averaged {len(args.checkpoints)} checkpoints -> {args.out}")
 
 

@@ -70,3 +70,6 @@ def test_command_line(pair, tmp_path):
     torch.testing.assert_close(load_checkpoint(out).state_dict()[key],
                                0.25 * a.state_dict()[key] + 0.75 * b.state_dict()[key], rtol=0, atol=1e-6)
     assert_one_error_line(run_module("models.average", path_a, tmp_path / "missing.pt", "--out", out), "missing.pt")
+    blocked = tmp_path / "a_file"
+    blocked.write_text("")
+    assert_one_error_line(run_module("models.average", path_a, path_b, "--out", blocked / "soup.pt"), "a_file")
