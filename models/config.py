@@ -43,6 +43,7 @@ class ModelConfig:
     backbone: str = "tiny"
     input_size: int = 256
     num_keypoints: int = 17
+    encoder_blocks: int = 1          # BasicBlocks in each stride-8/16/32 level (tiny backbone only; models.grow)
     # heads
     head_channels: int = 32          # width of the score-head trunk
     kpt_channels: int = 8            # Ck: per-keypoint feature width (one regression branch per keypoint)
@@ -97,6 +98,11 @@ class ModelConfig:
         for key, (value, allowed) in checks.items():
             if value not in allowed:
                 raise ValueError(f"ModelConfig.{key}={value!r}; choose one of {', '.join(allowed)}")
+        if self.encoder_blocks < 1 or (self.encoder_blocks != 1 and self.backbone != "tiny"):
+            raise ValueError(f"encoder_blocks={self.encoder_blocks} must be >= 1, and other than 1 only for the tiny "
+                             f"backbone (this config's is {self.backbone!r})")
+        if self.kpt_blocks < 1:
+            raise ValueError(f"ModelConfig.kpt_blocks must be >= 1, got {self.kpt_blocks}")
         if self.input_size % 32:
             raise ValueError(f"ModelConfig.input_size must be a multiple of 32, got {self.input_size}")
         if self.nms_kernel < 1 or self.nms_kernel % 2 == 0:

@@ -41,7 +41,7 @@ class PoseNet(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        self.backbone = build_backbone(cfg.backbone)
+        self.backbone = build_backbone(cfg.backbone, cfg.encoder_blocks)
         self.heads = DenseHeads(self.backbone.out_channels, cfg)
         self.qem = QEM(cfg)
 

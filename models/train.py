@@ -84,6 +84,10 @@ def model_overrides(args) -> dict:
         over["keypoint_heatmaps"] = True
     if args.heatmap_weight is not None:
         over["w_heatmap"] = args.heatmap_weight
+    if args.encoder_blocks is not None:
+        over["encoder_blocks"] = args.encoder_blocks
+    if args.kpt_blocks is not None:
+        over["kpt_blocks"] = args.kpt_blocks
     return over
 
 
@@ -264,6 +268,10 @@ def build_args(argv=None) -> argparse.Namespace:
                    help="weight of the keypoint heatmap loss (default 1; with --keypoint-heatmaps)")
     g.add_argument("--pose-score", choices=POSE_SCORES, default=None,
                    help="final pose score used by validation and saved in checkpoints (default: pqe)")
+    g.add_argument("--encoder-blocks", type=int, default=None,
+                   help="BasicBlocks per stride-8/16/32 level of the tiny backbone (default 1; models.grow)")
+    g.add_argument("--kpt-blocks", type=int, default=None,
+                   help="blocks in each keypoint branch (default: the config's; models.grow)")
     args = p.parse_args(argv)
     if args.synth is None and (args.train_ann is None or args.train_images is None):
         p.error("give --synth DIR or both --train-ann FILE and --train-images DIR")

@@ -9,9 +9,10 @@ from models.backbones.realtime import RealtimeBackbone
 from models.backbones.tiny import TinyBackbone
 
 
-def build_backbone(name: str) -> nn.Module:
+def build_backbone(name: str, encoder_blocks: int = 1) -> nn.Module:
+    """The backbone ``name``; ``encoder_blocks``: BasicBlocks per stride-8/16/32 level (tiny only)."""
     if name == "tiny":
-        return TinyBackbone()
+        return TinyBackbone(level_blocks=encoder_blocks)
     if name == "realtime":
         return RealtimeBackbone()
     if name == "hrnet_w32":

@@ -24,9 +24,11 @@ def test_ablation_switches_and_pose_score_become_model_overrides():
     base = ["--synth", "data", "--input-size", "128"]
     assert model_overrides(build_args(base)) == {"input_size": 128}
     args = build_args(base + ["--no-kqe", "--score-mode", "center_gaussian", "--pose-score", "keypoint_mean",
-                              "--keypoint-heatmaps", "--heatmap-weight", "0.25"])
+                              "--keypoint-heatmaps", "--heatmap-weight", "0.25", "--encoder-blocks", "2",
+                              "--kpt-blocks", "4"])
     assert model_overrides(args) == {"input_size": 128, "use_kqe": False, "score_mode": "center_gaussian",
-                                     "pose_score": "keypoint_mean", "keypoint_heatmaps": True, "w_heatmap": 0.25}
+                                     "pose_score": "keypoint_mean", "keypoint_heatmaps": True, "w_heatmap": 0.25,
+                                     "encoder_blocks": 2, "kpt_blocks": 4}
 
 
 def _train(data: Path, out: Path, *extra: str) -> dict:
