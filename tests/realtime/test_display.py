@@ -7,6 +7,7 @@ Xvfb comes from .ci/install-system-deps; OpenCV's GUI build is installed beside 
 import os
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -18,6 +19,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 OPENCV_GUI = Path(sys.prefix) / "opencv-gui"
 CLIP_SIZE = (640, 360)
+STARTS = 5
+WINDOW_WAIT_S = 20
 
 
 def read_xwd(path: Path) -> np.ndarray:
@@ -54,24 +57,44 @@ def xvfb(tmp_path):
         server.wait(10)
 
 
+def _lit_box(screen_file: Path, demo: subprocess.Popen, wait_s: float) -> tuple[tuple[int, int] | None, int]:
+    """The bounding box of the lit screen once a clip frame's worth of it is lit (None if not within ``wait_s``),
+    and the most pixels seen lit."""
+    most_lit, deadline = 0, time.monotonic() + wait_s
+    while demo.poll() is None and time.monotonic() < deadline:
+        lit = read_xwd(screen_file).any(-1)
+        most_lit = max(most_lit, int(lit.sum()))
+        if lit.sum() >= 0.9 * CLIP_SIZE[0] * CLIP_SIZE[1]:
+            ys, xs = np.nonzero(lit)
+            return (int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)), most_lit
+        time.sleep(0.05)
+    return None, most_lit
+
+
 def test_the_demo_window_shows_the_annotated_frames(xvfb):
+    """The clip loops until the window is seen, then Ctrl-C stops the demo cleanly.
+
+    On a bare X server (no window manager) OpenCV's Qt window is, in some starts, mapped by the server but never
+    painted: Qt does not see the window's MapNotify and keeps it unexposed (seen 10-30% of starts on a busy
+    2-core machine, also with a plain ``cv2.imshow`` loop and with a window manager running). A start whose window
+    stays black for ``WINDOW_WAIT_S`` is stopped cleanly and the demo started again, up to ``STARTS`` times."""
     display, screen_file = xvfb
     assert not read_xwd(screen_file).any()  # -br: a black screen before the window
     env = dict(os.environ, DISPLAY=display, PYTHONPATH=str(OPENCV_GUI), QT_LOGGING_RULES="*=false")
-    demo = subprocess.Popen([sys.executable, "demos/webcam.py", "--source", "realtime/assets/synth_clip.mp4",
-                             "--show", "--no-save", "--max-frames", "240", "--name", "window_test",
-                             "--project", str(screen_file.parent / "runs")],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lit_box = None
-    deadline = time.monotonic() + 90
-    while demo.poll() is None and time.monotonic() < deadline:
-        lit = read_xwd(screen_file).any(-1)
-        if lit.sum() >= 0.9 * CLIP_SIZE[0] * CLIP_SIZE[1]:
-            ys, xs = np.nonzero(lit)
-            lit_box = (int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1))
+    tries = []
+    for start in range(STARTS):
+        demo = subprocess.Popen([sys.executable, "demos/webcam.py", "--source", "realtime/assets/synth_clip.mp4",
+                                 "--show", "--no-save", "--no-progress", "--loop", "--name", f"window_test{start}",
+                                 "--project", str(screen_file.parent / "runs")],
+                                cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            lit_box, most_lit = _lit_box(screen_file, demo, WINDOW_WAIT_S)
+        finally:
+            demo.send_signal(signal.SIGINT)
+            out, err = demo.communicate(timeout=60)
+        assert demo.returncode == 0 and "stopped cleanly" in err, err
+        tries.append(most_lit)
+        if lit_box is not None:
             break
-        time.sleep(0.05)
-    out, err = demo.communicate(timeout=90)
-    assert demo.returncode == 0, err
-    assert lit_box is not None, f"no window reached the screen\n{out}\n{err}"
+    assert lit_box is not None, f"no window reached the screen in {STARTS} starts (most pixels lit: {tries})\n{err}"
     assert lit_box[0] >= CLIP_SIZE[0] and lit_box[1] >= CLIP_SIZE[1], lit_box  # the frame, and any Qt toolbar
