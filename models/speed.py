@@ -1,6 +1,7 @@
 """Size and CPU speed of the network configurations: parameters, FLOPs and forward time.
 
     python -m models.speed [--configs tiny realtime] [--threads 2] [--repeats 20] [--size N] [--keypoint-heatmaps]
+    python -m models.speed --configs tiny --size 320 --encoder-blocks 2 --kpt-blocks 4    # a grown tiny (models.grow)
 
 FLOPs come from ``torch.utils.flop_counter`` (a multiply-add counts 2) for the dense stage at the config's
 input size. Times are the median over ``--repeats`` runs after warm-up, batch 1, ``torch.inference_mode``:
@@ -63,12 +64,18 @@ def main(argv=None) -> None:
     parser.add_argument("--size", type=int, default=None, help="input size (default: each config's own)")
     parser.add_argument("--keypoint-heatmaps", action="store_true",
                         help="with the keypoint heatmap head, and snapping (radius 2) in infer")
+    parser.add_argument("--encoder-blocks", type=int, help="BasicBlocks per stride-8/16/32 level (tiny only)")
+    parser.add_argument("--kpt-blocks", type=int, help="blocks per keypoint branch")
     args = parser.parse_args(argv)
+    if args.encoder_blocks is not None and args.configs != ["tiny"]:
+        parser.error("--encoder-blocks applies to the tiny backbone only; pass --configs tiny")
     torch.set_num_threads(args.threads)
     print(f"machine: {cpu_name()}, torch {torch.__version__}, {args.threads} threads, batch 1, median of "
           f"{args.repeats}")
     print(f"{'config':<10} {'input':>5} {'params(M)':>10} {'GFLOPs':>8} {'dense ms':>9} {'infer ms':>9}")
     overrides = {"keypoint_heatmaps": True, "snap_radius": 2} if args.keypoint_heatmaps else {}
+    overrides.update({k: v for k, v in (("encoder_blocks", args.encoder_blocks), ("kpt_blocks", args.kpt_blocks))
+                      if v is not None})
     for name in args.configs:
         r = measure(name, args.size, args.repeats, **overrides)
         print(f"{r['config']:<10} {r['input']:>5} {r['params_M']:>10.2f} {r['gflops']:>8.2f} {r['dense_ms']:>9.1f} "
