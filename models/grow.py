@@ -38,12 +38,12 @@ def grow(net: PoseNet, encoder_blocks: int | None = None, kpt_blocks: int | None
         raise ValueError(f"blocks can only be added: the checkpoint has encoder_blocks={old.encoder_blocks}, "
                          f"kpt_blocks={old.kpt_blocks}")
     grown = PoseNet(cfg)
-    saved = net.state_dict()
-    new_keys = [k for k in grown.state_dict() if k not in saved]
+    saved, own = net.state_dict(), grown.state_dict()
+    new_keys = {k for k in own if k not in saved}
     new_blocks = [(name, m) for name, m in grown.named_modules()
                   if isinstance(m, BasicBlock) and f"{name}.bn2.weight" in new_keys]
-    outside = [k for k in new_keys if not any(k.startswith(f"{name}.") for name, _ in new_blocks)]
-    unexpected = [k for k in saved if k not in grown.state_dict()]
+    outside = sorted(k for k in new_keys if not any(k.startswith(f"{name}.") for name, _ in new_blocks))
+    unexpected = [k for k in saved if k not in own]
     if outside or unexpected:
         raise ValueError(f"cannot grow this network: weights do not line up ({(outside or unexpected)[0]})")
     for _, block in new_blocks:
@@ -51,14 +51,17 @@ def grow(net: PoseNet, encoder_blocks: int | None = None, kpt_blocks: int | None
         torch.nn.init.zeros_(block.bn2.bias)
     grown.load_state_dict(saved, strict=False)
     grown.eval()
-    _check_same_function(net.eval(), grown)
+    _check_same_function(net, grown)
     return grown
 
 
 @torch.no_grad()
 def _check_same_function(net: PoseNet, grown: PoseNet) -> None:
+    """Both networks' eval-mode maps on one random image; ``net``'s train/eval mode is left as it was."""
+    was_training = net.training
     x = torch.randn(1, 3, CHECK_SIZE, CHECK_SIZE, generator=torch.Generator().manual_seed(0))
-    a, b = net.dense(x), grown.dense(x)
+    a, b = net.eval().dense(x), grown.dense(x)
+    net.train(was_training)
     for field in ("score", "offsets", "kfeat", "ifeat"):
         diff = (getattr(a, field) - getattr(b, field)).abs().max().item()
         if diff > 1e-5:

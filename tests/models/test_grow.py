@@ -45,7 +45,9 @@ def test_grown_network_computes_the_same_poses():
 
 
 def test_added_blocks_learn():
-    grown = grow(_trained_like(), encoder_blocks=2, kpt_blocks=3).train()
+    net = _trained_like().train()
+    grown = grow(net, encoder_blocks=2, kpt_blocks=3).train()
+    assert net.training  # growing leaves the original's mode alone
     out = grown.dense(torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(2)))
     (out.offsets.square().mean() + out.score.mean()).backward()
     for block in (grown.backbone.levels[1][2], grown.heads.keypoints.branches[2]):

@@ -74,10 +74,10 @@ def _lit_box(screen_file: Path, demo: subprocess.Popen, wait_s: float) -> tuple[
 def test_the_demo_window_shows_the_annotated_frames(xvfb):
     """The clip loops until the window is seen, then Ctrl-C stops the demo cleanly.
 
-    On a bare X server (no window manager) OpenCV's Qt window is, in some starts, mapped by the server but never
-    painted: Qt does not see the window's MapNotify and keeps it unexposed (seen 10-30% of starts on a busy
-    2-core machine, also with a plain ``cv2.imshow`` loop and with a window manager running). A start whose window
-    stays black for ``WINDOW_WAIT_S`` is stopped cleanly and the demo started again, up to ``STARTS`` times."""
+    On Xvfb OpenCV's Qt window is, in some starts, mapped by the server but never painted: Qt does not see the
+    window's MapNotify and keeps it unexposed (10-30% of starts on a busy 2-core machine; a plain ``cv2.imshow``
+    loop does the same, with or without a window manager). A start whose window stays black for ``WINDOW_WAIT_S``
+    is stopped cleanly and the demo started again, up to ``STARTS`` times."""
     display, screen_file = xvfb
     assert not read_xwd(screen_file).any()  # -br: a black screen before the window
     env = dict(os.environ, DISPLAY=display, PYTHONPATH=str(OPENCV_GUI), QT_LOGGING_RULES="*=false")
