@@ -11,7 +11,9 @@ confirmed, or tracking off) are not hypotheses.
 
 Matching uses pose similarity: the distance between a ground-truth person and a pose is 1 - OKS (COCO sigmas,
 the person's area, labelled keypoints only), and pairs with OKS below ``min_oks`` cannot match. The metrics
-(identity F1, MOTA, identity switches, ...) are py-motmetrics' own.
+(identity F1, MOTA, identity switches, ...) are py-motmetrics' own. Beside them, the detector's bound: the median,
+over every labelled person of every frame, of the best OKS any pose of that frame reaches on it (tracked or not;
+0 where a frame has no pose).
 
 ``--retrack`` ignores the recorded ids and runs ``realtime.tracking.Tracker`` again over every pose of the JSONL
 (confirmed or not), with the frame's pts as its clock, as the pipeline does for files: tuning the tracker then
@@ -24,7 +26,7 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +54,7 @@ class TrackReport:
     predicted_ids: int
     mostly_tracked: int
     frames: int
+    median_best_oks: float | None = None
 
     def table(self) -> str:
         rows = [("IDF1", f"{self.idf1:.3f}"), ("IDP", f"{self.idp:.3f}"), ("IDR", f"{self.idr:.3f}"),
@@ -59,6 +62,8 @@ class TrackReport:
                 ("fragmentations", str(self.fragmentations)), ("truth tracks", str(self.truth_tracks)),
                 ("predicted ids", str(self.predicted_ids)), ("mostly tracked", str(self.mostly_tracked)),
                 ("frames", str(self.frames))]
+        if self.median_best_oks is not None:
+            rows.append(("median best-pose OKS", f"{self.median_best_oks:.3f}"))
         width = max(len(name) for name, _ in rows)
         return "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)
 
@@ -128,11 +133,12 @@ def read_run(path: str | Path) -> list[tuple[float, Poses, np.ndarray]]:
     return frames
 
 
-def tracked_people(frames: list[tuple[float, Poses, np.ndarray]], fps: float) -> dict[int, FramePeople]:
-    """The people with a track id (>= 0) per frame index (``round(pts * fps)``)."""
+def tracked_people(frames: list[tuple[float, Poses, np.ndarray]], fps: float,
+                   untracked: bool = False) -> dict[int, FramePeople]:
+    """The people with a track id (>= 0) per frame index (``round(pts * fps)``); every pose if ``untracked``."""
     out = {}
     for pts, poses, ids in frames:
-        keep = ids >= 0
+        keep = np.ones(len(ids), bool) if untracked else ids >= 0
         kpts = poses.keypoints[keep]
         out[int(round(pts * fps))] = FramePeople(ids[keep], kpts, np.ones(kpts.shape[:2], bool),
                                                  np.zeros(len(kpts), np.float32))
@@ -159,6 +165,18 @@ def oks_truth_vs_poses(truth: FramePeople, poses: FramePeople) -> np.ndarray:
     e = np.exp(-d2 / (2.0 * var * (truth.areas[:, None, None] + np.spacing(1))))
     w = truth.labelled[:, None].astype(np.float32)
     return (e * w).sum(-1) / np.maximum(w.sum(-1), 1.0)
+
+
+def median_best_oks(truth: dict[int, FramePeople], run: dict[int, FramePeople]) -> float:
+    """Median over the ground-truth people of every frame of the best OKS a pose of ``run`` in that frame reaches
+    on them (0 for a person whose frame has no pose); the ceiling the detector sets for any tracker."""
+    best = []
+    for frame in sorted(truth):
+        gt = truth[frame]
+        hyp = run.get(frame)
+        oks = oks_truth_vs_poses(gt, hyp) if hyp is not None else np.zeros((len(gt.ids), 0), np.float32)
+        best.extend(oks.max(1).tolist() if oks.shape[1] else [0.0] * len(gt.ids))
+    return float(np.median(best)) if best else 0.0
 
 
 def evaluate_tracks(truth: dict[int, FramePeople], run: dict[int, FramePeople],
@@ -205,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
         frames = read_run(args.jsonl)
         if args.retrack:
             frames = retrack(frames, settings)
-        report = evaluate_tracks(truth, tracked_people(frames, fps), args.min_oks)
+        report = replace(evaluate_tracks(truth, tracked_people(frames, fps), args.min_oks),
+                         median_best_oks=median_best_oks(truth, tracked_people(frames, fps, untracked=True)))
     except (TrackEvalError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

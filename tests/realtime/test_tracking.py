@@ -1,12 +1,13 @@
 """realtime.tracking on hand-made motion, and on the bundled clip's ground truth scored by realtime.track_eval."""
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from models.poses import Poses
-from realtime.track_eval import FramePeople, evaluate_tracks, load_truth
+from realtime.track_eval import FramePeople, evaluate_tracks, load_truth, median_best_oks
 from realtime.tracking import Tracker, TrackerSettings, oks_matrix
 from tests.cli import assert_one_error_line, run_module
 
@@ -148,8 +149,10 @@ def test_track_eval_scores_the_truth_perfectly_and_counts_a_swap(tmp_path):
     proc = run_module("realtime.track_eval", _write_run(tmp_path / "same.jsonl", truth, fps), "--truth", CLIP_TRUTH,
                       "--json", tmp_path / "same.json")
     assert proc.returncode == 0, proc.stderr
-    assert "IDF1            1.000" in proc.stdout
-    assert json.loads((tmp_path / "same.json").read_text())["id_switches"] == 0
+    assert re.search(r"^IDF1 +1\.000$", proc.stdout, re.M) and re.search(r"^median best-pose OKS +1\.000$",
+                                                                          proc.stdout, re.M), proc.stdout
+    same = json.loads((tmp_path / "same.json").read_text())
+    assert same["id_switches"] == 0 and same["median_best_oks"] == pytest.approx(1.0)
     a, b = sorted(set(truth[119].ids.tolist()) & set(truth[120].ids.tolist()))[:2]
     swap = {a: b, b: a}
     swapped = _write_run(tmp_path / "swap.jsonl", truth, fps,
@@ -157,6 +160,21 @@ def test_track_eval_scores_the_truth_perfectly_and_counts_a_swap(tmp_path):
     proc = run_module("realtime.track_eval", swapped, "--truth", CLIP_TRUTH, "--json", tmp_path / "swap.json")
     report = json.loads((tmp_path / "swap.json").read_text())
     assert report["id_switches"] >= 2 and report["idf1"] < 0.95, report
+
+
+def test_median_best_oks_takes_each_persons_best_pose_and_zero_for_an_empty_frame():
+    k = 17
+    person = np.zeros((k, 2), np.float32) + np.arange(k, dtype=np.float32)[:, None] * 3.0
+    truth = FramePeople(np.array([0, 1]), np.stack([person, person + 200.0]), np.ones((2, k), bool),
+                        np.array([900.0, 900.0], np.float32))
+    far = person + 400.0
+    hit = FramePeople(np.array([5, 6, 7]), np.stack([far, person, far + 50.0]), np.ones((3, k), bool),
+                      np.zeros(3, np.float32))
+    # Frame 0: person 0 found exactly (1), person 1 by nothing (about 0); frame 1 has no poses (0, 0).
+    assert median_best_oks({0: truth}, {0: hit}) == pytest.approx(0.5, abs=1e-6)
+    assert median_best_oks({0: truth, 1: truth}, {0: hit}) == pytest.approx(0.0, abs=1e-6)
+    both = FramePeople(np.array([5, 6]), truth.keypoints + 0.5, np.ones((2, k), bool), np.zeros(2, np.float32))
+    assert 0.95 < median_best_oks({0: truth}, {0: both}) < 1.0
 
 
 def test_settings_validate_and_keyword_overrides_replace_them():
