@@ -78,6 +78,10 @@ class FramePeople:
     areas: np.ndarray
 
 
+NO_PEOPLE = FramePeople(np.zeros(0, np.int64), np.zeros((0, len(SIGMAS), 2), np.float32),
+                        np.zeros((0, len(SIGMAS)), bool), np.zeros(0, np.float32))
+
+
 def _read_json(path: Path) -> object:
     try:
         return json.loads(path.read_text())
@@ -134,11 +138,11 @@ def read_run(path: str | Path) -> list[tuple[float, Poses, np.ndarray]]:
 
 
 def tracked_people(frames: list[tuple[float, Poses, np.ndarray]], fps: float,
-                   untracked: bool = False) -> dict[int, FramePeople]:
-    """The people with a track id (>= 0) per frame index (``round(pts * fps)``); every pose if ``untracked``."""
+                   every_pose: bool = False) -> dict[int, FramePeople]:
+    """The people with a track id (>= 0) per frame index (``round(pts * fps)``); all of them if ``every_pose``."""
     out = {}
     for pts, poses, ids in frames:
-        keep = np.ones(len(ids), bool) if untracked else ids >= 0
+        keep = np.ones(len(ids), bool) if every_pose else ids >= 0
         kpts = poses.keypoints[keep]
         out[int(round(pts * fps))] = FramePeople(ids[keep], kpts, np.ones(kpts.shape[:2], bool),
                                                  np.zeros(len(kpts), np.float32))
@@ -170,13 +174,12 @@ def oks_truth_vs_poses(truth: FramePeople, poses: FramePeople) -> np.ndarray:
 def median_best_oks(truth: dict[int, FramePeople], run: dict[int, FramePeople]) -> float:
     """Median over the ground-truth people of every frame of the best OKS a pose of ``run`` in that frame reaches
     on them (0 for a person whose frame has no pose); the ceiling the detector sets for any tracker."""
-    best = []
-    for frame in sorted(truth):
-        gt = truth[frame]
-        hyp = run.get(frame)
-        oks = oks_truth_vs_poses(gt, hyp) if hyp is not None else np.zeros((len(gt.ids), 0), np.float32)
-        best.extend(oks.max(1).tolist() if oks.shape[1] else [0.0] * len(gt.ids))
-    return float(np.median(best)) if best else 0.0
+    best = [np.zeros(0, np.float32)]
+    for frame, gt in truth.items():
+        oks = oks_truth_vs_poses(gt, run.get(frame, NO_PEOPLE))
+        best.append(oks.max(1) if oks.shape[1] else np.zeros(len(gt.ids), np.float32))
+    best = np.concatenate(best)
+    return float(np.median(best)) if len(best) else 0.0
 
 
 def evaluate_tracks(truth: dict[int, FramePeople], run: dict[int, FramePeople],
@@ -188,11 +191,9 @@ def evaluate_tracks(truth: dict[int, FramePeople], run: dict[int, FramePeople],
     except ImportError:
         raise TrackEvalError("track evaluation needs py-motmetrics: pip install motmetrics") from None
     acc = mm.MOTAccumulator(auto_id=False)
-    empty = FramePeople(np.zeros(0, np.int64), np.zeros((0, len(SIGMAS), 2), np.float32),
-                        np.zeros((0, len(SIGMAS)), bool), np.zeros(0, np.float32))
     predicted = set()
     for frame in sorted(truth):
-        gt, hyp = truth[frame], run.get(frame, empty)
+        gt, hyp = truth[frame], run.get(frame, NO_PEOPLE)
         predicted.update(hyp.ids.tolist())
         dist = 1.0 - oks_truth_vs_poses(gt, hyp)
         dist[dist > 1.0 - min_oks] = np.nan
@@ -224,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.retrack:
             frames = retrack(frames, settings)
         report = replace(evaluate_tracks(truth, tracked_people(frames, fps), args.min_oks),
-                         median_best_oks=median_best_oks(truth, tracked_people(frames, fps, untracked=True)))
+                         median_best_oks=median_best_oks(truth, tracked_people(frames, fps, every_pose=True)))
     except (TrackEvalError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
