@@ -91,6 +91,20 @@ def model_overrides(args) -> dict:
     return over
 
 
+def inherit_depth(args, checkpoint: str) -> None:
+    """``--init`` from a grown checkpoint (``models.grow``) builds its depth: ``--encoder-blocks`` and
+    ``--kpt-blocks`` not given are read from the checkpoint's config."""
+    from models.checkpoint import CheckpointError, read_checkpoint
+
+    try:
+        saved = read_checkpoint(checkpoint, map_location="cpu")["config"]
+    except CheckpointError as exc:
+        raise TrainError(str(exc)) from None
+    for field in ("encoder_blocks", "kpt_blocks"):
+        if getattr(args, field) is None and field in saved:
+            setattr(args, field, int(saved[field]))
+
+
 def data_paths(args) -> tuple[tuple[Path, Path], tuple[Path, Path] | None]:
     """((train ann, train images), (val ann, val images) or None). A --synth folder gives its "train" split (or
     its only one) for training and, unless other validation data is named, its "val" split when it has one."""
@@ -247,7 +261,8 @@ def build_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", help="continue from a last.pt (model, optimizer, scheduler, epoch)")
-    p.add_argument("--init", help="start from this checkpoint's weights (same config), with a fresh optimizer")
+    p.add_argument("--init", help="start from this checkpoint's weights (same config; its --encoder-blocks and "
+                   "--kpt-blocks unless given), with a fresh optimizer")
     p.add_argument("--train-only", nargs="+", metavar="PREFIX",
                    help="train only the parameters whose names start with these prefixes (e.g. heads.heatmaps. "
                         "with --keypoint-heatmaps --init: a heatmap head on frozen weights); the rest stays frozen")
@@ -299,6 +314,8 @@ def run(args) -> dict:
         random.seed(args.seed)
         np.random.seed(args.seed + info.rank)
         train_paths, val_paths = data_paths(args)
+        if args.init:
+            inherit_depth(args, args.init)
         try:
             net = build_model(args.config, pretrained=args.pretrained, **model_overrides(args))
         except ValueError as exc:
