@@ -90,5 +90,9 @@ def test_training_starts_from_a_grown_checkpoint(synth4, tmp_path):
             "--init", str(grown)]
     run(build_args(argv + ["--out", str(tmp_path / "run"), "--encoder-blocks", "2", "--kpt-blocks", "3"]))
     assert load_checkpoint(tmp_path / "run" / "last.pt").cfg.encoder_blocks == 2
-    with pytest.raises(TrainError, match=r"different model config \(encoder_blocks, kpt_blocks\)"):
-        run(build_args(argv + ["--out", str(tmp_path / "plain")]))
+    # without the flags --init builds the checkpoint's depth; other flags are a different network
+    run(build_args(argv + ["--out", str(tmp_path / "inherit")]))
+    cfg = load_checkpoint(tmp_path / "inherit" / "last.pt").cfg
+    assert (cfg.encoder_blocks, cfg.kpt_blocks) == (2, 3)
+    with pytest.raises(TrainError, match=r"different model config \(kpt_blocks\)"):
+        run(build_args(argv + ["--out", str(tmp_path / "other"), "--kpt-blocks", "4"]))

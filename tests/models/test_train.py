@@ -8,8 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from models import build_model, save_checkpoint
-from models.grow import grow
 from models.train import TrainError, build_args, lr_milestones, model_overrides, run
 from tests.cli import ROOT, assert_one_error_line, run_module
 
@@ -95,16 +93,6 @@ def test_checkpoint_loads_weights_only_and_resumes(synth4, tmp_path):
     assert not torch.equal(head["heads.heatmaps.out.weight"], heat["state_dict"]["heads.heatmaps.out.weight"])
     with pytest.raises(TrainError, match="no parameter"):
         _train(synth4, tmp_path / "none", "--epochs", "1", "--train-only", "heads.nothing")
-
-
-def test_init_from_a_grown_checkpoint_builds_its_depth(synth4, tmp_path):
-    grown = tmp_path / "grown.pt"
-    save_checkpoint(grown, grow(build_model("tiny", input_size=64).eval(), encoder_blocks=2, kpt_blocks=3))
-    _train(synth4, tmp_path / "run", "--epochs", "1", "--eval-every", "100", "--init", str(grown))
-    config = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["config"]
-    assert (config["encoder_blocks"], config["kpt_blocks"]) == (2, 3)
-    with pytest.raises(TrainError, match=r"different model config \(kpt_blocks\)"):
-        _train(synth4, tmp_path / "other", "--epochs", "1", "--kpt-blocks", "4", "--init", str(grown))
 
 
 def test_time_limit_stops_between_epochs_and_resume_finishes_the_schedule(synth4, tmp_path, capsys):
