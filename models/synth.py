@@ -225,8 +225,6 @@ def write_split(out: Path, split: str, num_images: int, seed: int, cfg: SceneCon
 
 
 def main(argv: list[str] | None = None) -> None:
-    from models import synth_video  # noqa: PLC0415  (video needs PyAV; images do not)
-
     parser = argparse.ArgumentParser(prog="python -m models.synth", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="output directory")
@@ -268,6 +266,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         start = time.perf_counter()
         if args.video:
+            from models import synth_video  # noqa: PLC0415  (video needs PyAV; images do not)
+
             mp4, js = synth_video.write_clip(args.out, args.name, args.frames, args.fps, args.seed, cfg)
             print(f"wrote {mp4} and {js} in {time.perf_counter() - start:.1f} s")
             return

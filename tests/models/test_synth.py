@@ -107,6 +107,16 @@ def test_cli_writes_a_dataset_and_rejects_bad_sizes(tmp_path):
     assert bad.stderr.startswith("error: --size")
 
 
+def test_images_need_no_pyav(tmp_path):
+    """Only --video needs PyAV: a training machine without it still draws its data."""
+    code = ("import runpy, sys; sys.modules['av'] = None; sys.argv[0] = 'models.synth'; "
+            "runpy.run_module('models.synth', run_name='__main__')")
+    done = subprocess.run([sys.executable, "-c", code, "--out", str(tmp_path), "--num-images", "1", "--size", "64", "48",
+                           "--quiet"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert len(list((tmp_path / "train").glob("*.png"))) == 1
+
+
 def test_video_decodes_with_the_right_frames_and_persistent_track_ids(tmp_path):
     cfg = replace(SMALL, width=160, height=96, min_people=3, max_people=4)
     mp4, js = synth_video.write_clip(tmp_path, "clip", 45, 30, 11, cfg)
