@@ -92,14 +92,17 @@ def model_overrides(args) -> dict:
 
 
 def inherit_depth(args, checkpoint: str) -> None:
-    """``--init`` from a grown checkpoint (``models.grow``) builds its depth: ``--encoder-blocks`` and
-    ``--kpt-blocks`` not given are read from the checkpoint's config."""
+    """``--init`` from a grown checkpoint (``models.grow``) of the same ``--config`` builds its depth:
+    ``--encoder-blocks`` and ``--kpt-blocks`` not given are read from the checkpoint's config. A checkpoint of
+    another config is left to ``load_weights``, which names the difference."""
     from models.checkpoint import CheckpointError, read_checkpoint
 
     try:
         saved = read_checkpoint(checkpoint, map_location="cpu")["config"]
     except CheckpointError as exc:
         raise TrainError(str(exc)) from None
+    if saved.get("name") != args.config:
+        return
     for field in ("encoder_blocks", "kpt_blocks"):
         if getattr(args, field) is None and field in saved:
             setattr(args, field, int(saved[field]))

@@ -96,3 +96,5 @@ def test_training_starts_from_a_grown_checkpoint(synth4, tmp_path):
     assert (cfg.encoder_blocks, cfg.kpt_blocks) == (2, 3)
     with pytest.raises(TrainError, match=r"different model config \(kpt_blocks\)"):
         run(build_args(argv + ["--out", str(tmp_path / "other"), "--kpt-blocks", "4"]))
+    with pytest.raises(TrainError, match=r"different model config \(backbone"):
+        run(build_args(argv + ["--out", str(tmp_path / "wider"), "--config", "realtime"]))
