@@ -27,7 +27,7 @@ def save_checkpoint(path: str | Path, net: PoseNet, extra: dict | None = None) -
     """Write ``net`` (config + weights) to ``path`` atomically (a temporary file renamed into place)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}  # row-major even if trained NHWC
     payload = {"format": FORMAT, "version": VERSION, "config": asdict(net.cfg), "state_dict": state,
                "extra": dict(extra or {})}
     tmp = path.with_name(path.name + ".tmp")

@@ -5,8 +5,9 @@
 - Keypoint head (DEKR-style): 1x1 transition C -> K*Ck, then ``kpt_blocks`` BasicBlocks with ``groups=K`` (one
   separate branch per keypoint; the second block dilated by 2 for a larger window), giving the per-keypoint
   features ``kfeat`` (channels ``k*Ck .. (k+1)*Ck-1`` = keypoint k); a grouped 1x1 conv K*Ck -> 2K turns branch k
-  into ``(dx_k, dy_k)`` at channels ``2k, 2k+1``, in feature-map pixels, times ``offset_scale`` (4 for tiny
-  and realtime: on CPU-length schedules the offsets reach person-sized values sooner; 1 for HRNet, as DEKR).
+  into ``(dx_k, dy_k)`` at channels ``2k, 2k+1``, in feature-map pixels (in the weights' precision even under
+  autocast), times ``offset_scale`` (4 for tiny and realtime: on CPU-length schedules the offsets reach
+  person-sized values sooner; 1 for HRNet, as DEKR).
 - Keypoint heatmaps (``keypoint_heatmaps``, off in the paper's setting): on each keypoint branch a grouped 3x3
   conv (Ck -> Ck) and a grouped 1x1 conv give one logit map per keypoint (channel k = keypoint k), bias at the
   same prior as the score map; ``models.snap`` uses them to place keypoints locally.
@@ -23,6 +24,15 @@ from models.backbones.common import BasicBlock, conv_bn_relu
 from models.config import ModelConfig
 
 SCORE_PRIOR = 0.01
+
+
+def full_precision(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``layer(x)`` in the precision of the layer's weights even under autocast: bf16 keeps 8 bits of mantissa, so
+    an offset of 16-32 map px would come out rounded to 1/8 px."""
+    if not torch.is_autocast_enabled(x.device.type):
+        return layer(x)
+    with torch.autocast(x.device.type, enabled=False):
+        return layer(x.to(layer.weight.dtype))
 
 
 class ScoreHead(nn.Module):
@@ -66,7 +76,7 @@ class KeypointHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         kfeat = self.branches(self.transition(x))
-        return self.offset(kfeat) * self.offset_scale, kfeat
+        return full_precision(self.offset, kfeat) * self.offset_scale, kfeat
 
 
 class InstanceHead(nn.Module):

@@ -29,3 +29,18 @@ def test_fresh_score_map_starts_at_the_prior():
     with torch.no_grad():
         score = torch.sigmoid(net.dense(torch.randn(1, 3, 64, 64)).score)
     assert torch.allclose(score, torch.full_like(score, 0.01), atol=2e-3)
+
+
+def test_offsets_keep_the_weights_precision_under_autocast():
+    """bf16 would round an offset of 16-32 map px to 1/8 px, so the offset layer runs outside autocast."""
+    torch.manual_seed(0)
+    net = build_model("tiny").eval()
+    head = net.heads.keypoints
+    with torch.no_grad():
+        head.offset.bias.fill_(5.0)  # offsets around 20 map px, where bf16's step is 1/8
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = net.dense(torch.randn(1, 3, 64, 64))
+        assert out.kfeat.dtype == torch.bfloat16 and out.offsets.dtype == torch.float32
+        exact = head.offset(out.kfeat.float()) * head.offset_scale
+    assert torch.equal(out.offsets, exact)
+    assert not torch.equal(exact, exact.to(torch.bfloat16).float())
