@@ -2,6 +2,7 @@
 
     python -m models.speed [--configs tiny realtime] [--threads 2] [--repeats 20] [--size N] [--keypoint-heatmaps]
     python -m models.speed --configs tiny --size 320 --encoder-blocks 2 --kpt-blocks 4    # a grown tiny (models.grow)
+    python -m models.speed --configs tiny --size 320 --amp bf16     # under bf16 autocast (offsets stay fp32)
 
 FLOPs come from ``torch.utils.flop_counter`` (a multiply-add counts 2) for the dense stage at the config's
 input size. Times are the median over ``--repeats`` runs after warm-up, batch 1, ``torch.inference_mode``:
@@ -11,6 +12,7 @@ The machine's CPU model and thread count are printed with the figures.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import platform
 import statistics
 import time
@@ -43,11 +45,12 @@ def median_ms(fn, repeats: int, warmup: int = 3) -> float:
     return 1000 * statistics.median(times)
 
 
-def measure(name: str, size: int | None, repeats: int, **overrides) -> dict:
+def measure(name: str, size: int | None, repeats: int, bf16: bool = False, **overrides) -> dict:
     net = build_model(name, **overrides).eval()
     size = size or net.cfg.input_size
     x = torch.randn(1, 3, size, size)
-    with torch.inference_mode():
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    with torch.inference_mode(), autocast:
         with FlopCounterMode(display=False) as counter:
             net.dense(x)
         dense_ms = median_ms(lambda: net.dense(x), repeats)
@@ -66,18 +69,20 @@ def main(argv=None) -> None:
                         help="with the keypoint heatmap head, and snapping (radius 2) in infer")
     parser.add_argument("--encoder-blocks", type=int, help="BasicBlocks per stride-8/16/32 level (tiny only)")
     parser.add_argument("--kpt-blocks", type=int, help="blocks per keypoint branch")
+    parser.add_argument("--amp", choices=("off", "bf16"), default="off", help="bf16: time under bf16 autocast")
     args = parser.parse_args(argv)
     if args.encoder_blocks is not None and args.configs != ["tiny"]:
         parser.error("--encoder-blocks applies to the tiny backbone only; pass --configs tiny")
     torch.set_num_threads(args.threads)
-    print(f"machine: {cpu_name()}, torch {torch.__version__}, {args.threads} threads, batch 1, median of "
-          f"{args.repeats}")
+    precision = "bf16 autocast" if args.amp == "bf16" else "fp32"
+    print(f"machine: {cpu_name()}, torch {torch.__version__}, {args.threads} threads, {precision}, batch 1, "
+          f"median of {args.repeats}")
     print(f"{'config':<10} {'input':>5} {'params(M)':>10} {'GFLOPs':>8} {'dense ms':>9} {'infer ms':>9}")
     overrides = {"keypoint_heatmaps": True, "snap_radius": 2} if args.keypoint_heatmaps else {}
     overrides.update({k: v for k, v in (("encoder_blocks", args.encoder_blocks), ("kpt_blocks", args.kpt_blocks))
                       if v is not None})
     for name in args.configs:
-        r = measure(name, args.size, args.repeats, **overrides)
+        r = measure(name, args.size, args.repeats, args.amp == "bf16", **overrides)
         print(f"{r['config']:<10} {r['input']:>5} {r['params_M']:>10.2f} {r['gflops']:>8.2f} {r['dense_ms']:>9.1f} "
               f"{r['infer_ms']:>9.1f}")
 

@@ -16,3 +16,11 @@ def test_rows_name_the_config_and_the_heatmap_head_adds_parameters(capsys):
         assert float(rows[variant][3]) > float(rows[""][3])   # GFLOPs
     with pytest.raises(SystemExit):
         main(["--configs", "tiny", "realtime", "--encoder-blocks", "2"])
+
+
+def test_bf16_autocast_is_named_and_runs_the_whole_inference(capsys):
+    main(["--configs", "tiny", "--size", "64", "--repeats", "1", "--threads", "1", "--amp", "bf16"])
+    out = capsys.readouterr().out.splitlines()
+    assert "bf16 autocast" in out[0]
+    row = out[-1].split()
+    assert row[0] == "tiny" and float(row[4]) > 0 and float(row[5]) > 0
