@@ -22,15 +22,15 @@ BACKBONES = ("tiny", "realtime", "hrnet_w32", "hrnet_w48")
 SCORE_MODES = ("cir", "center_gaussian")
 CIR_LOSSES = ("qfl", "varifocal", "mse")
 POSE_NMS = ("distance", "oks", "none")
-POSE_SCORES = ("pqe", "keypoint_mean")
+POSE_SCORES = ("pqe", "keypoint_mean", "labelled_mean")
 # Fields that change no parameter of the network: weights move between configs that differ only in these.
 INFERENCE_FIELDS = ("input_size", "max_people", "threshold", "nms_kernel", "pose_nms", "nms_dist", "nms_count",
                     "nms_oks", "pose_score", "snap_radius", "snap_threshold", "snap_weight")
 # Switches that only add a module: ``--init`` from a checkpoint without it starts that module's parameters fresh.
-ADDED_MODULES = {"keypoint_heatmaps": "heads.heatmaps."}
+ADDED_MODULES = {"keypoint_heatmaps": "heads.heatmaps.", "labelled_head": "qem.labelled_logit."}
 # Fields that change only the loss: a checkpoint starts (``--init``) a run that differs in them.
 LOSS_FIELDS = ("w_score_map", "w_offset", "w_offset_oks", "w_refine", "w_refine_oks", "w_final_score", "w_kpt_score",
-               "w_heatmap", "heatmap_sigma")
+               "w_heatmap", "heatmap_sigma", "w_labelled")
 
 
 @dataclass
@@ -58,6 +58,7 @@ class ModelConfig:
     pos_scale: float = 16.0          # offsets are divided by this (feature px) before encoding
     use_kqe: bool = True
     use_pqe: bool = True
+    labelled_head: bool = False      # a per-keypoint logit: will this keypoint be labelled (v > 0)? (``models.qem``)
     # instance score and its loss
     score_mode: str = "cir"          # "cir": OKS target (the paper) | "center_gaussian": DEKR-style centre heatmap
     cir_loss: str = "qfl"            # "qfl" | "varifocal" | "mse"
@@ -76,6 +77,7 @@ class ModelConfig:
     w_final_score: float = 1.0
     w_kpt_score: float = 0.5
     w_heatmap: float = 1.0
+    w_labelled: float = 0.5
     # decode and post-processing
     max_people: int = 20
     threshold: float = 0.05
@@ -84,7 +86,7 @@ class ModelConfig:
     nms_dist: float = 0.15           # distance method: keypoints closer than nms_dist * box diagonal ...
     nms_count: int = 10              # ... in more than nms_count keypoints make two poses duplicates (DEKR)
     nms_oks: float = 0.8             # oks method: OKS above this makes two poses duplicates
-    pose_score: str = "pqe"          # a pose's final score (``models.qem.pose_scores``): "pqe" | "keypoint_mean"
+    pose_score: str = "pqe"          # a pose's final score (``models.qem.pose_scores``): one of POSE_SCORES
     snap_radius: int = 0             # keypoint snapping window half-width (needs keypoint_heatmaps; 0: off)
     snap_threshold: float = 0.3      # ... a heatmap peak above this probability moves the keypoint towards it
     snap_weight: float = 1.0         # ... by this fraction of the way (1: onto the peak)
@@ -109,6 +111,9 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.nms_kernel must be a positive odd number, got {self.nms_kernel}")
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"ModelConfig.threshold must lie in (0, 1), got {self.threshold}")
+        if self.pose_score == "labelled_mean" and not self.labelled_head:
+            raise ValueError("pose_score='labelled_mean' needs a model with the labelled head (labelled_head=True: "
+                             "train with --labelled-head)")
         if self.snap_radius < 0 or (self.snap_radius and not self.keypoint_heatmaps):
             raise ValueError(f"snap_radius={self.snap_radius} must be >= 0 and needs a model with keypoint heatmaps "
                              f"(keypoint_heatmaps=True: train with --keypoint-heatmaps)")

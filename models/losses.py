@@ -13,6 +13,8 @@ Terms (weights ``w_*`` in ``ModelConfig``; all in feature px, where the stride-4
   refined keypoints (KQE on); ``final_score``: the final logit against the detached OKS of the refined pose (0
   for negatives), same loss kind as the map, per positive candidate (PQE on); ``kpt_score``: BCE of keypoint
   logits against the detached per-keypoint OKS term of the refined keypoint (labelled keypoints, positives).
+- ``labelled`` (``labelled_head`` on): BCE of the labelled logits against whether the candidate's person has each
+  keypoint labelled (v > 0), all K keypoints of the positive candidates.
 - ``heatmap`` (``keypoint_heatmaps`` on): the same quality loss as the score map (``cir_loss``) of the keypoint
   heatmap logits against gaussians of ``heatmap_sigma`` around each labelled keypoint, summed over pixels and
   keypoint types, divided by the number of labelled keypoints.
@@ -130,9 +132,13 @@ def training_losses(net, images: torch.Tensor, persons: list[Persons]) -> dict[s
         terms["heatmap"] = quality_loss(dense.heatmaps, hm_target, cfg.cir_loss, cfg.cir_beta) / n_kpt
     kpt_bce = F.binary_cross_entropy_with_logits(out.keypoint_logits, sim.detach(), reduction="none")
     terms["kpt_score"] = (kpt_bce * labelled).sum() / labelled.sum().clamp(min=1)
+    if out.labelled_logits is not None:
+        is_labelled = (c_gt[..., 2] > 0).float()
+        bce = F.binary_cross_entropy_with_logits(out.labelled_logits, is_labelled, reduction="none")
+        terms["labelled"] = (bce * is_pos.unsqueeze(-1)).sum() / (n_cand * k)
 
     weights = {"score_map": cfg.w_score_map, "offset": cfg.w_offset, "offset_oks": cfg.w_offset_oks,
                "refine": cfg.w_refine, "refine_oks": cfg.w_refine_oks, "final_score": cfg.w_final_score,
-               "kpt_score": cfg.w_kpt_score, "heatmap": cfg.w_heatmap}
+               "kpt_score": cfg.w_kpt_score, "heatmap": cfg.w_heatmap, "labelled": cfg.w_labelled}
     total = sum(weights[name] * value for name, value in terms.items())
     return {"loss": total, **terms}

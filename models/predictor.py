@@ -54,8 +54,10 @@ def mirror_sparse(out: SparseOutput, width: int, valid: torch.Tensor) -> SparseO
     kp = out.keypoints[:, :, flip]
     kp = torch.stack([(width - 1) - kp[..., 0], kp[..., 1]], dim=-1)
     kp = torch.where(valid[..., None, None], kp, 0.0)
+    labelled = None if out.labelled_logits is None else out.labelled_logits[:, :, flip]
     return SparseOutput(keypoints=kp, keypoint_scores=out.keypoint_scores[:, :, flip],
-                        score_logits=out.score_logits, keypoint_logits=out.keypoint_logits[:, :, flip])
+                        score_logits=out.score_logits, keypoint_logits=out.keypoint_logits[:, :, flip],
+                        labelled_logits=labelled)
 
 
 class Predictor:
@@ -88,7 +90,7 @@ class Predictor:
             raise ValueError(f"unknown pose_score {self.pose_score!r}; choose one of {', '.join(POSE_SCORES)}")
         overrides = {k: v for k, v in (("snap_radius", snap_radius), ("snap_threshold", snap_threshold),
                                         ("snap_weight", snap_weight)) if v is not None}
-        snap_cfg = replace(self.cfg, **overrides)  # ModelConfig checks the values
+        snap_cfg = replace(self.cfg, pose_score=self.pose_score, **overrides)  # ModelConfig checks the values
         self.snapping = (snap_cfg.snap_radius, snap_cfg.snap_threshold, snap_cfg.snap_weight)
 
     def preprocess(self, images: list[np.ndarray]) -> tuple[torch.Tensor, list[Letterbox]]:
@@ -131,10 +133,12 @@ class Predictor:
         cands_f = candidates_at(score_f, offsets_f, mirrored.kfeat, mirrored.ifeat, mirrored_idx)
         out_f = mirror_sparse(net.sparse(DenseOutput(score_f, offsets_f, mirrored.kfeat, mirrored.ifeat), cands_f),
                               w, cands.valid)
+        labelled = None if out.labelled_logits is None else (out.labelled_logits + out_f.labelled_logits) / 2
         merged = SparseOutput(keypoints=(out.keypoints + out_f.keypoints) / 2,
                               keypoint_scores=(out.keypoint_scores + out_f.keypoint_scores) / 2,
                               score_logits=(out.score_logits + out_f.score_logits) / 2,
-                              keypoint_logits=(out.keypoint_logits + out_f.keypoint_logits) / 2)
+                              keypoint_logits=(out.keypoint_logits + out_f.keypoint_logits) / 2,
+                              labelled_logits=labelled)
         return cands, net.snap(avg, merged, cands.valid, self.snapping)
 
     def postprocess(self, raw, boxes: list[Letterbox]) -> list[Poses]:

@@ -15,6 +15,11 @@ Our reconstruction (the paper's layer sizes are not known to us; H = ``qem_hidde
 - Keypoint scores (our design): ``sigmoid`` of the KQE keypoint logit, trained towards the keypoint's own OKS
   term ``exp(-d^2 / (2 s^2 (2 sigma_k)^2))`` of the refined keypoint, so a keypoint score is a predicted
   per-keypoint similarity in [0, 1].
+- Labelled head (our design, ``labelled_head``): a linear logit per keypoint on the same features as the keypoint
+  score, trained towards whether the ground truth labels that keypoint (v > 0). OKS averages only over labelled
+  keypoints, and a keypoint that will not be labelled (a face turned away, a joint outside the image; in COCO
+  also any joint the annotators could not place) has an untrained keypoint score, so the ``labelled_mean`` pose
+  score weights each keypoint score by this probability.
 - Switches: ``use_kqe=False`` keeps the coarse keypoints and scores keypoints with a linear layer on the sampled
   feature; ``use_pqe=False`` makes the final score the dense score at p.
 
@@ -36,12 +41,14 @@ from models.config import ModelConfig
 @dataclass
 class SparseOutput:
     """Per candidate slot: ``keypoints [B,N,K,2]`` refined (x, y) feature-map px (fp32); ``keypoint_scores
-    [B,N,K]`` in [0, 1]; ``keypoint_logits [B,N,K]``; ``score_logits [B,N]`` final pose-quality logits (fp32)."""
+    [B,N,K]`` in [0, 1]; ``keypoint_logits [B,N,K]``; ``score_logits [B,N]`` final pose-quality logits (fp32);
+    ``labelled_logits [B,N,K]`` (fp32) logits of "this keypoint is labelled", None without the labelled head."""
 
     keypoints: torch.Tensor
     keypoint_scores: torch.Tensor
     score_logits: torch.Tensor
     keypoint_logits: torch.Tensor
+    labelled_logits: torch.Tensor | None = None
 
     @property
     def scores(self) -> torch.Tensor:
@@ -55,12 +62,19 @@ def pose_scores(out: SparseOutput, mode: str = "pqe") -> torch.Tensor:
     ``"keypoint_mean"``: the mean over the K keypoints of the keypoint scores. Each keypoint score is trained
     towards that keypoint's OKS term, and a pose's OKS is the mean of those terms over its labelled keypoints, so
     the mean is a second estimate of the same quantity (on our synthetic data a closer one; see RESULTS.md).
+    ``"labelled_mean"``: the same mean weighted by each keypoint's probability of being labelled,
+    ``sum_k p_k s_k / sum_k p_k`` (needs the labelled head), since OKS averages over labelled keypoints only.
     """
     if mode == "pqe":
         return out.score_logits.float().sigmoid()
     if mode == "keypoint_mean":
         return out.keypoint_scores.float().mean(dim=-1)
-    raise ValueError(f"unknown pose score {mode!r}; choose one of pqe, keypoint_mean")
+    if mode == "labelled_mean":
+        if out.labelled_logits is None:
+            raise ValueError("pose score 'labelled_mean' needs a model with the labelled head (--labelled-head)")
+        p = out.labelled_logits.float().sigmoid()
+        return (p * out.keypoint_scores.float()).sum(dim=-1) / p.sum(dim=-1).clamp(min=1e-6)
+    raise ValueError(f"unknown pose score {mode!r}; choose one of pqe, keypoint_mean, labelled_mean")
 
 
 def fourier_features(u: torch.Tensor, frequencies: int) -> torch.Tensor:
@@ -154,6 +168,7 @@ class QEM(nn.Module):
         self.keypoint_logit = None if cfg.use_kqe else nn.Linear(cfg.kpt_channels, 1)
         query_dim = cfg.qem_hidden if cfg.use_kqe else cfg.kpt_channels
         self.pqe = PQE(cfg, query_dim) if cfg.use_pqe else None
+        self.labelled_logit = nn.Linear(query_dim, 1) if cfg.labelled_head else None
 
     def forward(self, score: torch.Tensor, cands: Candidates) -> SparseOutput:
         """``score [B,1,h,w]`` dense logits (for the peak logit), ``cands`` from the decode -> ``SparseOutput``."""
@@ -166,18 +181,21 @@ class QEM(nn.Module):
         if self.kqe is not None:
             delta, kpt_logits, h = self.kqe(cands.kpt_queries, (coarse - peak.unsqueeze(2)).to(dtype))
             refined = coarse + delta.float()
-            pooled = h.mean(dim=2)
         else:
             refined = coarse
-            kpt_logits = self.keypoint_logit(cands.kpt_queries).squeeze(-1)
-            pooled = cands.kpt_queries.mean(dim=2)
+            h = cands.kpt_queries
+            kpt_logits = self.keypoint_logit(h).squeeze(-1)
+        pooled = h.mean(dim=2)
         score_logits = peak_logit
         if self.pqe is not None:
             score_logits = peak_logit + self.pqe(refined.to(dtype), peak.to(dtype), cands.inst_queries,
                                                  pooled).float()
         kpt_logits = kpt_logits.float()
         m = valid.unsqueeze(-1)
+        labelled = None
+        if self.labelled_logit is not None:
+            labelled = torch.where(m, self.labelled_logit(h).squeeze(-1).float(), 0.0)
         return SparseOutput(keypoints=torch.where(m.unsqueeze(-1), refined, 0.0),
                             keypoint_scores=torch.where(m, torch.sigmoid(kpt_logits), 0.0),
                             score_logits=torch.where(valid, score_logits, 0.0),
-                            keypoint_logits=torch.where(m, kpt_logits, 0.0))
+                            keypoint_logits=torch.where(m, kpt_logits, 0.0), labelled_logits=labelled)

@@ -88,6 +88,8 @@ def model_overrides(args) -> dict:
         over["keypoint_heatmaps"] = True
     if args.heatmap_weight is not None:
         over["w_heatmap"] = args.heatmap_weight
+    if args.labelled_head:
+        over["labelled_head"] = True
     if args.encoder_blocks is not None:
         over["encoder_blocks"] = args.encoder_blocks
     if args.kpt_blocks is not None:
@@ -319,6 +321,8 @@ def build_args(argv=None) -> argparse.Namespace:
                    help="add the keypoint heatmap head (keypoint snapping); --init may start from weights without it")
     g.add_argument("--heatmap-weight", type=float, default=None,
                    help="weight of the keypoint heatmap loss (default 1; with --keypoint-heatmaps)")
+    g.add_argument("--labelled-head", action="store_true",
+                   help="add the labelled head (pose score labelled_mean); --init may start from weights without it")
     g.add_argument("--pose-score", choices=POSE_SCORES, default=None,
                    help="final pose score used by validation and saved in checkpoints (default: pqe)")
     g.add_argument("--encoder-blocks", type=int, default=None,

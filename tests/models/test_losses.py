@@ -5,6 +5,8 @@ import torch
 from models import build_model
 from models.losses import quality_loss, training_losses
 from models.persons import Persons
+from models.qem import candidates_at
+from models.targets import build_targets
 from models.preprocess import normalize
 
 # A stick figure (x, y) in units of s around its centre, COCO keypoint order.
@@ -70,6 +72,38 @@ def test_keypoint_heatmaps_add_a_term_that_falls():
     assert "heatmap" in history[0]
     assert history[-1]["heatmap"] < 0.75 * history[0]["heatmap"]
     assert history[-1]["offset"] < history[0]["offset"]
+
+
+@pytest.mark.slow
+def test_labelled_head_learns_which_keypoints_are_labelled():
+    """The second figure of the first image has no face labelled (v = 0, as for a face turned away): at its
+    positive pixels the face keypoints come out less likely labelled than its body, which comes out labelled as the other
+    figure's keypoints do."""
+    torch.manual_seed(0)
+    net = build_model("tiny", input_size=96, labelled_head=True)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    images, persons = batch()
+    persons[0].keypoints[1, :5, 2] = 0
+    history = []
+    for _ in range(40):
+        terms = training_losses(net, images, persons)
+        opt.zero_grad()
+        terms["loss"].backward()
+        opt.step()
+        history.append(terms["labelled"].item())
+    assert history[-1] < 0.4 * history[0]
+    with torch.no_grad():  # train mode: the batch statistics the head learnt with
+        dense = net.dense(images)
+        t = build_targets(persons, dense.score.shape[-2:], images.shape[-2:], 17, net.cfg.positive_radius,
+                          net.cfg.center_sigma)
+        owner = t.owner[0].flatten()
+        index = torch.stack([torch.where(owner >= 0, torch.arange(owner.numel()), -1)] * 2)
+        p = net.sparse(dense, candidates_at(dense.score, dense.offsets, dense.kfeat, dense.ifeat, index))
+        p = p.labelled_logits[0].sigmoid()
+    faceless, whole = owner == 1, owner == 0
+    assert faceless.any() and whole.any()
+    assert p[faceless][:, :5].max() < 0.8 < p[faceless][:, 5:].min()  # 40 steps: still learning, but apart
+    assert p[whole].min() > 0.8 and p[whole][:, :5].median() > 0.9
 
 
 def test_quality_losses_vanish_at_their_target_and_weigh_errors():

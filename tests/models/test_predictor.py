@@ -92,7 +92,16 @@ def lively_snapping_net():
     return net
 
 
-@pytest.mark.parametrize("make_net", [lively_net, lively_snapping_net])
+def lively_labelled_net():
+    """``lively_net`` with the labelled head, scoring poses by ``labelled_mean``: its pose scores are
+    mirror-consistent only if the labelled logits swap left and right too."""
+    net = lively_net(labelled_head=True, pose_score="labelled_mean")
+    with torch.no_grad():
+        net.qem.labelled_logit.weight.normal_(0, 1.0)
+    return net
+
+
+@pytest.mark.parametrize("make_net", [lively_net, lively_snapping_net, lively_labelled_net])
 def test_flip_test_mirrors_keypoints_and_swaps_identities(make_net):
     predictor = Predictor(make_net(), input_size=64, flip_test=True)
     image = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)

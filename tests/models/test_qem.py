@@ -86,3 +86,27 @@ def test_pose_scores_are_the_pqe_sigmoid_or_the_mean_keypoint_score():
     torch.testing.assert_close(pose_scores(out, "keypoint_mean"), torch.tensor([[8 / 17, 0.9]]))
     with pytest.raises(ValueError, match="unknown pose score 'oks'"):
         pose_scores(out, "oks")
+    with pytest.raises(ValueError, match="needs a model with the labelled head"):
+        pose_scores(out, "labelled_mean")
+
+
+def test_labelled_mean_weights_keypoint_scores_by_the_labelled_probability():
+    kpt = torch.tensor([[[0.2] * 5 + [0.9] * 12, [0.6] * 17]])
+    labelled = torch.tensor([[[-30.0] * 5 + [30.0] * 12, [0.0] * 17]])  # face surely unlabelled; all p = 0.5
+    out = SparseOutput(keypoints=torch.zeros(1, 2, K, 2), keypoint_scores=kpt, score_logits=torch.zeros(1, 2),
+                       keypoint_logits=torch.zeros(1, 2, K), labelled_logits=labelled)
+    torch.testing.assert_close(pose_scores(out, "labelled_mean"), torch.tensor([[0.9, 0.6]]))
+    torch.testing.assert_close(pose_scores(out, "keypoint_mean"), torch.tensor([[(1.0 + 10.8) / 17, 0.6]]))
+
+
+@pytest.mark.parametrize("use_kqe", [True, False])
+def test_labelled_head_gives_a_logit_per_keypoint_and_zeros_in_unused_slots(use_kqe):
+    torch.manual_seed(0)
+    net = build_model("tiny", input_size=64, labelled_head=True, use_kqe=use_kqe).eval()
+    with torch.no_grad():
+        cands, out = net.infer(torch.randn(2, 3, 64, 64), "torch")
+    assert out.labelled_logits.shape == out.keypoint_logits.shape
+    assert torch.all(out.labelled_logits[~cands.valid] == 0)
+    assert build_model("tiny", input_size=64).eval().infer(torch.randn(1, 3, 64, 64), "torch")[1].labelled_logits is None
+    with pytest.raises(ValueError, match="needs a model with the labelled head"):
+        build_model("tiny", pose_score="labelled_mean")

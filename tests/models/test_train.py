@@ -26,10 +26,10 @@ def test_ablation_switches_and_pose_score_become_model_overrides():
     assert model_overrides(build_args(base)) == {"input_size": 128}
     args = build_args(base + ["--no-kqe", "--score-mode", "center_gaussian", "--pose-score", "keypoint_mean",
                               "--keypoint-heatmaps", "--heatmap-weight", "0.25", "--encoder-blocks", "2",
-                              "--kpt-blocks", "4"])
+                              "--kpt-blocks", "4", "--labelled-head"])
     assert model_overrides(args) == {"input_size": 128, "use_kqe": False, "score_mode": "center_gaussian",
                                      "pose_score": "keypoint_mean", "keypoint_heatmaps": True, "w_heatmap": 0.25,
-                                     "encoder_blocks": 2, "kpt_blocks": 4}
+                                     "encoder_blocks": 2, "kpt_blocks": 4, "labelled_head": True}
 
 
 def _train(data: Path, out: Path, *extra: str) -> dict:
@@ -92,6 +92,15 @@ def test_checkpoint_loads_weights_only_and_resumes(synth4, tmp_path):
     fresh = {k for k in head if ".heatmaps." in k}
     assert all(torch.equal(head[k], base["state_dict"][k]) for k in head if k not in fresh)
     assert not torch.equal(head["heads.heatmaps.out.weight"], heat["state_dict"]["heads.heatmaps.out.weight"])
+    # ... the labelled head likewise, scoring the poses it validates with labelled_mean
+    _train(synth4, tmp_path / "labelled", "--epochs", "1", "--eval-every", "1", "--labelled-head", "--lr", "1e-2",
+           "--pose-score", "labelled_mean", "--train-only", "qem.labelled_logit.",
+           "--init", str(tmp_path / "run" / "last.pt"))
+    labelled = torch.load(tmp_path / "labelled" / "last.pt", weights_only=True)
+    assert labelled["config"]["labelled_head"] and labelled["config"]["pose_score"] == "labelled_mean"
+    assert set(labelled["state_dict"]) - set(base["state_dict"]) == {"qem.labelled_logit.weight",
+                                                                     "qem.labelled_logit.bias"}
+    assert all(torch.equal(v, labelled["state_dict"][k]) for k, v in base["state_dict"].items())
     with pytest.raises(TrainError, match="no parameter"):
         _train(synth4, tmp_path / "none", "--epochs", "1", "--train-only", "heads.nothing")
 
