@@ -97,10 +97,10 @@ def model_overrides(args) -> dict:
     return over
 
 
-def inherit_depth(args, checkpoint: str) -> None:
-    """``--init`` from a grown checkpoint (``models.grow``) of the same ``--config`` builds its depth:
-    ``--encoder-blocks`` and ``--kpt-blocks`` not given are read from the checkpoint's config. A checkpoint of
-    another config is left to ``load_weights``, which names the difference."""
+def inherit_shape(args, checkpoint: str) -> None:
+    """``--init`` from a checkpoint of the same ``--config`` builds its shape: ``--encoder-blocks`` and
+    ``--kpt-blocks`` not given are read from its config (a grown network, ``models.grow``), and its labelled head
+    is kept. A checkpoint of another config is left to ``load_weights``, which names the difference."""
     from models.checkpoint import CheckpointError, read_checkpoint
 
     try:
@@ -112,6 +112,7 @@ def inherit_depth(args, checkpoint: str) -> None:
     for field in ("encoder_blocks", "kpt_blocks"):
         if getattr(args, field) is None and field in saved:
             setattr(args, field, int(saved[field]))
+    args.labelled_head = args.labelled_head or bool(saved.get("labelled_head", False))
 
 
 def data_paths(args) -> tuple[tuple[Path, Path], tuple[Path, Path] | None]:
@@ -359,7 +360,7 @@ def run(args) -> dict:
         np.random.seed(args.seed + info.rank)
         train_paths, val_paths = data_paths(args)
         if args.init:
-            inherit_depth(args, args.init)
+            inherit_shape(args, args.init)
         try:
             net = build_model(args.config, pretrained=args.pretrained, **model_overrides(args))
         except ValueError as exc:

@@ -101,6 +101,9 @@ def test_checkpoint_loads_weights_only_and_resumes(synth4, tmp_path):
     assert set(labelled["state_dict"]) - set(base["state_dict"]) == {"qem.labelled_logit.weight",
                                                                      "qem.labelled_logit.bias"}
     assert all(torch.equal(v, labelled["state_dict"][k]) for k, v in base["state_dict"].items())
+    _train(synth4, tmp_path / "keeps", "--epochs", "1", "--eval-every", "100", "--pose-score", "labelled_mean",
+           "--init", str(tmp_path / "labelled" / "last.pt"))  # --init keeps the head without --labelled-head
+    assert torch.load(tmp_path / "keeps" / "last.pt", weights_only=True)["config"]["labelled_head"]
     with pytest.raises(TrainError, match="no parameter"):
         _train(synth4, tmp_path / "none", "--epochs", "1", "--train-only", "heads.nothing")
 
