@@ -5,9 +5,9 @@ import torch
 from models import build_model
 from models.losses import quality_loss, training_losses
 from models.persons import Persons
+from models.preprocess import normalize
 from models.qem import candidates_at
 from models.targets import build_targets
-from models.preprocess import normalize
 
 # A stick figure (x, y) in units of s around its centre, COCO keypoint order.
 FIGURE = torch.tensor([[0, -3], [-.5, -3.3], [.5, -3.3], [-1, -3], [1, -3], [-1.5, -2], [1.5, -2], [-2, -.5],
@@ -77,8 +77,7 @@ def test_keypoint_heatmaps_add_a_term_that_falls():
 @pytest.mark.slow
 def test_labelled_head_learns_which_keypoints_are_labelled():
     """The second figure of the first image has no face labelled (v = 0, as for a face turned away): at its
-    positive pixels the face keypoints come out less likely labelled than its body, which comes out labelled as the other
-    figure's keypoints do."""
+    positive pixels its face comes out less likely labelled than its body; the other figure comes out labelled."""
     torch.manual_seed(0)
     net = build_model("tiny", input_size=96, labelled_head=True)
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)

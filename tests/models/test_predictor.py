@@ -165,6 +165,8 @@ def test_bad_inputs_fail_clearly():
         Predictor(lively_net(), snap_radius=2)
     with pytest.raises(ValueError, match="snap_threshold"):
         Predictor(lively_snapping_net(), snap_threshold=1.5)
+    with pytest.raises(ValueError, match="needs a model with the labelled head"):
+        Predictor(lively_net(), pose_score="labelled_mean")
     predictor = Predictor(build_model("tiny"), input_size=64)
     with pytest.raises(ValueError, match="image 0: expected an RGB uint8 HxWx3"):
         predictor.predict([np.zeros((10, 10), np.uint8)])
