@@ -146,9 +146,10 @@ def _dilated_conv_weight_grad_error(memory_format) -> float:
 
 def test_bf16_dilated_conv_gradients_are_right_in_nchw_and_wrong_in_nhwc():
     """What --amp bf16 relies on, and why it refuses --channels-last on the CPU. If the second assertion fails,
-    this torch computes them right: lift ``place_network``'s refusal."""
+    this torch computes them right: lift ``place_network``'s refusal. The wrong gradient is sometimes NaN, as if
+    read from uninitialised memory, so the check is "not close" rather than "far"."""
     assert _dilated_conv_weight_grad_error(torch.contiguous_format) < 0.02
-    assert _dilated_conv_weight_grad_error(torch.channels_last) > 0.5
+    assert not _dilated_conv_weight_grad_error(torch.channels_last) < 0.5
 
 
 def test_amp_dtype_follows_the_device():
