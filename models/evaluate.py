@@ -228,11 +228,13 @@ def evaluate_checkpoint(checkpoint: str | Path | None, data: str | Path | None =
                         images: str | None = None, split: str | None = None, flip: bool = True,
                         device: str = "cpu", input_size: int | None = None, max_images: int | None = None,
                         progress: bool = True, pose_score: str | None = None, snap_radius: int | None = None,
-                        snap_threshold: float | None = None, snap_weight: float | None = None):
+                        snap_threshold: float | None = None, snap_weight: float | None = None,
+                        shift_test: tuple[int, ...] = ()):
     """Metrics and results of a checkpoint file (None: the bundled one) on a synth folder or --ann/--images."""
     ann_file, image_dir = resolve_data(None if data is None else str(data), ann, images, split)
     predictor = Predictor(checkpoint, device=device, input_size=input_size, flip_test=flip, pose_score=pose_score,
-                          snap_radius=snap_radius, snap_threshold=snap_threshold, snap_weight=snap_weight)
+                          snap_radius=snap_radius, snap_threshold=snap_threshold, snap_weight=snap_weight,
+                          shift_test=shift_test)
     return evaluate_predictor(predictor, ann_file, image_dir, max_images, progress=progress)
 
 
@@ -247,6 +249,10 @@ def main(argv=None) -> None:
     p.add_argument("--out", help="write the COCO keypoint results JSON here")
     p.add_argument("--metrics-out", help="write the metrics as JSON here")
     p.add_argument("--no-flip", action="store_true", help="no flip test (it is on by default)")
+    p.add_argument("--shift-test", type=int, nargs="+", default=[], metavar="PX",
+                   help="also run the network on the images placed PX input px right and down in a canvas 32 px "
+                        "larger (each a multiple of 4, at most 32; with the flip test, mirrored too) and average "
+                        "all views; each shift costs one more network pass per view (e.g. 16)")
     p.add_argument("--input-size", type=int, help="network input size (default: the checkpoint's)")
     p.add_argument("--max-images", type=int, help="evaluate on the first N images only")
     p.add_argument("--pose-score", choices=POSE_SCORES,
@@ -270,7 +276,8 @@ def main(argv=None) -> None:
                                               device=args.device, input_size=args.input_size,
                                               max_images=args.max_images, progress=not args.no_progress,
                                               pose_score=args.pose_score, snap_radius=args.snap_radius,
-                                              snap_threshold=args.snap_threshold, snap_weight=args.snap_weight)
+                                              snap_threshold=args.snap_threshold, snap_weight=args.snap_weight,
+                                              shift_test=tuple(args.shift_test))
     except (DataPathError, CheckpointError, ValueError) as exc:
         sys.exit(f"error: {exc}")
     except KeyboardInterrupt:
@@ -280,9 +287,10 @@ def main(argv=None) -> None:
         Path(args.out).write_text(json.dumps(results))
     if args.metrics_out:
         Path(args.metrics_out).write_text(json.dumps({"checkpoint": str(checkpoint), "data": str(ann_file),
-                                                      "flip": not args.no_flip,
+                                                      "flip": not args.no_flip, "shift_test": args.shift_test,
                                                       **report.as_dict()}, indent=1))
-    print(report.table(f"{checkpoint.name} on {ann_file} ({'flip' if not args.no_flip else 'no flip'})"))
+    views = ("flip" if not args.no_flip else "no flip") + "".join(f", shift {s}" for s in args.shift_test)
+    print(report.table(f"{checkpoint.name} on {ann_file} ({views})"))
     if args.out:
         print(f"results: {args.out}")
 

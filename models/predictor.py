@@ -10,13 +10,16 @@
   the decode; the sparse stage then runs on both views (the mirrored view's candidates are the same poses,
   mirrored, with features sampled from the mirrored maps) and its outputs are mirrored back and averaged; the
   keypoint heatmaps (if any) are mirrored back and averaged like the score map, and snapping runs once on the
-  averaged poses.
+  averaged poses. ``shift_test`` (input px, e.g. ``(16,)``) adds views of the batch placed that far right and down
+  in a larger canvas (and their mirror images with ``flip_test``), cropped back onto the plain grid and averaged the
+  same way (``models.views``); each shift costs one more dense pass per view.
 - ``postprocess``: feature px -> input px (``models.config.to_input``) -> image px (``Letterbox.to_image``),
   final scores ``models.qem.pose_scores`` (the checkpoint's ``pose_score`` unless overridden), pose NMS
   (``models.nms``, settings from the config), sorted by score.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,39 +28,13 @@ import torch
 
 from models.checkpoint import load_checkpoint
 from models.config import POSE_SCORES, to_input
-from models.keypoints import FLIP_INDEX
 from models.network import DenseOutput, PoseNet
 from models.nms import pose_nms
 from models.poses import Poses
 from models.preprocess import Letterbox, letterbox, normalize
-from models.qem import SparseOutput, candidates_at, pose_scores
-
-
-def mirror_heatmaps(heatmaps: torch.Tensor) -> torch.Tensor:
-    """Keypoint heatmaps of a horizontally mirrored image in the other view (x -> w-1-x, keypoint k <-
-    FLIP_INDEX[k])."""
-    return heatmaps.flip(3)[:, torch.as_tensor(FLIP_INDEX, device=heatmaps.device)]
-
-
-def mirror_maps(score: torch.Tensor, offsets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Score and offset maps of a horizontally mirrored image expressed in the other view (an involution)."""
-    b, two_k, h, w = offsets.shape
-    flip = torch.as_tensor(FLIP_INDEX, device=offsets.device)
-    off = offsets.flip(3).view(b, two_k // 2, 2, h, w)[:, flip]
-    off = torch.cat([-off[:, :, :1], off[:, :, 1:]], dim=2).view(b, two_k, h, w)
-    return score.flip(3), off
-
-
-def mirror_sparse(out: SparseOutput, width: int, valid: torch.Tensor) -> SparseOutput:
-    """Sparse outputs of the mirrored view mapped back: x -> width-1-x and keypoint identities swapped."""
-    flip = torch.as_tensor(FLIP_INDEX, device=out.keypoints.device)
-    kp = out.keypoints[:, :, flip]
-    kp = torch.stack([(width - 1) - kp[..., 0], kp[..., 1]], dim=-1)
-    kp = torch.where(valid[..., None, None], kp, 0.0)
-    labelled = None if out.labelled_logits is None else out.labelled_logits[:, :, flip]
-    return SparseOutput(keypoints=kp, keypoint_scores=out.keypoint_scores[:, :, flip],
-                        score_logits=out.score_logits, keypoint_logits=out.keypoint_logits[:, :, flip],
-                        labelled_logits=labelled)
+from models.qem import candidates_at, pose_scores
+from models.views import View, crop_to_plain, mean_sparse, mirror_heatmaps, mirror_maps, mirror_sparse, view_batch, \
+    views_for
 
 
 class Predictor:
@@ -66,7 +43,8 @@ class Predictor:
     def __init__(self, model_or_checkpoint_path: PoseNet | str | Path | None = None, device: str = "cpu",
                  input_size: int | None = None, flip_test: bool = False, half: bool = False,
                  decode_backend: str = "auto", pose_score: str | None = None, snap_radius: int | None = None,
-                 snap_threshold: float | None = None, snap_weight: float | None = None):
+                 snap_threshold: float | None = None, snap_weight: float | None = None,
+                 shift_test: Sequence[int] = ()):
         self.device = torch.device(device)
         if half and self.device.type != "cuda":
             raise ValueError("half=True needs a CUDA device; use half=False on the CPU")
@@ -84,6 +62,8 @@ class Predictor:
         if self.input_size % 32:
             raise ValueError(f"input_size must be a multiple of 32, got {self.input_size}")
         self.flip_test = flip_test
+        self.shift_test = tuple(shift_test)
+        self.views = views_for(flip_test, self.shift_test)
         self.decode_backend = decode_backend
         self.pose_score = pose_score or self.cfg.pose_score
         if self.pose_score not in POSE_SCORES:
@@ -113,33 +93,51 @@ class Predictor:
     def forward(self, batch: torch.Tensor):
         """``(Candidates, SparseOutput)`` for a preprocessed batch, in feature-map pixels."""
         net = self.net
-        if not self.flip_test:
+        if len(self.views) == 1:
             return net.infer(batch, self.decode_backend, self.snapping)
-        both = net.dense(torch.cat([batch, batch.flip(3)]))  # one pass over both views
-        b = batch.shape[0]
-        maps = (both.score, both.offsets, both.kfeat, both.ifeat, both.heatmaps)
-        dense = DenseOutput(*(None if t is None else t[:b] for t in maps))
-        mirrored = DenseOutput(*(None if t is None else t[b:] for t in maps))
-        score_m, offsets_m = mirror_maps(mirrored.score, mirrored.offsets)
-        heatmaps = None if dense.heatmaps is None else (dense.heatmaps + mirror_heatmaps(mirrored.heatmaps)) / 2
-        avg = DenseOutput((dense.score + score_m) / 2, (dense.offsets + offsets_m) / 2, dense.kfeat, dense.ifeat,
-                          heatmaps)
+        dense = self.dense_views(batch)
+        plain_grid = [mirror_maps(d.score, d.offsets) if v.mirrored else (d.score, d.offsets)
+                      for v, d in zip(self.views, dense)]
+        heatmaps = None
+        if dense[0].heatmaps is not None:
+            heatmaps = sum(mirror_heatmaps(d.heatmaps) if v.mirrored else d.heatmaps
+                           for v, d in zip(self.views, dense)) / len(dense)
+        avg = DenseOutput(sum(m[0] for m in plain_grid) / len(dense), sum(m[1] for m in plain_grid) / len(dense),
+                          dense[0].kfeat, dense[0].ifeat, heatmaps)
         cands = net.decode(avg, self.decode_backend)
-        out = net.sparse(avg, cands)
         w = avg.score.shape[-1]
         score_f, offsets_f = mirror_maps(avg.score, avg.offsets)
         idx = cands.indices
         mirrored_idx = torch.where(idx >= 0, idx - idx % w + (w - 1 - idx % w), idx)
-        cands_f = candidates_at(score_f, offsets_f, mirrored.kfeat, mirrored.ifeat, mirrored_idx)
-        out_f = mirror_sparse(net.sparse(DenseOutput(score_f, offsets_f, mirrored.kfeat, mirrored.ifeat), cands_f),
-                              w, cands.valid)
-        labelled = None if out.labelled_logits is None else (out.labelled_logits + out_f.labelled_logits) / 2
-        merged = SparseOutput(keypoints=(out.keypoints + out_f.keypoints) / 2,
-                              keypoint_scores=(out.keypoint_scores + out_f.keypoint_scores) / 2,
-                              score_logits=(out.score_logits + out_f.score_logits) / 2,
-                              keypoint_logits=(out.keypoint_logits + out_f.keypoint_logits) / 2,
-                              labelled_logits=labelled)
-        return cands, net.snap(avg, merged, cands.valid, self.snapping)
+        outs = []
+        for view, d in zip(self.views, dense):
+            if view == View():
+                outs.append(net.sparse(avg, cands))
+            elif not view.mirrored:
+                maps = DenseOutput(avg.score, avg.offsets, d.kfeat, d.ifeat)
+                outs.append(net.sparse(maps, candidates_at(avg.score, avg.offsets, d.kfeat, d.ifeat, idx)))
+            else:
+                maps = DenseOutput(score_f, offsets_f, d.kfeat, d.ifeat)
+                cands_f = candidates_at(score_f, offsets_f, d.kfeat, d.ifeat, mirrored_idx)
+                outs.append(mirror_sparse(net.sparse(maps, cands_f), w, cands.valid))
+        return cands, net.snap(avg, mean_sparse(outs), cands.valid, self.snapping)
+
+    def dense_views(self, batch: torch.Tensor) -> list[DenseOutput]:
+        """The dense outputs of ``self.views`` on the plain view's grid, each in its view's orientation; one
+        network pass per canvas size."""
+        size = batch.shape[-1] // self.net.stride
+        by_shift: dict[int, list[View]] = {}
+        for view in self.views:
+            by_shift.setdefault(view.shift, []).append(view)
+        out: dict[View, DenseOutput] = {}
+        b = batch.shape[0]
+        for views in by_shift.values():
+            both = self.net.dense(torch.cat([view_batch(batch, v) for v in views]))
+            for i, view in enumerate(views):
+                part = DenseOutput(*(None if t is None else t[i * b:(i + 1) * b]
+                                     for t in (both.score, both.offsets, both.kfeat, both.ifeat, both.heatmaps)))
+                out[view] = crop_to_plain(part, view, size)
+        return [out[v] for v in self.views]
 
     def postprocess(self, raw, boxes: list[Letterbox]) -> list[Poses]:
         """Poses in each image's pixels, pose-NMSed, by score descending."""

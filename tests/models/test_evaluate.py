@@ -151,6 +151,12 @@ def test_cli_snapping_without_heatmaps_is_one_line(tmp_path):
     assert_one_error_line(proc, "keypoint heatmaps")
 
 
+def test_cli_bad_shift_is_one_line(tmp_path):
+    ann_file, _ = _gt_and_results(tmp_path, seed=7)
+    proc = run_module("models.evaluate", "--ann", ann_file, "--images", tmp_path, "--shift-test", "6")
+    assert_one_error_line(proc, "shift test: shifts must be distinct multiples of 4")
+
+
 @pytest.mark.slow
 def test_cli_on_the_bundled_checkpoint_writes_loadable_results(tmp_path):
     """The default checkpoint on four synthetic images: a table is printed and loadRes reads the results file."""

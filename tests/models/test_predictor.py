@@ -6,7 +6,7 @@ import torch
 from kernels.candidates import Candidates
 from models import Predictor, build_model
 from models.keypoints import FLIP_INDEX
-from models.predictor import mirror_maps
+from models.views import mirror_maps
 from models.preprocess import Letterbox
 from models.qem import SparseOutput
 
@@ -101,9 +101,11 @@ def lively_labelled_net():
     return net
 
 
-@pytest.mark.parametrize("make_net", [lively_net, lively_snapping_net, lively_labelled_net])
-def test_flip_test_mirrors_keypoints_and_swaps_identities(make_net):
-    predictor = Predictor(make_net(), input_size=64, flip_test=True)
+@pytest.mark.parametrize("make_net, shifts", [(lively_net, ()), (lively_snapping_net, ()), (lively_labelled_net, ()),
+                                              (lively_labelled_net, (8, 20))])
+def test_flip_test_mirrors_keypoints_and_swaps_identities(make_net, shifts):
+    """With shifts too: a shifted mirrored view of an image is the shifted plain view of its mirror image."""
+    predictor = Predictor(make_net(), input_size=64, flip_test=True, shift_test=shifts)
     image = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     a = predictor.predict([image])[0]
     b = predictor.predict([np.ascontiguousarray(image[:, ::-1])])[0]
