@@ -132,10 +132,11 @@ class Predictor:
         out: dict[View, DenseOutput] = {}
         b = batch.shape[0]
         for views in by_shift.values():
-            both = self.net.dense(torch.cat([view_batch(batch, v) for v in views]))
+            stacked = self.net.dense(torch.cat([view_batch(batch, v) for v in views]))
             for i, view in enumerate(views):
                 part = DenseOutput(*(None if t is None else t[i * b:(i + 1) * b]
-                                     for t in (both.score, both.offsets, both.kfeat, both.ifeat, both.heatmaps)))
+                                     for t in (stacked.score, stacked.offsets, stacked.kfeat, stacked.ifeat,
+                                               stacked.heatmaps)))
                 out[view] = crop_to_plain(part, view, size)
         return [out[v] for v in self.views]
 
