@@ -106,20 +106,20 @@ class Predictor:
                           dense[0].kfeat, dense[0].ifeat, heatmaps)
         cands = net.decode(avg, self.decode_backend)
         w = avg.score.shape[-1]
-        score_f, offsets_f = mirror_maps(avg.score, avg.offsets)
         idx = cands.indices
-        mirrored_idx = torch.where(idx >= 0, idx - idx % w + (w - 1 - idx % w), idx)
+        oriented = {False: (avg.score, avg.offsets, idx)}  # the averaged maps and peaks in each view's orientation
+        if any(v.mirrored for v in self.views):
+            oriented[True] = (*mirror_maps(avg.score, avg.offsets),
+                              torch.where(idx >= 0, idx - idx % w + (w - 1 - idx % w), idx))
         outs = []
         for view, d in zip(self.views, dense):
             if view == View():
                 outs.append(net.sparse(avg, cands))
-            elif not view.mirrored:
-                maps = DenseOutput(avg.score, avg.offsets, d.kfeat, d.ifeat)
-                outs.append(net.sparse(maps, candidates_at(avg.score, avg.offsets, d.kfeat, d.ifeat, idx)))
-            else:
-                maps = DenseOutput(score_f, offsets_f, d.kfeat, d.ifeat)
-                cands_f = candidates_at(score_f, offsets_f, d.kfeat, d.ifeat, mirrored_idx)
-                outs.append(mirror_sparse(net.sparse(maps, cands_f), w, cands.valid))
+                continue
+            score, offsets, indices = oriented[view.mirrored]
+            out = net.sparse(DenseOutput(score, offsets, d.kfeat, d.ifeat),
+                             candidates_at(score, offsets, d.kfeat, d.ifeat, indices))
+            outs.append(mirror_sparse(out, w, cands.valid) if view.mirrored else out)
         return cands, net.snap(avg, mean_sparse(outs), cands.valid, self.snapping)
 
     def dense_views(self, batch: torch.Tensor) -> list[DenseOutput]:
