@@ -73,7 +73,7 @@ class TrackerSettings:
     confirmed track survives unseen; ``min_hits``: consecutive matches that confirm a tentative track;
     ``velocity_smoothing``: weight of the old velocity in its exponential average."""
 
-    high_score: float = 0.6
+    high_score: float = 0.65
     min_oks: float = 0.3
     max_age: int = 30
     min_hits: int = 3
