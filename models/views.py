@@ -33,7 +33,7 @@ def views_for(flip: bool, shifts: Sequence[int] = ()) -> list[View]:
     """The views the predictor runs, plain first: each shift once, and each mirrored too when ``flip``."""
     bad = [s for s in shifts if not isinstance(s, int) or s <= 0 or s > SHIFT_MARGIN or s % STRIDE]
     if bad or len(set(shifts)) != len(shifts):
-        raise ValueError(f"shift test: shifts must be distinct multiples of {STRIDE} in 4..{SHIFT_MARGIN} px, "
+        raise ValueError(f"shift test: shifts must be distinct multiples of {STRIDE} in {STRIDE}..{SHIFT_MARGIN} px, "
                          f"got {list(shifts)}")
     return [View(s, m) for s in (0, *shifts) for m in ((False, True) if flip else (False,))]
 
