@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 setup(
     name="qem-pose",
@@ -9,7 +9,7 @@ setup(
     long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["models", "kernels", "realtime"],
+    packages=find_packages(include=["models", "models.*", "kernels", "realtime"]),
     package_data={"models": ["weights/*.pt"], "kernels": ["*.cu"], "realtime": ["assets/*"]},
     install_requires=[
         "torch>=2.4",
@@ -20,6 +20,7 @@ setup(
         "pycocotools>=2.0.7",
         "tqdm>=4.60",
     ],
+    entry_points={"console_scripts": ["qem = models.cli:main"]},
     extras_require={
         "cuda": ["cupy-cuda13x>=14"],
         "plot": ["matplotlib>=3.7"],

@@ -1,6 +1,6 @@
 """Micro-benchmarks of the decode backends: median microseconds per call, the device named in every table.
 
-    python -m kernels.bench [--quick] [--json out.json] [--plot out.png] [--repeats 200] [--threads 2]
+    qem bench-decode [--quick] [--json out.json] [--plot out.png] [--repeats 200] [--threads 2]
 
 On a CUDA device: the eager torch reference, triton, cupy (when installed), each fused backend captured in a
 CUDA graph, and two baselines, an empty Triton kernel launched from Python and an empty kernel replayed in a CUDA
@@ -175,7 +175,7 @@ def print_tables(name: str, rows: list[Row]) -> None:
             print(f"| {r.backend} | {r.dtype} | {r.batch} | {r.size}x{r.size} | {r.people} | {r.channels} | "
                   f"{r.median_us:.1f} | {r.min_us:.1f} |")
     if not torch.cuda.is_available():
-        print("\nGPU rows (triton, cupy, CUDA graph, empty launch) need a CUDA device: run python -m kernels.bench "
+        print("\nGPU rows (triton, cupy, CUDA graph, empty launch) need a CUDA device: run qem bench-decode "
               "on a GPU machine.")
         return
     # The base configuration (batch 1 of the batch sweep) against the baselines.
@@ -211,7 +211,7 @@ def plot(rows: list[Row], name: str, path: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m kernels.bench", description=__doc__,
+    parser = argparse.ArgumentParser(prog="qem bench-decode", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a small grid (seconds)")
     parser.add_argument("--repeats", type=int, default=None, help="timed calls per row (default 200, quick 20)")

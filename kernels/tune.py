@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         sys.exit("error: kernels.tune times the Triton kernel on a GPU and needs CUDA; on the CPU use "
-                 "python -m kernels.bench")
+                 "qem bench-decode")
     bad = [b for b in args.blocks + args.warps if b < 1 or b & (b - 1)]
     if bad:
         sys.exit(f"error: --blocks and --warps take powers of two, got {bad[0]}")

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from models.config import ModelConfig
-from models.network import PoseNet
+from models.modeling.network import PoseNet
 
 FORMAT = "qem-pose-checkpoint"
 VERSION = 1

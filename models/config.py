@@ -43,13 +43,13 @@ class ModelConfig:
     backbone: str = "tiny"
     input_size: int = 256
     num_keypoints: int = 17
-    encoder_blocks: int = 1          # BasicBlocks in each stride-8/16/32 level (tiny backbone only; models.grow)
+    encoder_blocks: int = 1          # BasicBlocks in each stride-8/16/32 level (tiny backbone only; models.training.grow)
     # heads
     head_channels: int = 32          # width of the score-head trunk
     kpt_channels: int = 8            # Ck: per-keypoint feature width (one regression branch per keypoint)
     kpt_blocks: int = 2              # grouped residual blocks in each keypoint branch
     offset_scale: float = 1.0        # offsets = this x the offset conv's output (larger: faster early learning)
-    keypoint_heatmaps: bool = False  # a per-keypoint heatmap head on the keypoint branches (``models.snap``)
+    keypoint_heatmaps: bool = False  # a per-keypoint heatmap head on the keypoint branches (``models.modeling.snap``)
     heatmap_sigma: float = 1.0       # gaussian sigma of the keypoint heatmap targets
     inst_channels: int = 32          # Ci: instance feature width
     # sparse stage (QEM)
@@ -58,7 +58,7 @@ class ModelConfig:
     pos_scale: float = 16.0          # offsets are divided by this (feature px) before encoding
     use_kqe: bool = True
     use_pqe: bool = True
-    labelled_head: bool = False      # a per-keypoint logit: will this keypoint be labelled (v > 0)? (``models.qem``)
+    labelled_head: bool = False      # a per-keypoint logit: will this keypoint be labelled (v > 0)? (``models.modeling.qem``)
     # instance score and its loss
     score_mode: str = "cir"          # "cir": OKS target (the paper) | "center_gaussian": DEKR-style centre heatmap
     cir_loss: str = "qfl"            # "qfl" | "varifocal" | "mse"
@@ -86,7 +86,7 @@ class ModelConfig:
     nms_dist: float = 0.15           # distance method: keypoints closer than nms_dist * box diagonal ...
     nms_count: int = 10              # ... in more than nms_count keypoints make two poses duplicates (DEKR)
     nms_oks: float = 0.8             # oks method: OKS above this makes two poses duplicates
-    pose_score: str = "pqe"          # a pose's final score (``models.qem.pose_scores``): one of POSE_SCORES
+    pose_score: str = "pqe"          # a pose's final score (``models.modeling.qem.pose_scores``): one of POSE_SCORES
     snap_radius: int = 0             # keypoint snapping window half-width (needs keypoint_heatmaps; 0: off)
     snap_threshold: float = 0.3      # ... a heatmap peak above this probability moves the keypoint towards it
     snap_weight: float = 1.0         # ... by this fraction of the way (1: onto the peak)

@@ -9,9 +9,9 @@ Sections:
   streams   1, 2, 4, 8 such live streams batched together: FPS in/out, drops, latency
 
 Examples:
-  python -m realtime.bench                                  (all sections, short durations)
-  python -m realtime.bench --sections live --duration 300   (five minutes of live mode)
-  python -m realtime.bench --json bench.json
+  qem bench                                  (all sections, short durations)
+  qem bench --sections live --duration 300   (five minutes of live mode)
+  qem bench --json bench.json
 """
 from __future__ import annotations
 
@@ -156,7 +156,7 @@ def bench_live(engine: Engine, duration: float, streams: int = 1) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m realtime.bench", description=__doc__,
+    p = argparse.ArgumentParser(prog="qem bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sections", nargs="+", default=["model", "pipeline", "live", "streams"],
                    choices=["model", "pipeline", "live", "streams"])

@@ -1,7 +1,7 @@
 """Per-stream post-processing after the network: pose NMS, tracking, One-Euro smoothing.
 
 The letterbox undo and the pose NMS configured in the checkpoint run in ``Predictor.postprocess`` (engine
-thread). A second NMS (``nms_oks`` < 1: OKS method of ``models.nms``, in image pixels) can be asked for here, for
+thread). A second NMS (``nms_oks`` < 1: OKS method of ``models.inference.nms``, in image pixels) can be asked for here, for
 models whose own NMS is off; by default it is off.
 Tracking and smoothing use the frame's ``pts`` (files) or receive time (live sources) as the clock.
 """
@@ -13,7 +13,7 @@ import numpy as np
 
 import torch
 
-from models.nms import pose_nms as models_pose_nms
+from models.inference.nms import pose_nms as models_pose_nms
 from models.poses import Poses
 from realtime.frames import Result
 from realtime.smoothing import PoseSmoother
@@ -21,7 +21,7 @@ from realtime.tracking import Tracker, TrackerSettings
 
 
 def pose_nms(poses: Poses, method: str = "oks", oks_thresh: float = 0.8) -> Poses:
-    """The models' pose NMS (``models.nms``) on poses in image pixels; keeps score order."""
+    """The models' pose NMS (``models.inference.nms``) on poses in image pixels; keeps score order."""
     if len(poses) < 2 or method == "none":
         return poses
     keep = models_pose_nms(torch.from_numpy(poses.keypoints), torch.from_numpy(poses.scores), method,

@@ -1,10 +1,10 @@
 """How well a run's track ids follow the people of a clip with ground-truth identities (MOT metrics).
 
-    python -m realtime.track_eval runs/webcam/poses.jsonl --truth realtime/assets/synth_clip.json
-    python -m realtime.track_eval runs/webcam/poses.jsonl --truth realtime/assets/synth_clip.json --retrack \
+    qem track-eval runs/webcam/poses.jsonl --truth realtime/assets/synth_clip.json
+    qem track-eval runs/webcam/poses.jsonl --truth realtime/assets/synth_clip.json --retrack \
         --track-score 0.7                 # the same poses, tracked again with other settings
 
-Ground truth: the clip JSON of ``python -m models.synth --video`` (COCO keypoints plus ``track_id`` per person and
+Ground truth: the clip JSON of ``qem synth --video`` (COCO keypoints plus ``track_id`` per person and
 ``frame_index`` per image); people with no labelled keypoint are left out. Hypotheses: the run's JSONL (one line
 per frame, see ``realtime.sinks``); a frame's index is ``round(pts * fps)``, and people with track id -1 (not yet
 confirmed, or tracking off) are not hypotheses.
@@ -103,7 +103,7 @@ def load_truth(path: str | Path) -> tuple[dict[int, FramePeople], float]:
             if ann["num_keypoints"] > 0:
                 people[frame_of_image[ann["image_id"]]].append(ann)
     except (KeyError, IndexError, TypeError) as exc:
-        raise TrackEvalError(f"{path} is not a clip ground truth of models.synth --video (missing {exc})") from None
+        raise TrackEvalError(f"{path} is not a clip ground truth of models.data.synth --video (missing {exc})") from None
     truth = {}
     for frame, anns in people.items():
         kpts = np.array([a["keypoints"] for a in anns], np.float32).reshape(len(anns), len(SIGMAS), 3)
@@ -209,9 +209,9 @@ def evaluate_tracks(truth: dict[int, FramePeople], run: dict[int, FramePeople],
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m realtime.track_eval", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="qem track-eval", description=__doc__.split("\n\n")[0])
     p.add_argument("jsonl", help="the run's poses JSONL (realtime --jsonl)")
-    p.add_argument("--truth", required=True, help="clip ground truth JSON with track ids (models.synth --video)")
+    p.add_argument("--truth", required=True, help="clip ground truth JSON with track ids (models.data.synth --video)")
     p.add_argument("--min-oks", type=float, default=DEFAULT_MIN_OKS, help="lowest OKS that counts as a match")
     p.add_argument("--json", help="also write the report here")
     p.add_argument("--retrack", action="store_true",

@@ -1,4 +1,4 @@
-"""``python -m kernels.bench --quick`` runs end to end and writes well-formed JSON and a plot (not timings)."""
+"""``qem bench-decode --quick`` runs end to end and writes well-formed JSON and a plot (not timings)."""
 import json
 import subprocess
 import sys

@@ -21,7 +21,7 @@ def one_thread():
 def synth4(tmp_path_factory) -> Path:
     """Four 128 px synthetic images (seed 3), split "train"."""
     out = tmp_path_factory.mktemp("synth4")
-    subprocess.run([sys.executable, "-m", "models.synth", "--out", str(out), "--num-images", "4", "--seed", "3",
+    subprocess.run([sys.executable, "-m", "models.data.synth", "--out", str(out), "--num-images", "4", "--seed", "3",
                     "--size", "128"],
                    cwd=ROOT, check=True, capture_output=True, timeout=120)
     return out

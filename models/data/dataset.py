@@ -1,0 +1,159 @@
+"""COCO-format keypoint datasets (COCO person_keypoints, CrowdPose, our synthetic data) as training samples.
+
+Annotation files are read unchanged through pycocotools' COCO API. Keypoints are mapped into the project's
+17-point COCO convention by name (``categories[*].keypoints``): CrowdPose's 14 points give the 12 limb points,
+its ``head`` and ``neck`` have no COCO counterpart and are dropped, and the 5 face points are v=0. A file without
+keypoint names is read as COCO order (17 points) or CrowdPose order (14). People with ``iscrowd`` or without a
+labelled (mapped) keypoint are not targets. ``area`` falls back to the bbox area when a file has none
+(CrowdPose). In training mode only images with at least one person annotation are used; evaluation keeps every
+image of the file.
+
+A ``Sample`` holds the input image ``[3,S,S]`` (RGB, ``models.preprocess.normalize``), the ``Persons`` in input
+pixels (areas in input px^2 = annotation area * scale^2), the COCO image id and the ``Letterbox`` that maps input
+pixels back to the original image (exact in evaluation mode; in training mode it is the un-augmented placement).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from pycocotools.coco import COCO
+
+from models.data.augment import Affine, AugmentConfig, color_jitter, random_affine, transform_keypoints, warp_image
+from models.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS
+from models.data.persons import Persons
+from models.preprocess import Letterbox, letterbox, normalize
+
+CROWDPOSE_NAMES = ("left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+                   "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle", "head", "neck")
+
+
+@dataclass
+class Sample:
+    image: torch.Tensor
+    persons: Persons
+    image_id: int
+    letterbox: Letterbox
+
+
+def keypoint_map(category: dict) -> np.ndarray:
+    """For each keypoint of a file's person category, its index in our convention or -1 (dropped)."""
+    names = category["keypoints"]
+    index = {n: i for i, n in enumerate(KEYPOINT_NAMES)}
+    mapping = np.array([index.get(n, -1) for n in names], dtype=np.int64)
+    if (mapping < 0).all():
+        raise ValueError(f"none of the keypoint names {names[:4]}... are COCO keypoint names")
+    return mapping
+
+
+def _default_names(num: int) -> list[str]:
+    if num == NUM_KEYPOINTS:
+        return list(KEYPOINT_NAMES)
+    if num == len(CROWDPOSE_NAMES):
+        return list(CROWDPOSE_NAMES)
+    raise ValueError(f"a person category without keypoint names must have 17 (COCO) or 14 (CrowdPose) points, "
+                     f"got {num}")
+
+
+class KeypointDataset(torch.utils.data.Dataset):
+    """``KeypointDataset(ann_file, image_dir, input_size, train, augment=None)``; in training mode ``augment``
+    None means the DEKR defaults (``AugmentConfig()``), ``AugmentConfig.off()`` none; evaluation never augments."""
+
+    def __init__(self, ann_file, image_dir, input_size: int, train: bool, augment: AugmentConfig | None = None):
+        ann_file, self.image_dir = Path(ann_file), Path(image_dir)
+        if not ann_file.is_file():
+            raise FileNotFoundError(f"annotation file not found: {ann_file}")
+        if not self.image_dir.is_dir():
+            raise FileNotFoundError(f"image directory not found: {self.image_dir}")
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+                self.coco = COCO(str(ann_file))
+        except (json.JSONDecodeError, KeyError, TypeError, AssertionError) as exc:
+            raise ValueError(f"{ann_file} is not a COCO annotation file: {exc}") from exc
+        cats = [c for c in self.coco.loadCats(self.coco.getCatIds()) if c.get("keypoints") or c.get("name") == "person"]
+        if not cats:
+            raise ValueError(f"{ann_file} has no person category with keypoints")
+        self.cat_ids = [c["id"] for c in cats]
+        self.maps = {}
+        for c in cats:
+            if not c.get("keypoints"):
+                first = self.coco.loadAnns(self.coco.getAnnIds(catIds=[c["id"]]))[:1]
+                c = {**c, "keypoints": _default_names(len(first[0]["keypoints"]) // 3 if first else NUM_KEYPOINTS)}
+            self.maps[c["id"]] = keypoint_map(c)
+        self.input_size, self.train = int(input_size), bool(train)
+        self.augment = (augment or AugmentConfig()) if train else None
+        ids = sorted(self.coco.getImgIds())
+        if train:
+            ids = [i for i in ids if self.coco.getAnnIds(imgIds=[i], catIds=self.cat_ids)]
+        self.image_ids = ids
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def targets(self, image_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """Training people of one image in its own pixels: keypoints ``[P,17,3]`` float32, areas ``[P]``."""
+        kps, areas = [], []
+        for ann in self.coco.loadAnns(self.coco.getAnnIds(imgIds=[image_id], catIds=self.cat_ids)):
+            if ann.get("iscrowd", 0) or ann.get("num_keypoints", 1) == 0:
+                continue
+            mapping = self.maps[ann["category_id"]]
+            raw = np.asarray(ann["keypoints"], dtype=np.float32).reshape(-1, 3)
+            if len(raw) != len(mapping):
+                raise ValueError(f"annotation {ann.get('id')} has {len(raw)} keypoints, its category {len(mapping)}")
+            ours = np.zeros((NUM_KEYPOINTS, 3), dtype=np.float32)
+            keep = mapping >= 0
+            ours[mapping[keep]] = raw[keep]
+            ours[ours[:, 2] <= 0] = 0.0
+            if not (ours[:, 2] > 0).any():
+                continue
+            area = float(ann.get("area") or 0.0)
+            if area <= 0 and ann.get("bbox"):
+                area = float(ann["bbox"][2] * ann["bbox"][3])
+            kps.append(ours)
+            areas.append(area)
+        return (np.stack(kps) if kps else np.zeros((0, NUM_KEYPOINTS, 3), np.float32)), np.asarray(areas, np.float32)
+
+    def read_image(self, image_id: int) -> np.ndarray:
+        """The image as RGB uint8."""
+        path = self.image_dir / self.coco.loadImgs([image_id])[0]["file_name"]
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise FileNotFoundError(f"cannot read image {path}")
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+    def __getitem__(self, index: int) -> Sample:
+        image_id = self.image_ids[index]
+        image = self.read_image(image_id)
+        kps, areas = self.targets(image_id)
+        h, w = image.shape[:2]
+        box = Letterbox.fit(h, w, self.input_size)
+        if self.train:
+            rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))  # per-worker torch seeding
+            affine = random_affine(h, w, self.input_size, self.augment, rng)
+            image = color_jitter(warp_image(image, affine), self.augment, rng)
+            kps = transform_keypoints(kps, affine)
+            areas = areas * affine.scale ** 2
+        else:
+            image, box = letterbox(image, self.input_size)
+            kps = transform_keypoints(kps, _letterbox_affine(box))
+            areas = areas * box.scale ** 2
+        keep = (kps[:, :, 2] > 0).any(axis=1)
+        persons = Persons(torch.from_numpy(np.ascontiguousarray(kps[keep])), torch.from_numpy(areas[keep]))
+        return Sample(normalize(torch.from_numpy(image))[0], persons, int(image_id), box)
+
+
+def _letterbox_affine(box: Letterbox) -> Affine:
+    """The Letterbox's mapping as an affine."""
+    return Affine(box.matrix(), flip=False, size=box.size)
+
+
+def collate_samples(samples: list[Sample]):
+    """-> (images ``[B,3,S,S]``, list of ``Persons``, list of image ids, list of ``Letterbox``)."""
+    return (torch.stack([s.image for s in samples]), [s.persons for s in samples], [s.image_id for s in samples],
+            [s.letterbox for s in samples])

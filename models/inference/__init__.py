@@ -1,0 +1,1 @@
+"""Inference: the ``Predictor`` (images in, ``Poses`` out), test-time views (flip, shift) and pose NMS."""

@@ -1,0 +1,165 @@
+"""``Predictor``: RGB uint8 images (any size) in, ``Poses`` in image pixels out.
+
+    predict(images) = postprocess(forward(preprocess(images)))
+
+- ``preprocess``: letterbox each image to ``input_size`` (``models.preprocess``), stack, normalise on the device.
+- ``forward``: dense stage -> ``kernels.decode`` -> sparse stage -> keypoint snapping (``models.modeling.snap``; the
+  checkpoint's ``snap_*`` settings unless overridden, radius 0: off); returns ``(Candidates, SparseOutput)`` in
+  feature-map pixels. With ``flip_test`` the mirrored batch also runs the dense stage; its score and offset maps
+  are mirrored back (x -> w-1-x, keypoint k <- FLIP_INDEX[k], dx negated) and averaged with the original's before
+  the decode; the sparse stage then runs on both views (the mirrored view's candidates are the same poses,
+  mirrored, with features sampled from the mirrored maps) and its outputs are mirrored back and averaged; the
+  keypoint heatmaps (if any) are mirrored back and averaged like the score map, and snapping runs once on the
+  averaged poses. ``shift_test`` (input px, e.g. ``(16,)``) adds views of the batch placed that far right and down
+  in a larger canvas (and their mirror images with ``flip_test``), cropped back onto the plain grid and averaged the
+  same way (``models.inference.views``); each shift costs one more dense pass per view.
+- ``postprocess``: feature px -> input px (``models.config.to_input``) -> image px (``Letterbox.to_image``),
+  final scores ``models.modeling.qem.pose_scores`` (the checkpoint's ``pose_score`` unless overridden), pose NMS
+  (``models.inference.nms``, settings from the config), sorted by score.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.checkpoint import load_checkpoint
+from models.config import POSE_SCORES, to_input
+from models.modeling.network import DenseOutput, PoseNet
+from models.inference.nms import pose_nms
+from models.poses import Poses
+from models.preprocess import Letterbox, letterbox, normalize
+from models.modeling.qem import candidates_at, pose_scores
+from models.inference.views import View, crop_to_plain, mean_sparse, mirror_heatmaps, mirror_maps, mirror_sparse, view_batch, \
+    views_for
+
+
+class Predictor:
+    """Runs a ``PoseNet`` (or the checkpoint at a path; ``None`` = ``models.DEFAULT_CHECKPOINT``) on images."""
+
+    def __init__(self, model_or_checkpoint_path: PoseNet | str | Path | None = None, device: str = "cpu",
+                 input_size: int | None = None, flip_test: bool = False, half: bool = False,
+                 decode_backend: str = "auto", pose_score: str | None = None, snap_radius: int | None = None,
+                 snap_threshold: float | None = None, snap_weight: float | None = None,
+                 shift_test: Sequence[int] = ()):
+        self.device = torch.device(device)
+        if half and self.device.type != "cuda":
+            raise ValueError("half=True needs a CUDA device; use half=False on the CPU")
+        if isinstance(model_or_checkpoint_path, PoseNet):
+            net = model_or_checkpoint_path
+        else:
+            from models import DEFAULT_CHECKPOINT
+            net = load_checkpoint(model_or_checkpoint_path or DEFAULT_CHECKPOINT)
+        self.net = net.to(self.device).eval()
+        if half:
+            self.net.half()
+        self.dtype = torch.float16 if half else torch.float32
+        self.cfg = net.cfg
+        self.input_size = int(input_size or self.cfg.input_size)
+        if self.input_size % 32:
+            raise ValueError(f"input_size must be a multiple of 32, got {self.input_size}")
+        self.flip_test = flip_test
+        self.shift_test = tuple(shift_test)
+        self.views = views_for(flip_test, self.shift_test)
+        self.decode_backend = decode_backend
+        self.pose_score = pose_score or self.cfg.pose_score
+        if self.pose_score not in POSE_SCORES:
+            raise ValueError(f"unknown pose_score {self.pose_score!r}; choose one of {', '.join(POSE_SCORES)}")
+        overrides = {k: v for k, v in (("snap_radius", snap_radius), ("snap_threshold", snap_threshold),
+                                        ("snap_weight", snap_weight)) if v is not None}
+        snap_cfg = replace(self.cfg, pose_score=self.pose_score, **overrides)  # ModelConfig checks the values
+        self.snapping = (snap_cfg.snap_radius, snap_cfg.snap_threshold, snap_cfg.snap_weight)
+
+    def preprocess(self, images: list[np.ndarray]) -> tuple[torch.Tensor, list[Letterbox]]:
+        """Letterboxed, normalised batch ``[B,3,S,S]`` on the device, and each image's ``Letterbox``."""
+        if isinstance(images, np.ndarray):
+            raise TypeError("Predictor takes a list of images; wrap a single image as [image]")
+        canvases, boxes = [], []
+        for i, image in enumerate(images):
+            if (not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3
+                    or min(image.shape[:2]) == 0):
+                raise ValueError(f"image {i}: expected an RGB uint8 HxWx3 array, got "
+                                 f"{getattr(image, 'dtype', type(image))} {getattr(image, 'shape', '')}")
+            canvas, box = letterbox(image, self.input_size)
+            canvases.append(canvas)
+            boxes.append(box)
+        batch = torch.from_numpy(np.stack(canvases)).to(self.device, non_blocking=True)
+        return normalize(batch).to(self.dtype), boxes
+
+    @torch.inference_mode()
+    def forward(self, batch: torch.Tensor):
+        """``(Candidates, SparseOutput)`` for a preprocessed batch, in feature-map pixels."""
+        net = self.net
+        if len(self.views) == 1:
+            return net.infer(batch, self.decode_backend, self.snapping)
+        dense = self.dense_views(batch)
+        plain_grid = [mirror_maps(d.score, d.offsets) if v.mirrored else (d.score, d.offsets)
+                      for v, d in zip(self.views, dense)]
+        heatmaps = None
+        if dense[0].heatmaps is not None:
+            heatmaps = sum(mirror_heatmaps(d.heatmaps) if v.mirrored else d.heatmaps
+                           for v, d in zip(self.views, dense)) / len(dense)
+        avg = DenseOutput(sum(m[0] for m in plain_grid) / len(dense), sum(m[1] for m in plain_grid) / len(dense),
+                          dense[0].kfeat, dense[0].ifeat, heatmaps)
+        cands = net.decode(avg, self.decode_backend)
+        w = avg.score.shape[-1]
+        idx = cands.indices
+        oriented = {False: (avg.score, avg.offsets, idx)}  # the averaged maps and peaks in each view's orientation
+        if any(v.mirrored for v in self.views):
+            oriented[True] = (*mirror_maps(avg.score, avg.offsets),
+                              torch.where(idx >= 0, idx - idx % w + (w - 1 - idx % w), idx))
+        outs = []
+        for view, d in zip(self.views, dense):
+            if view == View():
+                outs.append(net.sparse(avg, cands))
+                continue
+            score, offsets, indices = oriented[view.mirrored]
+            out = net.sparse(DenseOutput(score, offsets, d.kfeat, d.ifeat),
+                             candidates_at(score, offsets, d.kfeat, d.ifeat, indices))
+            outs.append(mirror_sparse(out, w, cands.valid) if view.mirrored else out)
+        return cands, net.snap(avg, mean_sparse(outs), cands.valid, self.snapping)
+
+    def dense_views(self, batch: torch.Tensor) -> list[DenseOutput]:
+        """The dense outputs of ``self.views`` on the plain view's grid, each in its view's orientation; one
+        network pass per canvas size."""
+        size = batch.shape[-1] // self.net.stride
+        by_shift: dict[int, list[View]] = {}
+        for view in self.views:
+            by_shift.setdefault(view.shift, []).append(view)
+        out: dict[View, DenseOutput] = {}
+        b = batch.shape[0]
+        for views in by_shift.values():
+            stacked = self.net.dense(torch.cat([view_batch(batch, v) for v in views]))
+            for i, view in enumerate(views):
+                part = DenseOutput(*(None if t is None else t[i * b:(i + 1) * b]
+                                     for t in (stacked.score, stacked.offsets, stacked.kfeat, stacked.ifeat,
+                                               stacked.heatmaps)))
+                out[view] = crop_to_plain(part, view, size)
+        return [out[v] for v in self.views]
+
+    def postprocess(self, raw, boxes: list[Letterbox]) -> list[Poses]:
+        """Poses in each image's pixels, pose-NMSed, by score descending."""
+        cands, out = raw
+        cfg = self.cfg
+        keypoints = to_input(out.keypoints.float(), self.net.stride)
+        scores = pose_scores(out, self.pose_score)
+        results = []
+        for b, box in enumerate(boxes):
+            valid = cands.valid[b]
+            kp, sc, ks = keypoints[b][valid], scores[b][valid], out.keypoint_scores[b][valid].float()
+            keep = pose_nms(kp, sc, cfg.pose_nms, cfg.nms_dist, cfg.nms_count, cfg.nms_oks)
+            kp_image = box.to_image(kp[keep].cpu().numpy())
+            results.append(Poses(kp_image.astype(np.float32), ks[keep].cpu().numpy().astype(np.float32),
+                                 sc[keep].cpu().numpy().astype(np.float32)))
+        return results
+
+    def predict(self, images: list[np.ndarray]) -> list[Poses]:
+        if isinstance(images, (list, tuple)) and not images:
+            return []
+        batch, boxes = self.preprocess(images)
+        return self.postprocess(self.forward(batch), boxes)
+
+    __call__ = predict
