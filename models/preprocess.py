@@ -1,6 +1,9 @@
 """Letterboxing and normalisation shared by training, the Predictor and the real-time engine.
 
-Letterbox: the image is scaled by ``scale`` (aspect kept) and padded to ``size x size`` with the content centred.
+Letterbox: the image is scaled by ``scale`` (aspect kept) so that its long side is ``size`` and padded with the content
+centred into a canvas of ``width x height``: ``size x size`` (square), or with ``rect`` the smallest multiples of 32
+that hold the content (640x360 at 320 -> 320x192; as Ultralytics' ``rect`` inference). A batch of images of other
+shapes shares one canvas (``batch_canvas``: the largest of their rectangular canvases), each centred in it.
 Pixel (y, x) has its centre at integer (x, y); resizing aligns pixel centres (as ``cv2.resize`` and
 ``F.interpolate(align_corners=False)`` do), so a point maps per axis as ``input = (image + 0.5) * s - 0.5 + pad`` and
 back as ``image = (input - pad + 0.5) / s - 0.5``, where ``s`` is the exact axis scale ``new_size / old_size`` (the
@@ -22,7 +25,8 @@ PAD_VALUE = 114
 
 @dataclass(frozen=True)
 class Letterbox:
-    """How an image of ``(height, width)`` was placed into a ``size x size`` network input."""
+    """How an image of ``(height, width)`` was placed into a ``width x height`` network input whose long side
+    is ``size``."""
 
     scale: float
     pad_x: float
@@ -30,13 +34,19 @@ class Letterbox:
     size: int
     scale_x: float
     scale_y: float
+    width: int
+    height: int
 
     @classmethod
-    def fit(cls, height: int, width: int, size: int) -> "Letterbox":
+    def fit(cls, height: int, width: int, size: int, canvas: tuple[int, int] | None = None) -> "Letterbox":
+        """The image scaled to long side ``size``, centred in ``canvas`` = (width, height) (default: square)."""
         scale = min(size / height, size / width)
         new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
-        return cls(scale=scale, pad_x=(size - new_w) // 2, pad_y=(size - new_h) // 2, size=size,
-                   scale_x=new_w / width, scale_y=new_h / height)
+        canvas_w, canvas_h = canvas or (size, size)
+        if canvas_w < new_w or canvas_h < new_h:
+            raise ValueError(f"canvas {canvas_w}x{canvas_h} cannot hold a {width}x{height} image at {size} px")
+        return cls(scale=scale, pad_x=(canvas_w - new_w) // 2, pad_y=(canvas_h - new_h) // 2, size=size,
+                   scale_x=new_w / width, scale_y=new_h / height, width=canvas_w, height=canvas_h)
 
     def matrix(self) -> np.ndarray:
         """The 2x3 affine from image pixels to input pixels (padding plus the half-pixel term in the shift)."""
@@ -64,15 +74,33 @@ class Letterbox:
         return max(1, round(width * self.scale)), max(1, round(height * self.scale))
 
 
-def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
-    """Resize ``image`` (HxWx3 uint8) into a ``size x size`` canvas, aspect kept, padded with gray."""
+def rect_canvas(height: int, width: int, size: int, multiple: int = 32) -> tuple[int, int]:
+    """(width, height) of the smallest canvas of multiples of ``multiple`` that holds an image of ``(height,
+    width)`` scaled to long side ``size``."""
+    scale = min(size / height, size / width)
+    new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+    return -(-new_w // multiple) * multiple, -(-new_h // multiple) * multiple
+
+
+def batch_canvas(shapes, size: int, rect: bool) -> tuple[int, int]:
+    """The one (width, height) canvas for images of ``shapes`` ((h, w, ...) each): square ``size x size``, or with
+    ``rect`` the largest of their rectangular canvases on each axis."""
+    if not rect:
+        return size, size
+    canvases = [rect_canvas(s[0], s[1], size) for s in shapes]
+    return max(c[0] for c in canvases), max(c[1] for c in canvases)
+
+
+def letterbox(image: np.ndarray, size: int, canvas: tuple[int, int] | None = None) -> tuple[np.ndarray, Letterbox]:
+    """Resize ``image`` (HxWx3 uint8) to long side ``size``, aspect kept, centred in ``canvas`` = (width, height)
+    (default ``size x size``), padded with gray."""
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an HxWx3 image, got shape {image.shape}")
     h, w = image.shape[:2]
-    box = Letterbox.fit(h, w, size)
+    box = Letterbox.fit(h, w, size, canvas)
     new_w, new_h = box.content_size(h, w)
     resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR if box.scale > 1 else cv2.INTER_AREA)
-    canvas = np.full((size, size, 3), PAD_VALUE, dtype=np.uint8)
+    canvas = np.full((box.height, box.width, 3), PAD_VALUE, dtype=np.uint8)
     canvas[int(box.pad_y):int(box.pad_y) + new_h, int(box.pad_x):int(box.pad_x) + new_w] = resized
     return canvas, box
 

@@ -1,6 +1,7 @@
 """Letterbox + normalisation of a batch of frames, on the engine's device.
 
-Same geometry as ``models.preprocess`` (``Letterbox.fit``, content centred, gray padding, ImageNet mean/std).
+Same geometry as ``models.preprocess`` (``Letterbox.fit``, content centred, gray padding, ImageNet mean/std); with
+``rect`` (the default) the batch's canvas is the smallest multiples of 32 holding its frames (``batch_canvas``).
 CPU: OpenCV resizes each frame (the fastest resampler on a CPU) and torch normalises the batch.
 CUDA: the uint8 frames go up through pinned host memory (non-blocking copies), and the resize (bilinear, with
 antialiasing when shrinking), padding and normalisation run on the GPU (``torch_letterbox``, which also runs on
@@ -14,12 +15,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.preprocess import MEAN_RGB, PAD_VALUE, STD_RGB, Letterbox, letterbox
+from models.preprocess import MEAN_RGB, PAD_VALUE, STD_RGB, Letterbox, batch_canvas, letterbox
 
 
 class DevicePreprocess:
-    def __init__(self, size: int, device: torch.device, dtype: torch.dtype = torch.float32):
-        self.size, self.device, self.dtype = size, torch.device(device), dtype
+    def __init__(self, size: int, device: torch.device, dtype: torch.dtype = torch.float32, rect: bool = True):
+        self.size, self.device, self.dtype, self.rect = size, torch.device(device), dtype, rect
         self.mean = torch.tensor(MEAN_RGB, device=self.device).view(1, 3, 1, 1) * 255.0
         self.std = torch.tensor(STD_RGB, device=self.device).view(1, 3, 1, 1) * 255.0
         self.scale, self.shift = 1.0 / self.std, -self.mean / self.std
@@ -28,15 +29,16 @@ class DevicePreprocess:
         self._pinned: dict[tuple[int, ...], torch.Tensor] = {}
 
     def __call__(self, images: Sequence[np.ndarray], pad_to: int = 0) -> tuple[torch.Tensor, list[Letterbox]]:
-        """RGB uint8 HxWx3 images -> (``[B,3,S,S]`` normalised on the device, one Letterbox each).
+        """RGB uint8 HxWx3 images -> (``[B,3,H,W]`` normalised on the device, one Letterbox each).
 
         ``pad_to`` > len(images) appends zero images so that the batch shape stays static (CUDA graphs)."""
+        canvas = batch_canvas([im.shape for im in images], self.size, self.rect)
         if self.device.type == "cuda":
-            batch, boxes = self.torch_letterbox([self._upload(i, im) for i, im in enumerate(images)])
+            batch, boxes = self.torch_letterbox([self._upload(i, im) for i, im in enumerate(images)], canvas)
             # Pinned buffers are reused: the copies must be done before the next call writes into them.
             torch.cuda.current_stream(self.device).synchronize()
         else:
-            canvases, boxes = zip(*(letterbox(im, self.size) for im in images))
+            canvases, boxes = zip(*(letterbox(im, self.size, canvas) for im in images))
             # NumPy, single-threaded: on a busy CPU, torch's intra-op threads make these small element-wise ops
             # up to 10x slower. uint8 goes channels-first before the one float pass (scale), then the shift.
             x = np.ascontiguousarray(np.stack(canvases).transpose(0, 3, 1, 2))
@@ -56,13 +58,16 @@ class DevicePreprocess:
         host.numpy()[...] = image
         return host.to(self.device, non_blocking=True)
 
-    def torch_letterbox(self, images: Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[Letterbox]]:
-        """uint8 HxWx3 tensors (on the device) -> normalised ``[B,3,S,S]`` float32 and their Letterboxes."""
-        out = torch.full((len(images), 3, self.size, self.size), float(PAD_VALUE), device=self.device)
+    def torch_letterbox(self, images: Sequence[torch.Tensor], canvas: tuple[int, int] | None = None
+                        ) -> tuple[torch.Tensor, list[Letterbox]]:
+        """uint8 HxWx3 tensors (on the device) -> normalised ``[B,3,H,W]`` float32 and their Letterboxes;
+        ``canvas`` = (W, H), default the batch's (``batch_canvas``)."""
+        canvas = canvas or batch_canvas([im.shape for im in images], self.size, self.rect)
+        out = torch.full((len(images), 3, canvas[1], canvas[0]), float(PAD_VALUE), device=self.device)
         boxes = []
         for i, image in enumerate(images):
             h, w = image.shape[:2]
-            box = Letterbox.fit(h, w, self.size)
+            box = Letterbox.fit(h, w, self.size, canvas)
             new_w, new_h = box.content_size(h, w)
             x = image.permute(2, 0, 1).unsqueeze(0).float()
             x = F.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False,

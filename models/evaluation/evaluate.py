@@ -229,12 +229,12 @@ def evaluate_checkpoint(checkpoint: str | Path | None, data: str | Path | None =
                         device: str = "cpu", input_size: int | None = None, max_images: int | None = None,
                         progress: bool = True, pose_score: str | None = None, snap_radius: int | None = None,
                         snap_threshold: float | None = None, snap_weight: float | None = None,
-                        shift_test: tuple[int, ...] = ()):
+                        shift_test: tuple[int, ...] = (), rect: bool = True):
     """Metrics and results of a checkpoint file (None: the bundled one) on a synth folder or --ann/--images."""
     ann_file, image_dir = resolve_data(None if data is None else str(data), ann, images, split)
     predictor = Predictor(checkpoint, device=device, input_size=input_size, flip_test=flip, pose_score=pose_score,
                           snap_radius=snap_radius, snap_threshold=snap_threshold, snap_weight=snap_weight,
-                          shift_test=shift_test)
+                          shift_test=shift_test, rect=rect)
     return evaluate_predictor(predictor, ann_file, image_dir, max_images, progress=progress)
 
 
@@ -254,6 +254,9 @@ def main(argv=None) -> None:
                         "larger (each a multiple of 4, at most 32; with the flip test, mirrored too) and average "
                         "all views; each shift costs one more network pass per view (e.g. 16)")
     p.add_argument("--input-size", type=int, help="network input size (default: the checkpoint's)")
+    p.add_argument("--no-rect", action="store_true",
+                   help="square inputs (input size x input size) instead of the smallest multiples of 32 that hold "
+                        "each batch of images at the input size")
     p.add_argument("--max-images", type=int, help="evaluate on the first N images only")
     p.add_argument("--pose-score", choices=POSE_SCORES,
                    help="how a pose is scored (default: the checkpoint's; see models.modeling.qem.pose_scores)")
@@ -277,7 +280,7 @@ def main(argv=None) -> None:
                                               max_images=args.max_images, progress=not args.no_progress,
                                               pose_score=args.pose_score, snap_radius=args.snap_radius,
                                               snap_threshold=args.snap_threshold, snap_weight=args.snap_weight,
-                                              shift_test=tuple(args.shift_test))
+                                              shift_test=tuple(args.shift_test), rect=not args.no_rect)
     except (DataPathError, CheckpointError, ValueError) as exc:
         sys.exit(f"error: {exc}")
     except KeyboardInterrupt:
@@ -288,8 +291,10 @@ def main(argv=None) -> None:
     if args.metrics_out:
         Path(args.metrics_out).write_text(json.dumps({"checkpoint": str(checkpoint), "data": str(ann_file),
                                                       "flip": not args.no_flip, "shift_test": args.shift_test,
+                                                      "rect": not args.no_rect,
                                                       **report.as_dict()}, indent=1))
     views = ("flip" if not args.no_flip else "no flip") + "".join(f", shift {s}" for s in args.shift_test)
+    views += "" if args.no_rect else ", rect"
     print(report.table(f"{checkpoint.name} on {ann_file} ({views})"))
     if args.out:
         print(f"results: {args.out}")

@@ -2,7 +2,9 @@
 
     predict(images) = postprocess(forward(preprocess(images)))
 
-- ``preprocess``: letterbox each image to ``input_size`` (``models.preprocess``), stack, normalise on the device.
+- ``preprocess``: letterbox each image to long side ``input_size`` (``models.preprocess``), stack, normalise on the
+  device. With ``rect`` (the default) the batch's canvas is the smallest multiples of 32 that hold its images
+  (640x360 at 320 -> 320x192); without it, ``input_size`` squared.
 - ``forward``: dense stage -> ``kernels.decode`` -> sparse stage -> keypoint snapping (``models.modeling.snap``; the
   checkpoint's ``snap_*`` settings unless overridden, radius 0: off); returns ``(Candidates, SparseOutput)`` in
   feature-map pixels. With ``flip_test`` the mirrored batch also runs the dense stage; its score and offset maps
@@ -28,13 +30,13 @@ import torch
 
 from models.checkpoint import load_checkpoint
 from models.config import POSE_SCORES, to_input
-from models.modeling.network import DenseOutput, PoseNet
 from models.inference.nms import pose_nms
-from models.poses import Poses
-from models.preprocess import Letterbox, letterbox, normalize
+from models.inference.views import (View, crop_to_plain, mean_sparse, mirror_heatmaps, mirror_maps, mirror_sparse,
+                                    view_batch, views_for)
+from models.modeling.network import DenseOutput, PoseNet
 from models.modeling.qem import candidates_at, pose_scores
-from models.inference.views import View, crop_to_plain, mean_sparse, mirror_heatmaps, mirror_maps, mirror_sparse, view_batch, \
-    views_for
+from models.poses import Poses
+from models.preprocess import Letterbox, batch_canvas, letterbox, normalize
 
 
 class Predictor:
@@ -44,7 +46,7 @@ class Predictor:
                  input_size: int | None = None, flip_test: bool = False, half: bool = False,
                  decode_backend: str = "auto", pose_score: str | None = None, snap_radius: int | None = None,
                  snap_threshold: float | None = None, snap_weight: float | None = None,
-                 shift_test: Sequence[int] = ()):
+                 shift_test: Sequence[int] = (), rect: bool = True):
         self.device = torch.device(device)
         if half and self.device.type != "cuda":
             raise ValueError("half=True needs a CUDA device; use half=False on the CPU")
@@ -61,6 +63,7 @@ class Predictor:
         self.input_size = int(input_size or self.cfg.input_size)
         if self.input_size % 32:
             raise ValueError(f"input_size must be a multiple of 32, got {self.input_size}")
+        self.rect = rect
         self.flip_test = flip_test
         self.shift_test = tuple(shift_test)
         self.views = views_for(flip_test, self.shift_test)
@@ -74,16 +77,18 @@ class Predictor:
         self.snapping = (snap_cfg.snap_radius, snap_cfg.snap_threshold, snap_cfg.snap_weight)
 
     def preprocess(self, images: list[np.ndarray]) -> tuple[torch.Tensor, list[Letterbox]]:
-        """Letterboxed, normalised batch ``[B,3,S,S]`` on the device, and each image's ``Letterbox``."""
+        """Letterboxed, normalised batch ``[B,3,H,W]`` on the device, and each image's ``Letterbox``."""
         if isinstance(images, np.ndarray):
             raise TypeError("Predictor takes a list of images; wrap a single image as [image]")
-        canvases, boxes = [], []
         for i, image in enumerate(images):
             if (not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3
                     or min(image.shape[:2]) == 0):
                 raise ValueError(f"image {i}: expected an RGB uint8 HxWx3 array, got "
                                  f"{getattr(image, 'dtype', type(image))} {getattr(image, 'shape', '')}")
-            canvas, box = letterbox(image, self.input_size)
+        shared = batch_canvas([image.shape for image in images], self.input_size, self.rect)
+        canvases, boxes = [], []
+        for image in images:
+            canvas, box = letterbox(image, self.input_size, shared)
             canvases.append(canvas)
             boxes.append(box)
         batch = torch.from_numpy(np.stack(canvases)).to(self.device, non_blocking=True)
@@ -125,7 +130,7 @@ class Predictor:
     def dense_views(self, batch: torch.Tensor) -> list[DenseOutput]:
         """The dense outputs of ``self.views`` on the plain view's grid, each in its view's orientation; one
         network pass per canvas size."""
-        size = batch.shape[-1] // self.net.stride
+        size = (batch.shape[-2] // self.net.stride, batch.shape[-1] // self.net.stride)
         by_shift: dict[int, list[View]] = {}
         for view in self.views:
             by_shift.setdefault(view.shift, []).append(view)

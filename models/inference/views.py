@@ -39,7 +39,7 @@ def views_for(flip: bool, shifts: Sequence[int] = ()) -> list[View]:
 
 
 def view_batch(batch: torch.Tensor, view: View) -> torch.Tensor:
-    """The network input of ``view`` for a normalised batch ``[B,3,S,S]``."""
+    """The network input of ``view`` for a normalised batch ``[B,3,H,W]``."""
     x = batch.flip(3) if view.mirrored else batch
     if not view.shift:
         return x
@@ -50,11 +50,12 @@ def view_batch(batch: torch.Tensor, view: View) -> torch.Tensor:
     return canvas
 
 
-def crop_to_plain(dense: DenseOutput, view: View, size: int) -> DenseOutput:
-    """The maps of ``view``'s input restricted to the plain view's grid (``size`` x ``size`` map pixels), still in
+def crop_to_plain(dense: DenseOutput, view: View, size: tuple[int, int]) -> DenseOutput:
+    """The maps of ``view``'s input restricted to the plain view's grid (``size`` = (h, w) map pixels), still in
     ``view``'s orientation."""
     c = view.shift // STRIDE
-    return DenseOutput(*(None if t is None else t[..., c:c + size, c:c + size]
+    h, w = size
+    return DenseOutput(*(None if t is None else t[..., c:c + h, c:c + w]
                          for t in (dense.score, dense.offsets, dense.kfeat, dense.ifeat, dense.heatmaps)))
 
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.preprocess import letterbox
+from models.preprocess import batch_canvas, letterbox
 from realtime.preprocess import DevicePreprocess
 from realtime.redact import redact
 from realtime.smoothing import OneEuro
@@ -57,15 +57,16 @@ def test_one_euro_ignores_a_repeated_timestamp():
 
 
 @pytest.mark.parametrize("shape", [(359, 641), (480, 640), (64, 300), (300, 64)])
-def test_device_letterbox_matches_opencv_path(shape):
+@pytest.mark.parametrize("rect", [True, False])
+def test_device_letterbox_matches_opencv_path(shape, rect):
     yy, xx = np.mgrid[: shape[0], : shape[1]].astype(np.float32)
     smooth = [127 + 100 * np.sin(xx / 37.0), 127 + 100 * np.cos(yy / 23.0), 255 * xx / shape[1]]
     image = np.ascontiguousarray(np.stack(smooth, -1).clip(0, 255).astype(np.uint8))
-    pre = DevicePreprocess(128, torch.device("cpu"))
+    pre = DevicePreprocess(128, torch.device("cpu"), rect=rect)
     cv_batch, cv_boxes = pre([image])
     t_batch, t_boxes = pre.torch_letterbox([torch.from_numpy(image)])
-    assert cv_boxes == t_boxes
-    canvas, box = letterbox(image, 128)
+    assert cv_boxes == t_boxes and cv_batch.shape == t_batch.shape
+    canvas, box = letterbox(image, 128, batch_canvas([image.shape], 128, rect))
     assert box == cv_boxes[0]
     # OpenCV's INTER_AREA and torch's antialiased bilinear agree on smooth content to about one gray level
     # (1 normalised unit is about 57 gray levels); the padding is identical.
@@ -78,7 +79,8 @@ def test_cpu_preprocess_equals_the_predictors_reference():
 
     image = (np.random.default_rng(0).random((359, 641, 3)) * 255).astype(np.uint8)
     batch, boxes = DevicePreprocess(128, torch.device("cpu"))([image, image[:100]])
+    assert batch.shape == (2, 3, 96, 128)  # 128x72 and 128x20 content: the larger rectangle, 96 rows
     for i, im in enumerate([image, image[:100]]):
-        canvas, box = letterbox(im, 128)
+        canvas, box = letterbox(im, 128, (128, 96))
         assert boxes[i] == box
         torch.testing.assert_close(batch[i], normalize(torch.from_numpy(canvas))[0], atol=1e-5, rtol=0)

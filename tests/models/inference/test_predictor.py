@@ -199,3 +199,23 @@ def test_half_precision_on_cuda_runs_the_triton_decode_and_agrees_with_fp32():
     poses = gpu.predict([image])[0]
     assert len(poses) > 0 and np.isfinite(poses.keypoints).all()
     assert ((poses.scores >= 0) & (poses.scores <= 1)).all()
+
+
+def test_rect_input_finds_the_same_people_as_the_square_one_on_a_clip_frame():
+    """The bundled model on a 640x360 frame of the bundled clip: a 320x192 input instead of 320x320 (padding is
+    all that differs), the same people within a pixel or two."""
+    import av
+
+    from realtime.cli import BUNDLED_CLIP
+
+    with av.open(str(BUNDLED_CLIP)) as container:
+        frame = next(container.decode(video=0)).to_ndarray(format="rgb24")
+    rect, square = Predictor(), Predictor(rect=False)
+    batch, _ = rect.preprocess([frame])
+    assert tuple(batch.shape) == (1, 3, 192, 320)
+    a, b = rect.predict([frame])[0], square.predict([frame])[0]
+    confident = lambda p: p.keypoints[p.scores > 0.5]  # noqa: E731
+    ka, kb = confident(a), confident(b)
+    assert len(ka) == len(kb) >= 3
+    dist = np.linalg.norm(ka[:, None, :, :2] - kb[None, :, :, :2], axis=-1).mean(-1)  # [A, B] mean keypoint px
+    assert (dist.min(axis=1) < 3.0).all(), dist.min(axis=1)

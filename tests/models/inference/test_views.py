@@ -38,7 +38,7 @@ def test_a_shifted_view_places_the_batch_and_crops_back_onto_the_plain_grid():
     y, x = torch.meshgrid(torch.arange(24) - 2, torch.arange(24) - 2, indexing="ij")
     names = (100 * y + x).float()[None, None]
     dense = DenseOutput(names, names.expand(1, 34, 24, 24), names.expand(1, 8, 24, 24), names, None)
-    cropped = crop_to_plain(dense, View(8), 16)
+    cropped = crop_to_plain(dense, View(8), (16, 16))
     expected = (100 * torch.arange(16)[:, None] + torch.arange(16)).float()
     assert cropped.heatmaps is None
     for t in (cropped.score, cropped.offsets, cropped.kfeat, cropped.ifeat):
