@@ -61,7 +61,9 @@ def build_parser(prog: str | None = None, positional_sources: bool = False,
     p.add_argument("--open-timeout", type=float, default=5.0, help="seconds to connect to a stream")
     p.add_argument("--read-timeout", type=float, default=5.0, help="seconds a stream read may block")
     p.add_argument("--stall-timeout", type=float, default=2.0, help="seconds without frames before 'stalled'")
-    p.add_argument("--max-attempts", type=int, default=6, help="failed connection attempts in a row before giving up")
+    p.add_argument("--max-attempts", type=int, default=6,
+                   help="failed connection attempts before giving up on a source never reached (0: never); a live "
+                        "source that delivered frames once is retried until the run stops")
     p.add_argument("--batch-window-ms", type=float, default=4.0, help="how long a batch waits for other streams")
     p.add_argument("--report-every", type=float, default=5.0, help="seconds between metric lines (live sources)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar for files")
@@ -153,6 +155,8 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, positional_s
     print(metrics.summary(), file=sys.stderr)
     if out_dir is not None:
         print(f"results saved to {out_dir}", file=sys.stderr)
+    if len(failed) == len(pipeline.captures):  # every source failed: a supervisor must see it (exit status 1)
+        sys.exit(f"error: every source failed; source 0: {failed[0].error or 'no frames'}")
     return 0
 
 

@@ -15,6 +15,7 @@ import queue
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -94,7 +95,7 @@ class Pipeline:
         self.posts = [StreamPost(spec.live or c.as_live, nms_oks=c.nms_oks, track=c.track, smooth=c.smooth,
                                  min_score=c.min_score, tracker=c.tracker) for spec in c.specs]
         self.metrics = Metrics(self.captures)
-        self.events: list[tuple[int, str, str, str]] = []
+        self.events: deque[tuple[int, str, str, str]] = deque(maxlen=10_000)  # a dead camera retries for days
         self.view_url: str | None = None  # the browser view's address once ``run`` has started it
         self.prefetch = not any(c.live for c in self.captures)
         self._prep_q: queue.Queue = queue.Queue(maxsize=1)
