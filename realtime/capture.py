@@ -11,8 +11,9 @@ never reached fails after ``max_attempts`` connection attempts in a row (0: neve
 error (malformed address, no such file, credentials refused), so a wrong address fails fast. Files fail on any
 error.
 
-Backoff before reconnection attempt n (1, 2, ...): ``backoff_delay(n)`` = ``min(backoff_max, backoff_base *
-2 ** (n - 1))`` seconds (0.5, 1, 2, 4, 8, 10, 10, ... by default); the count resets once a frame arrives.
+Backoff after n failed connection attempts in a row (a stream that broke after frames counts as n = 1):
+``backoff_delay(n)`` = ``min(backoff_max, backoff_base * 2 ** (n - 1))`` seconds, so 0.5, 1, 2, 4, 8, 10, 10, ...
+by default; the count resets once a frame arrives.
 ``next_try_at`` (``time.perf_counter()``) says when the next attempt starts while ``reconnecting``.
 """
 from __future__ import annotations
@@ -28,10 +29,10 @@ from realtime.sources import SourceError, SourceSpec, make_reader
 STATES = ("connecting", "running", "stalled", "reconnecting", "ended", "failed")
 
 
-def backoff_delay(attempt: int, base: float = 0.5, cap: float = 10.0) -> float:
-    """Seconds to wait before reconnection attempt ``attempt`` (1, 2, ...); the exponent is bounded so that days
-    of retrying never overflow a float."""
-    return min(cap, base * 2 ** min(max(attempt - 1, 0), 60))
+def backoff_delay(failures: int, base: float = 0.5, cap: float = 10.0) -> float:
+    """Seconds to wait after ``failures`` (1, 2, ...) failed attempts in a row; the exponent is bounded so that
+    days of retrying never overflow a float."""
+    return min(cap, base * 2 ** min(max(failures - 1, 0), 60))
 
 
 class Capture(threading.Thread):
@@ -165,7 +166,7 @@ class Capture(threading.Thread):
 
     def _wait_backoff(self) -> bool:
         """``reconnecting`` for the backoff delay; False when the pipeline stopped meanwhile."""
-        delay = backoff_delay(self.attempts + 1, self.backoff_base, self.backoff_max)
+        delay = backoff_delay(max(self.attempts, 1), self.backoff_base, self.backoff_max)
         self.next_try_at = time.perf_counter() + delay
         bounded = not self.frames_in and self.max_attempts > 0
         bound = f", attempt {self.attempts + 1} of {self.max_attempts}" if bounded else ""
