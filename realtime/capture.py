@@ -201,7 +201,7 @@ class Capture(threading.Thread):
             self.frames_in += 1
             if not got_any:
                 got_any = True
-                self.error = None
+                self.error, self.attempts = None, 0
                 self._set_state("running")
             elif self.state == "stalled":
                 self._set_state("running", "frames again")

@@ -104,6 +104,8 @@ class Pipeline:
 
     def _on_event(self, index: int, old: str, new: str, detail: str) -> None:
         self.events.append((index, old, new, detail))
+        if (old, new) == ("reconnecting", "connecting"):
+            return  # implied by the reconnecting line's "next try in": one line per retry, not two
         spec = self.config.specs[index]
         self.log(f"source {index} {spec.name}: {old} -> {new}" + (f" ({detail})" if detail else ""))
 
