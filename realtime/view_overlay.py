@@ -18,16 +18,23 @@ class StateOverlay:
         self.shown: list[str | None] = [None] * len(self.captures)  # text of the banner on the board, if any
 
     def frame(self, stream: int, image: np.ndarray) -> None:
-        """A new annotated frame: shown as it is."""
+        """A new annotated frame: shown as it is while its source runs; results still on their way after the
+        source dropped (queued before it did) keep the banner on."""
         self.clean[stream], self.shown[stream] = image, None
-        self.board.update(stream, image)
+        if self.captures[stream].state == "running":
+            self.board.update(stream, image)
+        else:
+            self._banner(stream)
 
     def tick(self) -> None:
         """Draws (or redraws) the banner of each stream that is not running."""
         for i, capture in enumerate(self.captures):
-            if capture.state == "running":
-                continue
-            text = state_text(capture)
-            if text != self.shown[i]:
-                self.board.update(i, draw_banner(self.clean[i], text, STATE_COLOURS.get(capture.state, (97, 97, 97))))
-                self.shown[i] = text
+            if capture.state != "running":
+                self._banner(i)
+
+    def _banner(self, i: int) -> None:
+        capture = self.captures[i]
+        text = state_text(capture)
+        if text != self.shown[i]:
+            self.board.update(i, draw_banner(self.clean[i], text, STATE_COLOURS.get(capture.state, (97, 97, 97))))
+            self.shown[i] = text
