@@ -37,8 +37,9 @@ def main(out: Path) -> None:
     camera = GstServer(size="640x360").start()
     port = free_port()
     base = f"http://127.0.0.1:{port}/"
-    cli = subprocess.Popen([sys.executable, "-m", "realtime", "--source", "synth", "--source", camera.url(),
-                            "--as-live", "--loop", "--no-show", "--no-save", "--no-jsonl", "--http-port", str(port)],
+    clip = "realtime/assets/synth_clip.mp4"  # relative to the repository root: the caption the picture shows
+    cli = subprocess.Popen([sys.executable, "-m", "realtime", "--source", clip, "--source", camera.url(), "--as-live",
+                            "--loop", "--no-show", "--no-save", "--no-jsonl", "--http-port", str(port)],
                            cwd=ROOT, stderr=subprocess.DEVNULL)
 
     def streams():
