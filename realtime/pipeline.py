@@ -103,9 +103,16 @@ class Pipeline:
         self._out_q: queue.Queue = queue.Queue(maxsize=4)
 
     def _on_event(self, index: int, old: str, new: str, detail: str) -> None:
+        """Every event is kept; the log gets one line per retry, and every 10th only once 10 failed in a row (a
+        camera down for a day would write thousands of lines; the metrics line still says it every few seconds)."""
         self.events.append((index, old, new, detail))
         if (old, new) == ("reconnecting", "connecting"):
-            return  # implied by the reconnecting line's "next try in": one line per retry, not two
+            return  # implied by the reconnecting line's "next try in"
+        failures = self.captures[index].attempts
+        if new == "reconnecting" and failures >= 10:
+            if failures % 10:
+                return
+            detail += f"; {failures} failed attempts in a row, logging every 10th"
         spec = self.config.specs[index]
         self.log(f"source {index} {spec.name}: {old} -> {new}" + (f" ({detail})" if detail else ""))
 

@@ -166,7 +166,7 @@ class Running:
 
     def __init__(self, specs, engine, out_dir, **kwargs):
         self.logs = []
-        config = PipelineConfig(specs=specs, out_dir=out_dir, progress=False, report_every=1.0, **kwargs)
+        config = PipelineConfig(specs=specs, out_dir=out_dir, **{"progress": False, "report_every": 1.0, **kwargs})
         self.pipeline = Pipeline(config, engine, log=self.logs.append)
         self.error = None
         self.thread = threading.Thread(target=self._run, daemon=True)

@@ -102,3 +102,18 @@ def test_exit_status_is_an_error_when_every_source_failed(tmp_path, tiny_checkpo
     spoiler.join()
     assert message.startswith("error: every source failed; source 0: ") and "not a video file" in message
     assert jsonl.read_text().count("\n") >= 1
+
+
+def test_a_long_outage_logs_every_10th_retry_and_keeps_every_event(engine):
+    url = f"rtsp://127.0.0.1:{free_port()}/live"
+    run = Running([parse_source(url)], engine, None, open_timeout=1.0, read_timeout=1.0, backoff_base=0.01,
+                  backoff_max=0.01, max_attempts=0, report_every=1e9)
+    capture = run.pipeline.captures[0]
+    run.wait_for(lambda: capture.attempts >= 25, 30, "25 failed attempts")
+    run.stop()
+    retries = [line for line in run.logs if "-> reconnecting" in line]
+    thinned = [int(n) for n in re.findall(r"; (\d+) failed attempts in a row, logging every 10th", "\n".join(retries))]
+    assert len(retries) == 9 + len(thinned) and thinned[:2] == [10, 20]
+    assert "attempt 2 of" not in retries[0] and "next try in 0.0s" in retries[0]  # max_attempts 0: unbounded
+    events = [e for e in run.pipeline.events if e[2] == "reconnecting"]
+    assert len(events) >= 25 and capture.state == "ended"
