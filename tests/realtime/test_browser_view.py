@@ -1,7 +1,8 @@
 """The live view in a real browser: headless Chromium loads the page while the pipeline pulls two cameras (the
 GStreamer RTSP server on loopback); the screenshot holds the frames and the coloured state bands, the DOM (after
 the page's script polled ``/status.json``) the state, FPS, p95 latency and people count; when one camera goes
-away, the page still loads and shows that stream's state over its last frame.
+away, the page still loads and shows that stream's state over its last frame. A page loaded before a state
+change shows the change (its script, not the server's render).
 
 ``LIVE_VIEW_SCREENSHOT=docs/img/live_view.png pytest tests/realtime/test_browser_view.py`` also saves the
 screenshot taken after the drop (the picture of the docs)."""
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 
 from realtime.capture import Capture
-from realtime.http_view import FrameBoard
+from realtime.http_view import FrameBoard, HttpView
 from realtime.sources import parse_source
 from realtime.stream_status import STATE_COLOURS
 from realtime.view_overlay import StateOverlay
@@ -135,6 +136,43 @@ def test_chromium_shows_frames_states_and_a_dropped_stream_over_its_last_frame(t
             shutil.copyfile(tmp_path / "dropped.png", os.environ["LIVE_VIEW_SCREENSHOT"])
     finally:
         run.stop()
+
+
+def test_the_page_follows_a_state_change_after_it_loaded(tmp_path, browser):
+    # The page is rendered while the source is connecting; the source fails afterwards (a closed port, one
+    # attempt), and only the page's own polling can bring that to the DOM and the screenshot.
+    spec = parse_source(f"rtsp://127.0.0.1:{free_port()}/live")
+    capture = Capture(0, spec, on_event=lambda *a: None, notify=threading.Condition(), max_attempts=1)
+    view = HttpView(FrameBoard([spec.name]), [capture], port=0).start()
+    rendered = threading.Event()
+    snapshot = view.status.snapshot
+
+    def snapshot_then_fail():  # the first snapshot is the page's own render: the source starts after it
+        states = snapshot()
+        if not rendered.is_set():
+            rendered.set()
+            capture.start()
+        return states
+    view.status.snapshot = snapshot_then_fail
+    stop = threading.Event()
+
+    def tick_like_the_output_stage():
+        while not stop.wait(0.1):
+            view.tick()
+    ticker = threading.Thread(target=tick_like_the_output_stage)
+    ticker.start()
+    try:
+        image, dom = load(view.url, tmp_path / "page.png", size=(700, 500), budget_ms=3000)
+    finally:
+        stop.set()
+        ticker.join()
+        view.close()
+        capture.join(10)
+    assert rendered.is_set() and capture.state == "failed"
+    page = PageStreams(dom)
+    assert page.polls >= 2 and page.streams[0]["state"] == "failed"
+    assert page.streams[0]["text"].startswith("failed: ") and "Connection refused" in page.streams[0]["text"]
+    assert len(regions_of_colour(image, STATE_COLOURS["failed"])) >= 1
 
 
 def test_a_stream_that_is_not_running_shows_its_state_over_a_placeholder_or_its_last_frame():
