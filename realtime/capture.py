@@ -131,12 +131,10 @@ class Capture(threading.Thread):
     def run(self) -> None:
         while not self._halt.is_set():
             reader = self.reader_factory(self.spec, open_timeout=self.open_timeout, read_timeout=self.read_timeout)
-            self.attempts += 1
             try:
                 reader.open()
                 self.fps, self.num_frames = reader.fps, reader.num_frames
                 if self._read_all(reader):
-                    self.attempts = 0
                     if self.loop and not self._halt.is_set():
                         if self._last_pts is not None:
                             self._pts_offset = self._last_pts + 1.0 / (self.fps or 30.0)
@@ -155,6 +153,8 @@ class Capture(threading.Thread):
                 break
             if self.state in ("running", "stalled"):
                 self.attempts = 0  # frames came in this attempt before it broke: start the backoff afresh
+            else:
+                self.attempts += 1
             if not self.frames_in and 0 < self.max_attempts <= self.attempts:
                 self._set_state("failed", f"gave up after {self.attempts} failed connection attempts ({self.error}); "
                                           f"check the address and that the source is up")
