@@ -164,9 +164,9 @@ def python() -> str:
 class Running:
     """A pipeline running in a thread; its log lines are collected."""
 
-    def __init__(self, specs, engine, out_dir, **kwargs):
+    def __init__(self, specs, engine, out_dir, report_every: float = 1.0, **kwargs):
         self.logs = []
-        config = PipelineConfig(specs=specs, out_dir=out_dir, **{"progress": False, "report_every": 1.0, **kwargs})
+        config = PipelineConfig(specs=specs, out_dir=out_dir, progress=False, report_every=report_every, **kwargs)
         self.pipeline = Pipeline(config, engine, log=self.logs.append)
         self.error = None
         self.thread = threading.Thread(target=self._run, daemon=True)
