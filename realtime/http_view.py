@@ -3,7 +3,8 @@
 Routes: ``/`` the page (``realtime.view_page``): per stream its frames, state, FPS, p95 latency and people count;
 ``/status.json`` those figures (``realtime.stream_status``), polled by the page; ``/stream/<i>.mjpg`` a
 ``multipart/x-mixed-replace`` stream of JPEG frames; ``/frame/<i>.jpg`` the newest frame as one JPEG.
-Frames are JPEG-encoded lazily (only when someone asks, once per new frame, whatever the number of clients).
+Frames are JPEG-encoded lazily (only when someone asks, once per new frame, whatever the number of clients); an
+idle stream repeats its newest frame every ``KEEPALIVE_S`` seconds.
 A stream that is not running keeps its last frame on the board with its state drawn over it
 (``realtime.view_overlay``).
 """
@@ -22,6 +23,9 @@ from realtime.view_overlay import StateOverlay
 from realtime.view_page import page
 
 BOUNDARY = "qemframe"
+# An MJPEG stream with nothing new (a dropped source whose state text stays the same) repeats its newest frame
+# this often: proxies and players that close idle connections keep it, and a client that joins sees it at once.
+KEEPALIVE_S = 1.0
 
 
 class FrameBoard:
@@ -107,11 +111,13 @@ class _Handler(BaseHTTPRequestHandler):
         version = 0
         try:
             while True:
-                item = self.board.jpeg(stream, version)
+                item = self.board.jpeg(stream, version, timeout=KEEPALIVE_S)
                 if item is None:
                     if self.board.closed:
                         return
-                    continue
+                    item = self.board.jpeg(stream, 0, timeout=0)  # nothing new: repeat the newest frame
+                    if item is None:
+                        continue
                 version, data = item
                 self.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n"
                                  .encode() + data + b"\r\n")
