@@ -2,11 +2,19 @@
 
 States: ``connecting`` -> ``running`` -> (``stalled`` when no frame came for ``stall_timeout`` seconds) ->
 ``reconnecting`` (after a read error or timeout; waits the backoff, then ``connecting`` again) ... and finally
-``ended`` (a file or folder is done, or the pipeline stopped) or ``failed`` (permanent error, or
-``max_attempts`` connection attempts in a row failed). Every change is reported to ``on_event``.
+``ended`` (a file or folder is done, or the pipeline stopped) or ``failed``. Every change is reported to
+``on_event``.
 
-Backoff before reconnection attempt n (1, 2, ...): ``min(backoff_max, backoff_base * 2 ** (n - 1))`` seconds;
-the count resets once a frame arrives.
+Giving up: a live source that has delivered a frame once is retried for as long as the pipeline runs, whatever
+the error (a camera that reboots may refuse or answer 404 for a while), as DeepStream and Frigate do. A source
+never reached fails after ``max_attempts`` connection attempts in a row (0: never), or at once on a permanent
+error (malformed address, no such file, credentials refused), so a wrong address fails fast. Files fail on any
+error.
+
+Backoff after n failed connection attempts in a row (a stream that broke after frames counts as n = 1):
+``backoff_delay(n)`` = ``min(backoff_max, backoff_base * 2 ** (n - 1))`` seconds, so 0.5, 1, 2, 4, 8, 10, 10, ...
+by default; the count resets once a frame arrives.
+``next_try_at`` (``time.perf_counter()``) says when the next attempt starts while ``reconnecting``.
 """
 from __future__ import annotations
 
@@ -19,6 +27,12 @@ from realtime.frames import Frame
 from realtime.sources import SourceError, SourceSpec, make_reader
 
 STATES = ("connecting", "running", "stalled", "reconnecting", "ended", "failed")
+
+
+def backoff_delay(failures: int, base: float = 0.5, cap: float = 10.0) -> float:
+    """Seconds to wait after ``failures`` (1, 2, ...) failed attempts in a row; the exponent is bounded so that
+    days of retrying never overflow a float."""
+    return min(cap, base * 2 ** min(max(failures - 1, 0), 60))
 
 
 class Capture(threading.Thread):
@@ -44,6 +58,8 @@ class Capture(threading.Thread):
         self.frames_in = 0
         self.drops = 0
         self.reconnects = 0
+        self.attempts = 0  # failed connection attempts in a row (since the last frame)
+        self.next_try_at: float | None = None  # perf_counter time of the next attempt while reconnecting
         self.fps: float | None = None
         self.num_frames: int | None = None
         self.last_frame_time = time.perf_counter()
@@ -80,6 +96,11 @@ class Capture(threading.Thread):
         if self.state == "running" and self.live and now - self.last_frame_time > self.stall_timeout:
             self._set_state("stalled", f"no frame for {now - self.last_frame_time:.1f}s")
 
+    def next_try_in(self, now: float | None = None) -> float | None:
+        """Seconds until the next connection attempt while ``reconnecting``, else None."""
+        at = self.next_try_at  # read once: the reader thread clears it
+        return None if at is None else max(0.0, at - (time.perf_counter() if now is None else now))
+
     def stop(self) -> None:
         self._halt.set()
 
@@ -108,15 +129,12 @@ class Capture(threading.Thread):
             self.notify.notify_all()
 
     def run(self) -> None:
-        attempts = 0
         while not self._halt.is_set():
             reader = self.reader_factory(self.spec, open_timeout=self.open_timeout, read_timeout=self.read_timeout)
-            attempts += 1
             try:
                 reader.open()
                 self.fps, self.num_frames = reader.fps, reader.num_frames
                 if self._read_all(reader):
-                    attempts = 0
                     if self.loop and not self._halt.is_set():
                         if self._last_pts is not None:
                             self._pts_offset = self._last_pts + 1.0 / (self.fps or 30.0)
@@ -126,7 +144,7 @@ class Capture(threading.Thread):
                         return
             except SourceError as exc:
                 self.error = str(exc)
-                if exc.permanent or not self.spec.live:
+                if not self.spec.live or (exc.permanent and not self.frames_in):
                     self._set_state("failed", self.error)
                     return
             finally:
@@ -134,18 +152,29 @@ class Capture(threading.Thread):
             if self._halt.is_set():
                 break
             if self.state in ("running", "stalled"):
-                attempts = 0  # frames came in this attempt before it broke: start the backoff afresh
-            if attempts + 1 > self.max_attempts:
-                self._set_state("failed", f"gave up after {attempts} failed connection attempts ({self.error}); "
+                self.attempts = 0  # frames came in this attempt before it broke: start the backoff afresh
+            else:
+                self.attempts += 1
+            if not self.frames_in and 0 < self.max_attempts <= self.attempts:
+                self._set_state("failed", f"gave up after {self.attempts} failed connection attempts ({self.error}); "
                                           f"check the address and that the source is up")
                 return
-            delay = min(self.backoff_max, self.backoff_base * 2 ** max(attempts - 1, 0))
-            self._set_state("reconnecting", f"retry in {delay:.1f}s ({self.error or 'stream ended'})")
-            self.reconnects += 1
-            if self._halt.wait(delay):
+            if not self._wait_backoff():
                 break
             self._set_state("connecting")
         self._set_state("ended", "stopped")
+
+    def _wait_backoff(self) -> bool:
+        """``reconnecting`` for the backoff delay; False when the pipeline stopped meanwhile."""
+        delay = backoff_delay(max(self.attempts, 1), self.backoff_base, self.backoff_max)
+        self.next_try_at = time.perf_counter() + delay
+        bounded = not self.frames_in and self.max_attempts > 0
+        bound = f", attempt {self.attempts + 1} of {self.max_attempts}" if bounded else ""
+        self._set_state("reconnecting", f"{self.error or 'stream ended'}; next try in {delay:.1f}s{bound}")
+        self.reconnects += 1
+        stopped = self._halt.wait(delay)
+        self.next_try_at = None
+        return not stopped
 
     def _read_all(self, reader) -> bool:
         """Reads until the end or an error; True when at least one frame arrived. Raises SourceError."""
@@ -172,7 +201,7 @@ class Capture(threading.Thread):
             self.frames_in += 1
             if not got_any:
                 got_any = True
-                self.error = None
+                self.error, self.attempts = None, 0
                 self._set_state("running")
             elif self.state == "stalled":
                 self._set_state("running", "frames again")

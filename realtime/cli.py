@@ -61,7 +61,11 @@ def build_parser(prog: str | None = None, positional_sources: bool = False,
     p.add_argument("--open-timeout", type=float, default=5.0, help="seconds to connect to a stream")
     p.add_argument("--read-timeout", type=float, default=5.0, help="seconds a stream read may block")
     p.add_argument("--stall-timeout", type=float, default=2.0, help="seconds without frames before 'stalled'")
-    p.add_argument("--max-attempts", type=int, default=6, help="failed connection attempts in a row before giving up")
+    p.add_argument("--max-attempts", type=int, default=6,
+                   help="failed connection attempts before giving up on a source never reached (0: never); a live "
+                        "source that delivered frames once is retried until the run stops")
+    p.add_argument("--retry-max", type=float, default=10.0,
+                   help="longest wait between reconnection attempts in seconds (default 10; waits double from 0.5)")
     p.add_argument("--batch-window-ms", type=float, default=4.0, help="how long a batch waits for other streams")
     p.add_argument("--report-every", type=float, default=5.0, help="seconds between metric lines (live sources)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar for files")
@@ -108,6 +112,8 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, positional_s
     try:
         specs = resolve_sources(texts, args.rtsp_listen)
         tracker = tracker_settings(args)
+        if not args.retry_max > 0:
+            raise ValueError(f"--retry-max must be > 0 seconds, got {args.retry_max:g}")
     except (SourceError, ValueError) as exc:  # before the heavy imports: bad input is reported at once
         sys.exit(f"error: {_one_line(exc)}")
     import cv2
@@ -132,6 +138,7 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, positional_s
             pace=(show or args.http_port is not None) if args.pace is None else args.pace, smooth=args.smooth,
             min_score=args.min_score, batch_window=args.batch_window_ms / 1000.0, open_timeout=args.open_timeout,
             read_timeout=args.read_timeout, stall_timeout=args.stall_timeout, max_attempts=args.max_attempts,
+            backoff_max=args.retry_max,
             report_every=args.report_every, progress=not args.no_progress, loop=args.loop,
             as_live=args.as_live, tracker=tracker)
         pipeline = Pipeline(config, engine)
@@ -153,6 +160,8 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, positional_s
     print(metrics.summary(), file=sys.stderr)
     if out_dir is not None:
         print(f"results saved to {out_dir}", file=sys.stderr)
+    if len(failed) == len(pipeline.captures):  # every source failed: a supervisor must see it (exit status 1)
+        sys.exit(f"error: every source failed; source 0: {failed[0].error or 'no frames'}")
     return 0
 
 

@@ -1,12 +1,16 @@
 """A live view in the browser: MJPEG over HTTP (``http.server.ThreadingHTTPServer``), bound to 127.0.0.1 by default.
 
-Routes: ``/`` a small HTML page with one ``<img>`` per stream; ``/stream/<i>.mjpg`` a
+Routes: ``/`` the page (``realtime.view_page``): per stream its frames, state, FPS, p95 latency and people count;
+``/status.json`` those figures (``realtime.stream_status``), polled by the page; ``/stream/<i>.mjpg`` a
 ``multipart/x-mixed-replace`` stream of JPEG frames; ``/frame/<i>.jpg`` the newest frame as one JPEG.
-Frames are JPEG-encoded lazily (only when someone asks, once per new frame, whatever the number of clients).
+Frames are JPEG-encoded lazily (only when someone asks, once per new frame, whatever the number of clients); an
+idle stream repeats its newest frame every ``KEEPALIVE_S`` seconds.
+A stream that is not running keeps its last frame on the board with its state drawn over it
+(``realtime.view_overlay``).
 """
 from __future__ import annotations
 
-import html
+import json
 import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,7 +18,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import cv2
 import numpy as np
 
+from realtime.stream_status import LiveStatus
+from realtime.view_overlay import StateOverlay
+from realtime.view_page import page
+
 BOUNDARY = "qemframe"
+# An MJPEG stream with nothing new (a dropped source whose state text stays the same) repeats its newest frame
+# this often: proxies and players that close idle connections keep it, and a client that joins sees it at once.
+KEEPALIVE_S = 1.0
 
 
 class FrameBoard:
@@ -58,25 +69,20 @@ class FrameBoard:
         return item
 
 
-def _page(names: list[str]) -> bytes:
-    items = "\n".join(f'<figure><img src="/stream/{i}.mjpg" alt="stream {i}"><figcaption>{html.escape(n)}'
-                      f"</figcaption></figure>" for i, n in enumerate(names))
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>qem-pose live</title><style>"
-            f"body{{background:#111;color:#ddd;font-family:sans-serif}}img{{max-width:100%}}"
-            f"figure{{display:inline-block;margin:8px}}</style></head><body>{items}</body></html>").encode()
-
-
 class _Handler(BaseHTTPRequestHandler):
     board: FrameBoard
+    status: LiveStatus
 
     def log_message(self, *args) -> None:  # keep the console for the pipeline's own lines
         pass
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        m = re.fullmatch(r"/(stream|frame)/(\d+)\.(mjpg|jpg)", self.path.split("?")[0])
-        if self.path in ("/", "/index.html"):
-            body = _page(self.board.names)
-            self._send(200, "text/html; charset=utf-8", body)
+        path = self.path.split("?")[0]
+        m = re.fullmatch(r"/(stream|frame)/(\d+)\.(mjpg|jpg)", path)
+        if path in ("/", "/index.html"):
+            self._send(200, "text/html; charset=utf-8", page(self.status.snapshot()))
+        elif path == "/status.json":
+            self._send(200, "application/json", json.dumps(self.status.snapshot()).encode())
         elif m and int(m[2]) < len(self.board.names):
             (self._stream if m[1] == "stream" else self._frame)(int(m[2]))
         else:
@@ -105,11 +111,13 @@ class _Handler(BaseHTTPRequestHandler):
         version = 0
         try:
             while True:
-                item = self.board.jpeg(stream, version)
+                item = self.board.jpeg(stream, version, timeout=KEEPALIVE_S)
                 if item is None:
                     if self.board.closed:
                         return
-                    continue
+                    item = self.board.jpeg(stream, 0, timeout=0)  # nothing new: repeat the newest frame
+                    if item is None:
+                        continue
                 version, data = item
                 self.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n"
                                  .encode() + data + b"\r\n")
@@ -119,15 +127,25 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class HttpView:
-    """Serves a FrameBoard; ``port`` 0 picks a free port (see ``.port``)."""
+    """Serves a FrameBoard and the status of the captures; ``port`` 0 picks a free port (see ``.port``).
 
-    def __init__(self, board: FrameBoard, host: str = "127.0.0.1", port: int = 8080):
-        handler = type("Handler", (_Handler,), {"board": board})
-        self.board = board
+    The output stage calls ``show`` for every annotated result and ``tick`` between results."""
+
+    def __init__(self, board: FrameBoard, captures, host: str = "127.0.0.1", port: int = 8080):
+        self.board, self.status = board, LiveStatus(captures)
+        self.overlay = StateOverlay(board, captures)
+        handler = type("Handler", (_Handler,), {"board": board, "status": self.status})
         self.server = ThreadingHTTPServer((host, port), handler)
         self.server.daemon_threads = True
         self.host, self.port = host, self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, name="http-view", daemon=True)
+
+    def show(self, result, image: np.ndarray) -> None:
+        self.status.record(result)
+        self.overlay.frame(result.frame.source, image)
+
+    def tick(self) -> None:
+        self.overlay.tick()
 
     @property
     def url(self) -> str:

@@ -61,7 +61,16 @@ class Metrics:
         _, fwd95, _, _ = self.stats("forward")
         return (f"fps in {(t['frames_in'] - last_in) / dt:5.1f} out {(t['frames_out'] - last_out) / dt:5.1f} | "
                 f"latency p50 {p50:6.1f} ms p95 {p95:6.1f} ms | forward p95 {fwd95:6.1f} ms | "
-                f"drops {t['drops']} reconnects {t['reconnects']}")
+                f"drops {t['drops']} reconnects {t['reconnects']}" + self._states_note())
+
+    def _states_note(self) -> str:
+        """`` | source 1 reconnecting (next try in 4.0s)`` for each source that is not running; '' when all are."""
+        notes = []
+        for i, c in enumerate(self.captures):
+            if c.state != "running":
+                wait = c.next_try_in()
+                notes.append(f"source {i} {c.state}" + (f" (next try in {wait:.1f}s)" if wait is not None else ""))
+        return "".join(f" | {n}" for n in notes)
 
     def as_dict(self) -> dict:
         elapsed = time.perf_counter() - self.start
@@ -74,7 +83,9 @@ class Metrics:
         return {"elapsed_s": round(elapsed, 3), **t, "fps_in": round(t["frames_in"] / elapsed, 2),
                 "fps_out": round(t["frames_out"] / elapsed, 2), "stages": stages,
                 "sources": [{"name": c.spec.name, "state": c.state, "frames_in": c.frames_in, "drops": c.drops,
-                             "reconnects": c.reconnects} for c in self.captures]}
+                             "reconnects": c.reconnects, "failed_attempts": c.attempts,
+                             "next_try_s": c.next_try_in(), "error": c.error}
+                            for c in self.captures]}
 
     def summary(self) -> str:
         d = self.as_dict()

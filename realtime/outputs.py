@@ -37,7 +37,7 @@ class Outputs:
                     self.mp4[i] = Mp4Sink(mp4_path) if config.save_mp4 else None
                     self.jsonl[i] = JsonlSink(jsonl_path) if config.save_jsonl else None
             if config.http_port is not None:
-                self.view = HttpView(FrameBoard(self.names), config.http_host, config.http_port).start()
+                self.view = HttpView(FrameBoard(self.names), captures, config.http_host, config.http_port).start()
                 log(f"live view: {self.view.url}")
         except BaseException:
             self.close()
@@ -67,7 +67,7 @@ class Outputs:
             f = result.frame
             self.mp4[i].write(image, f.wall_time if (f.pts is None or self.captures[i].live) else f.pts)
         if self.view is not None:
-            self.view.board.update(i, image)
+            self.view.show(result, image)
         if self.window is not None:
             keep_going = self.window.show(i, image)
         t2 = time.perf_counter()
@@ -82,6 +82,8 @@ class Outputs:
         now = time.perf_counter()
         for c in self.captures:
             c.check_stall(now)
+        if self.view is not None:
+            self.view.tick()
         if (self.bar is not None and self.bar.total is None and not self.config.loop
                 and all(c.num_frames for c in self.captures)):
             total = sum(c.num_frames for c in self.captures)

@@ -15,6 +15,7 @@ import queue
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -94,7 +95,7 @@ class Pipeline:
         self.posts = [StreamPost(spec.live or c.as_live, nms_oks=c.nms_oks, track=c.track, smooth=c.smooth,
                                  min_score=c.min_score, tracker=c.tracker) for spec in c.specs]
         self.metrics = Metrics(self.captures)
-        self.events: list[tuple[int, str, str, str]] = []
+        self.events: deque[tuple[int, str, str, str]] = deque(maxlen=10_000)  # a dead camera retries for days
         self.view_url: str | None = None  # the browser view's address once ``run`` has started it
         self.prefetch = not any(c.live for c in self.captures)
         self._prep_q: queue.Queue = queue.Queue(maxsize=1)
@@ -102,7 +103,16 @@ class Pipeline:
         self._out_q: queue.Queue = queue.Queue(maxsize=4)
 
     def _on_event(self, index: int, old: str, new: str, detail: str) -> None:
+        """Every event is kept; the log gets one line per retry, and every 10th only once 10 failed in a row (a
+        camera down for a day would write thousands of lines; the metrics line still says it every few seconds)."""
         self.events.append((index, old, new, detail))
+        if (old, new) == ("reconnecting", "connecting"):
+            return  # implied by the reconnecting line's "next try in"
+        failures = self.captures[index].attempts
+        if new == "reconnecting" and failures >= 10:
+            if failures % 10:
+                return
+            detail += f"; {failures} failed attempts in a row, logging every 10th"
         spec = self.config.specs[index]
         self.log(f"source {index} {spec.name}: {old} -> {new}" + (f" ({detail})" if detail else ""))
 

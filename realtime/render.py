@@ -37,3 +37,27 @@ def draw(result: Result, min_keypoint_score: float = 0.2) -> np.ndarray:
             cv2.putText(image, label, (int(top[0]), int(top[1]) - 6), cv2.FONT_HERSHEY_SIMPLEX,
                         0.4 * thick, colour, thick, cv2.LINE_AA)
     return image
+
+
+def draw_banner(image: np.ndarray | None, text: str, colour: tuple[int, int, int],
+                blank_size: tuple[int, int] = (640, 360)) -> np.ndarray:
+    """A dimmed RGB copy of ``image`` (a dark ``blank_size`` (w, h) frame when None) with ``text`` on a band of
+    ``colour`` across its middle: how a stream that is not running shows its state over its last frame."""
+    if image is None:
+        w, h = blank_size
+        out = np.full((h, w, 3), 24, np.uint8)
+    else:
+        out = (image.astype(np.uint16) * 2 // 5).astype(np.uint8)
+        h, w = out.shape[:2]
+    scale = max(0.35, min(w, h) / 480)
+    thick = max(1, round(scale * 1.5))
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    (tw, th), base = cv2.getTextSize(text, font, scale, thick)
+    if tw > w - 8:  # long text (an error): shrink to fit the width
+        scale *= (w - 8) / tw
+        (tw, th), base = cv2.getTextSize(text, font, scale, thick)
+    band = th + base + 2 * max(4, th // 2)
+    top = (h - band) // 2
+    out[top:top + band] = colour
+    cv2.putText(out, text, ((w - tw) // 2, top + (band + th) // 2), font, scale, (255, 255, 255), thick, cv2.LINE_AA)
+    return out

@@ -1,5 +1,5 @@
-"""Helpers of the real-time tests: real video files written with PyAV, free loopback ports, and the GStreamer
-RTSP server as a subprocess."""
+"""Helpers of the real-time tests: real video files written with PyAV, free loopback ports, the GStreamer RTSP
+server as a subprocess, and a pipeline running in a thread."""
 from __future__ import annotations
 
 import os
@@ -7,12 +7,15 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
+
+from realtime.pipeline import Pipeline, PipelineConfig
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -156,3 +159,37 @@ def run_cli(args, tmp_path, timeout=120, script="demos/webcam.py") -> subprocess
 
 def python() -> str:
     return sys.executable
+
+
+class Running:
+    """A pipeline running in a thread; its log lines are collected."""
+
+    def __init__(self, specs, engine, out_dir, report_every: float = 1.0, **kwargs):
+        self.logs = []
+        config = PipelineConfig(specs=specs, out_dir=out_dir, progress=False, report_every=report_every, **kwargs)
+        self.pipeline = Pipeline(config, engine, log=self.logs.append)
+        self.error = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        try:
+            self.pipeline.run()
+        except BaseException as exc:  # noqa: BLE001
+            self.error = exc
+
+    def wait_for(self, condition, timeout: float, what: str):
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}; log: {self.logs[-8:]}")
+            time.sleep(0.05)
+
+    @property
+    def frames_out(self):
+        return self.pipeline.metrics.frames_out
+
+    def stop(self):
+        self.pipeline.stop_event.set()
+        self.thread.join(15)
+        assert not self.thread.is_alive() and self.error is None

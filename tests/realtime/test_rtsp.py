@@ -11,43 +11,9 @@ import pytest
 
 from realtime.pipeline import Pipeline, PipelineConfig
 from realtime.sources import parse_source
-from tests.realtime.helpers import HERE, count_frames, free_port, write_video
+from tests.realtime.helpers import HERE, Running, count_frames, free_port, write_video
 
 FAST_RETRY = dict(open_timeout=2.0, read_timeout=2.0, stall_timeout=1.0, backoff_base=0.2, backoff_max=1.0)
-
-
-class Running:
-    """A pipeline running in a thread; its log lines are collected."""
-
-    def __init__(self, specs, engine, out_dir, **kwargs):
-        self.logs = []
-        config = PipelineConfig(specs=specs, out_dir=out_dir, progress=False, report_every=1.0, **kwargs)
-        self.pipeline = Pipeline(config, engine, log=self.logs.append)
-        self.error = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        try:
-            self.pipeline.run()
-        except BaseException as exc:  # noqa: BLE001
-            self.error = exc
-
-    def wait_for(self, condition, timeout: float, what: str):
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}; log: {self.logs[-8:]}")
-            time.sleep(0.05)
-
-    @property
-    def frames_out(self):
-        return self.pipeline.metrics.frames_out
-
-    def stop(self):
-        self.pipeline.stop_event.set()
-        self.thread.join(15)
-        assert not self.thread.is_alive() and self.error is None
 
 
 @pytest.mark.slow
