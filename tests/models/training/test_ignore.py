@@ -99,3 +99,20 @@ def test_the_sparse_stage_never_draws_a_background_candidate_inside_the_region()
     index, is_pos = sample_candidates(unmasked, score, positives=4, negatives=16)
     negatives = index[0][~is_pos[0]]
     assert ((negatives // 16 >= 8) & (negatives % 16 >= 8)).all()  # without the mask they are all drawn there
+
+
+def test_no_ignore_regions_flag_turns_the_masks_off(tmp_path):
+    from models.training.args import build_args
+    from models.training.distributed import DistInfo
+    from models.training.loaders import make_loader
+    from tests.models.data.test_regions import write_coco
+
+    ann, images = write_coco(tmp_path)
+    info = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+    for flag, on in (([], True), (["--no-ignore-regions"], False)):
+        args = build_args(["--train-ann", str(ann), "--train-images", str(images), "--input-size", "32",
+                           "--workers", "0", "--batch-size", "2", *flag])
+        loader, _ = make_loader(ann, images, args, info, seed=0)
+        assert loader.dataset.ignore_regions is on
+        _, persons, _, _ = next(iter(loader))
+        assert all((p.ignore is not None) is on for p in persons)  # both images have a crowd
