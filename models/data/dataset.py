@@ -96,6 +96,7 @@ class KeypointDataset(torch.utils.data.Dataset):
                 first = self.coco.loadAnns(self.coco.getAnnIds(catIds=[c["id"]]))[:1]
                 c = {**c, "keypoints": _default_names(len(first[0]["keypoints"]) // 3 if first else NUM_KEYPOINTS)}
             self.maps[c["id"]] = keypoint_map(c)
+        self._mapped = {cid: [3 * i + 2 for i in np.flatnonzero(m >= 0)] for cid, m in self.maps.items()}
         self.input_size, self.train = int(input_size), bool(train)
         self.augment = (augment or AugmentConfig()) if train else None
         ids = sorted(self.coco.getImgIds())
@@ -109,6 +110,13 @@ class KeypointDataset(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.image_ids)
+
+    def is_target(self, ann: dict) -> bool:
+        """Whether ``person_keypoints`` gives keypoints for ``ann`` (cheap: no arrays)."""
+        if ann.get("iscrowd", 0) or ann.get("num_keypoints", 1) == 0:
+            return False
+        raw, slots = ann["keypoints"], self._mapped[ann["category_id"]]
+        return len(raw) != len(self.maps[ann["category_id"]]) * 3 or any(raw[i] > 0 for i in slots)
 
     def person_keypoints(self, ann: dict) -> np.ndarray | None:
         """One annotation's keypoints ``[17,3]`` in our convention, None when it is not a training target
@@ -142,10 +150,11 @@ class KeypointDataset(torch.utils.data.Dataset):
     def _collect_ignore(self, image_ids: list[int]) -> dict[int, list[IgnoreShape]]:
         """The ignored people of each image, segmentations checked once here (a malformed one warns now)."""
         out: dict[int, list[IgnoreShape]] = {}
+        cats = set(self.cat_ids)
         for image_id in image_ids:
             info = self.coco.imgs[image_id]
-            for ann in self.coco.loadAnns(self.coco.getAnnIds(imgIds=[image_id], catIds=self.cat_ids)):
-                if self.person_keypoints(ann) is None:
+            for ann in self.coco.imgToAnns.get(image_id, []):
+                if ann["category_id"] in cats and not self.is_target(ann):
                     shape = ignore_shape(ann, info.get("height"), info.get("width"), self.ann_file)
                     out.setdefault(image_id, []).append(shape)
         return out
