@@ -121,7 +121,7 @@ class KeypointDataset(torch.utils.data.Dataset):
     def person_keypoints(self, ann: dict) -> np.ndarray | None:
         """One annotation's keypoints ``[17,3]`` in our convention, None when it is not a training target
         (``iscrowd``, ``num_keypoints == 0`` or no labelled keypoint after the mapping)."""
-        if ann.get("iscrowd", 0) or ann.get("num_keypoints", 1) == 0:
+        if not self.is_target(ann):
             return None
         mapping = self.maps[ann["category_id"]]
         raw = np.asarray(ann["keypoints"], dtype=np.float32).reshape(-1, 3)
@@ -131,7 +131,7 @@ class KeypointDataset(torch.utils.data.Dataset):
         keep = mapping >= 0
         ours[mapping[keep]] = raw[keep]
         ours[ours[:, 2] <= 0] = 0.0
-        return ours if (ours[:, 2] > 0).any() else None
+        return ours
 
     def targets(self, image_id: int) -> tuple[np.ndarray, np.ndarray]:
         """Training people of one image in its own pixels: keypoints ``[P,17,3]`` float32, areas ``[P]``."""

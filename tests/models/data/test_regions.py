@@ -151,3 +151,22 @@ def test_person_without_segmentation_is_ignored_by_its_box(tmp_path):
         ds = KeypointDataset(*write_coco(tmp_path, extra=[ann]), 8, train=True)
     mask = ds.ignore_mask(2, build_affine(8, 8, 8), (8, 8))
     assert (mask == expected(CROWD, (slice(5, 8), slice(0, 2)))).all()
+
+
+def test_crowdpose_person_with_only_head_and_neck_labelled_is_ignored_not_a_target(tmp_path):
+    from models.data.dataset import CROWDPOSE_NAMES
+
+    (tmp_path / "img").mkdir()
+    cv2.imwrite(str(tmp_path / "img" / "c.png"), np.zeros((8, 8, 3), np.uint8))
+    head_only = [0.0] * 36 + [3.0, 1.0, 2, 3.0, 2.0, 1]
+    limbs = [2.0, 5.0, 2] + [0.0] * 39
+    doc = {"images": [{"id": 1, "file_name": "c.png", "width": 8, "height": 8, "crowdIndex": 0.3}],
+           "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "num_keypoints": 2,
+                            "keypoints": head_only, "bbox": [2, 0, 3, 3]},
+                           {"id": 2, "image_id": 1, "category_id": 1, "iscrowd": 0, "num_keypoints": 1,
+                            "keypoints": limbs, "bbox": [0, 4, 4, 4]}],
+           "categories": [{"id": 1, "name": "person", "keypoints": list(CROWDPOSE_NAMES)}]}
+    (tmp_path / "ann.json").write_text(json.dumps(doc))
+    ds = KeypointDataset(tmp_path / "ann.json", tmp_path / "img", 8, train=True)
+    assert [s.ann_id for s in ds.ignore_shapes[1]] == [1] and len(ds.targets(1)[0]) == 1
+    assert (ds.ignore_mask(1, build_affine(8, 8, 8), (8, 8)) == expected((slice(0, 3), slice(2, 5)))).all()
