@@ -90,6 +90,14 @@ def warp_image(image: np.ndarray, affine: Affine) -> np.ndarray:
                           borderMode=cv2.BORDER_CONSTANT, borderValue=(PAD_VALUE,) * 3)
 
 
+def warp_mask(mask: np.ndarray, affine: Affine) -> np.ndarray:
+    """Apply the chain to an HxW mask with nearest-neighbour sampling (each input pixel takes the value of the
+    source pixel nearest to where it came from; outside the source: False) -> ``[size, size]`` bool."""
+    out = cv2.warpAffine(np.ascontiguousarray(mask, dtype=np.uint8), affine.matrix, (affine.size, affine.size),
+                         flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return out > 0
+
+
 def transform_keypoints(keypoints: np.ndarray, affine: Affine) -> np.ndarray:
     """``[P,K,3]`` (x, y, v) source pixels -> input pixels by the same matrix; mirrors swap left/right; points
     outside the input or unlabelled become (0, 0, 0)."""

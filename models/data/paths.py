@@ -50,10 +50,34 @@ def synth_split(root: Path, split: str | None, prefer: tuple[str, ...]) -> tuple
     return root / "annotations" / f"person_keypoints_{split}.json", root / split
 
 
-def read_rgb(path: Path) -> np.ndarray:
+def imread_flags() -> int:
+    """``cv2.imread`` flags for data-set images: colour, EXIF orientation ignored. COCO-format annotations refer to
+    the stored pixels (as HRNet and DEKR read them); a JPEG tagged "rotate 90" would otherwise load turned."""
     import cv2
 
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    return cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+
+
+def check_image_size(image: np.ndarray, info: dict, path) -> bool:
+    """Whether ``image`` (HxW...) has the ``width`` and ``height`` its annotation file gives (True when the file
+    gives none); otherwise one ``DataWarning`` naming the image id."""
+    from models.data.regions import data_warning
+
+    want = (info.get("height"), info.get("width"))
+    if None in want or tuple(image.shape[:2]) == tuple(int(v) for v in want):
+        return True
+    data_warning(f"image {info.get('id')} ({info.get('file_name')}) is {image.shape[1]}x{image.shape[0]} pixels, "
+                 f"the annotation file says {want[1]}x{want[0]}; its keypoints will not line up", path)
+    return False
+
+
+def read_rgb(path: Path, info: dict | None = None) -> np.ndarray:
+    """An image as RGB uint8 as stored (``imread_flags``); with its annotation ``info``, its size is checked."""
+    import cv2
+
+    bgr = cv2.imread(str(path), imread_flags())
     if bgr is None:
         raise DataPathError(f"cannot read image {path}; check --images / --data")
+    if info is not None:
+        check_image_size(bgr, info, path)
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

@@ -10,6 +10,10 @@ predicted pose's score and its true OKS, the OKS against the best-matching groun
 two things, telling people from background and ranking poses of people by quality; "Spearman matched" keeps
 only poses with true OKS >= 0.5 (the ones AP50 counts as hits), so it measures the second alone.
 
+A CrowdPose file (its person category has CrowdPose's 14 keypoints) is evaluated as the CrowdPose toolkit does
+(``models.evaluation.crowdpose``): AP, AP50, AP75, AR and AP easy / medium / hard by crowd index, with the
+predictions mapped back to its 14 points (the results file then holds 14 points per pose).
+
 The results file is a COCO keypoint results list (``image_id``, ``category_id`` 1, ``keypoints`` as
 x1,y1,s1,... in image pixels with s the keypoint score, ``score``) that ``COCO.loadRes`` accepts.
 """
@@ -19,7 +23,6 @@ import argparse
 import contextlib
 import io
 import json
-import math
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,7 +31,6 @@ import numpy as np
 import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
-from scipy.stats import spearmanr
 from tqdm import tqdm
 
 from models import DEFAULT_CHECKPOINT
@@ -36,11 +38,16 @@ from models.checkpoint import CheckpointError
 from models.config import POSE_SCORES
 from models.data.paths import DataPathError, read_rgb, resolve_data
 from models.keypoints import SIGMAS
+from models.evaluation.crowdpose import CrowdPoseReport, crowdpose_eval, crowdpose_results, is_crowdpose
+from models.evaluation.ranking import MATCHED_OKS, oks_matrix, rank_correlation, score_oks_spearman, true_oks
 from models.inference.predictor import Predictor
+
+__all__ = ["MATCHED_OKS", "EvalReport", "coco_keypoint_eval", "evaluate_checkpoint", "evaluate_model",
+           "evaluate_predictor", "format_rho", "load_ground_truth", "main", "oks_matrix", "poses_to_results",
+           "predict_results", "rank_correlation", "score_oks_spearman", "true_oks"]
 
 METRIC_NAMES = ("AP", "AP50", "AP75", "APM", "APL", "AR")
 MAX_POSES_PER_IMAGE = 20  # COCOeval's keypoint maxDets
-MATCHED_OKS = 0.5  # "Spearman matched" keeps poses at least this close to a person
 
 
 def format_rho(value: float | None) -> str:
@@ -107,55 +114,6 @@ def poses_to_results(image_id: int, poses) -> list[dict]:
     return out
 
 
-def oks_matrix(pred: np.ndarray, gt: np.ndarray, areas: np.ndarray) -> np.ndarray:
-    """OKS ``[D,G]`` between predicted keypoints ``pred [D,K,2]`` and ground truth ``gt [G,K,3]`` (x, y, v) with
-    segment ``areas [G]``, as pycocotools computes it for ground truth with labelled keypoints (v > 0)."""
-    pred = np.asarray(pred, np.float64).reshape(len(pred), -1, 2)
-    gt = np.asarray(gt, np.float64).reshape(len(gt), -1, 3)
-    var = (np.asarray(SIGMAS, np.float64) * 2) ** 2
-    dx = pred[:, None, :, 0] - gt[None, :, :, 0]
-    dy = pred[:, None, :, 1] - gt[None, :, :, 1]
-    e = (dx ** 2 + dy ** 2) / var / (np.asarray(areas, np.float64)[None, :, None] + np.spacing(1)) / 2
-    labelled = gt[None, :, :, 2] > 0
-    counts = np.maximum(labelled.sum(-1), 1)
-    return (np.exp(-e) * labelled).sum(-1) / counts
-
-
-def true_oks(coco_gt, results: list[dict]) -> np.ndarray:
-    """For each result, its OKS against the best-matching non-crowd, labelled ground-truth person of its image."""
-    out = np.zeros(len(results), np.float64)
-    by_image: dict[int, list[int]] = {}
-    for i, r in enumerate(results):
-        by_image.setdefault(int(r["image_id"]), []).append(i)
-    for image_id, idx in by_image.items():
-        anns = [a for a in coco_gt.imgToAnns.get(image_id, [])
-                if not a.get("iscrowd", 0) and a.get("num_keypoints", 1) > 0
-                and np.any(np.asarray(a["keypoints"])[2::3] > 0)]
-        if not anns:
-            continue
-        gt = np.array([a["keypoints"] for a in anns], np.float64).reshape(len(anns), -1, 3)
-        areas = np.array([a["area"] for a in anns], np.float64)
-        pred = np.array([results[i]["keypoints"] for i in idx], np.float64).reshape(len(idx), -1, 3)[..., :2]
-        out[idx] = oks_matrix(pred, gt, areas).max(axis=1)
-    return out
-
-
-def rank_correlation(scores: np.ndarray, oks: np.ndarray, min_oks: float | None = None) -> float | None:
-    """Spearman's rho between ``scores`` and ``oks`` over the pairs with oks >= ``min_oks`` (all when None); None if
-    undefined (fewer than 2, or constant)."""
-    if min_oks is not None:
-        scores, oks = scores[oks >= min_oks], oks[oks >= min_oks]
-    if len(scores) < 2 or np.ptp(scores) == 0 or np.ptp(oks) == 0:
-        return None
-    rho = float(spearmanr(scores, oks).statistic)
-    return None if math.isnan(rho) else rho
-
-
-def score_oks_spearman(coco_gt, results: list[dict], min_oks: float | None = None) -> float | None:
-    """Spearman's rho between pose scores and their true OKS (see ``rank_correlation``)."""
-    return rank_correlation(np.array([r["score"] for r in results], np.float64), true_oks(coco_gt, results), min_oks)
-
-
 def coco_keypoint_eval(coco_gt, results: list[dict], image_ids: list[int] | None = None) -> EvalReport:
     """COCOeval (keypoints, our SIGMAS) on ``results`` over ``image_ids`` (default: every GT image)."""
     image_ids = sorted(coco_gt.getImgIds()) if image_ids is None else sorted(image_ids)
@@ -193,7 +151,7 @@ def predict_results(predictor, coco_gt, image_dir: Path, image_ids: list[int], b
     bar = tqdm(total=len(image_ids), desc="evaluate", disable=not progress, leave=False, dynamic_ncols=True)
     for start in range(0, len(image_ids), batch_size):
         ids = image_ids[start:start + batch_size]
-        images = [read_rgb(image_dir / coco_gt.imgs[i]["file_name"]) for i in ids]
+        images = [read_rgb(image_dir / coco_gt.imgs[i]["file_name"], coco_gt.imgs[i]) for i in ids]
         for image_id, poses in zip(ids, predictor.predict(images)):
             results += poses_to_results(image_id, poses)
         bar.update(len(ids))
@@ -202,12 +160,17 @@ def predict_results(predictor, coco_gt, image_dir: Path, image_ids: list[int], b
 
 
 def evaluate_predictor(predictor, ann_file: Path, image_dir: Path, max_images: int | None = None,
-                       batch_size: int = 8, progress: bool = True) -> tuple[EvalReport, list[dict]]:
-    """COCO keypoint metrics of ``predictor`` on an annotated image set (the first ``max_images`` by id)."""
+                       batch_size: int = 8, progress: bool = True) -> tuple[EvalReport | CrowdPoseReport, list[dict]]:
+    """COCO keypoint metrics of ``predictor`` on an annotated image set (the first ``max_images`` by id); the
+    CrowdPose metrics and 14-point results on a CrowdPose file."""
     coco_gt = load_ground_truth(ann_file)
     image_ids = sorted(coco_gt.getImgIds())[:max_images]
     results = predict_results(predictor, coco_gt, Path(image_dir), image_ids, batch_size, progress)
-    report = coco_keypoint_eval(coco_gt, results, image_ids)
+    if is_crowdpose(coco_gt):
+        results = crowdpose_results(results)
+        report = crowdpose_eval(coco_gt, results, image_ids)
+    else:
+        report = coco_keypoint_eval(coco_gt, results, image_ids)
     report.pose_score = predictor.pose_score
     return report, results
 

@@ -57,6 +57,9 @@ def build_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-steps", type=int, default=None, help="stop each epoch after N steps (smoke runs)")
     p.add_argument("--augment", choices=("dekr", "light", "off"), default="dekr",
                    help="dekr: flip, rotation +-30, scale 0.75-1.5, colour (default); light: +-10, 0.85-1.2; off")
+    p.add_argument("--no-ignore-regions", action="store_true",
+                   help="train crowd regions and unlabelled people as background (ablation; by default their "
+                        "segmentation is an ignore region of the score map and heatmaps)")
     p.add_argument("--workers", type=int, default=2, help="data-loader processes per training process")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")

@@ -18,6 +18,12 @@ Terms (weights ``w_*`` in ``ModelConfig``; all in feature px, where the stride-4
 - ``heatmap`` (``keypoint_heatmaps`` on): the same quality loss as the score map (``cir_loss``) of the keypoint
   heatmap logits against gaussians of ``heatmap_sigma`` around each labelled keypoint, summed over pixels and
   keypoint types, divided by the number of labelled keypoints.
+
+Ignore regions (``DenseTargets.ignore``: crowds and unlabelled people) train no background: the score map has
+weight 0 at ignored pixels outside the positive windows (a labelled person's own positives keep their loss), the
+keypoint heatmaps have weight 0 at ignored pixels where the target is below ``HEATMAP_BACKGROUND`` (beyond about
+3 sigma of every labelled keypoint of that type), and the sparse stage draws no background candidate there.
+Without a mask (``--no-ignore-regions``, evaluation data) every pixel counts as before.
 """
 from __future__ import annotations
 
@@ -31,6 +37,7 @@ from models.modeling.qem import candidates_at
 from models.training.targets import DenseTargets, build_targets, keypoint_heatmaps
 
 VFL_ALPHA, VFL_GAMMA = 0.75, 2.0
+HEATMAP_BACKGROUND = 0.01  # exp(-d^2 / 2 sigma^2) below this: d > 3.03 sigma
 
 
 def quality_loss(logits: torch.Tensor, target: torch.Tensor, kind: str, beta: float = 2.0,
@@ -71,13 +78,14 @@ def gather_people(t: DenseTargets, index: torch.Tensor) -> tuple[torch.Tensor, t
 
 
 def sample_candidates(t: DenseTargets, score: torch.Tensor, positives: int, negatives: int):
-    """Flat indices ``[B,N]`` (-1 unused) of random positive pixels then top-scoring background pixels, and
-    the positive mask ``[B,N]``."""
+    """Flat indices ``[B,N]`` (-1 unused) of random positive pixels then top-scoring background pixels outside
+    the ignore regions, and the positive mask ``[B,N]``."""
     pos = t.positive.flatten(1)
+    not_background = pos if t.ignore is None else pos | t.ignore.flatten(1)
     n_pix = pos.shape[1]
     key = torch.where(pos, torch.rand(pos.shape, device=pos.device), -torch.inf)
     pk, pi = key.topk(min(positives, n_pix), dim=1)
-    nkey = torch.where(pos, -torch.inf, score.detach().float().flatten(1))
+    nkey = torch.where(not_background, -torch.inf, score.detach().float().flatten(1))
     nk, ni = nkey.topk(min(negatives, n_pix), dim=1)
     keys, idx = torch.cat([pk, nk], 1), torch.cat([pi, ni], 1)
     valid = keys > -torch.inf
@@ -112,7 +120,9 @@ def training_losses(net, images: torch.Tensor, persons: list[Persons]) -> dict[s
         target = torch.where(pos, pixel_oks.detach(), 0.0)
     else:
         target = t.heatmap.flatten(1)
-    terms["score_map"] = quality_loss(dense.score.flatten(1), target, cfg.cir_loss, cfg.cir_beta) / n_pos
+    ignored = None if t.ignore is None or not t.ignore.any() else t.ignore.flatten(1) & ~pos
+    terms["score_map"] = quality_loss(dense.score.flatten(1), target, cfg.cir_loss, cfg.cir_beta,
+                                      weight=None if ignored is None else (~ignored).float()) / n_pos
 
     index, is_pos = sample_candidates(t, dense.score, cfg.train_positives, cfg.train_negatives)
     cands = candidates_at(dense.score, dense.offsets, dense.kfeat, dense.ifeat, index)
@@ -129,7 +139,11 @@ def training_losses(net, images: torch.Tensor, persons: list[Persons]) -> dict[s
     if dense.heatmaps is not None:
         hm_target = keypoint_heatmaps(t.keypoints, (h, w), cfg.heatmap_sigma)
         n_kpt = (t.keypoints[..., 2] > 0).sum().clamp(min=1)
-        terms["heatmap"] = quality_loss(dense.heatmaps, hm_target, cfg.cir_loss, cfg.cir_beta) / n_kpt
+        hm_weight = None
+        if ignored is not None:
+            hm_weight = (~(t.ignore.unsqueeze(1) & (hm_target < HEATMAP_BACKGROUND))).float()
+        terms["heatmap"] = quality_loss(dense.heatmaps, hm_target, cfg.cir_loss, cfg.cir_beta,
+                                        weight=hm_weight) / n_kpt
     kpt_bce = F.binary_cross_entropy_with_logits(out.keypoint_logits, sim.detach(), reduction="none")
     terms["kpt_score"] = (kpt_bce * labelled).sum() / labelled.sum().clamp(min=1)
     if out.labelled_logits is not None:

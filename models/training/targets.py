@@ -11,6 +11,10 @@ Conventions (our reconstruction of DEKR's assignment):
 - Overlapping windows: the pixel goes to the person with the smaller area; equal areas: the lower index.
 - ``heatmap``: the ``center_gaussian`` baseline target, ``max_p exp(-|pixel - centre_p|^2 / (2 sigma^2))``.
 - ``keypoint_heatmaps``: the same gaussian around every labelled keypoint, one map per keypoint type.
+- ``ignore``: a map pixel is ignored when at least half of the stride x stride input pixels it covers lie in the
+  image's ignore mask (``Persons.ignore``: crowds and unlabelled people, ``models.data.regions``). DEKR warps its
+  mask straight to the map with bilinear sampling and thresholds it at 0.5; this is the same majority rule on the
+  mask carried at input resolution. The losses drop background there (``models.training.losses``).
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from models.config import STRIDE, to_feature
 from models.data.persons import Persons
@@ -29,7 +34,8 @@ class DenseTargets:
 
     ``owner [B,h,w]`` int64 person index or -1 (background); ``keypoints [B,P,K,3]`` (x, y, v) feature px with
     v = 0 for keypoints that do not count; ``areas [B,P]`` feature px^2; ``valid [B,P]`` person is used;
-    ``centres [B,P,2]`` (x, y) feature px; ``heatmap [B,h,w]`` centre gaussians."""
+    ``centres [B,P,2]`` (x, y) feature px; ``heatmap [B,h,w]`` centre gaussians; ``ignore [B,h,w]`` bool, map
+    pixels in an ignore region (positive pixels may be among them: the losses keep those)."""
 
     owner: torch.Tensor
     keypoints: torch.Tensor
@@ -37,6 +43,7 @@ class DenseTargets:
     valid: torch.Tensor
     centres: torch.Tensor
     heatmap: torch.Tensor
+    ignore: torch.Tensor | None = None
 
     @property
     def positive(self) -> torch.Tensor:
@@ -55,6 +62,13 @@ def pad_persons(persons: list[Persons], num_keypoints: int, device) -> tuple[tor
             kps[b, : len(people)] = people.keypoints.to(device).float()
             areas[b, : len(people)] = people.areas.to(device).float()
     return kps, areas
+
+
+def ignored_cells(mask: torch.Tensor, stride: int = STRIDE) -> torch.Tensor:
+    """``mask [H,W]`` bool input px -> ``[H/stride, W/stride]`` bool: at least half of each cell's pixels set."""
+    if mask.shape[-2] % stride or mask.shape[-1] % stride:
+        raise ValueError(f"ignore mask {tuple(mask.shape)} is not a multiple of the stride {stride}")
+    return F.avg_pool2d(mask.float()[None, None], stride)[0, 0] >= 0.5
 
 
 def build_targets(persons: list[Persons], map_size: tuple[int, int], input_size: tuple[int, int],
@@ -81,8 +95,14 @@ def build_targets(persons: list[Persons], map_size: tuple[int, int], input_size:
     owner = torch.where(torch.isfinite(best), owner, torch.full_like(owner, -1))
     d2 = (xs - cx) ** 2 + (ys - cy) ** 2
     gauss = torch.where(valid[..., None, None], torch.exp(-d2 / (2 * sigma ** 2)), torch.zeros_like(d2))
+    ignore = torch.zeros(len(persons), h, w, dtype=torch.bool, device=device)
+    for b, people in enumerate(persons):
+        if people.ignore is not None:
+            if tuple(people.ignore.shape) != (in_h, in_w):
+                raise ValueError(f"ignore mask {tuple(people.ignore.shape)} is not the input size {(in_h, in_w)}")
+            ignore[b] = ignored_cells(people.ignore.to(device), stride)
     return DenseTargets(owner=owner, keypoints=keypoints, areas=areas, valid=valid, centres=centres,
-                        heatmap=gauss.amax(dim=1))
+                        heatmap=gauss.amax(dim=1), ignore=ignore)
 
 
 def keypoint_heatmaps(keypoints: torch.Tensor, map_size: tuple[int, int], sigma: float) -> torch.Tensor:

@@ -123,3 +123,63 @@ def test_missing_files_name_the_path(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(ValueError, match="not a COCO annotation file"):
         KeypointDataset(bad, tmp_path, 64, train=False)
+
+
+def _jpeg_with_orientation(path, image: np.ndarray, orientation: int) -> None:
+    """A JPEG whose EXIF (an APP1 segment written by hand after the JFIF one) asks viewers to rotate it."""
+    import struct
+
+    data = cv2.imencode(".jpg", image)[1].tobytes()
+    ifd = struct.pack(">H", 1) + struct.pack(">HHIHH", 0x0112, 3, 1, orientation, 0) + struct.pack(">I", 0)
+    payload = b"Exif\x00\x00" + b"MM\x00\x2a" + struct.pack(">I", 8) + ifd
+    jfif_end = 4 + struct.unpack(">H", data[4:6])[0]
+    path.write_bytes(data[:jfif_end] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + data[jfif_end:])
+
+
+def test_exif_rotated_jpeg_is_read_as_stored_and_keeps_its_person(tmp_path):
+    """A 100x40 JPEG tagged orientation 6 ("rotate 90 clockwise") has its person at stored pixel (90, 20)."""
+    (tmp_path / "img").mkdir()
+    picture = np.zeros((40, 100, 3), np.uint8)
+    picture[:, 80:] = 255
+    _jpeg_with_orientation(tmp_path / "img" / "r.jpg", picture, 6)
+    assert cv2.imread(str(tmp_path / "img" / "r.jpg"), cv2.IMREAD_COLOR).shape == (100, 40, 3)  # what it did
+    kps = [0.0] * 51
+    kps[K["left_hip"] * 3:K["left_hip"] * 3 + 3] = [90.0, 20.0, 2]
+    doc = {"images": [{"id": 3, "file_name": "r.jpg", "width": 100, "height": 40}],
+           "annotations": [{"id": 1, "image_id": 3, "category_id": 1, "keypoints": kps, "num_keypoints": 1,
+                            "iscrowd": 0, "area": 100.0, "bbox": [80, 0, 20, 40]}],
+           "categories": [{"id": 1, "name": "person", "keypoints": list(KEYPOINT_NAMES)}]}
+    (tmp_path / "ann.json").write_text(json.dumps(doc))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no size warning: the stored pixels are what the file describes
+        ds = KeypointDataset(tmp_path / "ann.json", tmp_path / "img", 100, train=False)
+        assert ds.read_image(3).shape == (40, 100, 3)
+        sample = ds[0]
+    assert len(sample.persons) == 1  # pad_y = 30: (90, 20) -> (90, 50)
+    assert sample.persons.keypoints[0, K["left_hip"]].tolist() == pytest.approx([90.0, 50.0, 2])
+    assert (sample.image[0, 30:70, 85:] > 0).all() and (sample.image[0, 30:70, :75] < 0).all()
+
+
+def test_image_of_another_size_than_its_annotation_warns_once_naming_it(tmp_path):
+    from models.data.paths import read_rgb
+    from models.data.regions import DataWarning
+
+    cat = [{"id": 1, "name": "person", "keypoints": list(KEYPOINT_NAMES), "skeleton": []}]
+    path, images = _write_coco(tmp_path, cat, [], size=(60, 40))
+    doc = json.loads(path.read_text())
+    doc["images"][1]["width"] = 61  # b.png is 60x40
+    path.write_text(json.dumps(doc))
+    ds = KeypointDataset(path, images, 64, train=False)
+    with pytest.warns(DataWarning, match=r"image 9 \(b.png\) is 60x40 pixels, the annotation file says 61x40"):
+        ds[1]
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ds[1]  # once per image
+        ds[0]
+        read_rgb(images / "a.png", doc["images"][0])
+    with pytest.warns(DataWarning, match="image 9"):
+        read_rgb(images / "b.png", doc["images"][1])  # the evaluation reader checks too
