@@ -3,7 +3,7 @@ without touching the weights, and absent from older files without harm."""
 import pytest
 import torch
 
-from models import build_model, load_checkpoint, save_checkpoint
+from models import DEFAULT_CHECKPOINT, build_model, load_checkpoint, save_checkpoint
 from models.checkpoint import checkpoint_meta, rewrite_meta
 from models.provenance import combine, git_commit, inherited_data, synthetic_only
 from models.training.average import write_average
@@ -62,3 +62,8 @@ def test_git_commit_names_this_checkout_or_says_unknown(tmp_path):
     assert commit == "unknown" or len(commit.split("+")[0]) == 40
     assert git_commit(tmp_path) == "unknown"  # not a git checkout
 
+
+def test_bundled_checkpoint_records_its_recipe_commit_and_synthetic_data():
+    meta = checkpoint_meta(DEFAULT_CHECKPOINT)
+    assert meta == {"recipe": "tiny_synth", "commit": "a9f67bf73a8068b764fd5b3a154edc22d408c2ac", "data": "synthetic"}
+    assert torch.load(DEFAULT_CHECKPOINT, weights_only=True)["format"] == "qem-pose-checkpoint"
