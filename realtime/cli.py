@@ -116,10 +116,14 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, positional_s
     from realtime.display import has_display
     from realtime.model import load_engine
     from realtime.pipeline import Pipeline, PipelineConfig
+    from realtime.provenance import NOTICE, synthetic_captions
     from realtime.sinks import SinkError
 
     try:
         engine = load_engine(args, num_streams=len(specs))
+        captions = synthetic_captions(args.weights, specs)
+        if captions:
+            print(NOTICE, file=sys.stderr)
         show = has_display() if args.show is None else args.show
         if show and not has_display():
             print("warning: no display (DISPLAY/WAYLAND_DISPLAY unset or OpenCV without GUI); running headless",
@@ -133,7 +137,7 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, positional_s
             min_score=args.min_score, batch_window=args.batch_window_ms / 1000.0, open_timeout=args.open_timeout,
             read_timeout=args.read_timeout, stall_timeout=args.stall_timeout, max_attempts=args.max_attempts,
             report_every=args.report_every, progress=not args.no_progress, loop=args.loop,
-            as_live=args.as_live, tracker=tracker)
+            as_live=args.as_live, tracker=tracker, captions=captions)
         pipeline = Pipeline(config, engine)
         with _GracefulStop(pipeline) as stopper:
             try:
