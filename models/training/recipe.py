@@ -56,7 +56,8 @@ def options(args, recipe: Recipe) -> RunOptions:
     data = Path(args.data or recipe.default_data.format(out=out))
     if args.nnodes > 1 and not args.master:
         raise RecipeError("--nnodes > 1 needs --master HOST:PORT (node 0's address)")
-    return RunOptions(out=out, data=data, device=args.device, workers=recipe.workers if args.workers is None else args.workers, threads=args.threads,
+    workers = recipe.workers if args.workers is None else args.workers
+    return RunOptions(out=out, data=data, device=args.device, workers=workers, threads=args.threads,
                       synth_workers=args.synth_workers, progress=args.progress, pretrained=args.pretrained,
                       nproc=args.nproc_per_node or recipe.processes, nnodes=args.nnodes, node_rank=args.node_rank,
                       master=args.master)
@@ -80,7 +81,8 @@ def plan(recipe: Recipe, opts: RunOptions) -> str:
     lines = [f"recipe {recipe.name}: {recipe.description}", f"status: {recipe.status}"]
     for i, stage in enumerate(recipe.stages, 1):
         m = measured.get(stage.name)
-        took = f"   # {m.minutes:g} min on {m.machine} ({'+'.join(m.stages)})" if m and m.stages[0] == stage.name else ""
+        first_of_group = m is not None and m.stages[0] == stage.name
+        took = f"   # {m.minutes:g} min on {m.machine} ({'+'.join(m.stages)})" if first_of_group else ""
         note = f"   # {stage.note}" if getattr(stage, "note", "") else ""
         lines.append(f"[{i:>2}] {stage.name}: {command_line(recipe, stage, opts)}{took}{note}")
     minutes = measured_minutes(recipe)
@@ -113,7 +115,7 @@ def run(recipe: Recipe, opts: RunOptions, first: int = 0, last: int | None = Non
         try:
             if changed and is_done(opts, stage):
                 forget(opts, stage)
-            action = run_stage(recipe, stage, opts, log)
+            action = run_stage(recipe, stage, opts)
             changed = changed or action != "done"
         except KeyboardInterrupt:
             raise RecipeError(f"interrupted in stage {stage.name}; the same command continues from there") from None
@@ -151,5 +153,6 @@ def main(argv: list[str] | None = None) -> int:
         final = run(recipe, opts, first, last, log=lambda line: print(line, flush=True))
     except RecipeError as exc:
         sys.exit(f"error: {exc}")
-    print(f"recipe {recipe.name}: " + (f"wrote {final}" if final else f"stopped after stage {recipe.stages[last].name}"))
+    done = f"wrote {final}" if final else f"stopped after stage {recipe.stages[last].name}"
+    print(f"recipe {recipe.name}: {done}")
     return 0

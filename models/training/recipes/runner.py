@@ -148,7 +148,7 @@ def forget(opts: RunOptions, stage: Stage) -> None:
         (opts.out / f"{stage.name}.pt").unlink(missing_ok=True)
 
 
-def run_stage(recipe: Recipe, stage: Stage, opts: RunOptions, log=print) -> str:
+def run_stage(recipe: Recipe, stage: Stage, opts: RunOptions) -> str:
     """Run one stage unless done; returns what happened ("done", "resumed", "ran")."""
     if is_done(opts, stage):
         return "done"
