@@ -1,5 +1,7 @@
-"""Checkpoints: one file holding the format tag and version, the ``ModelConfig`` (plain dict), the weights and
-optional ``extra`` (plain values: epoch, metrics, ...). Loaded with ``torch.load(weights_only=True)``.
+"""Checkpoints: one file holding the format tag and version, the ``ModelConfig`` (plain dict), the weights,
+optional ``extra`` (plain values: epoch, metrics, ...) and optional ``meta``, where the file came from: plain strings
+such as ``{"recipe": "tiny_synth", "commit": "<git sha>", "data": "synthetic"}`` (``models.provenance``). Files
+without ``meta`` read as before, and readers that predate it ignore it. Loaded with ``torch.load(weights_only=True)``.
 
 Any file that cannot give back a working network (missing, truncated, foreign, a bare state dict, a config that
 disagrees with the weights) raises ``CheckpointError`` with the file and the problem in one line.
@@ -23,21 +25,48 @@ class CheckpointError(ValueError):
     """A checkpoint file that cannot be loaded; the message names the file and the problem."""
 
 
-def save_checkpoint(path: str | Path, net: PoseNet, extra: dict | None = None) -> Path:
+def save_checkpoint(path: str | Path, net: PoseNet, extra: dict | None = None, meta: dict | None = None) -> Path:
     """Write ``net`` (config + weights) to ``path`` atomically (a temporary file renamed into place)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}  # row-major even if trained NHWC
     payload = {"format": FORMAT, "version": VERSION, "config": asdict(net.cfg), "state_dict": state,
                "extra": dict(extra or {})}
+    if meta:
+        payload["meta"] = _plain_meta(meta)
+    return _write(path, payload)
+
+
+def _write(path: str | Path, payload: dict) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     torch.save(payload, tmp)
     tmp.replace(path)
     return path
 
 
+def _plain_meta(meta: dict) -> dict:
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
+        raise ValueError(f"checkpoint meta holds strings only, got {meta!r}")
+    return {k: v for k, v in meta.items() if v}
+
+
+def checkpoint_meta(path: str | Path) -> dict:
+    """Where the checkpoint at ``path`` came from (``recipe``, ``commit``, ``data``, ...); {} for files without it."""
+    meta = read_checkpoint(path).get("meta")
+    return dict(meta) if isinstance(meta, dict) else {}
+
+
+def rewrite_meta(path: str | Path, meta: dict, out: str | Path | None = None) -> Path:
+    """Write the checkpoint at ``path`` to ``out`` (default: in place) with ``meta`` merged into its own; the
+    config, weights and ``extra`` are written back as read, tensor for tensor."""
+    payload = read_checkpoint(path)
+    payload["meta"] = {**(payload.get("meta") or {}), **_plain_meta(meta)}
+    return _write(path if out is None else out, payload)
+
+
 def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    """The checked payload of a checkpoint file (``format``, ``version``, ``config``, ``state_dict``, ``extra``)."""
+    """The checked payload of a checkpoint file (``format``, ``version``, ``config``, ``state_dict``, ``extra`` and,
+    when written, ``meta``)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")

@@ -3,6 +3,7 @@
     qem predict --source synth --no-show          the real-time pipeline (the same flags as python -m realtime)
     qem synth --out data/synth --num-images 500   draw a synthetic COCO-format data set
     qem train --synth data/synth --epochs 20      train (torchrun -m models.training.train for several GPUs)
+    qem train --recipe tiny_synth                 every stage that made the bundled checkpoint, resumable
     qem val --data data/synth                     COCO keypoint AP of a checkpoint (the bundled one by default)
     qem bench                                     pipeline benchmarks;  qem bench-decode: decode micro-benchmarks
     qem track-eval runs/webcam/poses.jsonl --truth realtime/assets/synth_clip.json
@@ -19,7 +20,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("realtime.cli", "run the real-time pipeline on a camera, stream, file, folder or the bundled clip"),
     "synth": ("models.data.synth", "draw synthetic people: COCO-format images (or --video clips with track ids)"),
-    "train": ("models.training.train", "train a network (CIR + QEM) on synthetic or COCO-format data"),
+    "train": ("models.training.train", "train a network (CIR + QEM); --recipe NAME runs every stage of a recipe"),
     "val": ("models.evaluation.evaluate", "evaluate a checkpoint: COCO keypoint AP and score/OKS rank correlation"),
     "bench": ("realtime.bench", "pipeline benchmarks: FPS and per-stage latency"),
     "bench-decode": ("kernels.bench", "decode micro-benchmarks: reference vs Triton vs CuPy vs CUDA graphs"),

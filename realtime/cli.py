@@ -122,10 +122,14 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, positional_s
     from realtime.display import has_display
     from realtime.model import load_engine
     from realtime.pipeline import Pipeline, PipelineConfig
+    from realtime.provenance import NOTICE, synthetic_captions
     from realtime.sinks import SinkError
 
     try:
         engine = load_engine(args, num_streams=len(specs))
+        captions = synthetic_captions(args.weights, specs)
+        if captions:
+            print(NOTICE, file=sys.stderr)
         show = has_display() if args.show is None else args.show
         if show and not has_display():
             print("warning: no display (DISPLAY/WAYLAND_DISPLAY unset or OpenCV without GUI); running headless",
@@ -140,7 +144,7 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, positional_s
             read_timeout=args.read_timeout, stall_timeout=args.stall_timeout, max_attempts=args.max_attempts,
             backoff_max=args.retry_max,
             report_every=args.report_every, progress=not args.no_progress, loop=args.loop,
-            as_live=args.as_live, tracker=tracker)
+            as_live=args.as_live, tracker=tracker, captions=captions)
         pipeline = Pipeline(config, engine)
         with _GracefulStop(pipeline) as stopper:
             try:

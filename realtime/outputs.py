@@ -13,7 +13,7 @@ from realtime.display import Window
 from realtime.frames import Result
 from realtime.http_view import FrameBoard, HttpView
 from realtime.metrics import Metrics
-from realtime.render import draw
+from realtime.render import draw, draw_caption
 from realtime.sinks import JsonlSink, Mp4Sink
 
 
@@ -59,6 +59,8 @@ class Outputs:
         i = result.frame.source
         t0 = time.perf_counter()
         image = draw(result) if self.needs_image else None
+        if image is not None and i in self.config.captions:
+            draw_caption(image, self.config.captions[i])
         t1 = time.perf_counter()
         keep_going = True
         if self.jsonl[i] is not None:

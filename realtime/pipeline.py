@@ -59,6 +59,7 @@ class PipelineConfig:
     loop: bool = False                   # files restart at their end
     as_live: bool = False                # files play like cameras (paced, newest frame only)
     capture_kwargs: dict = field(default_factory=dict)
+    captions: dict[int, str] = field(default_factory=dict)  # stream -> text drawn on its frames (realtime.provenance)
 
 
 class _Stage(threading.Thread):

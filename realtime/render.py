@@ -61,3 +61,18 @@ def draw_banner(image: np.ndarray | None, text: str, colour: tuple[int, int, int
     out[top:top + band] = colour
     cv2.putText(out, text, ((w - tw) // 2, top + (band + th) // 2), font, scale, (255, 255, 255), thick, cv2.LINE_AA)
     return out
+
+
+def draw_caption(image: np.ndarray, text: str) -> np.ndarray:
+    """Write ``text`` in place on a dark band along the bottom-left of an RGB frame (cut to the frame's width)."""
+    h, w = image.shape[:2]
+    scale = max(0.35, min(h, w) / 900)
+    thick = max(1, round(scale * 2))
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+    pad = max(2, th // 3)
+    top = max(0, h - th - base - 2 * pad)
+    band = image[top:h, :min(w, tw + 2 * pad)]
+    band[:] = (band.astype(np.uint16) * 3 // 10).astype(np.uint8)
+    cv2.putText(image, text, (pad, h - base - pad), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick,
+                cv2.LINE_AA)
+    return image

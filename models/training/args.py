@@ -6,6 +6,7 @@
         --train-ann coco/annotations/person_keypoints_train2017.json --train-images coco/train2017 \\
         --val-ann coco/annotations/person_keypoints_val2017.json --val-images coco/val2017 \\
         --batch-size 10 --out runs/hrnet_w32
+    qem train --recipe tiny_synth       every stage of a recipe, resumable (models.training.recipe; --plan lists them)
 
 Schedule (DEKR's by default): Adam, lr 1e-3, multiplied by 0.1 at 90/140 and 120/140 of the epochs (so the
 drops scale with --epochs). --batch-size is per process; under torchrun each process reads its own shard

@@ -71,6 +71,15 @@ def average_checkpoints(paths: Sequence[str | Path], weights: Sequence[float] | 
     return out.eval()
 
 
+def write_average(paths: Sequence[str | Path], out: str | Path, weights: Sequence[float] | None = None) -> Path:
+    """Average ``paths`` (``average_checkpoints``) into ``out``; its ``meta`` keeps the data of every input."""
+    from models.provenance import git_commit, inherited_data
+
+    net = average_checkpoints(paths, weights)
+    extra = {"averaged": [Path(c).name for c in paths], "weights": normalised_weights(len(paths), weights)}
+    return save_checkpoint(out, net, extra=extra, meta={"commit": git_commit(), "data": inherited_data(*paths)})
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="qem average", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -79,10 +88,7 @@ def main(argv=None) -> None:
     p.add_argument("--out", required=True, help="where to write the averaged checkpoint")
     args = p.parse_args(argv)
     try:
-        net = average_checkpoints(args.checkpoints, args.weights)
-        extra = {"averaged": [Path(c).name for c in args.checkpoints],
-                 "weights": normalised_weights(len(args.checkpoints), args.weights)}
-        save_checkpoint(args.out, net, extra=extra)
+        write_average(args.checkpoints, args.out, args.weights)
     except (CheckpointError, ValueError) as exc:
         sys.exit(f"error: {exc}")
     except OSError as exc:

@@ -68,6 +68,18 @@ def _check_same_function(net: PoseNet, grown: PoseNet) -> None:
             raise ValueError(f"the grown network's {field} differs from the original's by {diff:.3g}")
 
 
+def write_grown(path: str | Path, out: str | Path, encoder_blocks: int | None = None,
+                kpt_blocks: int | None = None) -> tuple[PoseNet, PoseNet]:
+    """Grow the checkpoint at ``path`` into ``out`` (its ``meta`` keeps the input's data); returns (before, after)."""
+    from models.provenance import git_commit, inherited_data
+
+    net = load_checkpoint(path)
+    grown = grow(net, encoder_blocks, kpt_blocks)
+    save_checkpoint(out, grown, extra={"grown_from": Path(path).name},
+                    meta={"commit": git_commit(), "data": inherited_data(path)})
+    return net, grown
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="qem grow", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -77,9 +89,7 @@ def main(argv=None) -> None:
     p.add_argument("--out", required=True, help="where to write the grown checkpoint")
     args = p.parse_args(argv)
     try:
-        net = load_checkpoint(args.checkpoint)
-        grown = grow(net, args.encoder_blocks, args.kpt_blocks)
-        save_checkpoint(args.out, grown, extra={"grown_from": Path(args.checkpoint).name})
+        net, grown = write_grown(args.checkpoint, args.out, args.encoder_blocks, args.kpt_blocks)
     except (CheckpointError, ValueError) as exc:
         sys.exit(f"error: {exc}")
     except OSError as exc:

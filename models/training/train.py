@@ -19,6 +19,7 @@ from models.checkpoint import save_checkpoint
 from models.config import INFERENCE_FIELDS, LOSS_FIELDS
 from models.evaluation.evaluate import evaluate_model, format_rho
 from models.modeling.network import build_model
+from models.provenance import training_meta
 from models.training.args import AMP_CHOICES, build_args, inherit_shape, lr_milestones, model_overrides
 from models.training.distributed import (DistInfo, all_gather_objects, average_buffers, barrier, cleanup,
                                          init_distributed, state_checksum)
@@ -59,6 +60,7 @@ def run(args) -> dict:
         random.seed(args.seed)
         np.random.seed(args.seed + info.rank)
         train_paths, val_paths = data_paths(args)
+        meta = training_meta(args) if info.is_main else {}
         if args.init:
             inherit_shape(args, args.init)
         try:
@@ -117,9 +119,9 @@ def run(args) -> dict:
                 if improved or save_last:
                     state = training_state(args, optimizer, scheduler, scaler, epoch + 1, best)
                     if save_last:
-                        save_checkpoint(out / "last.pt", net, extra=state)
+                        save_checkpoint(out / "last.pt", net, extra=state, meta=meta)
                     if improved:
-                        save_checkpoint(out / "best.pt", net, extra=state)
+                        save_checkpoint(out / "best.pt", net, extra=state, meta=meta)
                 stats.update(epoch=epoch + 1, lr=lr, best_epoch=best.get("epoch"))
                 with open(out / "train_log.jsonl", "a") as f:
                     f.write(json.dumps(stats) + "\n")
@@ -200,6 +202,11 @@ def benchmark(args) -> None:
 
 
 def main(argv=None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any(a == "--recipe" or a.startswith("--recipe=") for a in argv):  # a whole recipe: models.training.recipe
+        from models.training.recipe import main as recipe_main
+
+        return recipe_main(argv)
     args = build_args(argv)
     try:
         benchmark(args) if args.benchmark else run(args)
