@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 OPENCV_GUI := $(VENV)/opencv-gui
 OPENCV_VERSION := $(shell sed -n 's/^opencv-python-headless==//p' requirements/ci.txt)
 
-.PHONY: demo test bench clean-venv
+.PHONY: demo test bench pictures clean-venv
 
 $(VENV)/.installed: requirements/ci.txt setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ test: $(VENV)/.installed $(OPENCV_GUI)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) -m kernels.bench
+
+# the README's pictures (docs/img/): an annotated frame of the bundled clip and the CPU decode benchmark
+pictures: $(VENV)/.installed
+	$(PY) docs/pictures.py
 
 clean-venv:
 	rm -rf $(VENV)
