@@ -15,8 +15,9 @@ $(VENV)/.installed: requirements/ci.txt setup.py
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
+# the bundled clip through the pipeline; --exist-ok: every run writes (overwrites) runs/webcam/
 demo: $(VENV)/.installed
-	$(PY) demos/webcam.py --no-show
+	$(PY) demos/webcam.py --no-show --exist-ok
 
 $(OPENCV_GUI)/.installed: requirements/ci.txt | $(VENV)/.installed
 	$(PY) -m pip install --quiet --no-deps --target $(OPENCV_GUI) opencv-python==$(OPENCV_VERSION)
