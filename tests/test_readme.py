@@ -1,7 +1,7 @@
 """The README's commands exist and parse; the quick ones run as written (docs/testing.md, "The README's commands").
 
-Every line of a fenced ``bash`` block in README.md and docs/*.md that starts with ``qem``, ``python`` or ``torchrun``
-is a command. A block preceded by ``<!-- readme-test: run -->`` (README.md only) runs line by line, as written, in a
+Every line of a fenced ``bash`` block in README.md, docs/*.md, RESULTS.md and BENCHMARKS.md that starts with ``qem``,
+``python`` or ``torchrun`` is a command. A block preceded by ``<!-- readme-test: run -->`` (README.md only) runs line by line, as written, in a
 fresh temporary folder. Every other command is checked against its program's ``--help``: the program exists, and
 every ``--option`` the document gives it is one the program lists. ``qem`` runs as ``python -m models`` from this
 checkout, so an installed ``qem`` of another tree is never what is tested.
@@ -20,6 +20,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+REPORTS = [ROOT / "RESULTS.md", ROOT / "BENCHMARKS.md"]  # their commands are checked too, never run
 RUN_MARK = "<!-- readme-test: run -->"
 BLOCK = re.compile(r"(?P<before>[^\n]*)\n*```bash\n(?P<body>.*?)```", re.S)
 
@@ -102,7 +103,7 @@ def test_readme_has_the_first_commands_and_a_block_that_runs():
 
 
 def test_every_documented_command_exists_and_takes_the_options_shown(tmp_path):
-    commands = {c: path.name for path in DOCS for run, cs in blocks(path) for c in cs}
+    commands = {c: path.name for path in DOCS + REPORTS for run, cs in blocks(path) for c in cs}
     helps = help_texts(sorted({tuple(program(argv(c))) for c in commands}), tmp_path)
     problems = []
     for command, doc in commands.items():
@@ -138,7 +139,7 @@ def slug(heading: str) -> str:
     return text.replace(" ", "-")
 
 
-@pytest.mark.parametrize("path", DOCS + [ROOT / "RESULTS.md", ROOT / "BENCHMARKS.md"], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", DOCS + REPORTS, ids=lambda p: p.name)
 def test_links_and_pictures_point_at_what_exists(path):
     text = path.read_text(encoding="utf-8")
     for target in re.findall(r"\]\(([^)\s]+)\)", text):
