@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 OPENCV_GUI := $(VENV)/opencv-gui
 OPENCV_VERSION := $(shell sed -n 's/^opencv-python-headless==//p' requirements/ci.txt)
 
-.PHONY: demo test bench clean-venv
+.PHONY: demo test bench pictures clean-venv
 
 $(VENV)/.installed: requirements/ci.txt setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -15,8 +15,9 @@ $(VENV)/.installed: requirements/ci.txt setup.py
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
+# the bundled clip through the pipeline; --exist-ok: every run writes (overwrites) runs/webcam/
 demo: $(VENV)/.installed
-	$(PY) demos/webcam.py --no-show
+	$(PY) demos/webcam.py --no-show --exist-ok
 
 $(OPENCV_GUI)/.installed: requirements/ci.txt | $(VENV)/.installed
 	$(PY) -m pip install --quiet --no-deps --target $(OPENCV_GUI) opencv-python==$(OPENCV_VERSION)
@@ -27,6 +28,10 @@ test: $(VENV)/.installed $(OPENCV_GUI)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) -m kernels.bench
+
+# the README's pictures (docs/img/): an annotated frame of the bundled clip and the CPU decode benchmark
+pictures: $(VENV)/.installed
+	$(PY) docs/pictures.py
 
 clean-venv:
 	rm -rf $(VENV)

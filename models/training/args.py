@@ -12,8 +12,8 @@ Schedule (DEKR's by default): Adam, lr 1e-3, multiplied by 0.1 at 90/140 and 120
 drops scale with --epochs). --batch-size is per process; under torchrun each process reads its own shard
 (DistributedSampler), gradients are averaged with DDP (nccl on CUDA, gloo on CPU), and rank 0 evaluates and
 writes checkpoints. Mixed precision (``--amp``): fp16 autocast + GradScaler on CUDA by default; ``--amp bf16``
-autocasts to bfloat16 (no loss scaling), 1.7x faster than fp32 on a CPU with AVX512-BF16 (README: training on the
-CPU). ``--channels-last`` (NHWC) makes fp32 on the CPU 1.2x faster.
+autocasts to bfloat16 (no loss scaling), 1.7x faster than fp32 on a CPU with AVX512-BF16 (docs/training.md,
+"Precision"). ``--channels-last`` (NHWC) makes fp32 on the CPU 1.2x faster.
 
 In --out: last.pt (after every epoch, with optimizer, scheduler and epoch for --resume), best.pt (highest
 validation AP, or lowest loss without a validation set) and train_log.jsonl (one line per epoch).

@@ -1,7 +1,8 @@
 """Publishes a moving test pattern to an RTSP server that listens (FFmpeg's RTSP push: ANNOUNCE + RECORD over TCP).
 
 ``python rtsp_publisher.py rtsp://127.0.0.1:PORT/live --seconds 5 --fps 15``; retries the connection until
-``--connect-timeout`` so it can be started before the listener. Run it as a separate process.
+``--connect-timeout`` so it can be started before the listener, and ends with one line when the listener goes
+away. Run it as a separate process (the README's example of ``--rtsp-listen``).
 """
 import argparse
 import sys
@@ -29,6 +30,7 @@ def main() -> None:
                                     options={"tune": "zerolatency", "preset": "ultrafast", "g": str(args.fps)})
             stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
             stream.codec_context.time_base = Fraction(1, args.fps)
+            out.start_encoding()  # the RTSP connection is made here (ANNOUNCE), not in av.open
             break
         except (av.error.FFmpegError, OSError):
             if time.monotonic() > deadline:
@@ -49,8 +51,13 @@ def main() -> None:
             time.sleep(max(0.0, start + i / args.fps - time.monotonic()))
         for packet in stream.encode(None):
             out.mux(packet)
+    except (av.error.FFmpegError, OSError) as exc:  # the listener went away (e.g. it reached --max-frames)
+        sys.exit(f"publisher: connection closed after {i} frames ({exc})")
     finally:
-        out.close()
+        try:
+            out.close()
+        except (av.error.FFmpegError, OSError):
+            pass
 
 
 if __name__ == "__main__":

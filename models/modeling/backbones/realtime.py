@@ -2,7 +2,7 @@
 
 Each stage: a strided 3x3 conv, then a CSP block (two 1x1 splits, BasicBlocks on one half, 1x1 fuse).
 Widths 24 (stem) 48-96-192-320, blocks 1-2-2-1, neck 48 channels: about 2-3 GFLOPs at 320x320 with the heads
-(measured with ``torch.utils.flop_counter``; the figure is in the README).
+(measured with ``torch.utils.flop_counter``; the figure is in docs/architecture.md).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every configuration builds and gives the documented shapes; sizes match what the README states."""
+"""Every configuration builds and gives the documented shapes; sizes match what docs/architecture.md states."""
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
