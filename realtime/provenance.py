@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 NOTICE = ("note: this checkpoint was trained on synthetic figures only (its meta says data: synthetic) and will not "
-          "find real people; to train one on COCO, see the Training section of README.md")
-CAPTION = "trained on synthetic figures only (README: Training)"
+          "find real people; to train one on COCO, see docs/training.md")
+CAPTION = "trained on synthetic figures only (docs/training.md)"
 
 
 def checkpoint_data(weights: str | None) -> str | None:
