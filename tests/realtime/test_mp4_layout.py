@@ -1,0 +1,72 @@
+"""The MP4 layout: fragmented by default (a fragment per keyframe, a keyframe each second, each fragment written
+whole), so a recording cut short plays up to its last whole fragment; the classic layout on request."""
+import av
+import pytest
+
+from realtime.sinks import Mp4Sink
+from tests.realtime.helpers import decode_cut, mp4_boxes, pattern
+
+
+def record(path, frames=75, fps=25.0, **kwargs):
+    sink = Mp4Sink(path, **kwargs)
+    on_disk = []  # the file's bytes after each frame
+    for i in range(frames):
+        sink.write(pattern(i, 120, 160), i / fps)
+        on_disk.append(path.read_bytes())
+    sink.close()
+    return on_disk
+
+
+def test_the_file_on_disk_always_ends_on_a_whole_box(tmp_path):
+    path = tmp_path / "a.mp4"
+    for data in record(path):
+        boxes = mp4_boxes(data)
+        assert sum(size for _, _, size in boxes) == len(data)
+    kinds = [kind for kind, _, _ in mp4_boxes(path.read_bytes())]
+    assert kinds[:2] == ["ftyp", "moov"] and kinds[-1] == "mfra"
+    assert kinds[2:-1] == ["moof", "mdat"] * 3  # 3 s at a keyframe per second: three fragments
+
+
+def test_keyframes_each_second_of_the_video_clock_and_real_timestamps(tmp_path):
+    path = tmp_path / "a.mp4"
+    record(path, frames=60, fps=12.5)  # 4.8 s at 12.5 fps: keyframes at 0, 1.04, 2.08, ... (first frame >= 1 s on)
+    with av.open(str(path)) as c:
+        keys = [float(p.pts * p.time_base) for p in c.demux(video=0) if p.is_keyframe and p.pts is not None]
+    assert keys == pytest.approx([0.0, 1.04, 2.08, 3.12, 4.16], abs=1e-3)
+    assert decode_cut(path) == pytest.approx([i / 12.5 for i in range(60)], abs=1e-3)
+
+
+@pytest.mark.parametrize("fragment", [1, 2, 3])
+def test_a_file_cut_inside_a_fragment_plays_up_to_the_fragments_before(tmp_path, fragment):
+    path = tmp_path / "a.mp4"
+    record(path)
+    data = path.read_bytes()
+    mdats = [(offset, size) for kind, offset, size in mp4_boxes(data) if kind == "mdat"]
+    offset, size = mdats[fragment - 1]
+    for cut in (offset, offset + 9, offset + size // 2, offset + size - 1):  # mdat header, samples, all but a byte
+        (tmp_path / "cut.mp4").write_bytes(data[:cut])
+        times = decode_cut(tmp_path / "cut.mp4")
+        assert len(times) >= 25 * (fragment - 1), cut
+        assert times == pytest.approx([i / 25 for i in range(len(times))], abs=1e-3)
+
+
+def test_a_finished_file_seeks(tmp_path):
+    path = tmp_path / "a.mp4"
+    record(path)
+    with av.open(str(path)) as c:
+        assert c.duration == pytest.approx(3.0 * av.time_base, rel=0.02)
+        stream = c.streams.video[0]
+        c.seek(int(2.0 / stream.time_base), stream=stream)  # lands on the keyframe at or before 2.0 s
+        first = next(c.decode(stream))
+    assert float(first.pts * first.time_base) == pytest.approx(2.0, abs=1e-3)
+
+
+def test_classic_layout_on_request_has_its_index_up_front(tmp_path):
+    path = tmp_path / "a.mp4"
+    on_disk = record(path, fragmented=False)
+    kinds = [kind for kind, _, _ in mp4_boxes(path.read_bytes())]
+    assert "moof" not in kinds and kinds.index("moov") < kinds.index("mdat")
+    assert len(decode_cut(path)) == 75
+    (tmp_path / "cut.mp4").write_bytes(on_disk[-1])
+    with pytest.raises(av.error.InvalidDataError):  # the price: unclosed, it does not play at all
+        av.open(str(tmp_path / "cut.mp4"))
