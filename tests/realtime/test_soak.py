@@ -1,0 +1,29 @@
+"""The soak benchmark's section, run for a few seconds: samples come every interval, the summary is computed over
+the last 80%, the recording runs in segments with retention, and the curves are drawn when matplotlib exists."""
+import pytest
+
+from realtime.cli import BUNDLED_CLIP
+from realtime.soak import bench_soak, plot, process_sample, summarize
+
+
+def test_process_sample_reads_this_process():
+    rss, fds, threads = process_sample()
+    assert rss > 10 and fds >= 3 and threads >= 1
+
+
+def test_summary_is_taken_over_the_last_80_percent():
+    rows = [(0, 100.0, 9, 5), (10, 200.0, 10, 7), (20, 202.0, 10, 7), (30, 220.0, 11, 7), (50, 210.0, 10, 7)]
+    s = summarize(rows)
+    assert (s["rss_mb_start"], s["rss_mb_end"]) == (200.0, 210.0) and s["rss_growth_pct"] == pytest.approx(5.0)
+    assert (s["fds_start"], s["fds_end"], s["fds_max"], s["threads_max"]) == (10, 10, 11, 7)
+
+
+@pytest.mark.skipif(not BUNDLED_CLIP.exists(), reason="bundled clip missing")
+def test_a_short_soak_records_in_segments_and_samples(engine, tmp_path):
+    r = bench_soak(engine, minutes=0.1, streams=2, every=1.0, segment=1.0, keep=2)
+    assert r["samples"] >= 6 and r["fps_out"] > 0 and not r["errors"] and r["recording_error"] is None
+    assert r["files_left"] <= 2 * 2 * 2  # 2 streams x (MP4 + JSONL) x the 2 segments kept
+    assert r["threads_end"] <= r["threads_start"] + 1  # capture threads joined (the sampler may still be counted)
+    png = plot(r["rows"], str(tmp_path / "soak.png"))
+    if png is not None:
+        assert (tmp_path / "soak.png").read_bytes()[:4] == b"\x89PNG"
