@@ -1,5 +1,8 @@
 """The MP4 layout: fragmented by default (a fragment per keyframe, a keyframe each second, each fragment written
 whole), so a recording cut short plays up to its last whole fragment; the classic layout on request."""
+import shutil
+import subprocess
+
 import av
 import pytest
 
@@ -70,3 +73,23 @@ def test_classic_layout_on_request_has_its_index_up_front(tmp_path):
     (tmp_path / "cut.mp4").write_bytes(on_disk[-1])
     with pytest.raises(av.error.InvalidDataError):  # the price: unclosed, it does not play at all
         av.open(str(tmp_path / "cut.mp4"))
+
+
+def ffprobe(*args) -> str:
+    return subprocess.run(["ffprobe", "-v", "error", *map(str, args)], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+@pytest.mark.skipif(shutil.which("ffprobe") is None, reason="ffprobe not installed (.ci/install-system-deps)")
+def test_ffmpeg_plays_and_seeks_the_finished_file_and_the_file_cut_by_a_kill(tmp_path):
+    path = tmp_path / "a.mp4"
+    on_disk = record(path)
+    (tmp_path / "killed.mp4").write_bytes(on_disk[60])  # the file as a kill after frame 60 of 75 leaves it
+    entries = ["-count_frames", "-select_streams", "v:0", "-show_entries",
+               "stream=nb_read_frames:format=duration", "-of", "default=nw=1"]
+    for name, frames, seconds in (("a.mp4", 75, 3.0), ("killed.mp4", 50, 2.0)):
+        found = dict(line.split("=") for line in ffprobe(*entries, tmp_path / name).split())
+        assert int(found["nb_read_frames"]) == frames and float(found["duration"]) == pytest.approx(seconds, abs=0.01)
+    seek = ffprobe("-read_intervals", "2.0%+#1", "-select_streams", "v:0", "-show_entries",
+                   "frame=pts_time,key_frame", "-of", "csv=p=0", path)
+    assert seek == "1,2.000000"  # a seek to 2.0 s lands on the keyframe there
