@@ -4,7 +4,8 @@ memory (RSS), open file descriptors and threads (all OS threads: capture, encode
 ``every`` seconds.
 
 Figures: each quantity at the start of the last 80% of the run (after the warm-up: model, encoder and buffers
-reach their working size in the first 20%) and at its end; the RSS growth over that span in percent. Target:
+reach their working size in the first 20%) and at its last sample while running; the RSS growth over that span
+in percent; and the descriptors and threads left once the pipeline stopped (back to where they were before). Target:
 RSS growth < 5% over 30 minutes, no growth in descriptors and threads. Linux only (reads ``/proc/self``).
 """
 from __future__ import annotations
@@ -28,7 +29,7 @@ def process_sample() -> tuple[float, int, int]:
 
 
 class Sampler(threading.Thread):
-    """Samples ``process_sample()`` every ``every`` seconds (and once more on ``stop``): rows (s, MB, fds, threads)."""
+    """Samples ``process_sample()`` every ``every`` seconds while the pipeline runs: rows (s, MB, fds, threads)."""
 
     def __init__(self, every: float):
         super().__init__(name="soak-sampler", daemon=True)
@@ -43,7 +44,6 @@ class Sampler(threading.Thread):
     def stop(self) -> list[tuple[float, float, int, int]]:
         self._halt.set()
         self.join()
-        self.rows.append((time.monotonic() - self.t0, *process_sample()))
         return self.rows
 
 
@@ -77,9 +77,11 @@ def bench_soak(engine, minutes: float, streams: int = 4, every: float = 10.0, se
             timer.cancel()
             rows = sampler.stop()
         wall = time.perf_counter() - t0
+        after = process_sample()  # the pipeline stopped: its threads joined, its files closed
         files = sorted(p.name for p in Path(tmp).iterdir())
     totals = pipeline.metrics.totals()
     return {**summarize(rows), "streams": streams, "rows": rows, "errors": errors, "files_left": len(files),
+            "rss_mb_after": after[0], "fds_after": after[1], "threads_after": after[2],
             "fps_out": totals["frames_out"] / wall, "drops": totals["drops"], "segment_s": segment, "keep": keep,
             "recording_error": pipeline.recording_error}
 
