@@ -86,6 +86,9 @@ def add_recording_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --segment: keep the newest N segments per stream, delete older ones")
     p.add_argument("--keep-gb", type=float_above(0), default=None, metavar="GB",
                    help="with --segment: delete the oldest segments beyond GB gigabytes (1e9 bytes) in all")
+    p.add_argument("--keyframe-every", type=float_above(0), default=1.0, metavar="SECONDS",
+                   help="a keyframe (and an MP4 fragment) at least every SECONDS of video: about what a crash can "
+                        "lose; larger gives smaller files (default: 1)")
     p.add_argument("--mp4-faststart", action="store_true",
                    help="classic MP4 (index written at the end, then moved up front) instead of fragmented: "
                         "plays in more old tools, but a crash leaves an unplayable file")
@@ -165,7 +168,7 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, positional_s
             read_timeout=args.read_timeout, stall_timeout=args.stall_timeout, max_attempts=args.max_attempts,
             report_every=args.report_every, progress=not args.no_progress, loop=args.loop,
             as_live=args.as_live, tracker=tracker, segment=args.segment, keep=args.keep, keep_gb=args.keep_gb,
-            mp4_faststart=args.mp4_faststart)
+            mp4_faststart=args.mp4_faststart, keyframe_every=args.keyframe_every)
         pipeline = Pipeline(config, engine)
         with _GracefulStop(pipeline) as stopper:
             try:

@@ -35,7 +35,8 @@ class Outputs:
                 for i in range(n):
                     self.recorders[i] = StreamRecorder(
                         config.out_dir, i, n, save_mp4=config.save_mp4, save_jsonl=config.save_jsonl,
-                        segment=config.segment, fragmented=not config.mp4_faststart, retention=retention)
+                        segment=config.segment, fragmented=not config.mp4_faststart,
+                        keyframe_every=config.keyframe_every, retention=retention)
             if config.http_port is not None:
                 self.view = HttpView(FrameBoard(self.names), config.http_host, config.http_port).start()
                 log(f"live view: {self.view.url}")

@@ -61,6 +61,7 @@ class PipelineConfig:
     keep: int | None = None              # segments kept per stream (None: all)
     keep_gb: float | None = None         # GB the finished segments may take (None: no limit)
     mp4_faststart: bool = False          # classic MP4 (index at the end, moved up front) instead of fragmented
+    keyframe_every: float = 1.0          # seconds of video between forced keyframes (= MP4 fragments)
     capture_kwargs: dict = field(default_factory=dict)
 
 

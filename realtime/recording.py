@@ -69,10 +69,12 @@ class StreamRecorder:
     """The files of one stream (``mp4`` and/or ``jsonl`` of the current segment) and their rotation."""
 
     def __init__(self, out_dir: Path, stream: int, streams: int, *, save_mp4: bool = True, save_jsonl: bool = True,
-                 segment: float | None = None, fragmented: bool = True, retention: Retention | None = None):
+                 segment: float | None = None, fragmented: bool = True, keyframe_every: float = 1.0,
+                 retention: Retention | None = None):
         self.out_dir, self.stream = Path(out_dir), stream
         self.tag = "" if streams == 1 else f"_{stream}"
         self.save_mp4, self.save_jsonl, self.segment, self.fragmented = save_mp4, save_jsonl, segment, fragmented
+        self.keyframe_every = keyframe_every
         self.retention = retention
         self.index = 0
         if segment is not None:
@@ -102,7 +104,8 @@ class StreamRecorder:
     def _open(self) -> None:
         mp4_path, jsonl_path = self.paths()
         try:
-            self.mp4 = Mp4Sink(mp4_path, fragmented=self.fragmented) if self.save_mp4 else None
+            self.mp4 = (Mp4Sink(mp4_path, fragmented=self.fragmented, keyframe_every=self.keyframe_every)
+                        if self.save_mp4 else None)
             self.jsonl = JsonlSink(jsonl_path) if self.save_jsonl else None
         except BaseException:
             self.close()

@@ -28,6 +28,7 @@ BAD = [  # (arguments, words the one line must hold)
     (["--segment", "ten"], "argument --segment: must be a number > 0, got 'ten'"),
     (["--segment", "10", "--keep", "0"], "argument --keep: must be an integer >= 1, got '0'"),
     (["--segment", "10", "--keep-gb", "0"], "argument --keep-gb: must be a number > 0, got '0'"),
+    (["--keyframe-every", "0"], "argument --keyframe-every: must be a number > 0, got '0'"),
     (["--keep", "3"], "argument --keep: needs --segment"),
     (["--keep-gb", "1"], "argument --keep-gb: needs --segment"),
     (["--track-score", "1.5"], "argument --track-score: must be a number in [0, 1], got '1.5'"),
