@@ -3,9 +3,11 @@ JSONL recording on (in segments, with retention, as an unattended recorder runs)
 memory (RSS), open file descriptors and threads (all OS threads: capture, encoder, OpenMP, HTTP) are sampled every
 ``every`` seconds.
 
-Figures: each quantity at the start of the last 80% of the run (after the warm-up: model, encoder and buffers
-reach their working size in the first 20%) and at its last sample while running; the RSS growth over that span
-in percent; and the descriptors and threads left once the pipeline stopped (back to where they were before). Target:
+Figures over the last 80% of the run (in the first 20% the model, the encoders and the buffers reach their
+working size): each quantity at its start and at the last sample while running, and the RSS growth in percent
+from a straight line fitted to those samples (RSS moves by tens of MB from one sample to the next as frames and
+encoder buffers come and go; the fitted line's rise is the trend, two single samples are mostly that noise); and
+the descriptors and threads left once the pipeline stopped (back to where they were before). Target:
 RSS growth < 5% over 30 minutes, no growth in descriptors and threads. Linux only (reads ``/proc/self``).
 """
 from __future__ import annotations
@@ -15,6 +17,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+import numpy as np
 
 from realtime.cli import BUNDLED_CLIP
 from realtime.pipeline import Pipeline, PipelineConfig
@@ -31,13 +35,16 @@ def process_sample() -> tuple[float, int, int]:
 class Sampler(threading.Thread):
     """Samples ``process_sample()`` every ``every`` seconds while the pipeline runs: rows (s, MB, fds, threads)."""
 
-    def __init__(self, every: float):
+    def __init__(self, every: float, stopping: threading.Event):
         super().__init__(name="soak-sampler", daemon=True)
-        self.every, self.rows, self._halt, self.t0 = every, [], threading.Event(), time.monotonic()
+        self.every, self.stopping, self.rows, self.t0 = every, stopping, [], time.monotonic()
+        self._halt = threading.Event()
 
     def run(self) -> None:
-        while True:
-            self.rows.append((time.monotonic() - self.t0, *process_sample()))
+        while not self.stopping.is_set():
+            row = (time.monotonic() - self.t0, *process_sample())
+            if not self.stopping.is_set():  # a sample taken while the pipeline shuts down is not a running one
+                self.rows.append(row)
             if self._halt.wait(self.every):
                 return
 
@@ -48,12 +55,16 @@ class Sampler(threading.Thread):
 
 
 def summarize(rows: list[tuple[float, float, int, int]]) -> dict:
-    """Start (first sample at or after 20% of the run) and end values, and the RSS growth between them."""
+    """Start (first sample at or after 20% of the run) and end values, and the RSS growth between them along a
+    fitted straight line (in percent of the line's start)."""
     end_t = rows[-1][0]
-    start = next(r for r in rows if r[0] >= 0.2 * end_t)
-    end = rows[-1]
+    window = [r for r in rows if r[0] >= 0.2 * end_t]
+    start, end = window[0], rows[-1]
+    slope, at_start = (np.polyfit([r[0] - start[0] for r in window], [r[1] for r in window], 1)
+                       if len(window) > 1 else (0.0, start[1]))
     return {"seconds": end_t, "samples": len(rows), "rss_mb_start": start[1], "rss_mb_end": end[1],
-            "rss_mb_max": max(r[1] for r in rows), "rss_growth_pct": 100.0 * (end[1] - start[1]) / start[1],
+            "rss_mb_max": max(r[1] for r in rows),
+            "rss_growth_pct": 100.0 * slope * (end[0] - start[0]) / at_start,
             "fds_start": start[2], "fds_end": end[2], "fds_max": max(r[2] for r in rows),
             "threads_start": start[3], "threads_end": end[3], "threads_max": max(r[3] for r in rows)}
 
@@ -67,7 +78,7 @@ def bench_soak(engine, minutes: float, streams: int = 4, every: float = 10.0, se
                                 report_every=1e9, segment=segment, keep=keep if segment else None)
         pipeline = Pipeline(config, engine, log=lambda line: errors.append(line) if "error" in line else None)
         timer = threading.Timer(minutes * 60.0, pipeline.stop_event.set)
-        sampler = Sampler(every)
+        sampler = Sampler(every, pipeline.stop_event)
         sampler.start()
         timer.start()
         t0 = time.perf_counter()

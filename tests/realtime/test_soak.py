@@ -1,5 +1,6 @@
 """The soak benchmark's section, run for a few seconds: samples come every interval, the summary is computed over
 the last 80%, the recording runs in segments with retention, and the curves are drawn when matplotlib exists."""
+import numpy as np
 import pytest
 
 from realtime.cli import BUNDLED_CLIP
@@ -14,7 +15,11 @@ def test_process_sample_reads_this_process():
 def test_summary_is_taken_over_the_last_80_percent():
     rows = [(0, 100.0, 9, 5), (10, 200.0, 10, 7), (20, 202.0, 10, 7), (30, 220.0, 11, 7), (50, 210.0, 10, 7)]
     s = summarize(rows)
-    assert (s["rss_mb_start"], s["rss_mb_end"]) == (200.0, 210.0) and s["rss_growth_pct"] == pytest.approx(5.0)
+    assert (s["rss_mb_start"], s["rss_mb_end"], s["rss_mb_max"]) == (200.0, 210.0, 220.0)
+    slope, start = np.polyfit([0, 10, 20, 40], [200.0, 202.0, 220.0, 210.0], 1)  # the samples from 10 s on
+    assert s["rss_growth_pct"] == pytest.approx(100 * slope * 40 / start)
+    flat = summarize([(t, 300.0 + (5 if t % 20 else -5), 10, 7) for t in range(0, 600, 10)])
+    assert abs(flat["rss_growth_pct"]) < 0.5  # noise around a flat line is no growth
     assert (s["fds_start"], s["fds_end"], s["fds_max"], s["threads_max"]) == (10, 10, 11, 7)
 
 
