@@ -18,8 +18,10 @@ pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not BUNDLED_CLIP.exists(), reason=f"bundled clip {BUNDLED_CLIP} missing")]
 
 
-def run_and_kill(tmp_path: Path, *args: str, lines: int = 90, timeout: float = 15.0) -> Path:
-    """Starts ``python -m realtime --source synth --pace`` and SIGKILLs it once ``lines`` JSONL lines are out."""
+def run_and_kill(tmp_path: Path, *args: str, lines: int = 90, at_rotation: bool = False,
+                 timeout: float = 15.0) -> Path:
+    """Starts ``python -m realtime --source synth --pace`` and SIGKILLs it once ``lines`` JSONL lines are out
+    (``at_rotation``: then at the moment the next segment's files appear, while the last ones are being ended)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     env.pop("DISPLAY", None)
     out = tmp_path / "runs" / "kill"
@@ -32,6 +34,9 @@ def run_and_kill(tmp_path: Path, *args: str, lines: int = 90, timeout: float = 1
             time.sleep(0.05)
         assert proc.poll() is None, "the run ended before it could be killed"
         assert count_lines(out) >= lines, f"only {count_lines(out)} JSONL lines in {timeout} s"
+        segments = len(list(out.glob("annotated_*.mp4")))
+        while at_rotation and time.monotonic() < deadline and len(list(out.glob("annotated_*.mp4"))) == segments:
+            time.sleep(0.002)
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.kill()
@@ -71,7 +76,7 @@ def test_sigkill_leaves_an_mp4_that_plays_up_to_the_last_2_s(tmp_path):
 
 
 def test_sigkill_while_segments_rotate_leaves_every_segment_playable(tmp_path):
-    out = run_and_kill(tmp_path, "--segment", "0.5", lines=100)  # a rotation every 15 frames
+    out = run_and_kill(tmp_path, "--segment", "0.5", lines=100, at_rotation=True)  # a rotation every 15 frames
     mp4s = sorted(out.glob("annotated_*.mp4"))
     jsonls = sorted(out.glob("poses_*.jsonl"))
     assert len(jsonls) >= 5 and [p.stem[-6:] for p in jsonls] == [f"{i:06d}" for i in range(len(jsonls))]
