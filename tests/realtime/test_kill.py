@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.slow,
 def run_and_kill(tmp_path: Path, *args: str, lines: int = 90, at_rotation: bool = False,
                  timeout: float = 15.0) -> Path:
     """Starts ``python -m realtime --source synth --pace`` and SIGKILLs it once ``lines`` JSONL lines are out
-    (``at_rotation``: then at the moment the next segment's files appear, while the last ones are being ended)."""
+    (``at_rotation``: then the moment the next segment's files appear, just after the last ones were ended)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     env.pop("DISPLAY", None)
     out = tmp_path / "runs" / "kill"
