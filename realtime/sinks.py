@@ -5,13 +5,15 @@ of another size (a mid-stream resolution change) are letterboxed into it. Timest
 when it has one, else the receive wall time, relative to the first frame, in milliseconds; a timestamp that does
 not increase is bumped by 1 ms.
 
-Layout (``fragmented``, the default): a fragmented MP4 (``movflags=frag_keyframe+empty_moov+default_base_moof``):
-an empty index up front, then one fragment (moof + mdat) per keyframe, a keyframe forced at least every
-``keyframe_every`` seconds of the video's clock (1 s). Each fragment reaches the disk in one write
-(``realtime.whole_writes``), so a process killed at any moment leaves a file that plays up to its last whole
-fragment: a crash loses about ``keyframe_every`` seconds plus the encoder's delay (5 frames of look-ahead), not
-the file. No B-frames: a fragmented file has no edit list to hide their start delay, and the timestamps must stay
-the source's. ``fragmented=False`` writes the classic layout (index at the end, moved to the front by ``close()``,
+Layout (``fragmented``, the default): while recording, a fragmented MP4
+(``movflags=frag_keyframe+empty_moov+default_base_moof``): an empty index up front, then one fragment (moof +
+mdat) per keyframe, a keyframe forced at least every ``keyframe_every`` seconds of the video's clock (1 s). Each
+fragment reaches the disk in one write (``realtime.whole_writes``), so a process killed at any moment leaves a file
+that plays up to its last whole fragment: a crash loses about ``keyframe_every`` seconds plus the encoder's delay
+(5 frames of look-ahead), not the file. ``close()`` then turns it into a regular MP4 in place (``hybrid_fragmented``,
+FFmpeg >= 7.1: a full index appended, the header patched; no data moved), so a finished file shows its duration and
+seeks at once in browsers too (Chrome reads a fragmented file's duration one fragment at a time). No B-frames: a
+fragmented file has no edit list to hide their start delay, and the timestamps must stay the source's. ``fragmented=False`` writes the classic layout (index at the end, moved to the front by ``close()``,
 ``movflags=+faststart``): the widest compatibility, but a file that was never closed does not play at all.
 
 JSONL, one line per frame, flushed per line::
@@ -50,6 +52,7 @@ def ensure_writable(path: Path) -> None:
 
 
 FRAGMENTED = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"}
+HYBRID_SINCE = (61, 7)  # libavformat of FFmpeg 7.1, which added movflags=hybrid_fragmented
 FASTSTART = {"movflags": "+faststart"}
 X264 = "bframes=0:rc-lookahead=5"
 
@@ -75,7 +78,10 @@ class Mp4Sink:
         self.size = (h, w)
         if self.fragmented:  # flush_packets: each finished fragment is handed over before mux() returns
             self.file = WholeWrites(self.path)
-            self.container = av.open(self.file, mode="w", format="mp4", options=FRAGMENTED)
+            options = dict(FRAGMENTED)
+            if tuple(av.library_versions["libavformat"][:2]) >= HYBRID_SINCE:
+                options["movflags"] += "+hybrid_fragmented"
+            self.container = av.open(self.file, mode="w", format="mp4", options=options)
         else:
             self.container = av.open(str(self.path), mode="w", options=FASTSTART)
         options = {"crf": str(self.crf), "preset": self.preset, "x264-params": X264}
