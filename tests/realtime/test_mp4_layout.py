@@ -8,6 +8,7 @@ import av
 import pytest
 
 from realtime.sinks import HYBRID_SINCE, Mp4Sink
+from realtime.whole_writes import WholeWrites
 from tests.realtime.helpers import decode_cut, mp4_boxes, pattern
 
 
@@ -113,3 +114,24 @@ def test_ffmpeg_plays_and_seeks_the_finished_file_and_the_file_cut_by_a_kill(tmp
     seek = ffprobe("-read_intervals", "2.0%+#1", "-select_streams", "v:0", "-show_entries",
                    "frame=pts_time,key_frame", "-of", "csv=p=0", path)
     assert seek == "1,2.000000"  # a seek to 2.0 s lands on the keyframe there
+
+
+def test_every_state_the_file_passes_through_while_closing_plays(tmp_path, monkeypatch):
+    """A kill during ``close()`` (last fragment, appended index, header patch: one write each) loses nothing."""
+    states = []
+    commit = WholeWrites.commit
+
+    def commit_and_keep(self):
+        commit(self)
+        states.append(self.path.read_bytes())
+
+    monkeypatch.setattr(WholeWrites, "commit", commit_and_keep)
+    sink = Mp4Sink(tmp_path / "a.mp4")
+    for i in range(75):
+        sink.write(pattern(i, 120, 160), i / 25)
+    before = len(states)
+    sink.close()
+    assert len(states) > before
+    for k, data in enumerate(states[before - 1:]):
+        (tmp_path / "state.mp4").write_bytes(data)
+        assert len(decode_cut(tmp_path / "state.mp4")) == (50 if k == 0 else 75), k
