@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from realtime.argtypes import float_above, int_at_least
+from realtime.argtypes import OneLineParser, float_above, int_at_least
 from realtime.cli import BUNDLED_CLIP
 from realtime.engine import Engine
 from realtime.pipeline import Pipeline, PipelineConfig
@@ -160,7 +160,7 @@ def bench_live(engine: Engine, duration: float, streams: int = 1) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="qem bench", description=__doc__,
+    p = OneLineParser(prog="qem bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sections", nargs="+", default=["model", "pipeline", "live", "streams"],
                    choices=["model", "pipeline", "live", "streams", "soak"])
