@@ -84,10 +84,11 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
-def test_a_full_disk_stops_the_recording_with_one_line_and_the_view_goes_on(tmp_path, engine, small_disk):
+@pytest.mark.parametrize("segment", [None, 0.2])
+def test_a_full_disk_stops_the_recording_with_one_line_and_the_view_goes_on(tmp_path, engine, small_disk, segment):
     src = write_video(tmp_path / "clip.mp4", frames=90, size=(320, 240), fps=30)
     config = PipelineConfig(specs=[parse_source(str(src))], out_dir=small_disk / "run", http_port=0, pace=True,
-                            progress=False)
+                            progress=False, segment=segment)
     logs = []
     pipeline = Pipeline(config, engine, log=logs.append)
     runner = threading.Thread(target=pipeline.run)
@@ -109,9 +110,13 @@ def test_a_full_disk_stops_the_recording_with_one_line_and_the_view_goes_on(tmp_
     assert errors[0].startswith(f"error: recording stopped: cannot write {small_disk / 'run'}/")
     assert jpegs_after >= 2  # the browser view kept serving frames after the recording stopped
     assert pipeline.metrics.frames_out == 90 and pipeline.recording_error
-    recs = lines(small_disk / "run" / "poses.jsonl")  # every line on the full disk whole
+    jsonls = sorted((small_disk / "run").glob("poses*.jsonl"))
+    recs = [r for path in jsonls for r in lines(path)]  # every line on the full disk whole
     assert [r["seq"] for r in recs] == list(range(len(recs))) and 0 < len(recs) < 90
-    assert len(decode_cut(small_disk / "run" / "annotated.mp4")) <= len(recs)  # opens and plays what it holds
+    for jsonl in jsonls:  # each MP4 opens and plays at most the frames of its JSONL
+        mp4 = jsonl.with_name(jsonl.name.replace("poses", "annotated").replace(".jsonl", ".mp4"))
+        assert not mp4.exists() or mp4.stat().st_size == 0 or len(decode_cut(mp4)) <= len(lines(jsonl))
+    assert (len(jsonls) > 1) == (segment is not None)
 
 
 @pytest.mark.slow
