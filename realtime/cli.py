@@ -90,8 +90,8 @@ def add_recording_arguments(p: argparse.ArgumentParser) -> None:
                    help="a keyframe (and an MP4 fragment) at least every SECONDS of video: about what a crash can "
                         "lose; larger gives smaller files (default: 1)")
     p.add_argument("--mp4-faststart", action="store_true",
-                   help="classic MP4 (index written at the end, then moved up front) instead of fragmented: "
-                        "plays in more old tools, but a crash leaves an unplayable file")
+                   help="classic MP4 instead of fragmented: the index is written at the end and moved up front "
+                        "(streams from the first byte), but a crash leaves an unplayable file")
 
 
 def check_combinations(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
