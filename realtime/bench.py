@@ -263,7 +263,8 @@ def report_soak(out: dict, engine: Engine, args) -> None:
     for t, rss, fds, threads in r["rows"]:
         print(f"{t:7.0f} {rss:8.1f} {fds:5d} {threads:7d}")
     print(f"over the last 80% ({r['seconds'] * 0.8 / 60:.1f} min): RSS {r['rss_mb_start']:.1f} -> "
-          f"{r['rss_mb_end']:.1f} MB (max {r['rss_mb_max']:.1f}; fitted trend {r['rss_growth_pct']:+.2f}%), fds {r['fds_start']} -> {r['fds_end']}, "
+          f"{r['rss_mb_end']:.1f} MB (max {r['rss_mb_max']:.1f}; fitted trend {r['rss_growth_pct']:+.2f}%), "
+          f"fds {r['fds_start']} -> {r['fds_end']}, "
           f"threads {r['threads_start']} -> {r['threads_end']} (after the stop: {r['fds_after']} fds, "
           f"{r['threads_after']} threads); {r['fps_out']:.1f} fps out, {r['drops']} drops, "
           f"{r['files_left']} files left, errors: {len(r['errors'])}")

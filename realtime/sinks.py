@@ -13,7 +13,8 @@ that plays up to its last whole fragment: a crash loses about ``keyframe_every``
 (5 frames of look-ahead), not the file. ``close()`` then turns it into a regular MP4 in place (``hybrid_fragmented``,
 FFmpeg >= 7.1: a full index appended, the header patched; no data moved), so a finished file shows its duration and
 seeks at once in browsers too (Chrome reads a fragmented file's duration one fragment at a time). No B-frames: a
-fragmented file has no edit list to hide their start delay, and the timestamps must stay the source's. ``fragmented=False`` writes the classic layout (index at the end, moved to the front by ``close()``,
+fragmented file has no edit list to hide their start delay, and the timestamps must stay the source's.
+``fragmented=False`` writes the classic layout (index at the end, moved to the front by ``close()``,
 ``movflags=+faststart``): a closed file streams from its first byte, but one that was never closed does not play.
 
 JSONL, one line per frame, flushed per line::
