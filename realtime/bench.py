@@ -7,11 +7,14 @@ Sections:
   live      the clip looped and played like a camera (paced, newest frame only) through a model slower than
             the source: the age of results (end-to-end latency) at the start and at the end of --duration
   streams   1, 2, 4, 8 such live streams batched together: FPS in/out, drops, latency
+  soak      (only when asked) 4 such live streams for --minutes, MP4 + JSONL recorded in segments: RSS, open
+            file descriptors and threads sampled every 10 s, RSS growth over the last 80% (realtime.soak)
 
 Examples:
   qem bench                                  (all sections, short durations)
   qem bench --sections live --duration 300   (five minutes of live mode)
   qem bench --json bench.json
+  qem bench --sections soak --minutes 30 --soak-plot soak.png
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from realtime.argtypes import OneLineParser, float_above, int_at_least
 from realtime.cli import BUNDLED_CLIP
 from realtime.engine import Engine
 from realtime.pipeline import Pipeline, PipelineConfig
@@ -156,10 +160,10 @@ def bench_live(engine: Engine, duration: float, streams: int = 1) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="qem bench", description=__doc__,
+    p = OneLineParser(prog="qem bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sections", nargs="+", default=["model", "pipeline", "live", "streams"],
-                   choices=["model", "pipeline", "live", "streams"])
+                   choices=["model", "pipeline", "live", "streams", "soak"])
     p.add_argument("--configs", nargs="+", default=["tiny", "realtime"])
     p.add_argument("--imgsz", type=int, default=320)
     p.add_argument("--device", default="cpu")
@@ -172,7 +176,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--live-config", default="realtime", help="model of the live section (slower than the clip)")
     p.add_argument("--stream-counts", type=int, nargs="+", default=[1, 2, 4, 8])
     p.add_argument("--stream-seconds", type=float, default=15.0, help="seconds per stream count")
-    p.add_argument("--stream-config", default="tiny")
+    p.add_argument("--stream-config", default="tiny", help="model of the streams and soak sections")
+    p.add_argument("--minutes", type=float_above(0), default=30.0, help="minutes of the soak section")
+    p.add_argument("--soak-streams", type=int_at_least(1), default=4, help="live streams of the soak section")
+    p.add_argument("--soak-every", type=float_above(0), default=10.0, help="seconds between soak samples")
+    p.add_argument("--soak-plot", default=None, metavar="PNG", help="draw the soak curves (needs matplotlib)")
     p.add_argument("--json", default=None, help="also write the figures to this file")
     args = p.parse_args(argv)
     if not BUNDLED_CLIP.is_file():
@@ -182,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     cv2.setNumThreads(1)  # as the CLI does
     needed = set(args.configs) if {"model", "pipeline"} & set(args.sections) else set()
     needed |= {args.live_config} if "live" in args.sections else set()
-    needed |= {args.stream_config} if "streams" in args.sections else set()
+    needed |= {args.stream_config} if {"streams", "soak"} & set(args.sections) else set()
     cuda_only = [flag for flag in ("half", "compile", "cuda_graphs") if getattr(args, flag)]
     if cuda_only and not args.device.startswith("cuda"):
         sys.exit(f"error: --{cuda_only[0].replace('_', '-')} needs --device cuda")
@@ -237,10 +245,31 @@ def main(argv: list[str] | None = None) -> int:
             out["streams"].append(r)
             print(f"{n:7d} {r['fps_in']:7.1f} {r['fps_out']:8.1f} {r['fps_out'] / n:10.1f} {r['drops']:6d} "
                   f"{r['mean_batch']:6.2f} {r['e2e_p50_ms']:8.1f} {r['e2e_p95_ms']:8.1f}")
+    if "soak" in args.sections:
+        report_soak(out, engines[args.stream_config], args)
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))
         print(f"\nfigures written to {args.json}")
     return 0
+
+
+def report_soak(out: dict, engine: Engine, args) -> None:
+    from realtime.soak import bench_soak, plot
+
+    print(f"soak: {args.soak_streams} live streams ({args.stream_config} model), MP4 + JSONL in 60 s segments, "
+          f"{args.minutes:g} min, sampled every {args.soak_every:g} s")
+    r = out["soak"] = bench_soak(engine, args.minutes, streams=args.soak_streams, every=args.soak_every)
+    print(f"{'s':>7} {'RSS MB':>8} {'fds':>5} {'threads':>7}")
+    for t, rss, fds, threads in r["rows"]:
+        print(f"{t:7.0f} {rss:8.1f} {fds:5d} {threads:7d}")
+    print(f"over the last 80% ({r['seconds'] * 0.8 / 60:.1f} min): RSS {r['rss_mb_start']:.1f} -> "
+          f"{r['rss_mb_end']:.1f} MB (max {r['rss_mb_max']:.1f}; fitted trend {r['rss_growth_pct']:+.2f}%), "
+          f"fds {r['fds_start']} -> {r['fds_end']}, "
+          f"threads {r['threads_start']} -> {r['threads_end']} (after the stop: {r['fds_after']} fds, "
+          f"{r['threads_after']} threads); {r['fps_out']:.1f} fps out, {r['drops']} drops, "
+          f"{r['files_left']} files left, errors: {len(r['errors'])}")
+    if args.soak_plot:
+        print(f"curves: {plot(r['rows'], args.soak_plot) or 'not drawn (matplotlib is not installed)'}")
 
 
 if __name__ == "__main__":

@@ -6,8 +6,10 @@ Examples:
   python -m realtime --source video.mp4 --no-show --max-frames 100
   python -m realtime --source synth --http-port 8080  bundled clip, live view at http://127.0.0.1:8080/
 
-Outputs go to runs/<name>/ (annotated.mp4, poses.jsonl; with several sources annotated_<i>.mp4, poses_<i>.jsonl).
-A window opens only when a display exists. Ctrl-C stops cleanly; the files stay playable and whole.
+Outputs go to runs/<name>/ (annotated.mp4, poses.jsonl; with several sources annotated_<i>.mp4, poses_<i>.jsonl;
+with --segment S, annotated_000000.mp4 + poses_000000.jsonl, ... every S seconds). The MP4 is fragmented: a crash
+or a kill loses about the last second, not the file. A full disk stops the recording with one line; the live view
+keeps running. A window opens only when a display exists. Ctrl-C stops cleanly; the files stay playable and whole.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import signal
 import sys
 from pathlib import Path
 
+from realtime.argtypes import OneLineParser, float_above, imgsz, int_at_least, port, unit_float
 from realtime.sources import SourceError, SourceSpec, parse_source
 from realtime.tracking import add_tracker_arguments, tracker_settings
 
@@ -24,7 +27,7 @@ BUNDLED_CLIP = Path(__file__).resolve().parent / "assets" / "synth_clip.mp4"
 
 def build_parser(prog: str | None = None, positional_sources: bool = False,
                  name: str = "exp") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     if positional_sources:
         p.add_argument("urls", nargs="*", metavar="URL", help="stream URLs (or files, camera indices)")
     p.add_argument("--source", action="append", default=None,
@@ -33,9 +36,9 @@ def build_parser(prog: str | None = None, positional_sources: bool = False,
                    help="rtsp:// sources are addresses to listen on: publishers push to them (RTSP over TCP)")
     p.add_argument("--weights", default=None, help="checkpoint file (default: the bundled one)")
     p.add_argument("--model", default="tiny", help="config of the untrained fallback model (default: tiny)")
-    p.add_argument("--imgsz", type=int, default=None, help="network input size (default: the checkpoint's)")
+    p.add_argument("--imgsz", type=imgsz, default=None, help="network input size (default: the checkpoint's)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=int_at_least(1), default=None,
                    help="CPU inference threads (default: usable cores minus one, at least 1)")
     p.add_argument("--half", action="store_true", help="fp16 inference (CUDA only)")
     p.add_argument("--compile", action="store_true", help="torch.compile the network (CUDA only)")
@@ -47,8 +50,10 @@ def build_parser(prog: str | None = None, positional_sources: bool = False,
     p.add_argument("--project", default="runs", help="parent folder of the run folders (default: runs)")
     p.add_argument("--name", default=name, help=f"run folder name (default: {name}; suffixed 2, 3, ... if taken)")
     p.add_argument("--exist-ok", action="store_true", help="write into an existing run folder")
-    p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames (all streams)")
-    p.add_argument("--http-port", type=int, default=None, help="serve a live view in the browser on this port")
+    p.add_argument("--max-frames", type=int_at_least(1), default=None,
+                   help="stop after this many frames (all streams)")
+    p.add_argument("--http-port", type=port, default=None,
+                   help="serve a live view in the browser on this port (0: any free port)")
     p.add_argument("--http-host", default="127.0.0.1", help="address of the live view (default: 127.0.0.1)")
     p.add_argument("--pace", action=argparse.BooleanOptionalAction, default=None,
                    help="play files at their own frame rate (default: when showing a window or live view)")
@@ -57,20 +62,46 @@ def build_parser(prog: str | None = None, positional_sources: bool = False,
                    help="play files like cameras: paced, newest frame only, drops counted")
     p.add_argument("--smooth", action=argparse.BooleanOptionalAction, default=None,
                    help="One-Euro smoothing of keypoints (default: on for live sources, off for files)")
-    p.add_argument("--min-score", type=float, default=0.0, help="drop poses scoring below this")
-    p.add_argument("--open-timeout", type=float, default=5.0, help="seconds to connect to a stream")
-    p.add_argument("--read-timeout", type=float, default=5.0, help="seconds a stream read may block")
-    p.add_argument("--stall-timeout", type=float, default=2.0, help="seconds without frames before 'stalled'")
-    p.add_argument("--max-attempts", type=int, default=6,
+    p.add_argument("--min-score", type=unit_float, default=0.0, help="drop poses scoring below this")
+    p.add_argument("--open-timeout", type=float_above(0), default=5.0, help="seconds to connect to a stream")
+    p.add_argument("--read-timeout", type=float_above(0), default=5.0, help="seconds a stream read may block")
+    p.add_argument("--stall-timeout", type=float_above(0), default=2.0,
+                   help="seconds without frames before 'stalled'")
+    p.add_argument("--max-attempts", type=int_at_least(0), default=6,
                    help="failed connection attempts before giving up on a source never reached (0: never); a live "
                         "source that delivered frames once is retried until the run stops")
-    p.add_argument("--retry-max", type=float, default=10.0,
+    p.add_argument("--retry-max", type=float_above(0), default=10.0,
                    help="longest wait between reconnection attempts in seconds (default 10; waits double from 0.5)")
-    p.add_argument("--batch-window-ms", type=float, default=4.0, help="how long a batch waits for other streams")
-    p.add_argument("--report-every", type=float, default=5.0, help="seconds between metric lines (live sources)")
+    p.add_argument("--batch-window-ms", type=float_above(0, inclusive=True), default=4.0,
+                   help="how long a batch waits for other streams (0: never waits)")
+    p.add_argument("--report-every", type=float_above(0), default=5.0,
+                   help="seconds between metric lines (live sources)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar for files")
+    add_recording_arguments(p)
     add_tracker_arguments(p)
     return p
+
+
+def add_recording_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--segment", type=float_above(0), default=None, metavar="SECONDS",
+                   help="start new files (MP4 + JSONL together) every SECONDS of video: annotated_000000.mp4, ...")
+    p.add_argument("--keep", type=int_at_least(1), default=None, metavar="N",
+                   help="with --segment: keep the newest N segments per stream, delete older ones")
+    p.add_argument("--keep-gb", type=float_above(0), default=None, metavar="GB",
+                   help="with --segment: delete the oldest segments beyond GB gigabytes (1e9 bytes) in all")
+    p.add_argument("--keyframe-every", type=float_above(0), default=1.0, metavar="SECONDS",
+                   help="a keyframe (and an MP4 fragment) at least every SECONDS of video: about what a crash can "
+                        "lose; larger gives smaller files (default: 1)")
+    p.add_argument("--mp4-faststart", action="store_true",
+                   help="classic MP4 instead of fragmented: the index is written at the end and moved up front "
+                        "(streams from the first byte), but a crash leaves an unplayable file")
+
+
+def check_combinations(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Options that need another one: the same one-line usage error (exit status 2)."""
+    for flag in ("keep", "keep_gb"):
+        if getattr(args, flag) is not None and args.segment is None:
+            p.error(f"argument --{flag.replace('_', '-')}: needs --segment (retention deletes whole segments)")
 
 
 def run_dir(project: str, name: str, exist_ok: bool) -> Path:
@@ -100,7 +131,9 @@ def camera_available(index: int) -> bool:
 
 def main(argv: list[str] | None = None, *, prog: str | None = None, positional_sources: bool = False,
          name: str = "exp", webcam_fallback: bool = False) -> int:
-    args = build_parser(prog, positional_sources, name).parse_args(argv)
+    parser = build_parser(prog, positional_sources, name)
+    args = parser.parse_args(argv)
+    check_combinations(parser, args)
     texts = list(getattr(args, "urls", None) or []) + list(args.source or [])
     if not texts:
         if positional_sources:
@@ -112,8 +145,6 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, positional_s
     try:
         specs = resolve_sources(texts, args.rtsp_listen)
         tracker = tracker_settings(args)
-        if not args.retry_max > 0:
-            raise ValueError(f"--retry-max must be > 0 seconds, got {args.retry_max:g}")
     except (SourceError, ValueError) as exc:  # before the heavy imports: bad input is reported at once
         sys.exit(f"error: {_one_line(exc)}")
     import cv2
@@ -144,7 +175,8 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, positional_s
             read_timeout=args.read_timeout, stall_timeout=args.stall_timeout, max_attempts=args.max_attempts,
             backoff_max=args.retry_max,
             report_every=args.report_every, progress=not args.no_progress, loop=args.loop,
-            as_live=args.as_live, tracker=tracker, captions=captions)
+            as_live=args.as_live, tracker=tracker, captions=captions, segment=args.segment, keep=args.keep,
+            keep_gb=args.keep_gb, mp4_faststart=args.mp4_faststart, keyframe_every=args.keyframe_every)
         pipeline = Pipeline(config, engine)
         with _GracefulStop(pipeline) as stopper:
             try:
@@ -166,7 +198,7 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, positional_s
         print(f"results saved to {out_dir}", file=sys.stderr)
     if len(failed) == len(pipeline.captures):  # every source failed: a supervisor must see it (exit status 1)
         sys.exit(f"error: every source failed; source 0: {failed[0].error or 'no frames'}")
-    return 0
+    return 1 if pipeline.recording_error else 0  # the line saying why was printed when it happened
 
 
 class _GracefulStop:

@@ -1,25 +1,24 @@
 """The output stage: draws each result, then hands it to the sinks (MP4, JSONL), the window and the browser view;
 shows a progress bar for files or a periodic metrics line for live sources.
 
-Files per stream in ``out_dir``: ``annotated.mp4`` and ``poses.jsonl`` for one stream, ``annotated_<i>.mp4``
-and ``poses_<i>.jsonl`` when there are several.
+Files per stream in ``out_dir``: see ``realtime.recording`` (names, segments, retention). A file that cannot be
+written any more (disk full, file size limit, folder gone) stops the recording of every stream with one line, and
+the pipeline keeps running (browser view, window, metrics); ``recording_error`` then holds that line.
 """
 from __future__ import annotations
 
 import time
 from typing import Callable
 
+import av
+
 from realtime.display import Window
 from realtime.frames import Result
 from realtime.http_view import FrameBoard, HttpView
 from realtime.metrics import Metrics
 from realtime.render import draw, draw_caption
-from realtime.sinks import JsonlSink, Mp4Sink
-
-
-def output_paths(out_dir, n: int, i: int) -> tuple:
-    suffix = "" if n == 1 else f"_{i}"
-    return out_dir / f"annotated{suffix}.mp4", out_dir / f"poses{suffix}.jsonl"
+from realtime.recording import Retention, StreamRecorder
+from realtime.sinks import SinkError
 
 
 class Outputs:
@@ -27,15 +26,17 @@ class Outputs:
         self.config, self.captures, self.metrics, self.log = config, captures, metrics, log
         n = len(config.specs)
         self.names = [s.name for s in config.specs]
-        self.mp4: list[Mp4Sink | None] = [None] * n
-        self.jsonl: list[JsonlSink | None] = [None] * n
+        self.recorders: list[StreamRecorder | None] = [None] * n
+        self.recording_error: str | None = None
         self.view = self.window = self.bar = None
         try:
-            if config.out_dir is not None:
+            if config.out_dir is not None and (config.save_mp4 or config.save_jsonl):
+                retention = Retention(config.keep, config.keep_gb) if config.segment else None
                 for i in range(n):
-                    mp4_path, jsonl_path = output_paths(config.out_dir, n, i)
-                    self.mp4[i] = Mp4Sink(mp4_path) if config.save_mp4 else None
-                    self.jsonl[i] = JsonlSink(jsonl_path) if config.save_jsonl else None
+                    self.recorders[i] = StreamRecorder(
+                        config.out_dir, i, n, save_mp4=config.save_mp4, save_jsonl=config.save_jsonl,
+                        segment=config.segment, fragmented=not config.mp4_faststart,
+                        keyframe_every=config.keyframe_every, retention=retention)
             if config.http_port is not None:
                 self.view = HttpView(FrameBoard(self.names), captures, config.http_host, config.http_port).start()
                 log(f"live view: {self.view.url}")
@@ -52,7 +53,8 @@ class Outputs:
 
     @property
     def needs_image(self) -> bool:
-        return any(self.mp4) or self.window is not None or self.view is not None
+        recording = any(r is not None and r.save_mp4 for r in self.recorders)
+        return recording or self.window is not None or self.view is not None
 
     def emit(self, result: Result) -> bool:
         """Writes one result everywhere; False when the user closed the window."""
@@ -63,11 +65,13 @@ class Outputs:
             draw_caption(image, self.config.captions[i])
         t1 = time.perf_counter()
         keep_going = True
-        if self.jsonl[i] is not None:
-            self.jsonl[i].write(result, self.names[i])
-        if self.mp4[i] is not None:
+        if self.recorders[i] is not None:
             f = result.frame
-            self.mp4[i].write(image, f.wall_time if (f.pts is None or self.captures[i].live) else f.pts)
+            t = f.wall_time if (f.pts is None or self.captures[i].live) else f.pts
+            try:
+                self.recorders[i].write(result, image, t, self.names[i])
+            except (OSError, SinkError, av.error.FFmpegError) as exc:
+                self._stop_recording(self.recorders[i].current, exc)
         if self.view is not None:
             self.view.show(result, image)
         if self.window is not None:
@@ -95,15 +99,28 @@ class Outputs:
             self._next_report = now + self.config.report_every
             self.log(self.metrics.line())
 
+    def _stop_recording(self, path, exc: BaseException) -> None:
+        """One line, then no more files: every stream's files are closed (what is on disk stays playable)."""
+        reason = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[0]
+        self.recording_error = f"recording stopped: cannot write {path}: {reason}"
+        still = "the live view keeps running" if self.view is not None else "the pipeline keeps running"
+        self.log(f"error: {self.recording_error} ({still})")
+        self._close_recorders(quiet=True)
+
+    def _close_recorders(self, quiet: bool = False) -> None:
+        for i, rec in enumerate(self.recorders):
+            if rec is not None:
+                try:
+                    rec.close()
+                except Exception as exc:  # noqa: BLE001 - one broken file must not keep the others open
+                    if not quiet:
+                        self.log(f"warning: closing {rec.current} failed: {exc}")
+            self.recorders[i] = None
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-        for sink in (*self.mp4, *self.jsonl):
-            if sink is not None:
-                try:
-                    sink.close()
-                except Exception as exc:  # noqa: BLE001 - one broken file must not keep the others open
-                    self.log(f"warning: closing {sink.path} failed: {exc}")
+        self._close_recorders()
         if self.view is not None:
             self.view.close()
         if self.window is not None:

@@ -58,6 +58,11 @@ class PipelineConfig:
     progress: bool = True                # tqdm bar when every source is a file or folder
     loop: bool = False                   # files restart at their end
     as_live: bool = False                # files play like cameras (paced, newest frame only)
+    segment: float | None = None         # seconds per recording segment (None: one file per stream)
+    keep: int | None = None              # segments kept per stream (None: all)
+    keep_gb: float | None = None         # GB the finished segments may take (None: no limit)
+    mp4_faststart: bool = False          # classic MP4 (index at the end, moved up front) instead of fragmented
+    keyframe_every: float = 1.0          # seconds of video between forced keyframes (= MP4 fragments)
     capture_kwargs: dict = field(default_factory=dict)
     captions: dict[int, str] = field(default_factory=dict)  # stream -> text drawn on its frames (realtime.provenance)
 
@@ -98,6 +103,7 @@ class Pipeline:
         self.metrics = Metrics(self.captures)
         self.events: deque[tuple[int, str, str, str]] = deque(maxlen=10_000)  # a dead camera retries for days
         self.view_url: str | None = None  # the browser view's address once ``run`` has started it
+        self.recording_error: str | None = None  # set when the files could not be written any more (disk full)
         self.prefetch = not any(c.live for c in self.captures)
         self._prep_q: queue.Queue = queue.Queue(maxsize=1)
         self._post_q: queue.Queue = queue.Queue(maxsize=4)
@@ -200,6 +206,7 @@ class Pipeline:
             with self.notify:
                 self.notify.notify_all()
             outputs.close()
+            self.recording_error = outputs.recording_error
             for t in (*stages, *self.captures):
                 if t.is_alive():
                     t.join(timeout=2.0)

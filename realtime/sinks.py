@@ -3,7 +3,19 @@
 MP4: the output size is fixed by the first frame (rounded up to even sizes, which yuv420p needs); later frames
 of another size (a mid-stream resolution change) are letterboxed into it. Timestamps: ``pts`` of the source
 when it has one, else the receive wall time, relative to the first frame, in milliseconds; a timestamp that does
-not increase is bumped by 1 ms. ``close()`` flushes the encoder and writes the index, so the file plays.
+not increase is bumped by 1 ms.
+
+Layout (``fragmented``, the default): while recording, a fragmented MP4
+(``movflags=frag_keyframe+empty_moov+default_base_moof``): an empty index up front, then one fragment (moof +
+mdat) per keyframe, a keyframe forced at least every ``keyframe_every`` seconds of the video's clock (1 s). Each
+fragment reaches the disk in one write (``realtime.whole_writes``), so a process killed at any moment leaves a file
+that plays up to its last whole fragment: a crash loses about ``keyframe_every`` seconds plus the encoder's delay
+(5 frames of look-ahead), not the file. ``close()`` then turns it into a regular MP4 in place (``hybrid_fragmented``,
+FFmpeg >= 7.1: a full index appended, the header patched; no data moved), so a finished file shows its duration and
+seeks at once in browsers too (Chrome reads a fragmented file's duration one fragment at a time). No B-frames: a
+fragmented file has no edit list to hide their start delay, and the timestamps must stay the source's.
+``fragmented=False`` writes the classic layout (index at the end, moved to the front by ``close()``,
+``movflags=+faststart``): a closed file streams from its first byte, but one that was never closed does not play.
 
 JSONL, one line per frame, flushed per line::
 
@@ -23,6 +35,7 @@ import numpy as np
 
 from models.preprocess import letterbox
 from realtime.frames import Result
+from realtime.whole_writes import WholeWrites
 
 
 class SinkError(Exception):
@@ -39,23 +52,41 @@ def ensure_writable(path: Path) -> None:
         raise SinkError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
+FRAGMENTED = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"}
+HYBRID_SINCE = (61, 7)  # libavformat of FFmpeg 7.1, which added movflags=hybrid_fragmented
+FASTSTART = {"movflags": "+faststart"}
+X264 = "bframes=0:rc-lookahead=5"
+
+
 class Mp4Sink:
-    def __init__(self, path: Path, crf: int = 23, preset: str = "veryfast"):
+    def __init__(self, path: Path, crf: int = 23, preset: str = "veryfast", fragmented: bool = True,
+                 keyframe_every: float = 1.0):
         self.path, self.crf, self.preset = Path(path), crf, preset
+        self.fragmented, self.keyframe_every_ms = fragmented, int(round(keyframe_every * 1000))
         ensure_writable(self.path)
         self.container = None
         self.stream = None
+        self.file: WholeWrites | None = None
         self.size: tuple[int, int] | None = None  # (h, w) of the content
         self.t0: float | None = None
         self.last_pts = -1
+        self.last_key: int | None = None  # pts of the last forced keyframe
         self.frames = 0
 
     def _open(self, h: int, w: int) -> None:
         import av
 
         self.size = (h, w)
-        self.container = av.open(str(self.path), mode="w")
-        self.stream = self.container.add_stream("libx264", options={"crf": str(self.crf), "preset": self.preset})
+        if self.fragmented:  # flush_packets: each finished fragment is handed over before mux() returns
+            self.file = WholeWrites(self.path)
+            options = dict(FRAGMENTED)
+            if tuple(av.library_versions["libavformat"][:2]) >= HYBRID_SINCE:
+                options["movflags"] += "+hybrid_fragmented"
+            self.container = av.open(self.file, mode="w", format="mp4", options=options)
+        else:
+            self.container = av.open(str(self.path), mode="w", options=FASTSTART)
+        options = {"crf": str(self.crf), "preset": self.preset, "x264-params": X264}
+        self.stream = self.container.add_stream("libx264", options=options)
         self.stream.width, self.stream.height = w + w % 2, h + h % 2
         self.stream.pix_fmt = "yuv420p"
         self.stream.time_base = Fraction(1, 1000)
@@ -78,11 +109,18 @@ class Mp4Sink:
         self.last_pts = pts
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
         frame.pts, frame.time_base = pts, Fraction(1, 1000)
+        if self.last_key is None or pts - self.last_key >= self.keyframe_every_ms:
+            frame.pict_type = av.video.frame.PictureType.I  # a keyframe: a new fragment starts here
+            self.last_key = pts
         for packet in self.stream.encode(frame):
             self.container.mux(packet)
+        if self.file is not None:
+            self.file.commit()
         self.frames += 1
 
     def close(self) -> None:
+        """Flushes the encoder and ends the file (last fragment, or the index of the classic layout). The file
+        is closed even when that fails (e.g. a full disk); a fragmented file then keeps its whole fragments."""
         if self.container is None:
             if self.frames == 0 and self.path.is_file() and self.path.stat().st_size == 0:
                 self.path.unlink()  # the placeholder of ensure_writable: no video was ever written
@@ -91,8 +129,12 @@ class Mp4Sink:
             for packet in self.stream.encode(None):
                 self.container.mux(packet)
         finally:
-            self.container.close()
-            self.container = None
+            try:
+                self.container.close()
+            finally:
+                self.container = None
+                if self.file is not None:
+                    self.file.close()
 
 
 def _fit(image: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -119,17 +161,20 @@ def result_record(result: Result, source_name: str) -> dict:
 
 
 class JsonlSink:
+    """One line per result; each line reaches the disk in one write, so every line on disk is whole (after a
+    crash too), and a failed write (disk full) leaves no partial line."""
+
     def __init__(self, path: Path):
         self.path = Path(path)
         ensure_writable(self.path)
-        self.file = open(self.path, "w", encoding="utf-8")
+        self.file = WholeWrites(self.path)
         self.lines = 0
 
     def write(self, result: Result, source_name: str) -> None:
-        self.file.write(json.dumps(result_record(result, source_name), separators=(",", ":")) + "\n")
-        self.file.flush()
+        line = json.dumps(result_record(result, source_name), separators=(",", ":")) + "\n"
+        self.file.write(line.encode("utf-8"))
+        self.file.commit()
         self.lines += 1
 
     def close(self) -> None:
-        if not self.file.closed:
-            self.file.close()
+        self.file.close()

@@ -22,7 +22,6 @@ them (smoothing is off for files by default).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -33,6 +32,7 @@ import numpy as np
 
 from models.keypoints import SIGMAS
 from models.poses import Poses
+from realtime.argtypes import OneLineParser
 from realtime.tracking import Tracker, TrackerSettings, add_tracker_arguments, tracker_settings
 
 DEFAULT_MIN_OKS = 0.5
@@ -209,7 +209,7 @@ def evaluate_tracks(truth: dict[int, FramePeople], run: dict[int, FramePeople],
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="qem track-eval", description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog="qem track-eval", description=__doc__.split("\n\n")[0])
     p.add_argument("jsonl", help="the run's poses JSONL (realtime --jsonl)")
     p.add_argument("--truth", required=True, help="clip ground truth JSON with track ids (models.data.synth --video)")
     p.add_argument("--min-oks", type=float, default=DEFAULT_MIN_OKS, help="lowest OKS that counts as a match")

@@ -29,6 +29,7 @@ import numpy as np
 
 from models.keypoints import SIGMAS
 from models.poses import Poses
+from realtime.argtypes import int_at_least, unit_float
 
 
 def oks_matrix(a: np.ndarray, b: np.ndarray, weights_b: np.ndarray | None = None,
@@ -94,11 +95,11 @@ TRACKER_FLAGS = {"high_score": "--track-score", "min_oks": "--track-min-oks", "m
 def add_tracker_arguments(p: argparse.ArgumentParser) -> None:
     """The tracker's command-line options (``realtime`` and ``realtime.track_eval --retrack`` share them)."""
     d = TrackerSettings()
-    p.add_argument("--track-score", type=float, default=d.high_score,
+    p.add_argument("--track-score", type=unit_float, default=d.high_score,
                    help=f"poses scoring at least this start tracks and are matched first (default {d.high_score})")
-    p.add_argument("--track-min-oks", type=float, default=d.min_oks,
+    p.add_argument("--track-min-oks", type=unit_float, default=d.min_oks,
                    help=f"lowest OKS between a track and a pose that continues it (default {d.min_oks})")
-    p.add_argument("--track-max-age", type=int, default=d.max_age,
+    p.add_argument("--track-max-age", type=int_at_least(0), default=d.max_age,
                    help=f"frames a track survives unseen (default {d.max_age})")
 
 

@@ -193,3 +193,26 @@ class Running:
         self.pipeline.stop_event.set()
         self.thread.join(15)
         assert not self.thread.is_alive() and self.error is None
+
+
+def decode_cut(path: Path) -> list[float]:
+    """Frame times (seconds) of a video that may end mid-fragment (a recording cut by a crash): decodes until the
+    data ends; the error FFmpeg raises at a cut end is the end of the recording, not a failure."""
+    times = []
+    with av.open(str(path)) as c:
+        try:
+            for f in c.decode(video=0):
+                times.append(float(f.pts * f.time_base))
+        except (av.error.InvalidDataError, av.error.EOFError):
+            pass
+    return times
+
+
+def mp4_boxes(data: bytes) -> list[tuple[str, int, int]]:
+    """Top-level MP4 boxes as (type, offset, size); a box cut short is listed with its declared size."""
+    boxes, i = [], 0
+    while i + 8 <= len(data):
+        size, kind = struct.unpack(">I4s", data[i:i + 8])
+        boxes.append((kind.decode("latin-1"), i, size))
+        i += max(size, 8)
+    return boxes

@@ -219,7 +219,8 @@ def test_track_eval_bad_tracker_setting_is_one_line(tmp_path):
     run_file = tmp_path / "run.jsonl"
     run_file.write_text('{"pts": 0.0, "people": []}\n')
     proc = run_module("realtime.track_eval", run_file, "--truth", CLIP_TRUTH, "--retrack", "--track-min-oks", "2")
-    assert_one_error_line(proc, "--track-min-oks must lie in [0, 1], got 2.0")
+    assert_one_error_line(proc, "argument --track-min-oks: must be a number in [0, 1], got '2'")
+    assert proc.returncode == 2
 
 
 @pytest.mark.parametrize("case", ["missing truth", "bad line", "run is a folder"])
