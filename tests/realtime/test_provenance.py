@@ -71,7 +71,8 @@ def test_draw_caption_darkens_the_bottom_left_and_writes_on_it():
 def test_the_browser_view_shows_the_caption_of_a_captioned_stream():
     specs = [SourceSpec("0", "camera"), SourceSpec("1", "camera")]
     config = PipelineConfig(specs=specs, http_port=0, progress=False, captions={0: CAPTION})
-    captures = [SimpleNamespace(live=True, num_frames=0, check_stall=lambda now: None) for _ in specs]
+    captures = [SimpleNamespace(live=True, num_frames=0, check_stall=lambda now: None, state="running")
+                for _ in specs]
     outputs = Outputs(config, captures, Metrics(), log=lambda line: None)
     try:
         image = np.full((120, 160, 3), 180, np.uint8)

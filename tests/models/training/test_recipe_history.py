@@ -1,5 +1,5 @@
 """The tiny_synth recipe is the bundled checkpoint's history: every training run, soup and growth step RESULTS.md
-lists under "The bundled checkpoint", in the same order, parsed by the same argument parser, with the same
+lists under "Every stage's command", in the same order, parsed by the same argument parser, with the same
 settings (where a run trains, on how many threads and loader processes aside)."""
 import re
 import shlex
@@ -13,16 +13,16 @@ from tests.cli import ROOT
 # Runs cut short by a time limit, written as the part that ran (same weights): stage -> epochs that ran
 CUT_SHORT = {"j": 6, "b2": 3}
 # RESULTS.md's folders -> the recipe's data folders (x and y read the data as .ci/gpu-train draws it)
-DATA = {"/work/data/synth_train": "synth_train", "/work/data/synth_val": "synth_val",
-        "/work/data/synth_dev": "synth_dev", "/work/data/synth_train12k": "synth_train12k"}
+DATA = {"data/synth_train": "synth_train", "data/synth_val": "synth_val",
+        "data/synth_dev": "synth_dev", "data/synth_train12k": "synth_train12k"}
 SAME = ("config", "input_size", "batch_size", "lr", "augment", "eval_every", "val_images_max", "pose_score", "amp",
         "labelled_head", "train_only", "encoder_blocks", "kpt_blocks", "max_steps", "seed", "weight_decay")
 
 
 def _history() -> list[list[str]]:
-    """The commands of RESULTS.md's first code block under the bundled checkpoint, shell variables expanded."""
+    """The commands of RESULTS.md's block "Every stage's command" (training history), shell variables expanded."""
     text = (ROOT / "RESULTS.md").read_text()
-    block = text.split("## The bundled checkpoint", 1)[1].split("```", 2)[1]
+    block = text.split("<summary>Every stage's command</summary>", 1)[1].split("```", 2)[1]
     block = re.sub(r"\\\n\s*", " ", block)
     variables: dict[str, str] = {}
 
@@ -94,7 +94,7 @@ def test_recipe_draws_the_data_sets_results_names_with_their_seeds():
     recipe = RECIPES["tiny_synth"]
     drawn = {s.name: (s.num_images, s.seed, s.split) for s in recipe.stages if hasattr(s, "num_images")}
     found = {}
-    for line in re.findall(r"^qem synth --out /work/data/(\S+) (.*)$", (ROOT / "RESULTS.md").read_text(), re.M):
+    for line in re.findall(r"^qem synth --out data/(\S+) (.*)$", (ROOT / "RESULTS.md").read_text(), re.M):
         name, rest = line
         if name in drawn:
             args = shlex.split(rest.split("  #")[0])
