@@ -61,10 +61,24 @@ def load_engine(args, num_streams: int = 1) -> Engine:
     if half and device.type != "cuda":
         print("warning: --half needs a CUDA device; running in fp32 on the CPU", file=sys.stderr)
         half = False
-    try:
-        net = load_network(args.weights, args.model)
-    except models.CheckpointError as exc:
-        raise ValueError(str(exc)) from None
-    predictor = models.Predictor(net, device=str(device), input_size=args.imgsz, half=half)
+    backend, precision = getattr(args, "backend", "torch"), getattr(args, "precision", None)
+    if device.type != "cpu" and backend == "auto":
+        backend = "torch"  # the exported runtimes run on the CPU here
+    bundled_missing = args.weights is None and not Path(models.DEFAULT_CHECKPOINT).is_file()
+    exported = args.weights is not None and not str(args.weights).endswith(".pt")
+    if not exported and (bundled_missing or (backend == "torch" and precision in (None, "fp32"))):
+        try:
+            net = load_network(args.weights, args.model)
+        except models.CheckpointError as exc:
+            raise ValueError(str(exc)) from None
+        predictor = models.Predictor(net, device=str(device), input_size=args.imgsz, half=half)
+    else:  # models.export.runtime: an exported model, or the checkpoint in the backend auto measured fastest
+        try:
+            predictor = models.Predictor(args.weights, device=str(device), input_size=args.imgsz, half=half,
+                                         backend=backend, precision=precision)
+        except models.CheckpointError as exc:
+            raise ValueError(str(exc)) from None
+        if getattr(args, "backend", "torch") != "auto":
+            print(f"backend: {predictor.runtime.backend} {predictor.runtime.precision}", file=sys.stderr)
     return Engine(predictor, predictor.input_size, device, half=half, compile=args.compile,
                   cuda_graphs=args.cuda_graphs, static_batch=num_streams)

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from models.export.formats import FORMATS, EXTRA, installed
-from models.export.exporter import OPSET, package_version, sha256
+from models.export.exporter import OPSET, REVISION, package_version, sha256
 
 CACHE_ENV = "QEM_CACHE_DIR"
 
@@ -45,7 +45,7 @@ def _version(package: str) -> str:
 
 def versions() -> str:
     return ";".join(f"{p}={_version(p)}" for p in ("torch", "onnx", "onnxruntime", "openvino")) + \
-        f";qem={package_version()};opset={OPSET}"
+        f";qem={package_version()};opset={OPSET};rev={REVISION}"
 
 
 def exported_twin(checkpoint: Path, backend: str) -> Path:

@@ -28,6 +28,7 @@ from models.export.formats import EXPORT_FORMATS, FORMATS, META_KEY, ExportError
 from models.export.graph import InferenceGraph, output_names
 
 OPSET = 17
+REVISION = 3  # bump when the exported graph changes: cached twins are then exported again
 
 
 def sha256(path: str | Path) -> str:
@@ -62,15 +63,41 @@ def default_out(weights: Path, fmt: str) -> Path:
     return weights.with_name(weights.stem + f.suffix) if not f.folder else weights.with_name(weights.stem + f.suffix)
 
 
+def _log_sigmoid(g, x):
+    """``log sigmoid(x) = min(x, 0) - log1p(exp(-|x|))`` with an accurate log1p (``u log(w) / (w - 1)``, w = 1 + u).
+    The default export, ``Log(Sigmoid(x))``, loses the low digits near p = 1, which keypoint snapping's parabola
+    through three log-probabilities amplifies (tests/models/export/test_runtime.py)."""
+    u = g.op("Exp", g.op("Neg", g.op("Abs", x)))
+    w = g.op("Add", u, g.op("Constant", value_t=torch.tensor(1.0)))
+    wm1 = g.op("Sub", w, g.op("Constant", value_t=torch.tensor(1.0)))
+    one = g.op("Equal", wm1, g.op("Constant", value_t=torch.tensor(0.0)))
+    safe = g.op("Where", one, g.op("Constant", value_t=torch.tensor(1.0)), wm1)
+    log1p = g.op("Where", one, u, g.op("Div", g.op("Mul", u, g.op("Log", w)), safe))
+    return g.op("Sub", g.op("Min", x, g.op("Constant", value_t=torch.tensor(0.0))), log1p)
+
+
 def _trace_onnx(graph: InferenceGraph, path: Path, imgsz: tuple[int, int], dynamic: bool) -> None:
     names = graph.names
     axes = {"x": {0: "batch", 2: "height", 3: "width"} if dynamic else {0: "batch"}}
     axes.update({n: {0: "batch"} for n in names})
     example = torch.randn(1, 3, *imgsz)
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # tracer warnings about shape arithmetic, checked by the tests instead
-        torch.onnx.export(graph, (example,), str(path), input_names=["x"], output_names=names, dynamic_axes=axes,
-                          opset_version=OPSET, dynamo=False)
+    torch.onnx.register_custom_op_symbolic("aten::log_sigmoid", _log_sigmoid, OPSET)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # tracer warnings about shape arithmetic, checked by the tests instead
+            torch.onnx.export(graph, (example,), str(path), input_names=["x"], output_names=names,
+                              dynamic_axes=axes, opset_version=OPSET, dynamo=False)
+    finally:
+        torch.onnx.unregister_custom_op_symbolic("aten::log_sigmoid", OPSET)
+
+
+def stable_topk(model):
+    """Mark the OpenVINO model's TopK nodes stable: the ONNX frontend leaves them unstable, and OpenVINO's CPU TopK
+    then returns equal values in no fixed order, against ONNX TopK's (and the decode contract's) lower index first."""
+    for op in model.get_ordered_ops():
+        if op.get_type_name() == "TopK" and "stable" in op.get_attributes():
+            op.set_attribute("stable", True)
+    return model
 
 
 def export(weights: str | Path | None = None, format: str = "onnx", imgsz=None, dynamic: bool = False,
@@ -100,7 +127,8 @@ def export(weights: str | Path | None = None, format: str = "onnx", imgsz=None, 
     meta = Metadata(config=asdict(net.cfg), imgsz=size, dynamic=dynamic, precision="int8" if int8 else "fp32",
                     outputs=output_names(net.cfg.labelled_head), checkpoint_sha256=sha256(weights),
                     args={"format": format, "imgsz": list(size), "dynamic": dynamic, "int8": int8,
-                          "calib": None if calib is None else str(calib), "opset": OPSET},
+                          "calib": None if calib is None else str(calib), "opset": OPSET,
+                          "revision": REVISION},
                     kpt_shape=(net.cfg.num_keypoints, 2), pose_score=net.cfg.pose_score,
                     package_version=package_version(),
                     date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
@@ -118,7 +146,7 @@ def export(weights: str | Path | None = None, format: str = "onnx", imgsz=None, 
             os.replace(onnx_path, out)
         else:
             import openvino as ov
-            model = ov.convert_model(str(onnx_path))
+            model = stable_topk(ov.convert_model(str(onnx_path)))
             if int8:
                 from models.export.quantize import quantize_openvino
                 model = quantize_openvino(model, calib, size, calib_images)

@@ -2,11 +2,12 @@
 stage -> keypoint snapping (the config's settings; off at radius 0).
 
 The decode follows ``kernels.decode_ref`` with one change that makes it traceable and fast in every runtime: the
-peak order comes from a top-k instead of a stable sort. The flattened peak logits (non-peaks at -inf) are padded
-with ``max_people`` -inf columns, so k = ``max_people`` never exceeds the row, whatever the map size of a dynamic
-model. ONNX TopK returns equal values lower index first, which is the decode contract's tie rule (score
-descending, flat index ascending); ``torch.topk`` on a CPU gives the same order for the maps tested here
-(tests/models/export). Outputs (``OUTPUT_NAMES``, batch first, N = ``max_people``):
+exported peak order comes from a top-k instead of a stable sort. The flattened peak logits (non-peaks at -inf) are
+padded with ``max_people`` -inf columns, so k = ``max_people`` never exceeds the row, whatever the map size of a
+dynamic model. ONNX TopK returns equal values lower index first, which is the decode contract's tie rule (score
+descending, flat index ascending); ONNX Runtime and OpenVINO keep it (tests/models/export/test_graph.py). Eager
+PyTorch's ``topk`` does not promise an order for ties, so outside an export the same function sorts stably.
+Outputs (``output_names``, batch first, N = ``max_people``):
 
     scores [B,N] f32, indices [B,N] i64, valid [B,N] bool, keypoints [B,N,K,2] f32, kpt_queries [B,N,K,Ck] f32,
     inst_queries [B,N,Ci] f32                                            -> kernels.candidates.Candidates
@@ -42,7 +43,11 @@ def find_peaks_topk(score: torch.Tensor, max_people: int, threshold: float, nms_
     is_peak = (logits == pooled) & (logits > threshold_logit(threshold))
     keyed = torch.where(is_peak, logits, torch.full_like(logits, -math.inf))
     keyed = F.pad(keyed, (0, max_people), value=-math.inf)  # k never exceeds the row, whatever h * w is
-    top, order = torch.topk(keyed, max_people, dim=1, largest=True, sorted=True)
+    if torch.onnx.is_in_onnx_export():  # ONNX TopK: equal values lower index first, the contract's tie rule
+        top, order = torch.topk(keyed, max_people, dim=1, largest=True, sorted=True)
+    else:  # torch.topk breaks ties in no stated order on a CPU; a stable sort keeps the rule in eager mode
+        top, order = torch.sort(keyed, dim=1, descending=True, stable=True)
+        top, order = top[:, :max_people], order[:, :max_people]
     valid = top > -math.inf
     return top, torch.where(valid, order, torch.full_like(order, -1)), valid
 
