@@ -78,7 +78,8 @@ def load_engine(args, num_streams: int = 1) -> Engine:
                                          backend=backend, precision=precision)
         except models.CheckpointError as exc:
             raise ValueError(str(exc)) from None
-        if getattr(args, "backend", "torch") != "auto":
-            print(f"backend: {predictor.runtime.backend} {predictor.runtime.precision}", file=sys.stderr)
+        if backend != "auto" or exported:  # auto on a checkpoint says its own line (models.export.auto)
+            print(f"backend: {predictor.runtime.backend} {predictor.runtime.precision}"
+                  + (f" ({args.weights})" if exported else ""), file=sys.stderr)
     return Engine(predictor, predictor.input_size, device, half=half, compile=args.compile,
                   cuda_graphs=args.cuda_graphs, static_batch=num_streams)
