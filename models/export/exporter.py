@@ -2,7 +2,7 @@
 (dense stage, top-k decode, sparse stage; ``models.export.graph``). Nothing stays in PyTorch but preprocessing
 (letterbox, normalise) and postprocessing (to image pixels, pose NMS), which ``Predictor`` runs for every backend.
 
-    qem export --format onnx                                the bundled checkpoint, 320x320 -> tiny_synth.onnx
+    qem export --format onnx                                the bundled checkpoint, 320x320 -> ./tiny_synth.onnx
     qem export --weights best.pt --format openvino --dynamic    any multiples of 32 -> best_openvino/
     qem export --format openvino --imgsz 192 320 --int8 --calib data/synth   NNCF int8 (calibration images)
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import hashlib
+import importlib.util
 import os
 import shutil
 import sys
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from models.export.formats import EXPORT_FORMATS, FORMATS, META_KEY, ExportError, Metadata, require
+from models.export.formats import EXPORT_FORMATS, EXTRA, FORMATS, META_KEY, ExportError, Metadata, require
 from models.export.graph import InferenceGraph, output_names
 
 OPSET = 17
@@ -58,9 +59,10 @@ def parse_imgsz(values, default: int) -> tuple[int, int]:
     return h, w
 
 
-def default_out(weights: Path, fmt: str) -> Path:
-    f = EXPORT_FORMATS[fmt]
-    return weights.with_name(weights.stem + f.suffix) if not f.folder else weights.with_name(weights.stem + f.suffix)
+def default_out(weights: Path, fmt: str, bundled: bool) -> Path:
+    """``NAME.onnx`` / ``NAME_openvino`` beside the weights; for the bundled checkpoint, in the current folder."""
+    name = weights.stem + EXPORT_FORMATS[fmt].suffix
+    return Path(name) if bundled else weights.with_name(name)
 
 
 def _log_sigmoid(g, x):
@@ -117,13 +119,14 @@ def export(weights: str | Path | None = None, format: str = "onnx", imgsz=None, 
                           f"{', '.join('--' + a for a in fmt.args)})")
     if int8 and calib is None:
         raise ExportError("--int8 needs --calib DIR (images, e.g. a `qem synth` folder) to calibrate on")
-    require("onnxruntime" if format == "onnx" else "openvino")
-    if format == "onnx" or int8:
-        require("onnxruntime") if format == "onnx" else None
+    require("onnxruntime" if format == "onnx" else "openvino")  # what runs it; exporting needs onnx too
+    if importlib.util.find_spec("onnx") is None:
+        raise ExportError(f"exporting needs the 'onnx' package, which is not installed: pip install -e .[{EXTRA}]")
+    bundled = weights is None
     weights = Path(weights) if weights is not None else Path(DEFAULT_CHECKPOINT)
     net = load_checkpoint(weights)
     size = parse_imgsz(imgsz, net.cfg.input_size)
-    out = Path(out) if out is not None else default_out(weights, format)
+    out = Path(out) if out is not None else default_out(weights, format, bundled)
     meta = Metadata(config=asdict(net.cfg), imgsz=size, dynamic=dynamic, precision="int8" if int8 else "fp32",
                     outputs=output_names(net.cfg.labelled_head), checkpoint_sha256=sha256(weights),
                     args={"format": format, "imgsz": list(size), "dynamic": dynamic, "int8": int8,
@@ -175,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--int8", action="store_true", help="int8 post-training quantization (openvino, NNCF)")
     p.add_argument("--calib", help="calibration images for --int8: a folder of images or a `qem synth` folder")
     p.add_argument("--calib-images", type=int, default=300, help="how many calibration images (default: 300)")
-    p.add_argument("--out", help="output file / folder (default: beside the weights, "
+    p.add_argument("--out", help="output file / folder (default: beside the weights, the bundled one's in the "
+                                 "current folder; "
                                  + ", ".join(f"{f.name}: NAME{f.suffix}" for f in FORMATS.values() if f.name) + ")")
     args = p.parse_args(argv)
     from models.checkpoint import CheckpointError

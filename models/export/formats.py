@@ -1,12 +1,12 @@
 """One table of the formats a network can be exported to and run from, shared by the exporter and the loader.
 
-=========  ================  ===================================  ===========  =====================================
-backend    format            what the path looks like             package      export arguments
-=========  ================  ===================================  ===========  =====================================
-torch      checkpoint        ``*.pt`` (``models.checkpoint``)     torch        (none: it is the source)
-onnx...    ``onnx``          ``*.onnx`` file                      onnxruntime  imgsz, dynamic
-openvino   ``openvino``      folder ``*_openvino/`` (model.xml)   openvino     imgsz, dynamic, int8, calib
-=========  ================  ===================================  ===========  =====================================
+===========  ==========  ==================================  ===========  ===========================
+backend      --format    what the path looks like            package      export arguments
+===========  ==========  ==================================  ===========  ===========================
+torch        (source)    ``*.pt`` (``models.checkpoint``)    torch        (none: it is the source)
+onnxruntime  onnx        ``*.onnx`` file                     onnxruntime  imgsz, dynamic
+openvino     openvino    folder ``*_openvino/`` (model.xml)  openvino     imgsz, dynamic, int8, calib
+===========  ==========  ==================================  ===========  ===========================
 
 Every exported artefact carries ``Metadata`` (one JSON string): under the key ``qem_pose`` in the ONNX model's
 ``metadata_props`` and in the OpenVINO model's ``rt_info``, so it runs with no other file.

@@ -1,0 +1,72 @@
+"""Forward time of each backend x precision on one CPU, alternating in one run (``python -m models.export.speed``).
+
+    python -m models.export.speed --threads 2 --shapes 192x320 320x320 --rounds 15
+
+Each round times one call of every runtime in turn on the same random batch (after warm-up), so a busy machine
+slows them alike; the table gives the median ms and the ratio to torch fp32. "torch dense" is the dense stage alone
+(backbone + heads), the rest of each row is the whole graph (dense, decode, sparse stage). Exported twins come from
+the cache of ``models.export.auto``; ``--int8 DIR`` adds an int8 OpenVINO export.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from models.export.formats import installed
+from models.export.runtime import cpu_has_bf16, load_runtime
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m models.export.speed", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--weights", help="checkpoint (default: the bundled one)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--shapes", nargs="+", default=["192x320", "320x320"], help="HxW input shapes")
+    p.add_argument("--rounds", type=int, default=15)
+    p.add_argument("--int8", help="an int8 OpenVINO export (folder) to time too")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    rts = {"torch fp32": load_runtime(args.weights, "torch", "fp32")}
+    if cpu_has_bf16():
+        rts["torch bf16"] = load_runtime(args.weights, "torch", "bf16")
+    if installed("onnxruntime"):
+        rts["onnxruntime fp32"] = load_runtime(args.weights, "onnxruntime", threads=args.threads)
+    if installed("openvino"):
+        rts["openvino fp32"] = load_runtime(args.weights, "openvino", "fp32", threads=args.threads)
+        rts["openvino bf16"] = load_runtime(args.weights, "openvino", "bf16", threads=args.threads)
+        if args.int8:
+            rts["openvino int8"] = load_runtime(args.int8, "openvino", "bf16", threads=args.threads)
+    net = rts["torch fp32"].net
+    calls = {"torch dense fp32": lambda x: net.dense(x)}
+    if "torch bf16" in rts:
+        def dense_bf16(x):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return net.dense(x)
+        calls["torch dense bf16"] = dense_bf16
+    calls.update(rts)
+    for shape in args.shapes:
+        h, w = map(int, shape.split("x"))
+        x = torch.randn(1, 3, h, w)
+        times: dict[str, list[float]] = {name: [] for name in calls}
+        with torch.inference_mode():
+            for _ in range(3):
+                for fn in calls.values():
+                    fn(x)
+            for _ in range(args.rounds):
+                for name, fn in calls.items():
+                    t0 = time.perf_counter()
+                    fn(x)
+                    times[name].append((time.perf_counter() - t0) * 1e3)
+        base = statistics.median(times["torch fp32"])
+        print(f"1x3x{h}x{w}, {args.threads} threads, median of {args.rounds} alternating rounds")
+        for name, values in times.items():
+            ms = statistics.median(values)
+            print(f"  {name:<18} {ms:8.1f} ms   x{base / ms:4.1f} vs torch fp32 forward")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
