@@ -103,7 +103,7 @@ def choose(checkpoint: Path, precision: str | None, threads: int | None, input_s
            verbose: bool = True) -> tuple[str, str | None]:
     """(backend, precision) of the fastest installed backend for ``checkpoint`` on this CPU (see the docstring)."""
     from models.checkpoint import read_checkpoint
-    from models.export.runtime import DEFAULT_PRECISION, load_runtime
+    from models.export.runtime import default_precision, load_runtime
 
     candidates = [b for b in FORMATS if installed(b) and (precision is None or precision in FORMATS[b].precisions)]
     missing = [b for b in FORMATS if not installed(b)]
@@ -125,7 +125,7 @@ def choose(checkpoint: Path, precision: str | None, threads: int | None, input_s
     entry = choices.get(key)
     how = "cached"
     if entry is None:
-        runtimes = {b: load_runtime(checkpoint, b, precision or DEFAULT_PRECISION[b], nthreads, verbose=False)
+        runtimes = {b: load_runtime(checkpoint, b, precision or default_precision(b), nthreads, verbose=False)
                     for b in candidates}
         ms = time_runtimes(runtimes, shape)
         best = min(ms, key=ms.get)

@@ -16,6 +16,9 @@ from models.export.formats import EXTRA, ExportError
 from models.preprocess import MEAN_RGB, PAD_VALUE, STD_RGB
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+# Layers kept in float (regular expressions on OpenVINO node names): the score output, whose int8 rounding reorders
+# peaks. (The offset output is a MatMul, ``models.modeling.heads.full_precision``, so it stays float too.)
+FLOAT_LAYERS = (r".*/heads/score/out/.*",)
 
 
 def calibration_files(folder: str | Path, limit: int) -> list[Path]:
@@ -55,5 +58,6 @@ def quantize_openvino(model, calib: str | Path, size: tuple[int, int], limit: in
             from None
     files = calibration_files(calib, limit)
     dataset = nncf.Dataset(files, lambda p: letterboxed(p, size))
+    ignored = nncf.IgnoredScope(types=["MatMul"], patterns=list(FLOAT_LAYERS), validate=False)
     return nncf.quantize(model, dataset, preset=nncf.QuantizationPreset.MIXED, subset_size=len(files),
-                         fast_bias_correction=True, ignored_scope=nncf.IgnoredScope(types=["MatMul"]))
+                         fast_bias_correction=True, ignored_scope=ignored)

@@ -24,8 +24,9 @@ from models.export.formats import FORMATS, META_KEY, BACKENDS, ExportError, Meta
 from models.export.graph import to_result
 
 # The precision each backend runs at unless asked otherwise; a lower precision is a default only when its AP on the
-# benchmark split stays within 0.01 of fp32 (int8: 0.02); NOTES-export.md has the measurements.
-DEFAULT_PRECISION = {"torch": "fp32", "onnxruntime": "fp32", "openvino": "bf16"}
+# benchmark split stays within 0.01 of fp32 (int8: 0.02); NOTES-export.md has the measurements. torch: bf16 on CPUs
+# with bf16 instructions (``default_precision``), else fp32.
+DEFAULT_PRECISION = {"torch": "bf16", "onnxruntime": "fp32", "openvino": "bf16"}
 
 
 def cpu_has_bf16() -> bool:
@@ -37,8 +38,15 @@ def cpu_has_bf16() -> bool:
         return torch.backends.cpu.get_cpu_capability() in ("AVX512_BF16", "AMX")
 
 
+def default_precision(backend: str) -> str:
+    """``DEFAULT_PRECISION[backend]``, fp32 for torch on a CPU without bf16 instructions."""
+    if backend == "torch" and not cpu_has_bf16():
+        return "fp32"
+    return DEFAULT_PRECISION[backend]
+
+
 def check_precision(backend: str, precision: str | None) -> str:
-    precision = precision or DEFAULT_PRECISION[backend]
+    precision = precision or default_precision(backend)
     allowed = FORMATS[backend].precisions
     if precision not in allowed:
         raise ExportError(f"backend {backend!r} runs at precision {' or '.join(allowed)}, not {precision!r}")
@@ -106,6 +114,8 @@ class OnnxRuntime(ExportedRuntime):
         opts.intra_op_num_threads = threads or torch.get_num_threads()
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
+        # No busy-waiting between calls: the pipeline's other threads (capture, drawing, encoding) need those cores.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - corrupt, truncated or foreign files all end here
@@ -117,7 +127,12 @@ class OnnxRuntime(ExportedRuntime):
             raise ExportError(f"{path}: outputs {self.names} differ from its metadata's {meta.outputs}")
 
     def __call__(self, batch: torch.Tensor):
-        return to_result(self.session.run(None, {"x": self.check(batch)}))
+        x = self.check(batch)
+        try:
+            return to_result(self.session.run(None, {"x": x}))
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own error types
+            raise ExportError(f"{self.source}: ONNX Runtime failed on input {tuple(x.shape)} "
+                              f"({_first_line(exc)})") from None
 
 
 class OpenVinoRuntime(ExportedRuntime):
@@ -153,7 +168,12 @@ class OpenVinoRuntime(ExportedRuntime):
         if req is None:
             model = self.model.clone()
             model.reshape({0: list(shape)})
-            req = self.compiled[shape] = self.core.compile_model(model, "CPU", self.config).create_infer_request()
+            try:
+                req = self.core.compile_model(model, "CPU", self.config).create_infer_request()
+            except RuntimeError as exc:
+                raise ExportError(f"{self.source}: OpenVINO cannot compile it for input {shape} "
+                                  f"({_first_line(exc)})") from None
+            self.compiled[shape] = req
         return req
 
     def __call__(self, batch: torch.Tensor):

@@ -2,8 +2,8 @@
 
     python -m models.export.speed --threads 2 --shapes 192x320 320x320 --rounds 15
 
-Each round times one call of every runtime in turn on the same random batch (after warm-up), so a busy machine
-slows them alike; the table gives the median ms and the ratio to torch fp32. "torch dense" is the dense stage alone
+Each round runs every runtime in turn on the same random batch (after warm-up): one untimed call, so that the
+previous runtime's worker threads have gone idle, then one timed call; a busy machine slows them alike; the table gives the median ms and the ratio to torch fp32. "torch dense" is the dense stage alone
 (backbone + heads), the rest of each row is the whole graph (dense, decode, sparse stage). Exported twins come from
 the cache of ``models.export.auto``; ``--int8 DIR`` adds an int8 OpenVINO export.
 """
@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
                     fn(x)
             for _ in range(args.rounds):
                 for name, fn in calls.items():
+                    fn(x)  # untimed: lets the previous runtime's worker threads go idle first
                     t0 = time.perf_counter()
                     fn(x)
                     times[name].append((time.perf_counter() - t0) * 1e3)
