@@ -64,7 +64,7 @@ def load_engine(args, num_streams: int = 1) -> Engine:
     backend, precision = getattr(args, "backend", "torch"), getattr(args, "precision", None)
     if device.type != "cpu" and backend == "auto":
         backend = "torch"  # the exported runtimes run on the CPU here
-    if backend == "torch" and device.type == "cpu" and precision is None:
+    if backend == "torch" and device.type == "cpu" and precision is None and hasattr(args, "backend"):
         from models.export.runtime import default_precision
         precision = default_precision("torch")  # bf16 autocast on CPUs with bf16 instructions
     bundled_missing = args.weights is None and not Path(models.DEFAULT_CHECKPOINT).is_file()

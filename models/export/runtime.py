@@ -213,6 +213,7 @@ def load_runtime(path_or_checkpoint=None, backend: str | None = None, precision:
     if backend in (None, "auto", "torch"):
         return TorchRuntime(load_checkpoint(path), check_precision("torch", precision), decode_backend)
     require(backend)
+    check_precision(backend, precision)  # before exporting anything
     from models.export.auto import exported_twin
     return load_runtime(exported_twin(path, backend), backend, precision, threads, device)
 

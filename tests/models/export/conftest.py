@@ -9,6 +9,20 @@ from models import build_model, save_checkpoint
 from models.export.exporter import export
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """Exported twins and auto choices of these tests go to a temporary cache, not the user's."""
+    import os
+    from models.export.auto import CACHE_ENV
+    old = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("qem-cache"))
+    yield
+    if old is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = old
+
+
 def random_net(seed: int = 0):
     """Tiny net whose score map has peaks above threshold and whose zero-initialised outputs are random."""
     torch.manual_seed(seed)

@@ -139,3 +139,19 @@ def test_a_missing_runtime_names_the_extra(monkeypatch, onnx_static):
                         else real(name, *a))
     with pytest.raises(ExportError, match=r"pip install -e \.\[deploy\]"):
         load_runtime(onnx_static)
+
+
+def test_torch_precisions(random_checkpoint, monkeypatch):
+    from models.export import runtime as rt
+    x = torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(5))
+    fp32 = load_runtime(random_checkpoint, "torch", "fp32")
+    assert fp32.precision == "fp32" and torch.equal(fp32(x)[1].keypoints, Predictor(random_net()).forward(x)[1].keypoints)
+    monkeypatch.setattr(rt, "cpu_has_bf16", lambda: False)
+    assert rt.default_precision("torch") == "fp32" and rt.default_precision("openvino") == "bf16"
+    with pytest.raises(ExportError, match="precision bf16 needs a CPU with avx512_bf16 or AMX"):
+        load_runtime(random_checkpoint, "torch", "bf16")
+    with pytest.raises(ExportError, match="backend 'onnxruntime' runs at precision fp32, not 'bf16'"):
+        load_runtime(random_checkpoint, "onnxruntime", "bf16")
+    monkeypatch.setattr(rt, "cpu_has_bf16", lambda: True)
+    bf16 = Predictor(str(random_checkpoint), backend="torch", precision="bf16")
+    assert bf16.runtime.precision == "bf16" and bf16.forward(x)[0].scores.shape == (1, 8)
