@@ -3,9 +3,10 @@
     python -m models.export.speed --threads 2 --shapes 192x320 320x320 --rounds 15
 
 Each round runs every runtime in turn on the same random batch (after warm-up): one untimed call, so that the
-previous runtime's worker threads have gone idle, then one timed call; a busy machine slows them alike; the table gives the median ms and the ratio to torch fp32. "torch dense" is the dense stage alone
-(backbone + heads), the rest of each row is the whole graph (dense, decode, sparse stage). Exported twins come from
-the cache of ``models.export.auto``; ``--int8 DIR`` adds an int8 OpenVINO export.
+previous runtime's worker threads have gone idle, then one timed call; a busy machine slows them alike. The table
+gives the median ms and the ratio to torch fp32. "torch dense" is the dense stage alone (backbone + heads),
+"openvino dense" the same exported alone; every other row is the whole graph (dense, decode, sparse stage). Exported
+twins come from the cache of ``models.export.auto``; ``--int8 DIR`` adds an int8 OpenVINO export.
 """
 from __future__ import annotations
 
@@ -17,6 +18,46 @@ import torch
 
 from models.export.formats import installed
 from models.export.runtime import cpu_has_bf16, load_runtime
+
+
+class DenseOnly(torch.nn.Module):
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        d = self.net.dense(x)
+        return d.score, d.offsets, d.kfeat, d.ifeat
+
+
+def openvino_dense(net, threads: int) -> dict:
+    """The dense stage alone in OpenVINO (f32 and default precision), one compiled model per input shape."""
+    import tempfile
+    import warnings
+
+    import openvino as ov
+
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        path = f"{tmp}/dense.onnx"
+        torch.onnx.export(DenseOnly(net), (torch.randn(1, 3, 64, 64),), path, input_names=["x"],
+                          dynamic_axes={"x": {0: "b", 2: "h", 3: "w"}}, opset_version=17, dynamo=False)
+        model = ov.convert_model(path)
+    core = ov.Core()
+    calls = {}
+    for precision, extra in (("fp32", {"INFERENCE_PRECISION_HINT": "f32"}), ("bf16", {})):
+        compiled: dict = {}
+
+        def call(x, extra=extra, compiled=compiled):
+            req = compiled.get(tuple(x.shape))
+            if req is None:
+                m = model.clone()
+                m.reshape({0: list(x.shape)})
+                config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads, **extra}
+                req = compiled[tuple(x.shape)] = core.compile_model(m, "CPU", config).create_infer_request()
+            req.infer({0: x.numpy()})
+        calls[f"openvino dense {precision}"] = call
+    return calls
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             rts["openvino int8"] = load_runtime(args.int8, "openvino", "bf16", threads=args.threads)
     net = rts["torch fp32"].net
     calls = {"torch dense fp32": lambda x: net.dense(x)}
+    if installed("openvino"):
+        calls.update(openvino_dense(net, args.threads))
     if "torch bf16" in rts:
         def dense_bf16(x):
             with torch.autocast("cpu", dtype=torch.bfloat16):

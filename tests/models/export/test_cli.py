@@ -51,7 +51,7 @@ def test_a_missing_runtime_names_the_pip_extra(tmp_path):
                           "backend 'openvino' needs the 'openvino' package")
 
 
-def test_bad_artefacts_and_mismatched_sizes_are_one_line(tmp_path, onnx_static):
+def test_bad_artefacts_and_mismatched_sizes_are_one_line(tmp_path, onnx_static, synth4):
     corrupt = tmp_path / "corrupt.onnx"
     corrupt.write_bytes(onnx_static.read_bytes()[:5000])
     predict = ["predict", "--source", "synth", "--no-show", "--no-save", "--no-jsonl", "--max-frames", "1"]
@@ -60,8 +60,10 @@ def test_bad_artefacts_and_mismatched_sizes_are_one_line(tmp_path, onnx_static):
                           "exported for input 64x96 (H x W), not the 128 asked for")
     empty = tmp_path / "empty_openvino"
     empty.mkdir()
-    assert_one_error_line(run_module("models", "val", "--data", tmp_path, "--checkpoint", empty),
-                          "")  # the data folder is checked first: still one line
+    assert_one_error_line(run_module("models", "val", "--data", synth4, "--checkpoint", empty, "--no-flip"),
+                          "without an OpenVINO model")
+    assert_one_error_line(run_module("models", "val", "--data", synth4, "--checkpoint", onnx_static),
+                          "flip and shift test run on the torch backend only, not onnxruntime; pass --no-flip")
     assert_one_error_line(run_module("models", *predict, "--weights", empty), "without an OpenVINO model")
     assert_one_error_line(run_module("models", *predict, "--weights", onnx_static, "--backend", "openvino"),
                           "cannot run with --backend openvino")
