@@ -68,7 +68,8 @@ def load_engine(args, num_streams: int = 1) -> Engine:
         from models.export.runtime import default_precision
         precision = default_precision("torch")  # bf16 autocast on CPUs with bf16 instructions
     bundled_missing = args.weights is None and not Path(models.DEFAULT_CHECKPOINT).is_file()
-    exported = args.weights is not None and not str(args.weights).endswith(".pt")
+    weights = Path(args.weights) if args.weights is not None else None
+    exported = weights is not None and (weights.is_dir() or weights.suffix in (".onnx", ".xml"))
     if not exported and (bundled_missing or (backend == "torch" and precision in (None, "fp32"))):
         try:
             net = load_network(args.weights, args.model)

@@ -73,6 +73,8 @@ def backend_for_path(path: str | Path) -> str:
                           f"expected {', '.join(f'*{f.suffix}' for f in FORMATS.values())}")
     if p.suffix == ".xml":
         return "openvino"
+    if p.suffix == ".pth":  # a checkpoint under PyTorch's other usual name
+        return "torch"
     for fmt in FORMATS.values():
         if not fmt.folder and p.suffix == fmt.suffix:
             return fmt.backend

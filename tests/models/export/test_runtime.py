@@ -77,7 +77,8 @@ def test_metadata_round_trips(onnx_static, openvino_dynamic, random_checkpoint):
     for meta in (onnx_rt.meta, ov_rt.meta):
         assert meta.checkpoint_sha256 == sha256(random_checkpoint)
         assert meta.stride == 4 and meta.kpt_shape == (17, 2) and meta.pose_score == "labelled_mean"
-        assert meta.precision == "fp32" and meta.outputs[-1] == "labelled_logits" and "gray 114 padding" in meta.letterbox
+        assert meta.precision == "fp32" and meta.outputs[-1] == "labelled_logits"
+        assert "gray 114 padding" in meta.letterbox
     assert onnx_rt.meta.args["imgsz"] == [64, 96]
 
 
@@ -145,7 +146,8 @@ def test_torch_precisions(random_checkpoint, monkeypatch):
     from models.export import runtime as rt
     x = torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(5))
     fp32 = load_runtime(random_checkpoint, "torch", "fp32")
-    assert fp32.precision == "fp32" and torch.equal(fp32(x)[1].keypoints, Predictor(random_net()).forward(x)[1].keypoints)
+    assert fp32.precision == "fp32"
+    assert torch.equal(fp32(x)[1].keypoints, Predictor(random_net()).forward(x)[1].keypoints)
     monkeypatch.setattr(rt, "cpu_has_bf16", lambda: False)
     assert rt.default_precision("torch") == "fp32" and rt.default_precision("openvino") == "bf16"
     with pytest.raises(ExportError, match="precision bf16 needs a CPU with avx512_bf16 or AMX"):
