@@ -125,8 +125,15 @@ def choose(checkpoint: Path, precision: str | None, threads: int | None, input_s
     entry = choices.get(key)
     how = "cached"
     if entry is None:
-        runtimes = {b: load_runtime(checkpoint, b, precision or default_precision(b), nthreads, verbose=False)
-                    for b in candidates}
+        runtimes = {}
+        for b in candidates:
+            try:
+                runtimes[b] = load_runtime(checkpoint, b, precision or default_precision(b), nthreads, verbose=False)
+            except Exception as exc:  # noqa: BLE001 - a backend that cannot take this model is left out, said once
+                if b == "torch":
+                    raise
+                print(f"warning: backend auto leaves out {b}: {str(exc).strip().splitlines()[0][:200]}",
+                      file=sys.stderr)
         ms = time_runtimes(runtimes, shape)
         best = min(ms, key=ms.get)
         entry = {"backend": best, "precision": runtimes[best].precision, "ms": {b: round(v, 2) for b, v in ms.items()},

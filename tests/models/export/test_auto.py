@@ -56,3 +56,20 @@ def test_auto_without_the_runtimes_is_torch_and_says_why(tmp_path, cache, monkey
     monkeypatch.setattr(auto, "installed", lambda b: b == "torch")
     assert auto.choose(ckpt, None, 2, 64) == ("torch", None)
     assert "onnxruntime, openvino not installed: pip install -e .[deploy]" in capsys.readouterr().err
+
+
+def test_auto_leaves_out_a_backend_that_cannot_load_the_model(tmp_path, cache, monkeypatch, capsys):
+    import models.export.runtime as runtime
+    ckpt = save_checkpoint(tmp_path / "net.pt", random_net(0))
+    monkeypatch.setattr(auto, "installed", lambda b: True)
+
+    def fake(path, backend, precision, *a, **k):
+        if backend == "openvino":
+            raise RuntimeError("cannot convert this model\nsecond line")
+        return SimpleNamespace(precision=precision)
+    monkeypatch.setattr(runtime, "load_runtime", fake)
+    ms = {"torch": 3.0, "onnxruntime": 2.0}
+    monkeypatch.setattr(auto, "time_runtimes", lambda rts, shape: {b: ms[b] for b in rts})
+    assert auto.choose(ckpt, None, 2, 64) == ("onnxruntime", "fp32")
+    err = capsys.readouterr().err
+    assert "warning: backend auto leaves out openvino: cannot convert this model\n" in err and "second" not in err
