@@ -12,7 +12,6 @@ An int8 OpenVINO export says so in its metadata; its precision hint applies to t
 """
 from __future__ import annotations
 
-import os
 from contextlib import nullcontext
 from pathlib import Path
 

@@ -123,6 +123,10 @@ def test_corrupt_and_foreign_artefacts_are_one_line(tmp_path, onnx_static):
     onnx.save(model, str(tmp_path / "other.onnx"))
     with pytest.raises(ExportError, match="foreign 'qem_pose' metadata"):
         load_runtime(tmp_path / "other.onnx")
+    import openvino as ov
+    ov.save_model(ov.convert_model(str(tmp_path / "foreign.onnx")), str(tmp_path / "foreign_openvino" / "model.xml"))
+    with pytest.raises(ExportError, match="foreign_openvino: no 'qem_pose' metadata"):
+        load_runtime(tmp_path / "foreign_openvino")
     folder = tmp_path / "broken_openvino"
     folder.mkdir()
     (folder / "model.xml").write_text("<net><broken")
