@@ -210,6 +210,10 @@ def load_runtime(path_or_checkpoint=None, backend: str | None = None, precision:
         from models.export.auto import choose
         backend, precision = choose(path, precision, threads, input_size, verbose)
     if backend in (None, "auto", "torch"):
+        if torch.device(device).type != "cpu":
+            if precision not in (None, "fp32"):
+                raise ExportError(f"precision {precision} is a CPU setting; on {device} use --half (CUDA)")
+            precision = "fp32"
         return TorchRuntime(load_checkpoint(path), check_precision("torch", precision), decode_backend)
     require(backend)
     check_precision(backend, precision)  # before exporting anything
