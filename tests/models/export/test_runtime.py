@@ -161,3 +161,18 @@ def test_torch_precisions(random_checkpoint, monkeypatch):
     monkeypatch.setattr(rt, "cpu_has_bf16", lambda: True)
     bf16 = Predictor(str(random_checkpoint), backend="torch", precision="bf16")
     assert bf16.runtime.precision == "bf16" and bf16.forward(x)[0].scores.shape == (1, 8)
+
+
+@pytest.mark.slow
+def test_int8_export_quantizes_and_runs(random_checkpoint, synth4, tmp_path):
+    pytest.importorskip("nncf")
+    from models.export.exporter import export
+    out = export(random_checkpoint, "openvino", imgsz=[64, 96], int8=True, calib=synth4, out=tmp_path / "q_openvino",
+                 quiet=True)
+    runtime = load_runtime(out, precision="fp32")
+    assert runtime.meta.precision == "int8" and runtime.meta.args["calib"] == str(synth4)
+    assert any(op.get_type_name() == "FakeQuantize" for op in runtime.model.get_ordered_ops())
+    cands, sparse = runtime(torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(3)))
+    assert cands.scores.shape == (1, 8) and torch.isfinite(sparse.keypoints).all()
+    with pytest.raises(ExportError, match="no images"):
+        export(random_checkpoint, "openvino", int8=True, calib=tmp_path / "q_openvino", out=tmp_path / "x", quiet=True)
