@@ -23,6 +23,7 @@ setup(
     entry_points={"console_scripts": ["qem = models.cli:main"]},
     extras_require={
         "cuda": ["cupy-cuda13x>=14"],
+        "deploy": ["onnx>=1.17", "onnxruntime>=1.20", "openvino>=2025.0", "nncf>=2.14"],
         "plot": ["matplotlib>=3.7"],
         "test": ["pytest>=8", "scipy>=1.11", "motmetrics>=1.4"],
         "track-eval": ["motmetrics>=1.4"],

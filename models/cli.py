@@ -5,6 +5,7 @@
     qem train --synth data/synth --epochs 20      train (torchrun -m models.training.train for several GPUs)
     qem train --recipe tiny_synth                 every stage that made the bundled checkpoint, resumable
     qem val --data data/synth                     COCO keypoint AP of a checkpoint (the bundled one by default)
+    qem export --format openvino --dynamic        export the bundled checkpoint (run it with --weights DIR)
     qem bench                                     pipeline benchmarks;  qem bench-decode: decode micro-benchmarks
     qem track-eval runs/webcam/poses.jsonl --truth realtime/assets/synth_clip.json
 
@@ -28,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "speed": ("models.evaluation.speed", "network size, FLOPs and CPU forward time of each config"),
     "average": ("models.training.average", "average the weights of checkpoints of one config (a model soup)"),
     "grow": ("models.training.grow", "deepen a trained network without changing its outputs"),
+    "export": ("models.export.exporter", "export a checkpoint to ONNX or OpenVINO (one self-contained file/folder)"),
     "ablation": ("models.training.ablation", "train and evaluate the four rows of the CIR/KQE/PQE ablation"),
 }
 

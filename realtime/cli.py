@@ -34,7 +34,13 @@ def build_parser(prog: str | None = None, positional_sources: bool = False,
                    help="camera index, URL, video file, image folder or 'synth' (the bundled clip); repeatable")
     p.add_argument("--rtsp-listen", action="store_true",
                    help="rtsp:// sources are addresses to listen on: publishers push to them (RTSP over TCP)")
-    p.add_argument("--weights", default=None, help="checkpoint file (default: the bundled one)")
+    p.add_argument("--weights", default=None,
+                   help="checkpoint *.pt, ONNX *.onnx or OpenVINO folder (default: the bundled checkpoint)")
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnxruntime", "openvino"],
+                   help="runtime (default auto: on a CPU the fastest installed one, measured once and cached; "
+                        "an exported --weights picks its own)")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default=None,
+                   help="compute precision (default: the backend's; see models.export.runtime)")
     p.add_argument("--model", default="tiny", help="config of the untrained fallback model (default: tiny)")
     p.add_argument("--imgsz", type=imgsz, default=None, help="network input size (default: the checkpoint's)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")

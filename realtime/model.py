@@ -61,10 +61,29 @@ def load_engine(args, num_streams: int = 1) -> Engine:
     if half and device.type != "cuda":
         print("warning: --half needs a CUDA device; running in fp32 on the CPU", file=sys.stderr)
         half = False
-    try:
-        net = load_network(args.weights, args.model)
-    except models.CheckpointError as exc:
-        raise ValueError(str(exc)) from None
-    predictor = models.Predictor(net, device=str(device), input_size=args.imgsz, half=half)
+    backend, precision = getattr(args, "backend", "torch"), getattr(args, "precision", None)
+    if device.type != "cpu" and backend == "auto":
+        backend = "torch"  # the exported runtimes run on the CPU here
+    if backend == "torch" and device.type == "cpu" and precision is None and hasattr(args, "backend"):
+        from models.export.runtime import default_precision
+        precision = default_precision("torch")  # bf16 autocast on CPUs with bf16 instructions
+    bundled_missing = args.weights is None and not Path(models.DEFAULT_CHECKPOINT).is_file()
+    weights = Path(args.weights) if args.weights is not None else None
+    exported = weights is not None and (weights.is_dir() or weights.suffix in (".onnx", ".xml"))
+    if not exported and (bundled_missing or (backend == "torch" and precision in (None, "fp32"))):
+        try:
+            net = load_network(args.weights, args.model)
+        except models.CheckpointError as exc:
+            raise ValueError(str(exc)) from None
+        predictor = models.Predictor(net, device=str(device), input_size=args.imgsz, half=half)
+    else:  # models.export.runtime: an exported model, or the checkpoint in the backend auto measured fastest
+        try:
+            predictor = models.Predictor(args.weights, device=str(device), input_size=args.imgsz, half=half,
+                                         backend=backend, precision=precision)
+        except models.CheckpointError as exc:
+            raise ValueError(str(exc)) from None
+        if backend != "auto" or exported:  # auto on a checkpoint says its own line (models.export.auto)
+            print(f"backend: {predictor.runtime.backend} {predictor.runtime.precision}"
+                  + (f" ({args.weights})" if exported else ""), file=sys.stderr)
     return Engine(predictor, predictor.input_size, device, half=half, compile=args.compile,
                   cuda_graphs=args.cuda_graphs, static_batch=num_streams)

@@ -19,8 +19,10 @@ from models.preprocess import MEAN_RGB, PAD_VALUE, STD_RGB, Letterbox, batch_can
 
 
 class DevicePreprocess:
-    def __init__(self, size: int, device: torch.device, dtype: torch.dtype = torch.float32, rect: bool = True):
+    def __init__(self, size: int, device: torch.device, dtype: torch.dtype = torch.float32, rect: bool = True,
+                 fixed_canvas: tuple[int, int] | None = None):
         self.size, self.device, self.dtype, self.rect = size, torch.device(device), dtype, rect
+        self.fixed_canvas = fixed_canvas  # (W, H) of a model exported for one input shape
         self.mean = torch.tensor(MEAN_RGB, device=self.device).view(1, 3, 1, 1) * 255.0
         self.std = torch.tensor(STD_RGB, device=self.device).view(1, 3, 1, 1) * 255.0
         self.scale, self.shift = 1.0 / self.std, -self.mean / self.std
@@ -32,7 +34,7 @@ class DevicePreprocess:
         """RGB uint8 HxWx3 images -> (``[B,3,H,W]`` normalised on the device, one Letterbox each).
 
         ``pad_to`` > len(images) appends zero images so that the batch shape stays static (CUDA graphs)."""
-        canvas = batch_canvas([im.shape for im in images], self.size, self.rect)
+        canvas = self.fixed_canvas or batch_canvas([im.shape for im in images], self.size, self.rect)
         if self.device.type == "cuda":
             batch, boxes = self.torch_letterbox([self._upload(i, im) for i, im in enumerate(images)], canvas)
             # Pinned buffers are reused: the copies must be done before the next call writes into them.
@@ -62,7 +64,7 @@ class DevicePreprocess:
                         ) -> tuple[torch.Tensor, list[Letterbox]]:
         """uint8 HxWx3 tensors (on the device) -> normalised ``[B,3,H,W]`` float32 and their Letterboxes;
         ``canvas`` = (W, H), default the batch's (``batch_canvas``)."""
-        canvas = canvas or batch_canvas([im.shape for im in images], self.size, self.rect)
+        canvas = canvas or self.fixed_canvas or batch_canvas([im.shape for im in images], self.size, self.rect)
         out = torch.full((len(images), 3, canvas[1], canvas[0]), float(PAD_VALUE), device=self.device)
         boxes = []
         for i, image in enumerate(images):

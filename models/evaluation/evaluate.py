@@ -192,12 +192,16 @@ def evaluate_checkpoint(checkpoint: str | Path | None, data: str | Path | None =
                         device: str = "cpu", input_size: int | None = None, max_images: int | None = None,
                         progress: bool = True, pose_score: str | None = None, snap_radius: int | None = None,
                         snap_threshold: float | None = None, snap_weight: float | None = None,
-                        shift_test: tuple[int, ...] = (), rect: bool = True):
-    """Metrics and results of a checkpoint file (None: the bundled one) on a synth folder or --ann/--images."""
+                        shift_test: tuple[int, ...] = (), backend: str | None = None,
+                        precision: str | None = None, rect: bool = True):
+    """Metrics and results of a checkpoint file (None: the bundled one), ONNX file or OpenVINO folder on a synth
+    folder or --ann/--images; ``backend`` / ``precision``: ``models.export.runtime.load_runtime``'s."""
     ann_file, image_dir = resolve_data(None if data is None else str(data), ann, images, split)
     predictor = Predictor(checkpoint, device=device, input_size=input_size, flip_test=flip, pose_score=pose_score,
                           snap_radius=snap_radius, snap_threshold=snap_threshold, snap_weight=snap_weight,
-                          shift_test=shift_test, rect=rect)
+                          shift_test=shift_test, backend=backend, precision=precision, rect=rect)
+    if predictor.runtime is not None:
+        print(f"backend: {predictor.runtime.backend} {predictor.runtime.precision}", file=sys.stderr)
     return evaluate_predictor(predictor, ann_file, image_dir, max_images, progress=progress)
 
 
@@ -208,7 +212,12 @@ def main(argv=None) -> None:
     p.add_argument("--split", help="split of --data (default: val, then test, then the only one)")
     p.add_argument("--ann", help="COCO keypoint annotation JSON (with --images)")
     p.add_argument("--images", help="image folder (with --ann)")
-    p.add_argument("--checkpoint", help="checkpoint file (default: the bundled models/weights/tiny_synth.pt)")
+    p.add_argument("--checkpoint", help="checkpoint file, ONNX file or OpenVINO folder (default: the bundled "
+                                        "models/weights/tiny_synth.pt)")
+    p.add_argument("--backend", choices=["auto", "torch", "onnxruntime", "openvino"], default="auto",
+                   help="runtime (default auto: torch with the flip or shift test, else the fastest installed one "
+                        "on a CPU, measured; an exported --checkpoint picks its own)")
+    p.add_argument("--precision", choices=["fp32", "bf16"], help="compute precision (default: the backend's)")
     p.add_argument("--out", help="write the COCO keypoint results JSON here")
     p.add_argument("--metrics-out", help="write the metrics as JSON here")
     p.add_argument("--no-flip", action="store_true", help="no flip test (it is on by default)")
@@ -235,7 +244,7 @@ def main(argv=None) -> None:
     try:
         ann_file, image_dir = resolve_data(args.data, args.ann, args.images, args.split)
         checkpoint = Path(args.checkpoint) if args.checkpoint else DEFAULT_CHECKPOINT
-        if not checkpoint.is_file():
+        if not checkpoint.exists():
             raise CheckpointError(f"{checkpoint}: checkpoint file not found; pass --checkpoint PATH "
                                   f"(train one with `qem train`)")
         report, results = evaluate_checkpoint(checkpoint, None, str(ann_file), str(image_dir), flip=not args.no_flip,
@@ -243,7 +252,9 @@ def main(argv=None) -> None:
                                               max_images=args.max_images, progress=not args.no_progress,
                                               pose_score=args.pose_score, snap_radius=args.snap_radius,
                                               snap_threshold=args.snap_threshold, snap_weight=args.snap_weight,
-                                              shift_test=tuple(args.shift_test), rect=not args.no_rect)
+                                              shift_test=tuple(args.shift_test),
+                                              backend=None if args.device != "cpu" else args.backend,
+                                              precision=args.precision, rect=not args.no_rect)
     except (DataPathError, CheckpointError, ValueError) as exc:
         sys.exit(f"error: {exc}")
     except KeyboardInterrupt:

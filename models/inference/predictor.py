@@ -46,24 +46,37 @@ class Predictor:
                  input_size: int | None = None, flip_test: bool = False, half: bool = False,
                  decode_backend: str = "auto", pose_score: str | None = None, snap_radius: int | None = None,
                  snap_threshold: float | None = None, snap_weight: float | None = None,
-                 shift_test: Sequence[int] = (), rect: bool = True):
+                 shift_test: Sequence[int] = (), backend: str | None = None, precision: str | None = None,
+                 threads: int | None = None, rect: bool = True):
         self.device = torch.device(device)
         if half and self.device.type != "cuda":
             raise ValueError("half=True needs a CUDA device; use half=False on the CPU")
+        self.runtime = None  # models.export.runtime: an exported model, or torch at another precision
         if isinstance(model_or_checkpoint_path, PoseNet):
             net = model_or_checkpoint_path
-        else:
+        elif backend in (None, "torch") and precision in (None, "fp32") and not _exported(model_or_checkpoint_path):
             from models import DEFAULT_CHECKPOINT
             net = load_checkpoint(model_or_checkpoint_path or DEFAULT_CHECKPOINT)
-        self.net = net.to(self.device).eval()
+        else:
+            net = self.runtime = _load_runtime(model_or_checkpoint_path, backend, precision, threads, device,
+                                               input_size, decode_backend, half, bool(flip_test or shift_test))
+            if self.runtime.backend == "torch":
+                net = self.runtime.net
+        self.net = net.to(self.device).eval() if isinstance(net, PoseNet) else net
         if half:
             self.net.half()
         self.dtype = torch.float16 if half else torch.float32
         self.cfg = net.cfg
-        self.input_size = int(input_size or self.cfg.input_size)
+        exported_size = getattr(self.runtime, "imgsz", None)
+        if exported_size is not None and input_size and input_size not in exported_size:
+            raise ValueError(f"{self.runtime.source} was exported for input {exported_size[0]}x{exported_size[1]} "
+                             f"(H x W), not the {input_size} asked for; export with --imgsz {input_size} or --dynamic")
+        self.input_size = int(input_size or (max(exported_size) if exported_size else self.cfg.input_size))
         if self.input_size % 32:
             raise ValueError(f"input_size must be a multiple of 32, got {self.input_size}")
         self.rect = rect
+        # A model exported for one input shape takes that canvas only: (W, H)
+        self.fixed_canvas = None if exported_size is None else (int(exported_size[1]), int(exported_size[0]))
         self.flip_test = flip_test
         self.shift_test = tuple(shift_test)
         self.views = views_for(flip_test, self.shift_test)
@@ -75,6 +88,9 @@ class Predictor:
                                         ("snap_weight", snap_weight)) if v is not None}
         snap_cfg = replace(self.cfg, pose_score=self.pose_score, **overrides)  # ModelConfig checks the values
         self.snapping = (snap_cfg.snap_radius, snap_cfg.snap_threshold, snap_cfg.snap_weight)
+        if self.runtime is not None and self.runtime.backend != "torch" and self.snapping != self.net.snapping:
+            raise ValueError(f"{self.runtime.source} snaps keypoints with its config's settings {self.net.snapping}; "
+                             f"other snap settings need the torch backend")
 
     def preprocess(self, images: list[np.ndarray]) -> tuple[torch.Tensor, list[Letterbox]]:
         """Letterboxed, normalised batch ``[B,3,H,W]`` on the device, and each image's ``Letterbox``."""
@@ -85,7 +101,7 @@ class Predictor:
                     or min(image.shape[:2]) == 0):
                 raise ValueError(f"image {i}: expected an RGB uint8 HxWx3 array, got "
                                  f"{getattr(image, 'dtype', type(image))} {getattr(image, 'shape', '')}")
-        shared = batch_canvas([image.shape for image in images], self.input_size, self.rect)
+        shared = self.canvas([image.shape for image in images])
         canvases, boxes = [], []
         for image in images:
             canvas, box = letterbox(image, self.input_size, shared)
@@ -94,9 +110,22 @@ class Predictor:
         batch = torch.from_numpy(np.stack(canvases)).to(self.device, non_blocking=True)
         return normalize(batch).to(self.dtype), boxes
 
+    def canvas(self, shapes) -> tuple[int, int]:
+        """(W, H) of the network input for images of ``shapes``: the exported model's fixed shape, else square or,
+        with ``rect``, the smallest multiples of 32 that hold them (``models.preprocess.batch_canvas``)."""
+        return self.fixed_canvas or batch_canvas(shapes, self.input_size, self.rect)
+
     @torch.inference_mode()
     def forward(self, batch: torch.Tensor):
         """``(Candidates, SparseOutput)`` for a preprocessed batch, in feature-map pixels."""
+        if self.runtime is None:
+            return self.forward_torch(batch)
+        if self.runtime.backend != "torch":
+            return self.runtime(batch)
+        with self.runtime.autocast():
+            return self.forward_torch(batch)
+
+    def forward_torch(self, batch: torch.Tensor):
         net = self.net
         if len(self.views) == 1:
             return net.infer(batch, self.decode_backend, self.snapping)
@@ -168,3 +197,21 @@ class Predictor:
         return self.postprocess(self.forward(batch), boxes)
 
     __call__ = predict
+
+
+def _exported(path) -> bool:
+    """``path`` names an exported model (an ``.onnx`` file, an OpenVINO folder or ``.xml``), not a checkpoint."""
+    return path is not None and (Path(path).is_dir() or Path(path).suffix in (".onnx", ".xml"))
+
+
+def _load_runtime(path, backend, precision, threads, device, input_size, decode_backend, half, views: bool):
+    """``models.export.runtime.load_runtime`` for the Predictor: flip and shift test run in torch only."""
+    from models.export.runtime import load_runtime
+
+    if views and backend == "auto" and not _exported(path):
+        backend = "torch"  # the exported graph has no flip or shift test
+    runtime = load_runtime(path, backend, precision, threads, str(device), input_size, decode_backend)
+    if runtime.backend != "torch" and (views or half):
+        raise ValueError(f"{'flip and shift test run' if views else 'half runs'} on the torch backend only, not "
+                         f"{runtime.backend}; pass --no-flip (no shift test) or --backend torch with a checkpoint")
+    return runtime
