@@ -9,12 +9,19 @@ Sections:
   streams   1, 2, 4, 8 such live streams batched together: FPS in/out, drops, latency
   soak      (only when asked) 4 such live streams for --minutes, MP4 + JSONL recorded in segments: RSS, open
             file descriptors and threads sampled every 10 s, RSS growth over the last 80% (realtime.soak)
+  deploy    (only when asked) backend x precision x input shape, built as the command line builds them: forward
+            ms, pipeline FPS without and with files, share of the forward rate, AP with --ap-data
+            (realtime.bench_deploy)
+  peer      (only when asked; needs ultralytics, in a separate venv) our default path side by side with
+            YOLOv8n-pose / YOLO11n-pose in PyTorch and OpenVINO, alternating rounds (realtime.bench_peer)
 
 Examples:
   qem bench                                  (all sections, short durations)
   qem bench --sections live --duration 300   (five minutes of live mode)
   qem bench --json bench.json
   qem bench --sections soak --minutes 30 --soak-plot soak.png
+  qem bench --sections deploy --threads 2 --rounds 3 --ap-data data/synth_val
+  YOLO_OFFLINE=1 .venv-peer/bin/python -m realtime.bench --sections peer --threads 2
 """
 from __future__ import annotations
 
@@ -163,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     p = OneLineParser(prog="qem bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sections", nargs="+", default=["model", "pipeline", "live", "streams"],
-                   choices=["model", "pipeline", "live", "streams", "soak"])
+                   choices=["model", "pipeline", "live", "streams", "soak", "deploy", "peer"])
     p.add_argument("--configs", nargs="+", default=["tiny", "realtime"])
     p.add_argument("--imgsz", type=int, default=320)
     p.add_argument("--device", default="cpu")
@@ -181,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--soak-streams", type=int_at_least(1), default=4, help="live streams of the soak section")
     p.add_argument("--soak-every", type=float_above(0), default=10.0, help="seconds between soak samples")
     p.add_argument("--soak-plot", default=None, metavar="PNG", help="draw the soak curves (needs matplotlib)")
+    p.add_argument("--rounds", type=int_at_least(1), default=3, help="alternating rounds of deploy and peer")
+    p.add_argument("--ap-data", default=None, metavar="DIR", help="deploy: also AP on this qem synth folder")
+    p.add_argument("--ap-images", type=int_at_least(1), default=500, help="deploy: images of --ap-data")
     p.add_argument("--json", default=None, help="also write the figures to this file")
     args = p.parse_args(argv)
     if not BUNDLED_CLIP.is_file():
@@ -247,6 +257,17 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r['mean_batch']:6.2f} {r['e2e_p50_ms']:8.1f} {r['e2e_p95_ms']:8.1f}")
     if "soak" in args.sections:
         report_soak(out, engines[args.stream_config], args)
+    threads = args.threads or 2
+    if "deploy" in args.sections:
+        from realtime.bench_deploy import all_variants, run_deploy_section
+
+        print(f"deploy: the bundled checkpoint, input {args.imgsz}, {threads} threads")
+        out["deploy"] = run_deploy_section(all_variants(), threads, args.imgsz, args.rounds, args.repeats,
+                                           args.ap_data, args.ap_images)
+    if "peer" in args.sections:
+        from realtime.bench_peer import run_peer_section
+
+        out["peer"] = run_peer_section(args.imgsz, threads, args.rounds, [])
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))
         print(f"\nfigures written to {args.json}")

@@ -42,7 +42,11 @@ def build_parser(prog: str | None = None, positional_sources: bool = False,
     p.add_argument("--precision", choices=["fp32", "bf16"], default=None,
                    help="compute precision (default: the backend's; see models.export.runtime)")
     p.add_argument("--model", default="tiny", help="config of the untrained fallback model (default: tiny)")
-    p.add_argument("--imgsz", type=imgsz, default=None, help="network input size (default: the checkpoint's)")
+    p.add_argument("--imgsz", type=imgsz, default=None,
+                   help="network input size, the long side (default: the checkpoint's)")
+    p.add_argument("--rect", action=argparse.BooleanOptionalAction, default=True,
+                   help="letterbox to the smallest multiples of 32 that hold the frame (640x360 at 320 -> 320x192; "
+                        "default), or to a square with --no-rect")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
     p.add_argument("--threads", type=int_at_least(1), default=None,
                    help="CPU inference threads (default: usable cores minus one, at least 1)")

@@ -75,11 +75,12 @@ def load_engine(args, num_streams: int = 1) -> Engine:
             net = load_network(args.weights, args.model)
         except models.CheckpointError as exc:
             raise ValueError(str(exc)) from None
-        predictor = models.Predictor(net, device=str(device), input_size=args.imgsz, half=half)
+        predictor = models.Predictor(net, device=str(device), input_size=args.imgsz, half=half,
+                                     rect=getattr(args, "rect", True))
     else:  # models.export.runtime: an exported model, or the checkpoint in the backend auto measured fastest
         try:
             predictor = models.Predictor(args.weights, device=str(device), input_size=args.imgsz, half=half,
-                                         backend=backend, precision=precision)
+                                         backend=backend, precision=precision, rect=getattr(args, "rect", True))
         except models.CheckpointError as exc:
             raise ValueError(str(exc)) from None
         if backend != "auto" or exported:  # auto on a checkpoint says its own line (models.export.auto)

@@ -1,5 +1,5 @@
-"""The side-by-side benchmark alternates its systems round by round and reports medians; without Ultralytics it
-says how to get it instead of failing."""
+"""The CPU deployment benchmarks: the side-by-side one alternates its systems round by round and reports medians, and
+without Ultralytics says how to get it; every deploy variant is a command line the pipeline accepts."""
 from realtime import bench_peer
 from realtime.bench_peer import System, bench_side_by_side
 
@@ -23,3 +23,15 @@ def test_without_ultralytics_the_section_is_skipped_with_a_line(monkeypatch, cap
     monkeypatch.setattr(bench_peer, "peers_available", lambda: False)
     assert bench_peer.run_peer_section(320, 2, 1, []) is None
     assert "ultralytics is not importable" in capsys.readouterr().out
+
+
+def test_every_deploy_variant_is_a_command_line_the_pipeline_accepts():
+    from realtime.bench_deploy import all_variants
+    from realtime.cli import build_parser
+
+    variants = all_variants()
+    assert len({v.name for v in variants}) == len(variants) == 10
+    for v in variants:
+        args = build_parser().parse_args(["--source", "synth", *v.cli_args(threads=2, imgsz=320)])
+        assert (args.backend, args.precision, args.rect, args.threads) == (v.backend, v.precision,
+                                                                            v.shape == "rect", 2)
