@@ -14,7 +14,8 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "tiny_synth.p
 _LAZY = {
     "CheckpointError": "models.checkpoint", "load_checkpoint": "models.checkpoint",
     "save_checkpoint": "models.checkpoint", "ModelConfig": "models.config", "DenseOutput": "models.modeling.network",
-    "PoseNet": "models.modeling.network", "build_model": "models.modeling.network", "Predictor": "models.inference.predictor",
+    "PoseNet": "models.modeling.network", "build_model": "models.modeling.network",
+    "Predictor": "models.inference.predictor",
     "SparseOutput": "models.modeling.qem",
 }
 

@@ -43,7 +43,7 @@ class ModelConfig:
     backbone: str = "tiny"
     input_size: int = 256
     num_keypoints: int = 17
-    encoder_blocks: int = 1          # BasicBlocks in each stride-8/16/32 level (tiny backbone only; models.training.grow)
+    encoder_blocks: int = 1          # BasicBlocks per stride-8/16/32 level (tiny only; models.training.grow)
     # heads
     head_channels: int = 32          # width of the score-head trunk
     kpt_channels: int = 8            # Ck: per-keypoint feature width (one regression branch per keypoint)
@@ -58,7 +58,7 @@ class ModelConfig:
     pos_scale: float = 16.0          # offsets are divided by this (feature px) before encoding
     use_kqe: bool = True
     use_pqe: bool = True
-    labelled_head: bool = False      # a per-keypoint logit: will this keypoint be labelled (v > 0)? (``models.modeling.qem``)
+    labelled_head: bool = False      # per-keypoint logit: will it be labelled (v > 0)? (models.modeling.qem)
     # instance score and its loss
     score_mode: str = "cir"          # "cir": OKS target (the paper) | "center_gaussian": DEKR-style centre heatmap
     cir_loss: str = "qfl"            # "qfl" | "varifocal" | "mse"

@@ -1,8 +1,8 @@
 """Per-stream post-processing after the network: pose NMS, tracking, One-Euro smoothing.
 
 The letterbox undo and the pose NMS configured in the checkpoint run in ``Predictor.postprocess`` (engine
-thread). A second NMS (``nms_oks`` < 1: OKS method of ``models.inference.nms``, in image pixels) can be asked for here, for
-models whose own NMS is off; by default it is off.
+thread). A second NMS (``nms_oks`` < 1: OKS method of ``models.inference.nms``, in image pixels) can be asked for
+here, for models whose own NMS is off; by default it is off.
 Tracking and smoothing use the frame's ``pts`` (files) or receive time (live sources) as the clock.
 """
 from __future__ import annotations

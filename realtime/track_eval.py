@@ -103,7 +103,7 @@ def load_truth(path: str | Path) -> tuple[dict[int, FramePeople], float]:
             if ann["num_keypoints"] > 0:
                 people[frame_of_image[ann["image_id"]]].append(ann)
     except (KeyError, IndexError, TypeError) as exc:
-        raise TrackEvalError(f"{path} is not a clip ground truth of models.data.synth --video (missing {exc})") from None
+        raise TrackEvalError(f"{path} is not a clip ground truth of qem synth --video (missing {exc})") from None
     truth = {}
     for frame, anns in people.items():
         kpts = np.array([a["keypoints"] for a in anns], np.float32).reshape(len(anns), len(SIGMAS), 3)

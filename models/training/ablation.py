@@ -18,8 +18,8 @@ CIR + KQE + PQE        score_mode=cir, KQE, PQE (the paper's full model)
 =====================  ==========================================================
 
 Each row is evaluated twice: ranked by its own score (the PQE's; the dense score at the peak in rows without PQE)
-and by the mean of its keypoint scores (``models.modeling.qem.pose_scores``). Writes ``ablation.json`` in --out (every row's
-metrics, times and settings) and a Markdown table (--table); ``--evaluate-only`` re-evaluates the rows already
+and by the mean of its keypoint scores (``models.modeling.qem.pose_scores``). Writes ``ablation.json`` in --out (every
+row's metrics, times and settings) and a Markdown table (--table); ``--evaluate-only`` re-evaluates the rows already
 trained there (their last.pt, on this call's --val with its --flip and --val-max) without training.
 """
 from __future__ import annotations

@@ -148,8 +148,8 @@ def model_overrides(args) -> dict:
 
 def inherit_shape(args, checkpoint: str) -> None:
     """``--init`` from a checkpoint of the same ``--config`` builds its shape: ``--encoder-blocks`` and
-    ``--kpt-blocks`` not given are read from its config (a grown network, ``models.training.grow``), and its labelled head
-    is kept. A checkpoint of another config is left to ``load_weights``, which names the difference."""
+    ``--kpt-blocks`` not given are read from its config (a grown network, ``models.training.grow``), and its labelled
+    head is kept. A checkpoint of another config is left to ``load_weights``, which names the difference."""
     from models.checkpoint import CheckpointError, read_checkpoint
 
     try:

@@ -1,4 +1,4 @@
-"""models.evaluation.evaluate: our COCO numbers equal pycocotools' own, the results file loads, the CLI fails in one line."""
+"""qem val: our COCO numbers equal pycocotools' own, the results file loads, the CLI fails in one line."""
 import contextlib
 import io
 import json

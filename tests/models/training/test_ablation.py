@@ -1,4 +1,4 @@
-"""models.training.ablation: rows train and evaluate with both pose scores; --evaluate-only re-evaluates without training."""
+"""qem ablation: rows train and evaluate with both pose scores; --evaluate-only re-evaluates without training."""
 import json
 
 import pytest
