@@ -104,9 +104,10 @@ class StreamRecorder:
     def _open(self) -> None:
         mp4_path, jsonl_path = self.paths()
         try:
+            # JSONL first: a kill between the two leaves a segment's MP4 only where its JSONL exists
+            self.jsonl = JsonlSink(jsonl_path) if self.save_jsonl else None
             self.mp4 = (Mp4Sink(mp4_path, fragmented=self.fragmented, keyframe_every=self.keyframe_every)
                         if self.save_mp4 else None)
-            self.jsonl = JsonlSink(jsonl_path) if self.save_jsonl else None
         except BaseException:
             self.close()
             raise
