@@ -116,7 +116,7 @@ def run_peer_section(imgsz: int, threads: int, rounds: int, our_args: list[str])
     import torch
 
     torch.set_num_threads(threads)
-    systems = [our_system(["--threads", str(threads), "--imgsz", str(imgsz), *our_args])]
+    systems = [our_system(["--imgsz", str(imgsz), *our_args])]  # our default threads: every core here
     systems += [peer_system(name, imgsz) for name in PEERS]
     print(f"peer: the bundled clip, input {imgsz}, {threads} threads, {rounds} alternating rounds")
     out = bench_side_by_side(systems, rounds, log=lambda line: print(line, flush=True))

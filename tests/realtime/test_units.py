@@ -84,3 +84,14 @@ def test_cpu_preprocess_equals_the_predictors_reference():
         canvas, box = letterbox(im, 128, (128, 96))
         assert boxes[i] == box
         torch.testing.assert_close(batch[i], normalize(torch.from_numpy(canvas))[0], atol=1e-5, rtol=0)
+
+
+def test_cpu_threads_leave_a_core_to_the_pipeline_only_for_eager_torch():
+    import os
+
+    from realtime.model import cpu_threads
+
+    cores = len(os.sched_getaffinity(0))
+    assert cpu_threads(None, exported=True) == cores
+    assert cpu_threads(None) == max(1, cores - 1)
+    assert cpu_threads(3) == cpu_threads(3, exported=True) == 3
