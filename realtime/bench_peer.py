@@ -8,9 +8,9 @@ not depend on them) and exported once into a cache folder (``QEM_CACHE``, defaul
 Ultralytics is never a dependency of this project. Install it in a separate venv beside ours (it pins its own
 torch):
 
-    python3 -m venv .venv-peer && .venv-peer/bin/pip install torch==2.14.1 torchvision==0.29.1 ultralytics \\
-        openvino onnx onnxslim onnxruntime && .venv-peer/bin/pip install -e .
-    YOLO_OFFLINE=1 .venv-peer/bin/python -m realtime.bench --sections peer
+    python3 -m venv .venv-peer && .venv-peer/bin/pip install torch==2.14.1 torchvision==0.29.1 ultralytics \
+        openvino onnx onnxslim onnxruntime av pycocotools tqdm
+    YOLO_OFFLINE=1 PYTHONPATH=. .venv-peer/bin/python -m realtime.bench --sections peer --threads 2
 """
 from __future__ import annotations
 
