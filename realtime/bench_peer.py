@@ -3,7 +3,7 @@
 Each round runs every system once over the bundled clip (640x360, every frame, nothing written, same input size,
 same threads), so the machine's load drifts over all of them alike; the table gives each system's median FPS over
 the rounds and its ratio to ours. The peers are built offline from their YAML (random weights: their speed does
-not depend on them) and exported once into a cache folder (``QEM_CACHE``, default ``~/.cache/qem-pose``).
+not depend on them) and exported once into the project's cache folder (``QEM_CACHE_DIR``, default ``~/.cache/qem-pose``).
 
 Ultralytics is never a dependency of this project. Install it in a separate venv beside ours (it pins its own
 torch):
@@ -41,8 +41,9 @@ def peers_available() -> bool:
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("QEM_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "qem-pose"
-    return Path(root)
+    from models.export.auto import cache_dir as project_cache
+
+    return project_cache()
 
 
 @dataclass
