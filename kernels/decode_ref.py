@@ -98,21 +98,28 @@ def bilinear_sample_ref(feat: torch.Tensor, points: torch.Tensor) -> torch.Tenso
 def decode_ref(score: torch.Tensor, offsets: torch.Tensor, kfeat: torch.Tensor, ifeat: torch.Tensor, *,
                max_people: int, threshold: float, nms_kernel: int = 3) -> Candidates:
     """Reference decode; the contract is in ``kernels/__init__.py``."""
-    k, ck = check_inputs(score, offsets, kfeat, ifeat, max_people, nms_kernel)
-    b, _, h, w = score.shape
-    logits, indices, valid = find_peaks_ref(score, max_people, threshold, nms_kernel)
+    check_inputs(score, offsets, kfeat, ifeat, max_people, nms_kernel)
+    return gather_candidates(offsets, kfeat, ifeat, *find_peaks_ref(score, max_people, threshold, nms_kernel))
+
+
+def gather_candidates(offsets: torch.Tensor, kfeat: torch.Tensor, ifeat: torch.Tensor, logits: torch.Tensor,
+                      indices: torch.Tensor, valid: torch.Tensor) -> Candidates:
+    """The gathers at the peaks ``(logits [B,N], indices [B,N], valid [B,N])`` of a peak search: scores,
+    keypoints, keypoint queries (bilinear) and instance queries, zero in unused slots."""
+    b, two_k, h, w = offsets.shape
+    k, n = two_k // 2, indices.shape[1]
     safe = indices.clamp(min=0)  # [B, N]
     mask = valid.unsqueeze(-1)
 
     scores = torch.where(valid, torch.sigmoid(logits), torch.zeros_like(logits))
-    off = torch.gather(offsets.flatten(2), 2, safe.unsqueeze(1).expand(b, 2 * k, -1)).float()  # [B, 2K, N]
-    off = off.view(b, k, 2, max_people).permute(0, 3, 1, 2)  # [B, N, K, 2]
+    off = torch.gather(offsets.flatten(2), 2, safe.unsqueeze(1).expand(-1, two_k, -1)).float()  # [B, 2K, N]
+    off = off.view(b, k, 2, n).permute(0, 3, 1, 2)  # [B, N, K, 2]
     pixel = torch.stack([safe % w, safe // w], dim=-1).float().unsqueeze(2)  # [B, N, 1, 2]
     keypoints = torch.where(mask.unsqueeze(-1), pixel + off, torch.zeros_like(off))
 
-    kq = bilinear_sample_ref(kfeat.view(b, k, ck, h, w), keypoints)
+    kq = bilinear_sample_ref(kfeat.view(b, k, kfeat.shape[1] // k, h, w), keypoints)
     kq = torch.where(mask.unsqueeze(-1), kq, torch.zeros_like(kq))
-    iq = torch.gather(ifeat.flatten(2), 2, safe.unsqueeze(1).expand(b, ifeat.shape[1], -1)).transpose(1, 2)
+    iq = torch.gather(ifeat.flatten(2), 2, safe.unsqueeze(1).expand(-1, ifeat.shape[1], -1)).transpose(1, 2)
     iq = torch.where(mask, iq, torch.zeros_like(iq))
     return Candidates(scores=scores, indices=indices, valid=valid, keypoints=keypoints,
                       kpt_queries=kq, inst_queries=iq.contiguous())

@@ -37,6 +37,7 @@ class Variant:
 
 
 def build_engine(cli_args: list[str]):
+    """The engine ``python -m realtime --source synth --no-show CLI_ARGS`` would run."""
     from realtime.model import load_engine
 
     return load_engine(build_parser().parse_args(["--source", "synth", "--no-show", *cli_args]), num_streams=1)

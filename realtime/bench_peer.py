@@ -81,12 +81,10 @@ def our_system(cli_args: list[str]) -> System:
     """Our pipeline exactly as ``python -m realtime --source synth --no-show --no-save --no-jsonl`` runs it, plus
     ``cli_args`` (e.g. ``--threads 2``)."""
     from realtime.bench import run_pipeline
-    from realtime.cli import build_parser
-    from realtime.model import load_engine
+    from realtime.bench_deploy import build_engine
     from realtime.sources import parse_source
 
-    args = build_parser().parse_args(["--source", "synth", "--no-show", "--no-save", "--no-jsonl", *cli_args])
-    engine = load_engine(args, num_streams=1)
+    engine = build_engine(["--no-save", "--no-jsonl", *cli_args])
 
     def run() -> int:
         pipeline, _ = run_pipeline(engine, [parse_source(str(BUNDLED_CLIP))], save_mp4=False, save_jsonl=False)

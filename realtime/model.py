@@ -26,12 +26,17 @@ def cpu_threads(requested: int | None, exported: bool = False) -> int:
     return max(1, cores if exported else cores - 1)
 
 
+def is_exported(weights: str | None) -> bool:
+    """Whether ``--weights`` names an exported model (an ``.onnx`` file, an OpenVINO ``.xml`` or folder)."""
+    return weights is not None and (Path(weights).is_dir() or Path(weights).suffix in (".onnx", ".xml"))
+
+
 def exported_runtime_possible(backend: str, weights: str | None) -> bool:
-    """Whether the pipeline may run an exported runtime: asked for, an exported file given, or ``auto`` with one
+    """Whether the pipeline may run an exported runtime: asked for, an exported model given, or ``auto`` with one
     installed."""
     import importlib.util
 
-    if backend in ("onnxruntime", "openvino") or (weights is not None and not str(weights).endswith(".pt")):
+    if backend in ("onnxruntime", "openvino") or is_exported(weights):
         return True
     return backend == "auto" and any(importlib.util.find_spec(m) for m in ("openvino", "onnxruntime"))
 
@@ -81,8 +86,7 @@ def load_engine(args, num_streams: int = 1) -> Engine:
         from models.export.runtime import default_precision
         precision = default_precision("torch")  # bf16 autocast on CPUs with bf16 instructions
     bundled_missing = args.weights is None and not Path(models.DEFAULT_CHECKPOINT).is_file()
-    weights = Path(args.weights) if args.weights is not None else None
-    exported = weights is not None and (weights.is_dir() or weights.suffix in (".onnx", ".xml"))
+    exported = is_exported(args.weights)
     if not exported and (bundled_missing or (backend == "torch" and precision in (None, "fp32"))):
         try:
             net = load_network(args.weights, args.model)

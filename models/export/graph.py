@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kernels.candidates import Candidates
-from kernels.decode_ref import bilinear_sample_ref, threshold_logit
+from kernels.decode_ref import gather_candidates, threshold_logit
 from models.modeling.network import PoseNet
 from models.modeling.qem import SparseOutput
 
@@ -54,22 +54,7 @@ def find_peaks_topk(score: torch.Tensor, max_people: int, threshold: float, nms_
 
 def decode_topk(score, offsets, kfeat, ifeat, *, max_people: int, threshold: float, nms_kernel: int) -> Candidates:
     """``kernels.decode_ref.decode_ref`` with ``find_peaks_topk`` (same contract, same outputs)."""
-    b, _, h, w = score.shape
-    k = offsets.shape[1] // 2
-    logits, indices, valid = find_peaks_topk(score, max_people, threshold, nms_kernel)
-    safe = indices.clamp(min=0)
-    mask = valid.unsqueeze(-1)
-    scores = torch.where(valid, torch.sigmoid(logits), torch.zeros_like(logits))
-    off = torch.gather(offsets.flatten(2), 2, safe.unsqueeze(1).expand(-1, 2 * k, -1)).float()  # [B,2K,N]
-    off = off.view(b, k, 2, max_people).permute(0, 3, 1, 2)  # [B,N,K,2]; view, not unflatten: traced sizes
-    pixel = torch.stack([safe % w, safe // w], dim=-1).float().unsqueeze(2)
-    keypoints = torch.where(mask.unsqueeze(-1), pixel + off, torch.zeros_like(off))
-    kq = bilinear_sample_ref(kfeat.view(b, k, kfeat.shape[1] // k, h, w), keypoints)
-    kq = torch.where(mask.unsqueeze(-1), kq, torch.zeros_like(kq))
-    iq = torch.gather(ifeat.flatten(2), 2, safe.unsqueeze(1).expand(-1, ifeat.shape[1], -1)).transpose(1, 2)
-    iq = torch.where(mask, iq, torch.zeros_like(iq))
-    return Candidates(scores=scores, indices=indices, valid=valid, keypoints=keypoints, kpt_queries=kq,
-                      inst_queries=iq)
+    return gather_candidates(offsets, kfeat, ifeat, *find_peaks_topk(score, max_people, threshold, nms_kernel))
 
 
 class InferenceGraph(nn.Module):

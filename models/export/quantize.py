@@ -1,6 +1,6 @@
 """int8 post-training quantization of an exported OpenVINO model with NNCF, calibrated on images.
 
-Choices (NOTES-export.md has what was tried): the sparse stage (QEM's MatMuls) stays in float, since it runs on N
+Choices (docs/realtime.md lists what else was tried): the sparse stage (QEM's MatMuls) stays in float, since it runs on N
 candidates only and gains nothing from int8; the ``MIXED`` preset (symmetric weights, asymmetric activations,
 which suits the ReLU-free head outputs); fast bias correction. Calibration images are letterboxed to the export
 size exactly as the pipeline does and normalised with the ImageNet mean/std.

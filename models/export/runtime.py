@@ -23,7 +23,7 @@ from models.export.formats import FORMATS, META_KEY, BACKENDS, ExportError, Meta
 from models.export.graph import to_result
 
 # The precision each backend runs at unless asked otherwise; a lower precision is a default only when its AP on the
-# benchmark split stays within 0.01 of fp32 (int8: 0.02); NOTES-export.md has the measurements. torch: bf16 on CPUs
+# benchmark split stays within 0.01 of fp32 (int8: 0.02); BENCHMARKS.md (CPU deployment) has the measurements. torch: bf16 on CPUs
 # with bf16 instructions (``default_precision``), else fp32.
 DEFAULT_PRECISION = {"torch": "bf16", "onnxruntime": "fp32", "openvino": "bf16"}
 
