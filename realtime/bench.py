@@ -257,7 +257,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r['mean_batch']:6.2f} {r['e2e_p50_ms']:8.1f} {r['e2e_p95_ms']:8.1f}")
     if "soak" in args.sections:
         report_soak(out, engines[args.stream_config], args)
-    threads = args.threads or 2
+    from realtime.model import cpu_threads
+
+    threads = args.threads or cpu_threads(None, exported=True)  # every core, as the CLI gives a runtime
     if "deploy" in args.sections:
         from realtime.bench_deploy import all_variants, run_deploy_section
 
