@@ -40,7 +40,8 @@ def build_engine(cli_args: list[str]):
     """The engine ``python -m realtime --source synth --no-show CLI_ARGS`` would run."""
     from realtime.model import load_engine
 
-    return load_engine(build_parser().parse_args(["--source", "synth", "--no-show", *cli_args]), num_streams=1)
+    return load_engine(build_parser().parse_args(["--source", "synth", "--no-show", *cli_args]), num_streams=1,
+                       files_only=True)
 
 
 def input_shape(engine) -> tuple[int, ...]:

@@ -50,6 +50,9 @@ def build_parser(prog: str | None = None, positional_sources: bool = False,
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
     p.add_argument("--threads", type=int_at_least(1), default=None,
                    help="CPU inference threads (default: usable cores minus one, at least 1)")
+    p.add_argument("--infer-streams", type=int_at_least(1), default=None,
+                   help="OpenVINO inferences in flight at once, the threads shared among them (default: 2 when "
+                        "every source is a file and there are 2+ threads, else 1; see docs/realtime.md)")
     p.add_argument("--half", action="store_true", help="fp16 inference (CUDA only)")
     p.add_argument("--compile", action="store_true", help="torch.compile the network (CUDA only)")
     p.add_argument("--cuda-graphs", action="store_true", help="capture the network in a CUDA graph (CUDA only)")
@@ -167,7 +170,8 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, positional_s
     from realtime.sinks import SinkError
 
     try:
-        engine = load_engine(args, num_streams=len(specs))
+        engine = load_engine(args, num_streams=len(specs),
+                             files_only=not args.as_live and not any(spec.live for spec in specs))
         captions = synthetic_captions(args.weights, specs)
         if captions:
             print(NOTICE, file=sys.stderr)

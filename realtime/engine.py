@@ -8,8 +8,10 @@ network) and the whole forward captured in a CUDA graph; both want a static batc
 padded to ``static_batch`` images (a graph is captured per batch shape). Either falls back to eager with one
 warning line when it fails.
 
-``infer(frames) = run(prepare(frames))``; the pipeline may call ``prepare`` for the next batch in another thread
-while ``run`` is busy with the current one.
+``infer(frames) = run(prepare(frames))`` and ``run(p) = finish(start(p))``; the pipeline may call ``prepare`` for the
+next batch in another thread while ``run`` is busy with the current one, and, when the predictor runs several
+inference streams (an OpenVINO runtime in THROUGHPUT mode: ``depth`` > 1), keep up to ``depth`` batches started
+before it finishes the oldest.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from typing import Sequence
 
 import torch
 
+from models.export.runtime import Pending
 from models.preprocess import Letterbox
 from realtime.frames import Frame, Result
 from realtime.preprocess import DevicePreprocess
@@ -37,6 +40,15 @@ class Prepared:
     boxes: list[Letterbox]
     start: float
     preprocess_ms: float
+
+
+@dataclass
+class InFlight:
+    """A started batch: what ``Engine.finish`` needs, the forward's ``Pending`` and when it was started."""
+
+    prepared: Prepared
+    pending: object
+    start: float
 
 
 class CudaGraphForward:
@@ -76,6 +88,10 @@ class Engine:
             predictor.net.dense = torch.compile(predictor.net.dense, dynamic=False)
         self.cuda_graphs = cuda_graphs and cuda
         self.forward_seconds = 0.0  # total time spent in the network's forward, for overhead figures
+        # batches that may be in flight at once: the predictor's (OpenVINO streams; eager, compiled or graphed
+        # torch forwards run one at a time)
+        self.depth = 1 if cuda else getattr(predictor, "in_flight", 1)
+        self._last_result = 0.0
         self._graphs: dict[tuple[int, ...], CudaGraphForward] = {}  # one capture per batch shape
 
     @staticmethod
@@ -140,14 +156,23 @@ class Engine:
         return Prepared(list(frames), batch, boxes, t0, (time.perf_counter() - t0) * 1e3)
 
     @torch.inference_mode()
-    def run(self, prepared: Prepared) -> list[Result]:
-        """Forward and postprocess a prepared batch: poses for each frame, in order, with ``stage_ms``."""
-        frames, batch = prepared.frames, prepared.batch
+    def start(self, prepared: Prepared) -> InFlight:
+        """Starts the forward of a prepared batch: in the background with several streams, else now."""
         t1 = time.perf_counter()
-        raw = self.forward(batch)
+        pending = self.predictor.submit(prepared.batch) if self.depth > 1 else Pending(self.forward(prepared.batch))
+        return InFlight(prepared, pending, t1)
+
+    @torch.inference_mode()
+    def finish(self, flight: InFlight) -> list[Result]:
+        """Waits for a started batch and postprocesses it: poses for each frame, in order, with ``stage_ms``
+        ("forward": from its start to its result, the wait behind batches in flight included)."""
+        prepared, t1 = flight.prepared, flight.start
+        frames, batch = prepared.frames, prepared.batch
+        raw = flight.pending.result()
         self._sync()
         t2 = time.perf_counter()
-        self.forward_seconds += t2 - t1
+        self.forward_seconds += t2 - max(t1, self._last_result)  # in flight together: counted once
+        self._last_result = t2
         boxes = prepared.boxes + prepared.boxes[:1] * (batch.shape[0] - len(prepared.boxes))  # static padding
         poses = self.predictor.postprocess(raw, boxes)[: len(frames)]
         t3 = time.perf_counter()
@@ -155,6 +180,11 @@ class Engine:
         return [Result(frame=f, poses=p, stage_ms={"queue": (prepared.start - f.recv_time) * 1e3, **shared})
                 for f, p in zip(frames, poses)]
 
+    def run(self, prepared: Prepared) -> list[Result]:
+        """Forward and postprocess a prepared batch: ``finish(start(prepared))``."""
+        return self.finish(self.start(prepared))
+
     def infer(self, frames: Sequence[Frame]) -> list[Result]:
         """``run(prepare(frames))``."""
         return self.run(self.prepare(frames))
+

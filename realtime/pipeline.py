@@ -1,8 +1,10 @@
 """The real-time pipeline: capture threads -> batcher + engine thread -> post thread -> outputs (caller's thread).
 
 When every source is a file (nothing live), batching and preprocessing move to a thread of their own that
-prepares the next batch while the network runs on the current one (throughput; nothing is dropped anyway). With a
-live source they stay in the engine thread, so a batch is formed from the freshest frames just before the forward.
+prepares the next batch while the network runs on the current one (throughput; nothing is dropped anyway), and an
+engine with several inference streams (``Engine.depth``) keeps that many batches in flight, finishing them in
+order. With a live source they stay in the engine thread, so a batch is formed from the freshest frames just before
+the forward.
 
 Queues between the stages are small and bounded; a full queue blocks the stage before it, so a slow stage makes
 live sources drop their older frames (capture keeps only the newest) instead of letting latency grow, while
@@ -108,6 +110,7 @@ class Pipeline:
         self._prep_q: queue.Queue = queue.Queue(maxsize=1)
         self._post_q: queue.Queue = queue.Queue(maxsize=4)
         self._out_q: queue.Queue = queue.Queue(maxsize=4)
+        self._in_flight: deque = deque()  # engine.start()ed batches, oldest first (files with engine.depth > 1)
 
     def _on_event(self, index: int, old: str, new: str, detail: str) -> None:
         """Every event is kept; the log gets one line per retry, and every 10th only once 10 failed in a row (a
@@ -147,20 +150,30 @@ class Pipeline:
             try:
                 prepared = self._prep_q.get(timeout=0.1)
             except queue.Empty:
-                return True
+                return self._finish_in_flight(0)
             if prepared is _END:
+                self._finish_in_flight(0)
                 return False
-        else:
-            frames = self.batcher.next_batch(timeout=0.1)
-            if frames is None:
-                return False
-            if not frames:
-                return True
-            prepared = self.engine.prepare(frames)
+            self.metrics.batches += 1
+            self._in_flight.append(self.engine.start(prepared))
+            return self._finish_in_flight(self.engine.depth - 1)
+        frames = self.batcher.next_batch(timeout=0.1)
+        if frames is None:
+            return False
+        if not frames:
+            return True
         self.metrics.batches += 1
-        for result in self.engine.run(prepared):
+        for result in self.engine.run(self.engine.prepare(frames)):
             if not self._put(self._post_q, result):
                 return False
+        return True
+
+    def _finish_in_flight(self, keep: int) -> bool:
+        """Finishes the oldest started batches until ``keep`` remain; False once stopped."""
+        while len(self._in_flight) > keep:
+            for result in self.engine.finish(self._in_flight.popleft()):
+                if not self._put(self._post_q, result):
+                    return False
         return True
 
     def _post_step(self) -> bool:

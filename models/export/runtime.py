@@ -1,6 +1,9 @@
 """Runtime backends under the ``Predictor``: one object per loaded model with ``.cfg`` (``ModelConfig``),
 ``.stride``, ``.backend``, ``.precision``, ``.imgsz`` ((H, W), or None when any multiple of 32 runs) and
-``__call__(batch [B,3,H,W] float32) -> (Candidates, SparseOutput)``, exactly what ``Predictor.forward`` returns.
+``__call__(batch [B,3,H,W] float32) -> (Candidates, SparseOutput)``, exactly what ``Predictor.forward`` returns,
+and ``submit(batch) -> Pending`` (``.result()`` gives the same): OpenVINO with ``streams`` > 1 runs that many
+inferences at once (its THROUGHPUT mode, the threads shared among them), so a caller can keep ``in_flight`` batches
+submitted; every other runtime computes in ``submit``.
 
     load_runtime("model.onnx")                      ONNX Runtime, fp32
     load_runtime("model_openvino/")                 OpenVINO, its default precision (``DEFAULT_PRECISION``)
@@ -26,6 +29,18 @@ from models.export.graph import to_result
 # benchmark split stays within 0.01 of fp32 (int8: 0.02); BENCHMARKS.md (CPU deployment) has the measurements. torch: bf16 on CPUs
 # with bf16 instructions (``default_precision``), else fp32.
 DEFAULT_PRECISION = {"torch": "bf16", "onnxruntime": "fp32", "openvino": "bf16"}
+
+
+class Pending:
+    """A submitted forward; ``result()`` waits for it (at most once) and returns ``(Candidates, SparseOutput)``."""
+
+    def __init__(self, value=None, wait=None):
+        self._value, self._wait = value, wait
+
+    def result(self):
+        if self._wait is not None:
+            self._value, self._wait = self._wait(), None
+        return self._value
 
 
 def cpu_has_bf16() -> bool:
@@ -58,10 +73,14 @@ class TorchRuntime:
     """A ``PoseNet`` in eager PyTorch (``net.infer``); bf16: the forward under ``torch.autocast("cpu")``."""
 
     backend = "torch"
+    streams = in_flight = 1
 
     def __init__(self, net, precision: str = "fp32", decode_backend: str = "auto"):
         self.net, self.cfg, self.stride = net.eval(), net.cfg, net.stride
         self.precision, self.decode_backend, self.imgsz, self.meta = precision, decode_backend, None, None
+
+    def submit(self, batch: torch.Tensor, snapping=None) -> Pending:
+        return Pending(self(batch, snapping))
 
     def autocast(self):
         return torch.autocast("cpu", dtype=torch.bfloat16) if self.precision == "bf16" else nullcontext()
@@ -75,6 +94,8 @@ class TorchRuntime:
 class ExportedRuntime:
     """Common part of the exported backends: metadata, the input check and the result."""
 
+    streams = in_flight = 1
+
     def __init__(self, meta: Metadata, source: str, precision: str):
         self.meta, self.source, self.precision = meta, source, precision
         try:
@@ -83,6 +104,9 @@ class ExportedRuntime:
             raise ExportError(f"{source}: bad model config in its metadata ({exc})") from None
         self.stride = meta.stride
         self.imgsz = None if meta.dynamic else tuple(meta.imgsz)
+
+    def submit(self, batch: torch.Tensor) -> Pending:
+        return Pending(self(batch))
 
     @property
     def snapping(self) -> tuple[int, float, float]:
@@ -135,11 +159,16 @@ class OnnxRuntime(ExportedRuntime):
 
 
 class OpenVinoRuntime(ExportedRuntime):
-    """One compiled model per input shape (static shapes compile to the fastest code), built at first use."""
+    """One compiled model per input shape (static shapes compile to the fastest code), built at first use.
+
+    ``streams`` = 1: LATENCY mode, every thread on each inference (the lowest latency). ``streams`` = N > 1:
+    THROUGHPUT mode with N streams sharing the threads and ``in_flight`` = N + 1 infer requests per shape, used in
+    turn: a caller keeps up to ``in_flight`` submitted batches in flight and collects them in submission order
+    (fewer in flight is still correct, only slower)."""
 
     backend = "openvino"
 
-    def __init__(self, path: Path, precision: str | None = None, threads: int | None = None):
+    def __init__(self, path: Path, precision: str | None = None, threads: int | None = None, streams: int = 1):
         require("openvino")
         import openvino as ov
 
@@ -154,37 +183,53 @@ class OpenVinoRuntime(ExportedRuntime):
         text = self.model.get_rt_info(META_KEY).astype(str) if self.model.has_rt_info(META_KEY) else None
         meta = Metadata.from_json(text, str(path))
         super().__init__(meta, str(path), check_precision("openvino", precision))
-        self.config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": int(threads or torch.get_num_threads())}
+        threads = int(threads or torch.get_num_threads())
+        self.streams = max(1, min(int(streams), threads))
+        self.config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads}
+        # one request more than streams, queued: a stream never idles while the caller collects a result
+        self.in_flight = self.streams + 1 if self.streams > 1 else 1
+        if self.streams > 1:
+            self.config.update(PERFORMANCE_HINT="THROUGHPUT", NUM_STREAMS=self.streams)
         if self.precision == "fp32":
             self.config["INFERENCE_PRECISION_HINT"] = "f32"
         self.names = [o.get_any_name() for o in self.model.outputs]
         if self.names != meta.outputs:
             raise ExportError(f"{path}: outputs {self.names} differ from its metadata's {meta.outputs}")
-        self.compiled: dict[tuple[int, ...], object] = {}
+        self.compiled: dict[tuple[int, ...], list] = {}  # shape -> its infer requests, one per stream
+        self._turn = 0
 
     def request(self, shape: tuple[int, ...]):
-        req = self.compiled.get(shape)
-        if req is None:
+        """The next of this shape's infer requests, in turn (compiled at the shape's first use)."""
+        reqs = self.compiled.get(shape)
+        if reqs is None:
             model = self.model.clone()
             model.reshape({0: list(shape)})
             try:
-                req = self.core.compile_model(model, "CPU", self.config).create_infer_request()
+                compiled = self.core.compile_model(model, "CPU", self.config)
             except RuntimeError as exc:
                 raise ExportError(f"{self.source}: OpenVINO cannot compile it for input {shape} "
                                   f"({_first_line(exc)})") from None
-            self.compiled[shape] = req
-        return req
+            reqs = self.compiled[shape] = [compiled.create_infer_request() for _ in range(self.in_flight)]
+        self._turn = (self._turn + 1) % len(reqs)
+        return reqs[self._turn]
 
-    def __call__(self, batch: torch.Tensor):
+    def submit(self, batch: torch.Tensor) -> Pending:
         x = self.check(batch)
         req = self.request(x.shape)
-        req.infer({0: x})
-        return to_result([req.get_output_tensor(i).data.copy() for i in range(len(self.names))])
+        req.start_async({0: x})
+
+        def wait():
+            req.wait()
+            return to_result([req.get_output_tensor(i).data.copy() for i in range(len(self.names))])
+        return Pending(wait=wait)
+
+    def __call__(self, batch: torch.Tensor):
+        return self.submit(batch).result()
 
 
 def load_runtime(path_or_checkpoint=None, backend: str | None = None, precision: str | None = None,
                  threads: int | None = None, device: str = "cpu", input_size: int | None = None,
-                 decode_backend: str = "auto", verbose: bool = True):
+                 decode_backend: str = "auto", verbose: bool = True, streams: int = 1):
     """A runtime for a checkpoint (None: the bundled one), an ``.onnx`` file or an OpenVINO folder.
 
     ``backend``: None = by what the path is (a checkpoint runs in torch); ``"auto"`` = the fastest installed backend
@@ -205,7 +250,9 @@ def load_runtime(path_or_checkpoint=None, backend: str | None = None, precision:
                               f"(pass the checkpoint, or --backend {kind})")
         if torch.device(device).type != "cpu":
             raise ExportError(f"{path}: exported models run on the CPU here, not {device!r}")
-        return (OnnxRuntime if kind == "onnxruntime" else OpenVinoRuntime)(path, precision, threads)
+        if kind == "openvino":
+            return OpenVinoRuntime(path, precision, threads, streams)
+        return OnnxRuntime(path, precision, threads)
     if backend == "auto" and torch.device(device).type == "cpu":
         from models.export.auto import choose
         backend, precision = choose(path, precision, threads, input_size, verbose)
@@ -218,7 +265,7 @@ def load_runtime(path_or_checkpoint=None, backend: str | None = None, precision:
     require(backend)
     check_precision(backend, precision)  # before exporting anything
     from models.export.auto import exported_twin
-    return load_runtime(exported_twin(path, backend), backend, precision, threads, device)
+    return load_runtime(exported_twin(path, backend), backend, precision, threads, device, streams=streams)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -47,7 +47,7 @@ class Predictor:
                  decode_backend: str = "auto", pose_score: str | None = None, snap_radius: int | None = None,
                  snap_threshold: float | None = None, snap_weight: float | None = None,
                  shift_test: Sequence[int] = (), backend: str | None = None, precision: str | None = None,
-                 threads: int | None = None, rect: bool = True):
+                 threads: int | None = None, rect: bool = True, streams: int = 1):
         self.device = torch.device(device)
         if half and self.device.type != "cuda":
             raise ValueError("half=True needs a CUDA device; use half=False on the CPU")
@@ -59,7 +59,8 @@ class Predictor:
             net = load_checkpoint(model_or_checkpoint_path or DEFAULT_CHECKPOINT)
         else:
             net = self.runtime = _load_runtime(model_or_checkpoint_path, backend, precision, threads, device,
-                                               input_size, decode_backend, half, bool(flip_test or shift_test))
+                                               input_size, decode_backend, half, bool(flip_test or shift_test),
+                                               streams)
             if self.runtime.backend == "torch":
                 net = self.runtime.net
         self.net = net.to(self.device).eval() if isinstance(net, PoseNet) else net
@@ -124,6 +125,24 @@ class Predictor:
             return self.runtime(batch)
         with self.runtime.autocast():
             return self.forward_torch(batch)
+
+    @property
+    def in_flight(self) -> int:
+        """Forwards that may be submitted at once (``submit``): an OpenVINO runtime's with several streams, else 1."""
+        return getattr(self.runtime, "in_flight", 1)
+
+    @property
+    def streams(self) -> int:
+        """Inferences the runtime runs at once (OpenVINO THROUGHPUT streams), else 1."""
+        return getattr(self.runtime, "streams", 1)
+
+    def submit(self, batch: torch.Tensor):
+        """``forward`` started: a ``Pending`` whose ``result()`` is ``forward(batch)``; an OpenVINO runtime with several
+        streams runs it in the background (keep at most ``in_flight`` submitted), every other path runs it now."""
+        if self.in_flight > 1:
+            return self.runtime.submit(batch)
+        from models.export.runtime import Pending
+        return Pending(self.forward(batch))
 
     def forward_torch(self, batch: torch.Tensor):
         net = self.net
@@ -204,13 +223,15 @@ def _exported(path) -> bool:
     return path is not None and (Path(path).is_dir() or Path(path).suffix in (".onnx", ".xml"))
 
 
-def _load_runtime(path, backend, precision, threads, device, input_size, decode_backend, half, views: bool):
+def _load_runtime(path, backend, precision, threads, device, input_size, decode_backend, half, views: bool,
+                  streams: int = 1):
     """``models.export.runtime.load_runtime`` for the Predictor: flip and shift test run in torch only."""
     from models.export.runtime import load_runtime
 
     if views and backend == "auto" and not _exported(path):
         backend = "torch"  # the exported graph has no flip or shift test
-    runtime = load_runtime(path, backend, precision, threads, str(device), input_size, decode_backend)
+    runtime = load_runtime(path, backend, precision, threads, str(device), input_size, decode_backend,
+                           streams=streams)
     if runtime.backend != "torch" and (views or half):
         raise ValueError(f"{'flip and shift test run' if views else 'half runs'} on the torch backend only, not "
                          f"{runtime.backend}; pass --no-flip (no shift test) or --backend torch with a checkpoint")

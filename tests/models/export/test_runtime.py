@@ -192,3 +192,27 @@ def test_a_static_export_letterboxes_into_its_own_shape_and_agrees_with_rect_tor
     np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)
     with pytest.raises(ValueError, match="cannot hold"):
         exported.preprocess([image.transpose(1, 0, 2).copy()])
+
+
+def test_openvino_streams_return_each_submitted_batch_in_order(openvino_dynamic):
+    """Three requests over two THROUGHPUT streams, all in flight at once: each result is its own batch's, equal to
+    the one-stream (LATENCY) runtime's on the same input; a request comes round again only once collected."""
+    one = load_runtime(openvino_dynamic, precision="fp32", threads=2)
+    two = load_runtime(openvino_dynamic, precision="fp32", threads=2, streams=2)
+    assert (one.streams, one.in_flight, two.streams, two.in_flight) == (1, 1, 2, 3)
+    assert two.config["PERFORMANCE_HINT"] == "THROUGHPUT" and two.config["NUM_STREAMS"] == 2
+    g = torch.Generator().manual_seed(5)
+    batches = [torch.randn(1, 3, 64, 96, generator=g) for _ in range(7)]
+    want = [fields(one(x)) for x in batches]
+    pending, got = [], []
+    for x in batches:
+        pending.append(two.submit(x))
+        if len(pending) == two.in_flight:
+            got.append(fields(pending.pop(0).result()))
+    got += [fields(p.result()) for p in pending]
+    assert len(got) == len(want)
+    for g_, w in zip(got, want):
+        for name in w:
+            torch.testing.assert_close(g_[name], w[name], rtol=0, atol=1e-5, msg=name)
+    assert not torch.equal(want[0]["c.scores"], want[1]["c.scores"]), "the batches must differ to tell them apart"
+    assert load_runtime(openvino_dynamic, threads=1, streams=2).streams == 1  # no more streams than threads

@@ -1,0 +1,55 @@
+"""Several OpenVINO inference streams in the pipeline: files keep every frame, in order, with the poses one stream
+gives; the default is two streams for files and one for live sources."""
+import json
+
+import numpy as np
+import pytest
+
+from realtime.model import infer_streams
+from realtime.pipeline import Pipeline, PipelineConfig
+from realtime.sources import parse_source
+from tests.realtime.helpers import write_video
+
+pytest.importorskip("openvino")
+
+
+def test_two_streams_for_files_one_for_live_sources_unless_asked():
+    assert infer_streams(None, threads=2, files_only=True) == 2
+    assert infer_streams(None, threads=1, files_only=True) == 1
+    assert infer_streams(None, threads=8, files_only=False) == 1
+    assert infer_streams(3, threads=8, files_only=False) == 3
+
+
+@pytest.fixture(scope="module")
+def openvino_model(tmp_path_factory, tiny_checkpoint):
+    from models.export.exporter import export
+
+    return export(tiny_checkpoint, "openvino", dynamic=True, out=tmp_path_factory.mktemp("ov") / "tiny_openvino",
+                  quiet=True)
+
+
+def run_clip(openvino_model, clip, out_dir, streams):
+    from models import Predictor
+    from realtime.engine import Engine
+
+    predictor = Predictor(str(openvino_model), input_size=128, precision="fp32", threads=2, streams=streams)
+    engine = Engine(predictor, predictor.input_size, "cpu")
+    config = PipelineConfig(specs=[parse_source(str(clip))], out_dir=out_dir, save_mp4=False, progress=False)
+    metrics = Pipeline(config, engine, log=lambda line: None).run()
+    return engine, metrics, [json.loads(line) for line in (out_dir / "poses.jsonl").read_text().splitlines()]
+
+
+def test_files_through_three_requests_in_flight_keep_every_frame_in_order(tmp_path, openvino_model):
+    clip = write_video(tmp_path / "clip.mp4", frames=16, size=(160, 96), fps=10)
+    one, m1, want = run_clip(openvino_model, clip, tmp_path / "one", streams=1)
+    two, m2, got = run_clip(openvino_model, clip, tmp_path / "two", streams=2)
+    assert (one.depth, two.depth) == (1, 3)
+    assert m1.frames_out == m2.frames_out == 16
+    assert [r["seq"] for r in got] == list(range(16))
+    assert [r["pts"] for r in got] == [r["pts"] for r in want]
+    assert sum(len(r["people"]) for r in want) > 0, "the clip must give poses to compare"
+    for g, w in zip(got, want):  # the same inputs through the same compiled graph: the same poses
+        assert len(g["people"]) == len(w["people"])
+        for a, b in zip(g["people"], w["people"]):
+            np.testing.assert_allclose(a["keypoints"], b["keypoints"], atol=1e-3)
+            assert a["score"] == pytest.approx(b["score"], abs=1e-5)
