@@ -7,7 +7,8 @@
     qem export --format openvino --imgsz 192 320 --int8 --calib data/synth   NNCF int8 (calibration images)
 
 Batch is always dynamic; ``--dynamic`` makes height and width dynamic too (OpenVINO then compiles one model per
-input shape at first use). Opset 17, TorchScript exporter (``dynamo=False``). Files are written atomically.
+input shape at first use). Opset 17, TorchScript exporter (``dynamo=False``). The graph is traced after
+``models.export.rewrite.pair_keypoint_groups`` (same outputs, 15-25% faster on a CPU). Files are written atomically.
 """
 from __future__ import annotations
 
@@ -27,9 +28,10 @@ import torch
 
 from models.export.formats import EXPORT_FORMATS, EXTRA, FORMATS, META_KEY, ExportError, Metadata, require
 from models.export.graph import InferenceGraph, output_names
+from models.export.rewrite import pair_keypoint_groups
 
 OPSET = 17
-REVISION = 3  # bump when the exported graph changes: cached twins are then exported again
+REVISION = 4  # bump when the exported graph changes: cached twins are then exported again
 
 
 def sha256(path: str | Path) -> str:
@@ -139,7 +141,7 @@ def export(weights: str | Path | None = None, format: str = "onnx", imgsz=None, 
     work = Path(tempfile.mkdtemp(prefix=".export-", dir=out.parent))
     try:
         onnx_path = work / "model.onnx"
-        _trace_onnx(InferenceGraph(net), onnx_path, size, dynamic)
+        _trace_onnx(InferenceGraph(pair_keypoint_groups(net)), onnx_path, size, dynamic)
         if format == "onnx":
             import onnx
             model = onnx.load(str(onnx_path))

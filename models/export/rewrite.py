@@ -1,0 +1,103 @@
+"""Export-time rewrites that keep a network's outputs and run faster in the CPU runtimes.
+
+``pair_keypoint_groups``: the keypoint head's branches are grouped convolutions with one group of ``Ck`` channels
+per keypoint (17 groups of 8 for ``tiny``). oneDNN's bf16 kernels (AMX, AVX-512) work on blocks of 16 or more
+channels, so 8-channel groups waste half of every block. The rewrite merges the branches two by two into groups of
+``2 * Ck`` channels with block-diagonal weights (zeros across the two keypoints) and pads the odd keypoint out with
+a branch of zeros: 9 groups of 16 for ``tiny``. Each output channel still sums over its own keypoint's channels
+only, plus exact zeros, so the outputs are the original's (bit for bit in float64; within rounding of the summation
+order in float32). The padding channels stay exactly zero through every layer (zero weights, batch-norm scale and
+shift zero), and ``kfeat`` and the offsets are cut back to their original channels.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from models.modeling.backbones.common import BasicBlock
+from models.modeling.heads import KeypointHead, full_precision
+
+
+def _paired_weight(weight: torch.Tensor, groups: int, out_per_group: int, in_per_group: int, pairs: int,
+                   out_channels: int) -> torch.Tensor:
+    """A grouped conv's weight ``[groups*out_per_group, in_per_group, kh, kw]`` as the weight of ``pairs`` groups
+    of two: ``[out_channels, 2*in_per_group, kh, kw]``, block-diagonal within each pair, zero beyond the original
+    outputs."""
+    out = weight.new_zeros(out_channels, 2 * in_per_group, *weight.shape[2:])
+    for g in range(groups):
+        rows = slice(g * out_per_group, (g + 1) * out_per_group)
+        cols = slice((g % 2) * in_per_group, (g % 2 + 1) * in_per_group)
+        out[rows, cols] = weight[rows]
+    return out
+
+
+def _padded_bn(bn: nn.BatchNorm2d, channels: int) -> nn.BatchNorm2d:
+    """``bn`` widened to ``channels``; the new channels output exactly 0 (scale 0, shift 0)."""
+    new = nn.BatchNorm2d(channels, eps=bn.eps).to(bn.weight.dtype)
+    n = bn.num_features
+    with torch.no_grad():
+        new.weight.zero_()
+        new.bias.zero_()
+        new.running_mean.zero_()
+        new.running_var.fill_(1.0)
+        new.weight[:n], new.bias[:n] = bn.weight, bn.bias
+        new.running_mean[:n], new.running_var[:n] = bn.running_mean, bn.running_var
+    return new.eval()
+
+
+def _paired_conv(conv: nn.Conv2d, groups: int, pairs: int, width: int, out_channels: int) -> nn.Conv2d:
+    new = nn.Conv2d(width, out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation, groups=pairs,
+                    bias=conv.bias is not None).to(conv.weight.dtype)
+    with torch.no_grad():
+        new.weight.copy_(_paired_weight(conv.weight, groups, conv.out_channels // groups, conv.in_channels // groups,
+                                        pairs, out_channels))
+        if conv.bias is not None:
+            new.bias.zero_()
+            new.bias[:conv.out_channels] = conv.bias
+    return new
+
+
+class PairedKeypointHead(nn.Module):
+    """``KeypointHead`` with its per-keypoint groups merged two by two; returns the same ``(offsets, kfeat)``."""
+
+    def __init__(self, head: KeypointHead, num_keypoints: int):
+        super().__init__()
+        k = num_keypoints
+        ck = head.branches[0].conv1.in_channels // k
+        self.num_offsets, self.width, self.offset_scale = 2 * k, k * ck, head.offset_scale
+        pairs = (k + 1) // 2
+        width = 2 * ck * pairs
+        conv, bn = head.transition[0], head.transition[1]
+        transition = nn.Conv2d(conv.in_channels, width, 1, bias=False).to(conv.weight.dtype)
+        with torch.no_grad():
+            transition.weight.zero_()
+            transition.weight[:conv.out_channels] = conv.weight
+        self.transition = nn.Sequential(transition, _padded_bn(bn, width), nn.ReLU(inplace=True))
+        blocks = []
+        for block in head.branches:
+            new = BasicBlock(width, width, groups=pairs, dilation=block.conv1.dilation[0])
+            new.conv1 = _paired_conv(block.conv1, k, pairs, width, width)
+            new.conv2 = _paired_conv(block.conv2, k, pairs, width, width)
+            new.bn1, new.bn2 = _padded_bn(block.bn1, width), _padded_bn(block.bn2, width)
+            blocks.append(new)
+        self.branches = nn.Sequential(*blocks)
+        self.offset = _paired_conv(head.offset, k, pairs, width, 4 * pairs)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        kfeat = self.branches(self.transition(x))
+        offsets = full_precision(self.offset, kfeat)[:, : self.num_offsets]
+        return offsets * self.offset_scale, kfeat[:, : self.width]
+
+
+def pair_keypoint_groups(net):
+    """A copy of ``net`` (eval mode) whose keypoint head is ``PairedKeypointHead``; ``net`` is left as it is.
+    Networks whose branches already hold 16+ channels per keypoint are returned unchanged."""
+    head = net.heads.keypoints
+    k = net.cfg.num_keypoints
+    if head.branches[0].conv1.groups != k or head.branches[0].conv1.in_channels // k >= 16:
+        return net
+    paired = copy.deepcopy(net).eval()
+    paired.heads.keypoints = PairedKeypointHead(head, k).eval()
+    return paired
