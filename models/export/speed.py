@@ -5,8 +5,9 @@
 Each round runs every runtime in turn on the same random batch (after warm-up): one untimed call, so that the
 previous runtime's worker threads have gone idle, then one timed call; a busy machine slows them alike. The table
 gives the median ms and the ratio to torch fp32. "torch dense" is the dense stage alone (backbone + heads),
-"openvino dense" the same exported alone; every other row is the whole graph (dense, decode, sparse stage). Exported
-twins come from the cache of ``models.export.auto``; ``--int8 DIR`` adds an int8 OpenVINO export.
+"openvino dense" the same exported alone (as ``qem export`` traces it); every other row is the whole graph (dense,
+decode, sparse stage), one inference at a time. Exported twins come from the cache of ``models.export.auto``;
+``--int8 DIR`` adds an int8 OpenVINO export.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import time
 import torch
 
 from models.export.formats import installed
+from models.export.rewrite import pair_keypoint_groups
 from models.export.runtime import cpu_has_bf16, load_runtime
 
 
@@ -40,8 +42,9 @@ def openvino_dense(net, threads: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         path = f"{tmp}/dense.onnx"
-        torch.onnx.export(DenseOnly(net), (torch.randn(1, 3, 64, 64),), path, input_names=["x"],
-                          dynamic_axes={"x": {0: "b", 2: "h", 3: "w"}}, opset_version=17, dynamo=False)
+        torch.onnx.export(DenseOnly(pair_keypoint_groups(net)), (torch.randn(1, 3, 64, 64),), path,
+                          input_names=["x"], dynamic_axes={"x": {0: "b", 2: "h", 3: "w"}}, opset_version=17,
+                          dynamo=False)
         model = ov.convert_model(path)
     core = ov.Core()
     calls = {}
