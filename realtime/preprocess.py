@@ -2,7 +2,9 @@
 
 Same geometry as ``models.preprocess`` (``Letterbox.fit``, content centred, gray padding, ImageNet mean/std); with
 ``rect`` (the default) the batch's canvas is the smallest multiples of 32 holding its frames (``batch_canvas``).
-CPU: OpenCV resizes each frame (the fastest resampler on a CPU) and torch normalises the batch.
+CPU: OpenCV resizes each frame (the fastest resampler on a CPU) and NumPy normalises the batch; with ``uint8`` the
+batch stays the letterboxed uint8 canvases ``[B,H,W,3]``, for a runtime that normalises inside its own graph
+(OpenVINO: ``models.export.runtime``).
 CUDA: the uint8 frames go up through pinned host memory (non-blocking copies), and the resize (bilinear, with
 antialiasing when shrinking), padding and normalisation run on the GPU (``torch_letterbox``, which also runs on
 a CPU tensor, so it is tested here against the OpenCV path).
@@ -20,8 +22,9 @@ from models.preprocess import MEAN_RGB, PAD_VALUE, STD_RGB, Letterbox, batch_can
 
 class DevicePreprocess:
     def __init__(self, size: int, device: torch.device, dtype: torch.dtype = torch.float32, rect: bool = True,
-                 fixed_canvas: tuple[int, int] | None = None):
+                 fixed_canvas: tuple[int, int] | None = None, uint8: bool = False):
         self.size, self.device, self.dtype, self.rect = size, torch.device(device), dtype, rect
+        self.uint8 = uint8 and self.device.type == "cpu"
         self.fixed_canvas = fixed_canvas  # (W, H) of a model exported for one input shape
         self.mean = torch.tensor(MEAN_RGB, device=self.device).view(1, 3, 1, 1) * 255.0
         self.std = torch.tensor(STD_RGB, device=self.device).view(1, 3, 1, 1) * 255.0
@@ -31,7 +34,8 @@ class DevicePreprocess:
         self._pinned: dict[tuple[int, ...], torch.Tensor] = {}
 
     def __call__(self, images: Sequence[np.ndarray], pad_to: int = 0) -> tuple[torch.Tensor, list[Letterbox]]:
-        """RGB uint8 HxWx3 images -> (``[B,3,H,W]`` normalised on the device, one Letterbox each).
+        """RGB uint8 HxWx3 images -> (``[B,3,H,W]`` normalised on the device, or with ``uint8`` the canvases
+        ``[B,H,W,3]``; one Letterbox each).
 
         ``pad_to`` > len(images) appends zero images so that the batch shape stays static (CUDA graphs)."""
         canvas = self.fixed_canvas or batch_canvas([im.shape for im in images], self.size, self.rect)
@@ -41,6 +45,8 @@ class DevicePreprocess:
             torch.cuda.current_stream(self.device).synchronize()
         else:
             canvases, boxes = zip(*(letterbox(im, self.size, canvas) for im in images))
+            if self.uint8:
+                return torch.from_numpy(np.stack(canvases)), list(boxes)
             # NumPy, single-threaded: on a busy CPU, torch's intra-op threads make these small element-wise ops
             # up to 10x slower. uint8 goes channels-first before the one float pass (scale), then the shift.
             x = np.ascontiguousarray(np.stack(canvases).transpose(0, 3, 1, 2))

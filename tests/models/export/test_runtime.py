@@ -216,3 +216,18 @@ def test_openvino_streams_return_each_submitted_batch_in_order(openvino_dynamic)
             torch.testing.assert_close(g_[name], w[name], rtol=0, atol=1e-5, msg=name)
     assert not torch.equal(want[0]["c.scores"], want[1]["c.scores"]), "the batches must differ to tell them apart"
     assert load_runtime(openvino_dynamic, threads=1, streams=2).streams == 1  # no more streams than threads
+
+
+def test_openvino_takes_uint8_canvases_and_normalises_them_itself(openvino_dynamic):
+    """The letterboxed uint8 RGB canvases [B,H,W,3] give what their normalised float batch gives (OpenVINO's
+    preprocessing folds the normalisation into the graph: only the rounding of the input differs)."""
+    from models.preprocess import normalize
+
+    runtime = load_runtime(openvino_dynamic, precision="fp32", threads=1)
+    assert runtime.takes_uint8 and not OnnxRuntime.takes_uint8
+    canvases = torch.randint(0, 256, (2, 64, 96, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
+    want, got = runtime(normalize(canvases)), runtime(canvases)
+    assert torch.equal(got[0].indices, want[0].indices) and got[0].valid.any()
+    for name, value in fields(got).items():
+        torch.testing.assert_close(value, fields(want)[name], rtol=1e-4, atol=1e-4, msg=name)
+    assert set(runtime.compiled) == {((2, 3, 64, 96), False), ((2, 64, 96, 3), True)}

@@ -1,9 +1,11 @@
-"""Several OpenVINO inference streams in the pipeline: files keep every frame, in order, with the poses one stream
-gives; the default is two streams for files and one for live sources."""
+"""The engine on an OpenVINO model: several inference streams keep every frame of a file, in order, with the poses
+one stream gives (the default is two streams for files and one for live sources); the uint8 canvases it hands over
+give the poses of the normalised float batch."""
 import json
 
 import numpy as np
 import pytest
+import torch
 
 from realtime.model import infer_streams
 from realtime.pipeline import Pipeline, PipelineConfig
@@ -53,3 +55,23 @@ def test_files_through_three_requests_in_flight_keep_every_frame_in_order(tmp_pa
         for a, b in zip(g["people"], w["people"]):
             np.testing.assert_allclose(a["keypoints"], b["keypoints"], atol=1e-3)
             assert a["score"] == pytest.approx(b["score"], abs=1e-5)
+
+
+def test_the_engine_hands_openvino_uint8_canvases_with_the_poses_of_the_float_batch(openvino_model):
+    from models import Predictor
+    from realtime.bench import first_frame
+    from realtime.engine import Engine
+    from realtime.frames import Frame
+
+    predictor = Predictor(str(openvino_model), input_size=128, precision="fp32", threads=1)
+    engine = Engine(predictor, predictor.input_size, "cpu")
+    frames = [Frame(source=0, seq=0, pts=None, wall_time=0.0, recv_time=0.0, image=first_frame())]
+    assert engine.preprocess.uint8
+    prepared = engine.prepare(frames)
+    assert prepared.batch.dtype == torch.uint8 and prepared.batch.shape == (1, 96, 128, 3)
+    got = engine.run(prepared)[0].poses
+    engine.preprocess.uint8 = False
+    want = engine.infer(frames)[0].poses
+    assert len(want) > 0 and len(got) == len(want)
+    np.testing.assert_allclose(got.keypoints, want.keypoints, atol=0.05)
+    np.testing.assert_allclose(got.scores, want.scores, atol=1e-3)
