@@ -170,21 +170,23 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, positional_s
     from realtime.sinks import SinkError
 
     try:
-        engine = load_engine(args, num_streams=len(specs),
-                             files_only=not args.as_live and not any(spec.live for spec in specs))
-        captions = synthetic_captions(args.weights, specs)
-        if captions:
-            print(NOTICE, file=sys.stderr)
         show = has_display() if args.show is None else args.show
         if show and not has_display():
             print("warning: no display (DISPLAY/WAYLAND_DISPLAY unset or OpenCV without GUI); running headless",
                   file=sys.stderr)
             show = False
+        pace = (show or args.http_port is not None) if args.pace is None else args.pace
+        # files read at full speed want throughput; live sources and paced files want each frame soon
+        at_full_speed = not (pace or args.as_live or any(spec.live for spec in specs))
+        engine = load_engine(args, num_streams=len(specs), files_only=at_full_speed)
+        captions = synthetic_captions(args.weights, specs)
+        if captions:
+            print(NOTICE, file=sys.stderr)
         out_dir = run_dir(args.project, args.name, args.exist_ok) if (args.save or args.jsonl) else None
         config = PipelineConfig(
             specs=specs, out_dir=out_dir, save_mp4=args.save, save_jsonl=args.jsonl, show=show,
             http_host=args.http_host, http_port=args.http_port, max_frames=args.max_frames,
-            pace=(show or args.http_port is not None) if args.pace is None else args.pace, smooth=args.smooth,
+            pace=pace, smooth=args.smooth,
             min_score=args.min_score, batch_window=args.batch_window_ms / 1000.0, open_timeout=args.open_timeout,
             read_timeout=args.read_timeout, stall_timeout=args.stall_timeout, max_attempts=args.max_attempts,
             backoff_max=args.retry_max,

@@ -67,9 +67,9 @@ def load_network(weights: str | None, fallback: str = "tiny"):
 
 
 def infer_streams(requested: int | None, threads: int, files_only: bool) -> int:
-    """OpenVINO inference streams: the request; else 2 for files (throughput: two one-thread inferences at once
-    beat one two-thread inference, whose threads wait on each other at every layer) when there are 2+ threads,
-    and 1 for live sources (the lowest latency of each frame)."""
+    """OpenVINO inference streams: the request; else 2 for files read at full speed (``files_only``; throughput:
+    two one-thread inferences at once beat one two-thread inference, whose threads wait on each other at every
+    layer) when there are 2+ threads, and 1 for live sources and paced files (the lowest latency of each frame)."""
     if requested is not None:
         return requested
     return 2 if files_only and threads >= 2 else 1
@@ -77,8 +77,8 @@ def infer_streams(requested: int | None, threads: int, files_only: bool) -> int:
 
 def load_engine(args, num_streams: int = 1, files_only: bool = False) -> Engine:
     """Engine from parsed CLI arguments (``weights``, ``model``, ``imgsz``, ``device``, ``half``, ``compile``,
-    ``cuda_graphs``, ``threads``, ``infer_streams``); ``files_only``: no live source (throughput matters, not
-    latency)."""
+    ``cuda_graphs``, ``threads``, ``infer_streams``); ``files_only``: files read at full speed, nothing live or
+    paced (throughput matters, not latency)."""
     import models
 
     device = pick_device(args.device)

@@ -156,7 +156,8 @@ class Pipeline:
                 return False
             self.metrics.batches += 1
             self._in_flight.append(self.engine.start(prepared))
-            return self._finish_in_flight(self.engine.depth - 1)
+            # a file read at full speed: keep the streams busy; paced files: no result waits for the next frame
+            return self._finish_in_flight(0 if self.config.pace else self.engine.depth - 1)
         frames = self.batcher.next_batch(timeout=0.1)
         if frames is None:
             return False
