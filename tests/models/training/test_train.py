@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from models.checkpoint import load_checkpoint
+from models.training import loop
 from models.training.train import TrainError, amp_dtype, build_args, lr_milestones, model_overrides, run
 from tests.cli import ROOT, assert_one_error_line, run_module
 
@@ -122,34 +123,28 @@ def test_bf16_training_learns_like_fp32(synth4, tmp_path):
     assert all(t.dtype in (torch.float32, torch.int64) for t in state.values())
 
 
-def test_channels_last_checkpoint_holds_row_major_weights(synth4, tmp_path):
+def test_channels_last_checkpoint_holds_row_major_weights(synth4, tmp_path, monkeypatch):
     _train(synth4, tmp_path / "nhwc", "--epochs", "1", "--eval-every", "100", "--channels-last")
     state = torch.load(tmp_path / "nhwc" / "last.pt", weights_only=True)["state_dict"]
     assert all(t.is_contiguous() for t in state.values())
     load_checkpoint(tmp_path / "nhwc" / "last.pt")
+    monkeypatch.setattr(loop, "channels_last_bf16_grads_ok", lambda: False)  # a CPU with the wrong gradients
     with pytest.raises(TrainError, match="drop --channels-last"):
         _train(synth4, tmp_path / "bad", "--epochs", "1", "--channels-last", "--amp", "bf16")
 
 
-def _dilated_conv_weight_grad_error(memory_format) -> float:
-    """Relative error of a bf16-autocast weight gradient of a dilated grouped conv (the keypoint branches')."""
-    torch.manual_seed(0)
-    conv = torch.nn.Conv2d(136, 136, 3, padding=2, dilation=2, groups=17, bias=False)
-    x = torch.randn(1, 136, 40, 40)
-    exact = torch.autograd.grad(conv(x).square().sum(), conv.weight)[0]
-    conv = conv.to(memory_format=memory_format)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        y = conv(x.contiguous(memory_format=memory_format))
-    grad = torch.autograd.grad(y.float().square().sum(), conv.weight)[0]
-    return float((grad - exact).abs().max() / exact.abs().max())
-
-
-def test_bf16_dilated_conv_gradients_are_right_in_nchw_and_wrong_in_nhwc():
-    """What --amp bf16 relies on, and why it refuses --channels-last on the CPU. If the second assertion fails,
-    this torch computes them right: lift ``place_network``'s refusal. The wrong gradient is sometimes NaN, as if
-    read from uninitialised memory, so the check is "not close" rather than "far"."""
-    assert _dilated_conv_weight_grad_error(torch.contiguous_format) < 0.02
-    assert not _dilated_conv_weight_grad_error(torch.channels_last) < 0.5
+def test_bf16_dilated_conv_gradients_are_right_in_nchw_and_the_refusal_follows_this_cpu():
+    """What --amp bf16 relies on (NCHW is right on every CPU), and why it refuses --channels-last where this CPU's
+    channels-last gradients are wrong; where they are right, --channels-last --amp bf16 is allowed."""
+    assert loop.dilated_conv_weight_grad_error(torch.contiguous_format) < 0.02
+    error = loop.dilated_conv_weight_grad_error(torch.channels_last)
+    assert loop.channels_last_bf16_grads_ok() == (error < 0.02)
+    args = build_args(["--synth", "d", "--channels-last", "--amp", "bf16"])
+    if error < 0.02:
+        assert loop.place_network(torch.nn.Conv2d(3, 3, 1), torch.device("cpu"), args) == torch.bfloat16
+    else:
+        with pytest.raises(TrainError, match="drop --channels-last"):
+            loop.place_network(torch.nn.Conv2d(3, 3, 1), torch.device("cpu"), args)
 
 
 def test_amp_dtype_follows_the_device():
