@@ -47,10 +47,12 @@ def build_engine(cli_args: list[str]):
                        files_only=True)
 
 
-def input_shape(engine) -> tuple[int, ...]:
+def input_shape(engine) -> tuple[int, int]:
+    """(H, W) of the network input for the clip's frames (normalised [B,3,H,W], or OpenVINO's uint8 [B,H,W,3])."""
     from realtime.bench import first_frame
 
-    return tuple(engine.preprocess([first_frame()])[0].shape)
+    batch = engine.preprocess([first_frame()])[0]
+    return tuple(batch.shape[1:3]) if engine.preprocess.uint8 else tuple(batch.shape[2:4])
 
 
 def measure_ap(engine, data: Path, images: int) -> float:
@@ -91,7 +93,7 @@ def run_deploy_section(variants: list[Variant], threads: int, imgsz: int, rounds
     print(f"{'variant':<36} {'input':>9} {'forward ms':>10} {'FPS':>6} {'FPS files':>9} {'of fwd rate':>11}"
           + ("  AP (no flip)" if ap_data else ""))
     for name, s in out.items():
-        hw = f"{s['shape'][2]}x{s['shape'][3]}"
+        hw = f"{s['shape'][0]}x{s['shape'][1]}"
         print(f"{name:<36} {hw:>9} {s['forward']:10.1f} {s['fps']:6.1f} {s['fps_files']:9.1f} "
               f"{100 * s['share_of_forward_rate']:10.0f}%" + (f"  {s['ap_no_flip']:.4f}" if ap_data else ""))
     for name, why in skipped.items():
