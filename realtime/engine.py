@@ -47,7 +47,7 @@ class InFlight:
     """A started batch: what ``Engine.finish`` needs, the forward's ``Pending`` and when it was started."""
 
     prepared: Prepared
-    pending: object
+    pending: Pending
     start: float
 
 
@@ -188,4 +188,3 @@ class Engine:
     def infer(self, frames: Sequence[Frame]) -> list[Result]:
         """``run(prepare(frames))``."""
         return self.run(self.prepare(frames))
-

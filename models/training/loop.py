@@ -140,4 +140,3 @@ def train_one_epoch(loss_module, loader, optimizer, scaler, info: DistInfo, epoc
     out = {k: v / max(steps, 1) for k, v in sums.items()}
     out.update(steps=steps, images=images_seen, seconds=seconds, images_per_s=images_seen / max(seconds, 1e-9))
     return out
-
