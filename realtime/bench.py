@@ -9,9 +9,9 @@ Sections:
   streams   1, 2, 4, 8 such live streams batched together: FPS in/out, drops, latency
   soak      (only when asked) 4 such live streams for --minutes, MP4 + JSONL recorded in segments: RSS, open
             file descriptors and threads sampled every 10 s, RSS growth over the last 80% (realtime.soak)
-  deploy    (only when asked) backend x precision x input shape, built as the command line builds them: forward
-            ms, pipeline FPS without and with files, share of the forward rate, AP with --ap-data
-            (realtime.bench_deploy)
+  deploy    (only when asked) backend x precision x input shape (and OpenVINO inference streams), built as the
+            command line builds them: forward ms, pipeline FPS without and with files, share of the forward
+            rate, AP with --ap-data (realtime.bench_deploy)
   peer      (only when asked; needs ultralytics, in a separate venv) our default path side by side with
             YOLOv8n-pose / YOLO11n-pose in PyTorch and OpenVINO, alternating rounds (realtime.bench_peer)
 

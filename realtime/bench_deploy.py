@@ -1,7 +1,9 @@
 """CPU deployment: backend x precision x input shape, each built exactly as the command line builds it.
 
 For every variant: the forward alone (preprocessed frame of the bundled clip, whole graph: dense stage, decode,
-sparse stage; median of ``repeats``), the pipeline's FPS on the whole clip without files and with MP4 + JSONL, and
+sparse stage; median of ``repeats``; ms between results with the engine's frames in flight, as the pipeline keeps
+them for a file: three over two OpenVINO streams by default), the pipeline's FPS on the whole clip without files
+and with MP4 + JSONL, and
 the share of the forward-alone rate the file-less pipeline reaches. The variants are measured round by round
 (every variant once per round), so a change in the machine's load affects them alike; figures are medians over
 the rounds. With ``--ap-data DIR`` each variant is also evaluated (COCO keypoint AP, no flip: the exported graph has
