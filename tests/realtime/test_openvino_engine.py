@@ -1,6 +1,7 @@
 """The engine on an OpenVINO model: several inference streams keep every frame of a file, in order, with the poses
-one stream gives (the default is two streams for files and one for live sources); the uint8 canvases it hands over
-give the poses of the normalised float batch."""
+one stream gives (the default is two streams for files read at full speed, one for live sources and paced files), and
+a paced file's results are not held back; the uint8 canvases it hands over give the poses of the normalised float
+batch."""
 import json
 
 import numpy as np
