@@ -46,7 +46,7 @@ def build_engine(cli_args: list[str]):
     from realtime.model import load_engine
 
     return load_engine(build_parser().parse_args(["--source", "synth", "--no-show", *cli_args]), num_streams=1,
-                       files_only=True)
+                       at_full_speed=True)
 
 
 def input_shape(engine) -> tuple[int, int]:

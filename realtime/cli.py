@@ -51,8 +51,8 @@ def build_parser(prog: str | None = None, positional_sources: bool = False,
     p.add_argument("--threads", type=int_at_least(1), default=None,
                    help="CPU inference threads (default: usable cores minus one, at least 1)")
     p.add_argument("--infer-streams", type=int_at_least(1), default=None,
-                   help="OpenVINO inferences in flight at once, the threads shared among them (default: 2 when "
-                        "every source is a file and there are 2+ threads, else 1; see docs/realtime.md)")
+                   help="OpenVINO inferences run at once, the threads shared among them (default: 2 when every "
+                        "source is a file read at full speed and there are 2+ threads, else 1; see docs/realtime.md)")
     p.add_argument("--half", action="store_true", help="fp16 inference (CUDA only)")
     p.add_argument("--compile", action="store_true", help="torch.compile the network (CUDA only)")
     p.add_argument("--cuda-graphs", action="store_true", help="capture the network in a CUDA graph (CUDA only)")
@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, positional_s
         pace = (show or args.http_port is not None) if args.pace is None else args.pace
         # files read at full speed want throughput; live sources and paced files want each frame soon
         at_full_speed = not (pace or args.as_live or any(spec.live for spec in specs))
-        engine = load_engine(args, num_streams=len(specs), files_only=at_full_speed)
+        engine = load_engine(args, num_streams=len(specs), at_full_speed=at_full_speed)
         captions = synthetic_captions(args.weights, specs)
         if captions:
             print(NOTICE, file=sys.stderr)

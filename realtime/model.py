@@ -66,26 +66,26 @@ def load_network(weights: str | None, fallback: str = "tiny"):
     return models.build_model(fallback)
 
 
-def infer_streams(requested: int | None, threads: int, files_only: bool) -> int:
-    """OpenVINO inference streams: the request; else 2 for files read at full speed (``files_only``; throughput:
+def infer_streams(requested: int | None, threads: int, at_full_speed: bool) -> int:
+    """OpenVINO inference streams: the request; else 2 for files read at full speed (``at_full_speed``; throughput:
     two one-thread inferences at once beat one two-thread inference, whose threads wait on each other at every
     layer) when there are 2+ threads, and 1 for live sources and paced files (the lowest latency of each frame)."""
     if requested is not None:
         return requested
-    return 2 if files_only and threads >= 2 else 1
+    return 2 if at_full_speed and threads >= 2 else 1
 
 
-def load_engine(args, num_streams: int = 1, files_only: bool = False) -> Engine:
+def load_engine(args, num_streams: int = 1, at_full_speed: bool = False) -> Engine:
     """Engine from parsed CLI arguments (``weights``, ``model``, ``imgsz``, ``device``, ``half``, ``compile``,
-    ``cuda_graphs``, ``threads``, ``infer_streams``); ``files_only``: files read at full speed, nothing live or
-    paced (throughput matters, not latency)."""
+    ``cuda_graphs``, ``threads``, ``infer_streams``); ``at_full_speed``: every source a file read at full speed,
+    nothing live or paced (throughput matters, not latency)."""
     import models
 
     device = pick_device(args.device)
     if device.type == "cpu":
         exported = exported_runtime_possible(getattr(args, "backend", "torch"), args.weights)
         torch.set_num_threads(cpu_threads(getattr(args, "threads", None), exported))
-    streams = infer_streams(getattr(args, "infer_streams", None), torch.get_num_threads(), files_only)
+    streams = infer_streams(getattr(args, "infer_streams", None), torch.get_num_threads(), at_full_speed)
     half = args.half
     if half and device.type != "cuda":
         print("warning: --half needs a CUDA device; running in fp32 on the CPU", file=sys.stderr)

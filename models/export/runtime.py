@@ -1,9 +1,9 @@
 """Runtime backends under the ``Predictor``: one object per loaded model with ``.cfg`` (``ModelConfig``),
 ``.stride``, ``.backend``, ``.precision``, ``.imgsz`` ((H, W), or None when any multiple of 32 runs) and
 ``__call__(batch [B,3,H,W] float32) -> (Candidates, SparseOutput)``, exactly what ``Predictor.forward`` returns,
-and ``submit(batch) -> Pending`` (``.result()`` gives the same): OpenVINO with ``streams`` > 1 runs that many
-inferences at once (its THROUGHPUT mode, the threads shared among them), so a caller can keep ``in_flight`` batches
-submitted; every other runtime computes in ``submit``.
+and, for the exported ones, ``submit(batch) -> Pending`` (``.result()`` gives the same): OpenVINO with ``streams`` > 1
+runs that many inferences at once (its THROUGHPUT mode, the threads shared among them), so a caller can keep
+``in_flight`` batches submitted; ONNX Runtime computes in ``submit``.
 
     load_runtime("model.onnx")                      ONNX Runtime, fp32
     load_runtime("model_openvino/")                 OpenVINO, its default precision (``DEFAULT_PRECISION``)
@@ -73,14 +73,10 @@ class TorchRuntime:
     """A ``PoseNet`` in eager PyTorch (``net.infer``); bf16: the forward under ``torch.autocast("cpu")``."""
 
     backend = "torch"
-    streams = in_flight = 1
 
     def __init__(self, net, precision: str = "fp32", decode_backend: str = "auto"):
         self.net, self.cfg, self.stride = net.eval(), net.cfg, net.stride
         self.precision, self.decode_backend, self.imgsz, self.meta = precision, decode_backend, None, None
-
-    def submit(self, batch: torch.Tensor, snapping=None) -> Pending:
-        return Pending(self(batch, snapping))
 
     def autocast(self):
         return torch.autocast("cpu", dtype=torch.bfloat16) if self.precision == "bf16" else nullcontext()

@@ -139,7 +139,7 @@ class Predictor:
     def submit(self, batch: torch.Tensor):
         """``forward`` started: a ``Pending`` whose ``result()`` is ``forward(batch)``; an OpenVINO runtime with several
         streams runs it in the background (keep at most ``in_flight`` submitted), every other path runs it now."""
-        if self.in_flight > 1:
+        if self.runtime is not None and self.runtime.backend != "torch":
             return self.runtime.submit(batch)
         from models.export.runtime import Pending
         return Pending(self.forward(batch))

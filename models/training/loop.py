@@ -58,10 +58,11 @@ def make_scaler(amp: torch.dtype | None):
 
 def dilated_conv_weight_grad_error(memory_format) -> float:
     """Relative error of a bf16-autocast weight gradient of a dilated grouped conv (the keypoint branches') in
-    ``memory_format``, against fp32, on the CPU."""
-    torch.manual_seed(0)
-    conv = torch.nn.Conv2d(136, 136, 3, padding=2, dilation=2, groups=17, bias=False)
-    x = torch.randn(1, 136, 40, 40)
+    ``memory_format``, against fp32, on the CPU. Seeds its own draws: the caller's random state is left as it is."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        conv = torch.nn.Conv2d(136, 136, 3, padding=2, dilation=2, groups=17, bias=False)
+        x = torch.randn(1, 136, 40, 40)
     exact = torch.autograd.grad(conv(x).square().sum(), conv.weight)[0]
     conv = conv.to(memory_format=memory_format)
     with torch.autocast("cpu", dtype=torch.bfloat16):

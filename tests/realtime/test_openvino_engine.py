@@ -17,10 +17,10 @@ pytest.importorskip("openvino")
 
 
 def test_two_streams_for_files_one_for_live_sources_unless_asked():
-    assert infer_streams(None, threads=2, files_only=True) == 2
-    assert infer_streams(None, threads=1, files_only=True) == 1
-    assert infer_streams(None, threads=8, files_only=False) == 1
-    assert infer_streams(3, threads=8, files_only=False) == 3
+    assert infer_streams(None, threads=2, at_full_speed=True) == 2
+    assert infer_streams(None, threads=1, at_full_speed=True) == 1
+    assert infer_streams(None, threads=8, at_full_speed=False) == 1
+    assert infer_streams(3, threads=8, at_full_speed=False) == 3
 
 
 @pytest.fixture(scope="module")

@@ -136,7 +136,9 @@ def test_channels_last_checkpoint_holds_row_major_weights(synth4, tmp_path, monk
 def test_bf16_dilated_conv_gradients_are_right_in_nchw_and_the_refusal_follows_this_cpu():
     """What --amp bf16 relies on (NCHW is right on every CPU), and why it refuses --channels-last where this CPU's
     channels-last gradients are wrong; where they are right, --channels-last --amp bf16 is allowed."""
+    rng = torch.get_rng_state()
     assert loop.dilated_conv_weight_grad_error(torch.contiguous_format) < 0.02
+    assert torch.equal(torch.get_rng_state(), rng), "the probe must leave the training's random state alone"
     error = loop.dilated_conv_weight_grad_error(torch.channels_last)
     assert loop.channels_last_bf16_grads_ok() == (error < 0.02)
     args = build_args(["--synth", "d", "--channels-last", "--amp", "bf16"])
