@@ -11,9 +11,7 @@ import time
 
 import numpy as np
 
-import torch
-
-from models.inference.nms import pose_nms as models_pose_nms
+from models.inference.nms import pose_nms_np
 from models.poses import Poses
 from realtime.frames import Result
 from realtime.smoothing import PoseSmoother
@@ -24,9 +22,7 @@ def pose_nms(poses: Poses, method: str = "oks", oks_thresh: float = 0.8) -> Pose
     """The models' pose NMS (``models.inference.nms``) on poses in image pixels; keeps score order."""
     if len(poses) < 2 or method == "none":
         return poses
-    keep = models_pose_nms(torch.from_numpy(poses.keypoints), torch.from_numpy(poses.scores), method,
-                           oks_thresh=oks_thresh)
-    return poses.select(np.asarray(keep, np.int64))
+    return poses.select(pose_nms_np(poses.keypoints, poses.scores, method, oks_thresh=oks_thresh))
 
 
 class StreamPost:

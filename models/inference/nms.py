@@ -8,9 +8,14 @@ Two duplicate tests, both on a [P,P] matrix computed at once in torch:
 - ``"oks"``: OKS(j against i as ground truth, all keypoints labelled, scale = area_i) > ``oks_thresh``.
 
 The greedy pass walks the P rows once (P <= max_people), each step a vector operation; no host sync.
+
+``pose_nms`` (torch) is the reference; ``pose_nms_np`` is its NumPy twin with the same signature and the same kept
+indices, for the host side of inference: with a few poses per image, torch's fixed cost per operation is most of
+the time there.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from models.oks import oks_matrix
@@ -54,4 +59,27 @@ def pose_nms(keypoints: torch.Tensor, scores: torch.Tensor, method: str = "dista
     keep = torch.ones(order.numel(), dtype=torch.bool, device=order.device)
     for i in range(order.numel()):
         keep &= ~(dup[i] & keep[i])
+    return order[keep]
+
+
+def pose_nms_np(keypoints: np.ndarray, scores: np.ndarray, method: str = "distance", dist: float = 0.15,
+                count: int = 10, oks_thresh: float = 0.8) -> np.ndarray:
+    """``pose_nms`` on NumPy arrays: the kept indices (int64), by score descending (ties: lower index first)."""
+    order = np.argsort(-np.asarray(scores, np.float32), kind="stable")
+    if method == "none" or len(order) < 2:
+        return order
+    kp = np.asarray(keypoints, np.float32)[order]
+    if method == "distance":
+        span = kp.max(axis=1) - kp.min(axis=1)
+        diagonal = np.sqrt((span * span).sum(-1))
+        delta = kp[:, None] - kp[None]
+        close = np.sqrt((delta * delta).sum(-1)) < np.float32(dist) * diagonal[:, None, None]
+        dup = close.sum(-1) > count
+    else:  # "oks" (rare: off by default) and unknown methods take the reference's matrix and its error
+        dup = duplicate_matrix(torch.from_numpy(kp), method, dist, count, oks_thresh).numpy()
+    dup = np.triu(dup, k=1)
+    keep = np.ones(len(order), bool)
+    for i in range(len(order)):
+        if keep[i]:
+            keep &= ~dup[i]
     return order[keep]

@@ -30,7 +30,7 @@ import torch
 
 from models.checkpoint import load_checkpoint
 from models.config import POSE_SCORES, to_input
-from models.inference.nms import pose_nms
+from models.inference.nms import pose_nms_np
 from models.inference.views import (View, crop_to_plain, mean_sparse, mirror_heatmaps, mirror_maps, mirror_sparse,
                                     view_batch, views_for)
 from models.modeling.network import DenseOutput, PoseNet
@@ -194,19 +194,20 @@ class Predictor:
         return [out[v] for v in self.views]
 
     def postprocess(self, raw, boxes: list[Letterbox]) -> list[Poses]:
-        """Poses in each image's pixels, pose-NMSed, by score descending."""
+        """Poses in each image's pixels, pose-NMSed, by score descending. On the host in NumPy
+        (``models.inference.nms.pose_nms_np``): a few poses per image, where torch's cost per operation would
+        dominate; the outputs are fetched from the device once per batch."""
         cands, out = raw
         cfg = self.cfg
-        keypoints = to_input(out.keypoints.float(), self.net.stride)
-        scores = pose_scores(out, self.pose_score)
+        valid = cands.valid.cpu().numpy()
+        keypoints = to_input(out.keypoints.float().cpu().numpy(), self.net.stride)
+        scores = pose_scores(out, self.pose_score).cpu().numpy()
+        keypoint_scores = out.keypoint_scores.float().cpu().numpy()
         results = []
         for b, box in enumerate(boxes):
-            valid = cands.valid[b]
-            kp, sc, ks = keypoints[b][valid], scores[b][valid], out.keypoint_scores[b][valid].float()
-            keep = pose_nms(kp, sc, cfg.pose_nms, cfg.nms_dist, cfg.nms_count, cfg.nms_oks)
-            kp_image = box.to_image(kp[keep].cpu().numpy())
-            results.append(Poses(kp_image.astype(np.float32), ks[keep].cpu().numpy().astype(np.float32),
-                                 sc[keep].cpu().numpy().astype(np.float32)))
+            kp, sc, ks = keypoints[b][valid[b]], scores[b][valid[b]], keypoint_scores[b][valid[b]]
+            keep = pose_nms_np(kp, sc, cfg.pose_nms, cfg.nms_dist, cfg.nms_count, cfg.nms_oks)
+            results.append(Poses(box.to_image(kp[keep]), ks[keep], sc[keep]))
         return results
 
     def predict(self, images: list[np.ndarray]) -> list[Poses]:
