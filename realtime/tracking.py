@@ -137,8 +137,11 @@ class Tracker:
                        if self.frame - track.last_seen - 1 <= (self.max_age if track.track_id > 0 else 0)]
         matched: dict[int, int] = {}  # pose -> track index
         high = poses.scores >= self.high_score
-        self._match(poses, np.flatnonzero(high), matched, confirmed_only=False)
-        self._match(poses, np.flatnonzero(~high), matched, confirmed_only=True)
+        oks = oks_matrix(np.stack([track.predicted(self.now) for track in self.tracks]) if self.tracks else
+                         np.zeros((0, *poses.keypoints.shape[1:]), np.float32),
+                         poses.keypoints, poses.keypoint_scores)  # [tracks, poses], shared by both stages
+        self._match(oks, np.flatnonzero(high), matched, confirmed_only=False)
+        self._match(oks, np.flatnonzero(~high), matched, confirmed_only=True)
         ids = np.full(len(poses), -1, np.int64)
         for p, t in matched.items():
             ids[p] = self._extend(self.tracks[t], poses.keypoints[p], poses.keypoint_scores[p])
@@ -150,14 +153,14 @@ class Tracker:
                     ids[p] = self._confirm(track)
         return ids
 
-    def _match(self, poses: Poses, candidates: np.ndarray, matched: dict[int, int], confirmed_only: bool) -> None:
+    def _match(self, oks_all: np.ndarray, candidates: np.ndarray, matched: dict[int, int],
+               confirmed_only: bool) -> None:
         taken = set(matched.values())
         free = [t for t, track in enumerate(self.tracks)
                 if t not in taken and (track.track_id > 0 or not confirmed_only)]
         if not free or not len(candidates):
             return
-        ref = np.stack([self.tracks[t].predicted(self.now) for t in free])
-        oks = oks_matrix(ref, poses.keypoints[candidates], poses.keypoint_scores[candidates])
+        oks = oks_all[np.ix_(free, candidates)]
         rows, cols = np.nonzero(oks >= self.min_oks)
         used_t, used_p = set(), set()
         for i in np.lexsort((rows, -oks[rows, cols])):
