@@ -32,7 +32,7 @@ from models.export.graph import InferenceGraph, output_names
 from models.export.rewrite import pair_keypoint_groups
 
 OPSET = 17
-REVISION = 5  # bump when the exported graph changes: cached twins are then exported again
+REVISION = 6  # bump when the exported graph changes: cached twins are then exported again
 
 
 def sha256(path: str | Path) -> str:
@@ -96,15 +96,6 @@ def _trace_onnx(graph: InferenceGraph, path: Path, imgsz: tuple[int, int], dynam
         torch.onnx.unregister_custom_op_symbolic("aten::log_sigmoid", OPSET)
 
 
-def stable_topk(model):
-    """Mark the OpenVINO model's TopK nodes stable: the ONNX frontend leaves them unstable, and OpenVINO's CPU TopK
-    then returns equal values in no fixed order, against ONNX TopK's (and the decode contract's) lower index first."""
-    for op in model.get_ordered_ops():
-        if op.get_type_name() == "TopK" and "stable" in op.get_attributes():
-            op.set_attribute("stable", True)
-    return model
-
-
 def export(weights: str | Path | None = None, format: str = "onnx", imgsz=None, dynamic: bool = False,
            int8: bool = False, calib: str | Path | None = None, out: str | Path | None = None,
            calib_images: int = 300, quiet: bool = False) -> Path:
@@ -152,7 +143,7 @@ def export(weights: str | Path | None = None, format: str = "onnx", imgsz=None, 
             os.replace(onnx_path, out)
         else:
             import openvino as ov
-            model = stable_topk(ov.convert_model(str(onnx_path)))
+            model = ov.convert_model(str(onnx_path))
             if int8:
                 from models.export.quantize import quantize_openvino
                 model = quantize_openvino(model, calib, size, calib_images)

@@ -7,7 +7,10 @@ channels, so 8-channel groups waste half of every block. The rewrite merges the 
 a branch of zeros: 9 groups of 16 for ``tiny``. Each output channel still sums over its own keypoint's channels
 only, plus exact zeros, so the outputs are the original's (bit for bit in float64; within rounding of the summation
 order in float32). The padding channels stay exactly zero through every layer (zero weights, batch-norm scale and
-shift zero), and ``kfeat`` and the offsets are cut back to their original channels.
+shift zero). ``kfeat`` and the offsets keep the padding slot (``2 * pairs`` slots; the exported decode reads the
+first K, ``models.export.graph.gather_candidates_rows``): cutting a whole map back to 17 slots cost OpenVINO a
+reference slice and two layout conversions, about a tenth of the graph. A network with a heatmap head, which reads
+``kfeat``, gets the maps cut back.
 
 ``kfeat`` leaves the branches through an identity (a depthwise 1x1 convolution of weight 1, exact in any
 precision): OpenVINO in bf16 mode otherwise keeps the branches' whole residual chain in f32, because its last tensor
@@ -65,10 +68,12 @@ def _paired_conv(conv: nn.Conv2d, groups: int, pairs: int, width: int, out_chann
 
 
 class PairedKeypointHead(nn.Module):
-    """``KeypointHead`` with its per-keypoint groups merged two by two; returns the same ``(offsets, kfeat)``."""
+    """``KeypointHead`` with its per-keypoint groups merged two by two; returns its ``(offsets, kfeat)`` with the
+    padding slot kept (``padded``) or cut off (the original shapes)."""
 
-    def __init__(self, head: KeypointHead, num_keypoints: int):
+    def __init__(self, head: KeypointHead, num_keypoints: int, padded: bool = False):
         super().__init__()
+        self.padded = padded
         k = num_keypoints
         ck = head.branches[0].conv1.in_channels // k
         self.num_offsets, self.width, self.offset_scale = 2 * k, k * ck, head.offset_scale
@@ -98,17 +103,21 @@ class PairedKeypointHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         kfeat = self.branches(self.transition(x))
-        offsets = full_precision(self.offset, kfeat)[:, : self.num_offsets]
-        return offsets * self.offset_scale, self.kfeat_out(kfeat)[:, : self.width]
+        offsets = full_precision(self.offset, kfeat) * self.offset_scale
+        if self.padded:
+            return offsets, self.kfeat_out(kfeat)
+        return offsets[:, : self.num_offsets], self.kfeat_out(kfeat)[:, : self.width]
 
 
-def pair_keypoint_groups(net):
+def pair_keypoint_groups(net, padded: bool | None = None):
     """A copy of ``net`` (eval mode) whose keypoint head is ``PairedKeypointHead``; ``net`` is left as it is.
-    Networks whose branches already hold 16+ channels per keypoint are returned unchanged."""
+    Networks whose branches already hold 16+ channels per keypoint are returned unchanged. ``padded`` (default:
+    unless a heatmap head reads ``kfeat``): the dense stage's offsets and ``kfeat`` keep the padding slot."""
     head = net.heads.keypoints
     k = net.cfg.num_keypoints
     if head.branches[0].conv1.groups != k or head.branches[0].conv1.in_channels // k >= 16:
         return net
     paired = copy.deepcopy(net).eval()
-    paired.heads.keypoints = PairedKeypointHead(head, k).eval()
+    padded = net.heads.heatmaps is None if padded is None else padded
+    paired.heads.keypoints = PairedKeypointHead(head, k, padded).eval()
     return paired

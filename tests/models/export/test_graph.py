@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from kernels.decode_ref import decode_ref
-from models.export.graph import decode_topk
+from kernels.decode_ref import decode_ref, find_peaks_ref, gather_candidates
+from models.export.graph import decode_topk, gather_candidates_rows, tie_ordered_topk
 
 FIELDS = ("scores", "indices", "valid", "keypoints", "kpt_queries", "inst_queries")
 
@@ -48,6 +48,24 @@ def test_topk_decode_matches_reference_on_random_maps(shape, n):
     check_same(decode_topk(*args, **kw), decode_ref(*args, **kw))
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_row_gathers_are_the_reference_gathers_bit_for_bit_and_skip_padding_slots(seed):
+    b, h, w, k, ck = 2, 5 + seed, 9 - seed, 3, 2
+    score, offsets, kfeat, ifeat = maps(b, h, w, k, ck, seed=seed)
+    offsets[0, :, 0, 0] = 1e3  # a peak whose keypoints leave the map on every side: clamped to the border
+    offsets[1, :, -1, -1] = -1e3
+    score[:, :, 0, 0], score[:, :, -1, -1] = 9.0, 9.0
+    peaks = find_peaks_ref(score, 6, threshold=0.3, nms_kernel=3)
+    want = gather_candidates(offsets, kfeat, ifeat, *peaks)
+    noise = torch.randn(b, 2, h, w) * 100  # a padding slot of garbage: never read
+    padded_offsets, padded_kfeat = torch.cat([offsets, noise], 1), torch.cat([kfeat, noise[:, :ck]], 1)
+    for args in ((offsets, kfeat), (padded_offsets, padded_kfeat)):
+        got = gather_candidates_rows(args[0], args[1], ifeat, *peaks, num_keypoints=k, kfeat_channels=ck)
+        for f in FIELDS:
+            assert torch.equal(getattr(got, f), getattr(want, f)), f
+    assert (want.keypoints.abs() > 100).any() and want.valid.sum() >= 2
+
+
 def test_topk_decode_keeps_the_tie_rule_and_pads_unused_slots():
     args = plateau_maps()
     got = decode_topk(*args, max_people=9, threshold=0.5, nms_kernel=3)
@@ -78,10 +96,8 @@ def run_onnxruntime(path, inputs):
 
 def run_openvino(path, inputs):
     ov = pytest.importorskip("openvino")
-    from models.export.exporter import stable_topk
-
     core = ov.Core()
-    compiled = core.compile_model(stable_topk(core.read_model(str(path))), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    compiled = core.compile_model(core.read_model(str(path)), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     result = compiled([t.numpy() for t in inputs])
     return [result[o] for o in compiled.outputs]
 
@@ -102,3 +118,16 @@ def test_exported_decode_keeps_the_contract_in_each_runtime(decode_onnx, run, ca
     if case == "plateaus":
         assert got[1][0].tolist() == [7, 0, 19, 20, 27, 28, 47, -1, -1]
     assert math.isfinite(float(np.abs(got[0]).sum()))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_tie_ordered_topk_is_the_stable_sort_whatever_the_ties(seed):
+    g = torch.Generator().manual_seed(seed)
+    m = int(torch.randint(1, 60, (1,), generator=g))
+    k = int(torch.randint(1, m + 1, (1,), generator=g))
+    x = torch.randint(-3, 4, (3, m), generator=g).float()  # few distinct values: ties at every rank
+    x[0, ::3] = -math.inf
+    x[1] = -math.inf
+    want_values, want_index = torch.sort(x, dim=1, descending=True, stable=True)
+    values, index = tie_ordered_topk(x, k)
+    assert torch.equal(index, want_index[:, :k]) and torch.equal(values, want_values[:, :k])

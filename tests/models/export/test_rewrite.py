@@ -39,10 +39,24 @@ def test_paired_head_gives_the_original_dense_outputs_and_exact_zeros_in_its_pad
         a, b = net.dense(x), paired.dense(x)
         features = paired.backbone(x)
         padded = head.branches(head.transition(features))
-    for name in ("score", "offsets", "kfeat", "ifeat"):
-        torch.testing.assert_close(getattr(b, name), getattr(a, name), rtol=0, atol=1e-12)
+    used = {"score": 1, "offsets": 34, "kfeat": 136, "ifeat": a.ifeat.shape[1]}  # the dense outputs keep a padding slot
+    assert b.offsets.shape[1] == 36 and b.kfeat.shape[1] == 144
+    for name, channels in used.items():
+        torch.testing.assert_close(getattr(b, name)[:, :channels], getattr(a, name), rtol=0, atol=1e-12)
+        assert torch.equal(getattr(b, name)[:, channels:], torch.zeros_like(getattr(b, name)[:, channels:]))
     assert padded.shape[1] == 144 and torch.equal(padded[:, 136:], torch.zeros_like(padded[:, 136:]))
     assert padded[:, :136].abs().max() > 0
+
+
+def test_maps_are_cut_back_for_a_heatmap_head_or_when_asked():
+    net = randomised(build_model("tiny", kpt_blocks=1, keypoint_heatmaps=True)).double()
+    x = torch.randn(1, 3, 64, 64, dtype=torch.float64)
+    with torch.no_grad():
+        a, b = net.dense(x), pair_keypoint_groups(net).dense(x)
+        c = pair_keypoint_groups(randomised(build_model("tiny", kpt_blocks=1)), padded=False).dense(x.float())
+    assert b.kfeat.shape == a.kfeat.shape and b.heatmaps.shape == a.heatmaps.shape
+    torch.testing.assert_close(b.heatmaps, a.heatmaps, rtol=0, atol=1e-12)
+    assert c.offsets.shape[1] == 34 and c.kfeat.shape[1] == 136
 
 
 def test_wide_branches_are_left_as_they_are():
