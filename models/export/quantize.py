@@ -16,9 +16,11 @@ from models.export.formats import EXTRA, ExportError
 from models.preprocess import MEAN_RGB, PAD_VALUE, STD_RGB
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
-# Layers kept in float (regular expressions on OpenVINO node names): the score output, whose int8 rounding reorders
+# Layers kept in float (regular expressions on OpenVINO node names): everything outside the dense stage (the
+# decode's comparisons, gathers and bilinear arithmetic and the sparse stage: quantized, the peak order's
+# comparisons disagree with themselves and keypoints move), and the score output, whose int8 rounding reorders
 # peaks. (The offset output is a MatMul, ``models.modeling.heads.full_precision``, so it stays float too.)
-FLOAT_LAYERS = (r".*/heads/score/out/.*",)
+FLOAT_LAYERS = (r"^(?!/backbone/|/heads/).*", r".*/heads/score/out/.*")
 
 
 def calibration_files(folder: str | Path, limit: int) -> list[Path]:

@@ -171,7 +171,9 @@ def test_int8_export_quantizes_and_runs(random_checkpoint, synth4, tmp_path):
                  quiet=True)
     runtime = load_runtime(out, precision="fp32")
     assert runtime.meta.precision == "int8" and runtime.meta.args["calib"] == str(synth4)
-    assert any(op.get_type_name() == "FakeQuantize" for op in runtime.model.get_ordered_ops())
+    quantized = [consumer.get_node().get_friendly_name() for op in runtime.model.get_ordered_ops()
+                 if op.get_type_name() == "FakeQuantize" for consumer in op.output(0).get_target_inputs()]
+    assert quantized and all(name.startswith(("/backbone/", "/heads/")) for name in quantized), quantized
     cands, sparse = runtime(torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(3)))
     assert cands.scores.shape == (1, 8) and torch.isfinite(sparse.keypoints).all()
     with pytest.raises(ExportError, match="no images"):
