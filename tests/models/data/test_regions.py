@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.data.augment import AugmentConfig, build_affine, warp_mask
+from models.data.augment import AugmentConfig, build_affine
 from models.data.dataset import KeypointDataset
 from models.data.regions import DataWarning, IgnoreShape, region_mask, rle_counts
 from models.keypoints import KEYPOINT_NAMES
