@@ -4,11 +4,6 @@
 at that moment and never waits in a queue. It waits for the first frame (any source), then up to ``window``
 seconds more for the other sources that are *running*; a source that is connecting, stalled or reconnecting is
 never waited for. Returns ``[]`` on timeout and ``None`` when every source is finished.
-
-``per_source`` > 1 (files read at full speed): each file source then gives up to that many consecutive frames, in
-order, waiting up to 20 ms for each one still being decoded (taking only the frames already queued made batches of
-one and two alternate, slower than batches of one); a live source always gives only its newest frame. A batch holds
-each source's frames together, sources in order.
 """
 from __future__ import annotations
 
@@ -21,9 +16,8 @@ from realtime.frames import Frame
 
 
 class Batcher:
-    def __init__(self, captures: Sequence[Capture], notify: threading.Condition, window: float = 0.004,
-                 per_source: int = 1):
-        self.captures, self.notify, self.window, self.per_source = list(captures), notify, window, per_source
+    def __init__(self, captures: Sequence[Capture], notify: threading.Condition, window: float = 0.004):
+        self.captures, self.notify, self.window = list(captures), notify, window
 
     def _ready(self) -> list[Capture]:
         return [c for c in self.captures if c.has_frame()]
@@ -45,14 +39,5 @@ class Batcher:
                 if not waiting or left <= 0:
                     break
                 self.notify.wait(left)
-        frames = []
-        for c in self.captures:
-            for i in range(1 if c.live else self.per_source):
-                if i and not c.has_frame():
-                    with self.notify:  # a file's next frame is being decoded: worth a short wait
-                        self.notify.wait_for(lambda: c.has_frame() or c.finished, timeout=0.02)
-                frame = c.take()
-                if frame is None:
-                    break
-                frames.append(frame)
-        return frames
+        frames = [c.take() for c in self.captures]
+        return [f for f in frames if f is not None]

@@ -53,9 +53,6 @@ def build_parser(prog: str | None = None, positional_sources: bool = False,
     p.add_argument("--infer-streams", type=int_at_least(1), default=None,
                    help="OpenVINO inferences run at once, the threads shared among them (default: 2 when every "
                         "source is a file read at full speed and there are 2+ threads, else 1; see docs/realtime.md)")
-    p.add_argument("--batch", type=int_at_least(1), default=None,
-                   help="consecutive frames of each video file in one batch when files are read at full speed "
-                        "(default: 2 with OpenVINO inference streams, else 1; live sources and paced files: 1)")
     p.add_argument("--half", action="store_true", help="fp16 inference (CUDA only)")
     p.add_argument("--compile", action="store_true", help="torch.compile the network (CUDA only)")
     p.add_argument("--cuda-graphs", action="store_true", help="capture the network in a CUDA graph (CUDA only)")
@@ -182,9 +179,6 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, positional_s
         # files read at full speed want throughput; live sources and paced files want each frame soon
         at_full_speed = not (pace or args.as_live or any(spec.live for spec in specs))
         engine = load_engine(args, num_streams=len(specs), at_full_speed=at_full_speed)
-        if (args.batch or 1) > 1 and not at_full_speed:
-            print("warning: --batch applies to files read at full speed; live sources and paced files run one "
-                  "frame of each source a batch", file=sys.stderr)
         captions = synthetic_captions(args.weights, specs)
         if captions:
             print(NOTICE, file=sys.stderr)
@@ -193,8 +187,7 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, positional_s
             specs=specs, out_dir=out_dir, save_mp4=args.save, save_jsonl=args.jsonl, show=show,
             http_host=args.http_host, http_port=args.http_port, max_frames=args.max_frames,
             pace=pace, smooth=args.smooth,
-            min_score=args.min_score, batch_window=args.batch_window_ms / 1000.0, file_batch=args.batch,
-            open_timeout=args.open_timeout,
+            min_score=args.min_score, batch_window=args.batch_window_ms / 1000.0, open_timeout=args.open_timeout,
             read_timeout=args.read_timeout, stall_timeout=args.stall_timeout, max_attempts=args.max_attempts,
             backoff_max=args.retry_max,
             report_every=args.report_every, progress=not args.no_progress, loop=args.loop,

@@ -117,7 +117,7 @@ def load_engine(args, num_streams: int = 1, at_full_speed: bool = False) -> Engi
                   + (f" ({args.weights})" if exported else ""), file=sys.stderr)
     if predictor.streams > 1:
         print(f"inference: {predictor.streams} OpenVINO streams sharing {torch.get_num_threads()} threads, "
-              f"{predictor.in_flight} batches in flight", file=sys.stderr)
+              f"{predictor.in_flight} frames in flight", file=sys.stderr)
     elif (getattr(args, "infer_streams", None) or 1) > 1:
         print("warning: --infer-streams applies to the OpenVINO backend; this one runs one forward at a time",
               file=sys.stderr)

@@ -3,8 +3,7 @@
 When every source is a file (nothing live), batching and preprocessing move to a thread of their own that
 prepares the next batch while the network runs on the current one (throughput; nothing is dropped anyway), and an
 engine with several inference streams (``Engine.depth``) keeps that many batches in flight, finishing them in
-order. Files read at full speed also batch consecutive frames of each file (``file_batch``; by default 2 with
-several inference streams): the per-batch work of the engine thread is then shared by two frames. With a live source they stay in the engine thread, so a batch is formed from the freshest frames just before
+order. With a live source they stay in the engine thread, so a batch is formed from the freshest frames just before
 the forward.
 
 Queues between the stages are small and bounded; a full queue blocks the stage before it, so a slow stage makes
@@ -51,8 +50,6 @@ class PipelineConfig:
     nms_oks: float = 1.0                 # 1.0: no extra NMS (the Predictor's own NMS runs)
     min_score: float = 0.0
     batch_window: float = 0.004
-    file_batch: int | None = None        # frames of each file a batch when files are read at full speed (not
-                                         # paced); None: 2 when the engine runs several inference streams, else 1
     open_timeout: float = 5.0
     read_timeout: float = 5.0
     stall_timeout: float = 2.0
@@ -70,15 +67,6 @@ class PipelineConfig:
     keyframe_every: float = 1.0          # seconds of video between forced keyframes (= MP4 fragments)
     capture_kwargs: dict = field(default_factory=dict)
     captions: dict[int, str] = field(default_factory=dict)  # stream -> text drawn on its frames (realtime.provenance)
-
-
-def file_batch(requested: int | None, depth: int) -> int:
-    """Frames of each file a batch when files are read at full speed: the request; else 2 with an engine that keeps
-    several batches in flight (OpenVINO streams: the engine thread's work per batch then serves two frames; 2.6%
-    more frames a second on the bundled clip, 10 alternating runs), else 1."""
-    if requested is not None:
-        return requested
-    return 2 if depth > 1 else 1
 
 
 class _Stage(threading.Thread):
@@ -111,15 +99,14 @@ class Pipeline:
                                  backoff_max=c.backoff_max, pace=c.pace, loop=c.loop, as_live=c.as_live,
                                  **c.capture_kwargs)
                          for i, spec in enumerate(c.specs)]
-        self.prefetch = not any(cap.live for cap in self.captures)
-        self.file_batch = file_batch(c.file_batch, engine.depth) if self.prefetch and not c.pace else 1
-        self.batcher = Batcher(self.captures, self.notify, window=c.batch_window, per_source=self.file_batch)
+        self.batcher = Batcher(self.captures, self.notify, window=c.batch_window)
         self.posts = [StreamPost(spec.live or c.as_live, nms_oks=c.nms_oks, track=c.track, smooth=c.smooth,
                                  min_score=c.min_score, tracker=c.tracker) for spec in c.specs]
         self.metrics = Metrics(self.captures)
         self.events: deque[tuple[int, str, str, str]] = deque(maxlen=10_000)  # a dead camera retries for days
         self.view_url: str | None = None  # the browser view's address once ``run`` has started it
         self.recording_error: str | None = None  # set when the files could not be written any more (disk full)
+        self.prefetch = not any(c.live for c in self.captures)
         self._prep_q: queue.Queue = queue.Queue(maxsize=1)
         self._post_q: queue.Queue = queue.Queue(maxsize=4)
         self._out_q: queue.Queue = queue.Queue(maxsize=4)

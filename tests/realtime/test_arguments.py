@@ -10,7 +10,6 @@ BAD = [  # (arguments, words the one line must hold)
     (["--max-frames", "0"], "argument --max-frames: must be an integer >= 1, got '0'"),
     (["--max-frames", "2.5"], "argument --max-frames: must be an integer >= 1, got '2.5'"),
     (["--threads", "0"], "argument --threads: must be an integer >= 1, got '0'"),
-    (["--batch", "0"], "argument --batch: must be an integer >= 1, got '0'"),
     (["--imgsz", "100"], "argument --imgsz: must be a multiple of 32 in [32, 4096], got '100'"),
     (["--imgsz", "0"], "argument --imgsz: must be a multiple of 32"),
     (["--imgsz", "8192"], "argument --imgsz: must be a multiple of 32"),

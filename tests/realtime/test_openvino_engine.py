@@ -1,7 +1,7 @@
-"""The engine on an OpenVINO model: several inference streams, each on two consecutive frames, keep every frame of a
-file, in order, with the poses one stream on one frame at a time gives (the default is two streams and two frames a
-batch for files read at full speed, one of each for live sources and paced files), and a paced file's results are not
-held back; the uint8 canvases it hands over give the poses of the normalised float batch."""
+"""The engine on an OpenVINO model: several inference streams keep every frame of a file, in order, with the poses
+one stream gives (the default is two streams for files read at full speed, one for live sources and paced files), and
+a paced file's results are not held back; the uint8 canvases it hands over give the poses of the normalised float
+batch."""
 import json
 
 import numpy as np
@@ -43,12 +43,12 @@ def run_clip(openvino_model, clip, out_dir, streams, pace=False):
     return engine, metrics, [json.loads(line) for line in (out_dir / "poses.jsonl").read_text().splitlines()]
 
 
-def test_files_through_four_batches_of_two_in_flight_keep_every_frame_in_order(tmp_path, openvino_model):
+def test_files_through_three_requests_in_flight_keep_every_frame_in_order(tmp_path, openvino_model):
     clip = write_video(tmp_path / "clip.mp4", frames=16, size=(160, 96), fps=10)
     one, m1, want = run_clip(openvino_model, clip, tmp_path / "one", streams=1)
     two, m2, got = run_clip(openvino_model, clip, tmp_path / "two", streams=2)
     assert (one.depth, two.depth) == (1, 4)
-    assert m1.frames_out == m2.frames_out == 16 and m1.batches == 16 and 8 <= m2.batches < 16  # what was queued
+    assert m1.frames_out == m2.frames_out == 16
     assert [r["seq"] for r in got] == list(range(16))
     assert [r["pts"] for r in got] == [r["pts"] for r in want]
     assert sum(len(r["people"]) for r in want) > 0, "the clip must give poses to compare"

@@ -2,7 +2,6 @@
 import json
 import os
 
-import numpy as np
 import pytest
 
 from realtime.pipeline import Pipeline, PipelineConfig
@@ -55,33 +54,6 @@ def test_two_streams_batch_together_and_keep_their_own_files(tmp_path, engine):
     assert count_frames(tmp_path / "out" / "annotated_0.mp4")[:2] == (8, (160, 120))
     assert count_frames(tmp_path / "out" / "annotated_1.mp4")[:2] == (5, (96, 64))
     assert [r["seq"] for r in jsonl(tmp_path / "out" / "poses_1.jsonl")] == list(range(5))
-
-
-def test_files_batch_consecutive_frames_with_the_poses_of_one_frame_a_batch(tmp_path, engine):
-    a = write_video(tmp_path / "a.mp4", frames=9, size=(160, 120))
-    b = write_video(tmp_path / "b.mp4", frames=5, size=(96, 64))
-    specs = [parse_source(str(a)), parse_source(str(b))]
-    one, _ = run(specs, tmp_path / "one", engine, file_batch=1)
-    three, _ = run(specs, tmp_path / "three", engine, file_batch=3)
-    assert one.frames_out == three.frames_out == 14
-    assert three.batches < one.batches  # batches of up to 3 frames of each file
-    for name in ("poses_0.jsonl", "poses_1.jsonl"):
-        want, got = jsonl(tmp_path / "one" / "out" / name), jsonl(tmp_path / "three" / "out" / name)
-        assert [r["seq"] for r in got] == [r["seq"] for r in want] == list(range(len(want)))
-        for g, w in zip(got, want):
-            assert [p["track_id"] for p in g["people"]] == [p["track_id"] for p in w["people"]]
-            for pg, pw in zip(g["people"], w["people"]):
-                np.testing.assert_allclose(pg["keypoints"], pw["keypoints"], atol=1e-2)
-
-
-def test_file_batch_defaults_to_two_with_inference_streams_and_one_when_paced(tmp_path, engine):
-    from realtime.pipeline import file_batch
-
-    assert (file_batch(None, depth=4), file_batch(None, depth=1), file_batch(3, depth=1)) == (2, 1, 3)
-    src = [parse_source(str(write_video(tmp_path / "a.mp4", frames=2, size=(64, 48))))]
-    assert Pipeline(PipelineConfig(specs=src, out_dir=None), engine).file_batch == 1  # torch: one forward at a time
-    assert Pipeline(PipelineConfig(specs=src, out_dir=None, file_batch=3), engine).file_batch == 3
-    assert Pipeline(PipelineConfig(specs=src, out_dir=None, file_batch=3, pace=True), engine).file_batch == 1
 
 
 def test_odd_size_and_resolution_change_still_give_a_playable_mp4(tmp_path, engine):

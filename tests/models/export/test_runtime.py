@@ -197,7 +197,7 @@ def test_a_static_export_letterboxes_into_its_own_shape_and_agrees_with_rect_tor
 
 
 def test_openvino_streams_return_each_submitted_batch_in_order(openvino_dynamic):
-    """Four requests over two THROUGHPUT streams, all in flight at once: each result is its own batch's, equal to
+    """Three requests over two THROUGHPUT streams, all in flight at once: each result is its own batch's, equal to
     the one-stream (LATENCY) runtime's on the same input; a request comes round again only once collected."""
     one = load_runtime(openvino_dynamic, precision="fp32", threads=2)
     two = load_runtime(openvino_dynamic, precision="fp32", threads=2, streams=2)
