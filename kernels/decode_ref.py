@@ -72,26 +72,34 @@ def find_peaks_ref(score: torch.Tensor, max_people: int, threshold: float, nms_k
     return sorted_logits, indices, valid
 
 
-def bilinear_sample_ref(feat: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
-    """Sample ``feat [B,K,C,h,w]`` at ``points [B,N,K,2]`` (x, y) -> ``[B,N,K,C]`` in ``feat``'s dtype.
+def bilinear_corners(x: torch.Tensor, y: torch.Tensor, h: int, w: int):
+    """Bilinear sampling at pixel coordinates ``(x, y)`` on an ``h x w`` map -> ``(x0, y0, x1, y1, wx, wy)``: the
+    four corners (int64) and the fractional weights (fp32). Pixel (y, x) has its centre at integer (x, y); points
+    are clamped to ``[0, w-1] x [0, h-1]`` first (border padding); a NaN coordinate counts as 0."""
+    x = x.float().nan_to_num(nan=0.0).clamp(0, w - 1)
+    y = y.float().nan_to_num(nan=0.0).clamp(0, h - 1)
+    x0, y0 = x.floor(), y.floor()
+    wx, wy = x - x0, y - y0
+    x0, y0 = x0.long(), y0.long()
+    return x0, y0, (x0 + 1).clamp(max=w - 1), (y0 + 1).clamp(max=h - 1), wx, wy
 
-    Pixel (y, x) has its centre at integer (x, y). Points are clamped to ``[0, w-1] x [0, h-1]`` first
-    (border padding); a NaN coordinate counts as 0. Interpolation runs in fp32:
-    ``v00 (1-wx)(1-wy) + v01 wx (1-wy) + v10 (1-wx) wy + v11 wx wy``.
-    """
+
+def bilinear_mix(v00, v01, v10, v11, wx, wy):
+    """The corner values weighted, in this order of operations (the exported graph matches it bit for bit)."""
+    return v00 * (1 - wx) * (1 - wy) + v01 * wx * (1 - wy) + v10 * (1 - wx) * wy + v11 * wx * wy
+
+
+def bilinear_sample_ref(feat: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """Sample ``feat [B,K,C,h,w]`` at ``points [B,N,K,2]`` (x, y) -> ``[B,N,K,C]`` in ``feat``'s dtype
+    (``bilinear_corners``; interpolation in fp32, ``bilinear_mix``)."""
     b, k, c, h, w = feat.shape
     n = points.shape[1]
-    x = points[..., 0].float().nan_to_num(nan=0.0).clamp(0, w - 1).transpose(1, 2)  # [B, K, N]
-    y = points[..., 1].float().nan_to_num(nan=0.0).clamp(0, h - 1).transpose(1, 2)
-    x0, y0 = x.floor(), y.floor()
-    wx, wy = (x - x0).unsqueeze(2), (y - y0).unsqueeze(2)  # [B, K, 1, N]
-    x0, y0 = x0.long(), y0.long()
-    x1, y1 = (x0 + 1).clamp(max=w - 1), (y0 + 1).clamp(max=h - 1)
+    x0, y0, x1, y1, wx, wy = (t.transpose(1, 2) for t in bilinear_corners(points[..., 0], points[..., 1], h, w))
+    wx, wy = wx.unsqueeze(2), wy.unsqueeze(2)  # [B, K, 1, N]
     # One gather of the four corners in the input dtype, then fp32: no copy of the whole map.
     corners = torch.cat([y0 * w + x0, y0 * w + x1, y1 * w + x0, y1 * w + x1], dim=2)  # [B, K, 4N]
     v = torch.gather(feat.flatten(3), 3, corners.unsqueeze(2).expand(b, k, c, 4 * n)).float()
-    v00, v01, v10, v11 = v.split(n, dim=3)  # each [B, K, C, N]
-    out = v00 * (1 - wx) * (1 - wy) + v01 * wx * (1 - wy) + v10 * (1 - wx) * wy + v11 * wx * wy
+    out = bilinear_mix(*v.split(n, dim=3), wx, wy)  # [B, K, C, N]
     return out.permute(0, 3, 1, 2).to(feat.dtype)
 
 

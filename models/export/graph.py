@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kernels.candidates import Candidates
-from kernels.decode_ref import threshold_logit
+from kernels.decode_ref import bilinear_corners, bilinear_mix, threshold_logit
 from models.modeling.network import PoseNet
 from models.modeling.qem import SparseOutput
 
@@ -105,18 +105,13 @@ def gather_candidates_rows(offsets, kfeat, ifeat, logits, indices, valid, *, num
     pixel = torch.stack([safe % w, safe // w], dim=-1).float().unsqueeze(2)  # [B, N, 1, 2]
     keypoints = torch.where(mask.unsqueeze(-1), pixel + off, torch.zeros_like(off))
 
-    # bilinear_sample_ref's arithmetic, read from rows of (pixel, keypoint slot)
-    x = keypoints[..., 0].nan_to_num(nan=0.0).clamp(0, w - 1)  # [B, N, K]
-    y = keypoints[..., 1].nan_to_num(nan=0.0).clamp(0, h - 1)
-    x0, y0 = x.floor(), y.floor()
-    wx, wy = (x - x0).unsqueeze(-1), (y - y0).unsqueeze(-1)  # [B, N, K, 1]
-    x0, y0 = x0.long(), y0.long()
-    x1, y1 = (x0 + 1).clamp(max=w - 1), (y0 + 1).clamp(max=h - 1)
+    # bilinear_sample_ref, read from rows of (pixel, keypoint slot)
+    x0, y0, x1, y1, wx, wy = bilinear_corners(keypoints[..., 0], keypoints[..., 1], h, w)  # each [B, N, K]
     corners = torch.stack([y0 * w + x0, y0 * w + x1, y1 * w + x0, y1 * w + x1])  # [4, B, N, K]
     slots = kfeat.shape[1] // ck
     slot_rows = (corners + image.view(1, b, 1, 1)) * slots + torch.arange(k, device=safe.device)
-    v00, v01, v10, v11 = row_table(kfeat, ck)[slot_rows.flatten()].view(4, b, n, k, ck).float().unbind(0)
-    kq = (v00 * (1 - wx) * (1 - wy) + v01 * wx * (1 - wy) + v10 * (1 - wx) * wy + v11 * wx * wy).to(kfeat.dtype)
+    corner_values = row_table(kfeat, ck)[slot_rows.flatten()].view(4, b, n, k, ck).float().unbind(0)
+    kq = bilinear_mix(*corner_values, wx.unsqueeze(-1), wy.unsqueeze(-1)).to(kfeat.dtype)
     kq = torch.where(mask.unsqueeze(-1), kq, torch.zeros_like(kq))
     iq = row_table(ifeat, ifeat.shape[1])[rows].view(b, n, -1)
     iq = torch.where(mask, iq, torch.zeros_like(iq))
