@@ -15,16 +15,19 @@ AdaptivePose); each value is documented where the module using it is built.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields, replace
 
 STRIDE = 4
 BACKBONES = ("tiny", "realtime", "hrnet_w32", "hrnet_w48")
 SCORE_MODES = ("cir", "center_gaussian")
 CIR_LOSSES = ("qfl", "varifocal", "mse")
-POSE_NMS = ("distance", "oks", "none")
+POSE_NMS = ("distance", "oks", "dekr", "none")
+HEADS = ("qem", "dekr")
+RESIZE_SIDES = ("long", "short")
 POSE_SCORES = ("pqe", "keypoint_mean", "labelled_mean")
 # Fields that change no parameter of the network: weights move between configs that differ only in these.
-INFERENCE_FIELDS = ("input_size", "max_people", "threshold", "nms_kernel", "pose_nms", "nms_dist", "nms_count",
+INFERENCE_FIELDS = ("input_size", "resize", "feature_origin", "max_people", "threshold", "nms_kernel", "pose_nms", "nms_dist", "nms_count",
                     "nms_oks", "pose_score", "snap_radius", "snap_threshold", "snap_weight")
 # Switches that only add a module: ``--init`` from a checkpoint without it starts that module's parameters fresh.
 ADDED_MODULES = {"keypoint_heatmaps": "heads.heatmaps.", "labelled_head": "qem.labelled_logit."}
@@ -37,11 +40,16 @@ LOSS_FIELDS = ("w_score_map", "w_offset", "w_offset_oks", "w_refine", "w_refine_
 class ModelConfig:
     """Sizes, switches and decode settings of one ``PoseNet``. Units: ``positive_radius``, ``center_sigma``,
     ``heatmap_sigma``, ``snap_radius`` and ``pos_scale`` are feature-map pixels; ``input_size`` is network-input
-    pixels (square)."""
+    pixels: the long side of the letterboxed image (``resize="long"``), or its short side (``"short"``, DEKR's
+    convention). ``feature_origin``: the input pixel at the centre of feature pixel 0 ((STRIDE - 1) / 2 for our
+    networks; 0 for DEKR's, whose map pixel m is input pixel 4 m)."""
 
     name: str = "tiny"
     backbone: str = "tiny"
+    head: str = "qem"                # "qem": CIR + QEM (ours) | "dekr": DEKR's heads (imported weights)
     input_size: int = 256
+    resize: str = "long"
+    feature_origin: float = (STRIDE - 1) / 2
     num_keypoints: int = 17
     encoder_blocks: int = 1          # BasicBlocks per stride-8/16/32 level (tiny only; models.training.grow)
     # heads
@@ -52,6 +60,8 @@ class ModelConfig:
     keypoint_heatmaps: bool = False  # a per-keypoint heatmap head on the keypoint branches (``models.modeling.snap``)
     heatmap_sigma: float = 1.0       # gaussian sigma of the keypoint heatmap targets
     inst_channels: int = 32          # Ci: instance feature width
+    dekr_heat_channels: int = 32     # DEKR's heatmap head width (its instance features; head="dekr" only)
+    rescore: bool = False            # DEKR's pose rescoring net (``models.modeling.dekr.RescoreNet``) is present
     # sparse stage (QEM)
     qem_hidden: int = 32             # hidden width of the KQE / PQE MLPs
     pos_frequencies: int = 4         # Fourier frequencies of the KQE positional encoding
@@ -95,7 +105,8 @@ class ModelConfig:
         checks = {
             "backbone": (self.backbone, BACKBONES), "score_mode": (self.score_mode, SCORE_MODES),
             "cir_loss": (self.cir_loss, CIR_LOSSES), "pose_nms": (self.pose_nms, POSE_NMS),
-            "pose_score": (self.pose_score, POSE_SCORES),
+            "pose_score": (self.pose_score, POSE_SCORES), "head": (self.head, HEADS),
+            "resize": (self.resize, RESIZE_SIDES),
         }
         for key, (value, allowed) in checks.items():
             if value not in allowed:
@@ -103,6 +114,10 @@ class ModelConfig:
         if self.encoder_blocks < 1 or (self.encoder_blocks != 1 and self.backbone != "tiny"):
             raise ValueError(f"encoder_blocks={self.encoder_blocks} must be >= 1, and other than 1 only for the tiny "
                              f"backbone (this config's is {self.backbone!r})")
+        if self.head == "dekr" and not self.backbone.startswith("hrnet"):
+            raise ValueError(f"DEKR's heads sit on an HRNet backbone, not {self.backbone!r}")
+        if self.rescore and self.head != "dekr":
+            raise ValueError("rescore=True needs DEKR's heads (head='dekr')")
         if self.kpt_blocks < 1:
             raise ValueError(f"ModelConfig.kpt_blocks must be >= 1, got {self.kpt_blocks}")
         if self.input_size % 32:
@@ -121,6 +136,14 @@ class ModelConfig:
             raise ValueError(f"snap_threshold must lie in (0, 1), got {self.snap_threshold}")
         if not 0.0 <= self.snap_weight <= 1.0:
             raise ValueError(f"snap_weight must lie in [0, 1], got {self.snap_weight}")
+
+    @property
+    def decode_threshold(self) -> float:
+        """The threshold handed to ``kernels.decode``, which compares logits: ``threshold`` itself, or for DEKR's
+        centre heatmap (plain values) the threshold that keeps values above ``threshold``."""
+        if self.head == "dekr":
+            return 1.0 / (1.0 + math.exp(-self.threshold))
+        return self.threshold
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":
@@ -148,6 +171,24 @@ PRESETS: dict[str, ModelConfig] = {
 }
 
 
+def _dekr(name: str, width: int, size: int, keypoints: int, nms_count: int) -> ModelConfig:
+    """DEKR's network and single-scale inference settings (its ``experiments/*/w*.yaml``): peaks of the centre
+    heatmap above 0.01 in a 3x3 window (its pool for maps up to 200 px), at most 30 people, its pose NMS (keypoints
+    closer than 0.05 of the pose's box diagonal in more than ``nms_count`` joints), short side to ``size``."""
+    return ModelConfig(name=name, backbone=f"hrnet_w{width}", head="dekr", input_size=size, resize="short",
+                       feature_origin=0.0, num_keypoints=keypoints, kpt_channels=15, dekr_heat_channels=width,
+                       max_people=30, threshold=0.01, nms_kernel=3, pose_nms="dekr", nms_dist=0.05,
+                       nms_count=nms_count, use_kqe=False, use_pqe=False)
+
+
+PRESETS.update({
+    "dekr_w32": _dekr("dekr_w32", 32, 512, 17, 8),
+    "dekr_w48": _dekr("dekr_w48", 48, 640, 17, 8),
+    "dekr_w32_crowdpose": _dekr("dekr_w32_crowdpose", 32, 512, 14, 7),
+    "dekr_w48_crowdpose": _dekr("dekr_w48_crowdpose", 48, 640, 14, 7),
+})
+
+
 def preset(name: str, **overrides) -> ModelConfig:
     """The preset ``name`` with ``overrides`` applied (unknown keys raise ``ValueError``)."""
     if name not in PRESETS:
@@ -159,11 +200,12 @@ def preset(name: str, **overrides) -> ModelConfig:
     return replace(PRESETS[name], **overrides)
 
 
-def to_feature(points, stride: int = STRIDE):
-    """Input pixels -> feature-map pixels (works on tensors and arrays, any shape)."""
-    return (points - (stride - 1) / 2) / stride
+def to_feature(points, stride: int = STRIDE, origin: float | None = None):
+    """Input pixels -> feature-map pixels (works on tensors and arrays, any shape); ``origin``: the config's
+    ``feature_origin`` (default ours, (stride - 1) / 2)."""
+    return (points - ((stride - 1) / 2 if origin is None else origin)) / stride
 
 
-def to_input(points, stride: int = STRIDE):
+def to_input(points, stride: int = STRIDE, origin: float | None = None):
     """Feature-map pixels -> input pixels, the inverse of ``to_feature``."""
-    return points * stride + (stride - 1) / 2
+    return points * stride + ((stride - 1) / 2 if origin is None else origin)

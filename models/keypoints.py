@@ -15,6 +15,17 @@ KEYPOINT_NAMES: tuple[str, ...] = (
 NUM_KEYPOINTS = len(KEYPOINT_NAMES)
 
 FLIP_INDEX: tuple[int, ...] = (0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15)
+# CrowdPose's 14 points (left/right shoulder, elbow, wrist, hip, knee, ankle, head, neck): networks imported with them
+CROWDPOSE_FLIP_INDEX: tuple[int, ...] = (1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 12, 13)
+
+
+def flip_index(num_keypoints: int) -> tuple[int, ...]:
+    """``FLIP_INDEX`` of the convention with ``num_keypoints`` points: COCO's 17 or CrowdPose's 14."""
+    if num_keypoints == len(FLIP_INDEX):
+        return FLIP_INDEX
+    if num_keypoints == len(CROWDPOSE_FLIP_INDEX):
+        return CROWDPOSE_FLIP_INDEX
+    raise ValueError(f"no mirror convention for {num_keypoints} keypoints (17: COCO, 14: CrowdPose)")
 
 SIGMAS: tuple[float, ...] = (
     0.026, 0.025, 0.025, 0.035, 0.035, 0.079, 0.079, 0.072, 0.072,

@@ -82,11 +82,21 @@ def rect_canvas(height: int, width: int, size: int, multiple: int = 32) -> tuple
     return -(-new_w // multiple) * multiple, -(-new_h // multiple) * multiple
 
 
+def long_side(shapes, size: int, resize: str = "long") -> int:
+    """The long side that images of ``shapes`` ((h, w, ...) each) are scaled to for a model whose ``input_size`` is
+    ``size``: ``size`` itself (``resize="long"``), or with ``"short"`` (DEKR's convention: the short side becomes
+    ``size``) the largest long side that gives any of them."""
+    if resize == "long":
+        return size
+    return max(max(1, round(size * max(s[0], s[1]) / max(1, min(s[0], s[1])))) for s in shapes)
+
+
 def batch_canvas(shapes, size: int, rect: bool) -> tuple[int, int]:
-    """The one (width, height) canvas for images of ``shapes`` ((h, w, ...) each): square ``size x size``, or with
-    ``rect`` the largest of their rectangular canvases on each axis."""
+    """The one (width, height) canvas for images of ``shapes`` ((h, w, ...) each): square ``size x size`` (rounded up
+    to a multiple of 32), or with ``rect`` the largest of their rectangular canvases on each axis."""
     if not rect:
-        return size, size
+        side = -(-size // 32) * 32
+        return side, side
     canvases = [rect_canvas(s[0], s[1], size) for s in shapes]
     return max(c[0] for c in canvases), max(c[1] for c in canvases)
 

@@ -17,13 +17,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.preprocess import MEAN_RGB, PAD_VALUE, STD_RGB, Letterbox, batch_canvas, letterbox
+from models.preprocess import MEAN_RGB, PAD_VALUE, STD_RGB, Letterbox, batch_canvas, letterbox, long_side
 
 
 class DevicePreprocess:
     def __init__(self, size: int, device: torch.device, dtype: torch.dtype = torch.float32, rect: bool = True,
-                 fixed_canvas: tuple[int, int] | None = None, uint8: bool = False):
+                 fixed_canvas: tuple[int, int] | None = None, uint8: bool = False, resize: str = "long"):
         self.size, self.device, self.dtype, self.rect = size, torch.device(device), dtype, rect
+        self.resize = resize  # the model's ModelConfig.resize: "short" scales the short side to ``size`` (DEKR)
         self.uint8 = uint8 and self.device.type == "cpu"
         self.fixed_canvas = fixed_canvas  # (W, H) of a model exported for one input shape
         self.mean = torch.tensor(MEAN_RGB, device=self.device).view(1, 3, 1, 1) * 255.0
@@ -38,13 +39,14 @@ class DevicePreprocess:
         ``[B,H,W,3]``; one Letterbox each).
 
         ``pad_to`` > len(images) appends zero images so that the batch shape stays static (CUDA graphs)."""
-        canvas = self.fixed_canvas or batch_canvas([im.shape for im in images], self.size, self.rect)
+        size = long_side([im.shape for im in images], self.size, self.resize)
+        canvas = self.fixed_canvas or batch_canvas([im.shape for im in images], size, self.rect)
         if self.device.type == "cuda":
             batch, boxes = self.torch_letterbox([self._upload(i, im) for i, im in enumerate(images)], canvas)
             # Pinned buffers are reused: the copies must be done before the next call writes into them.
             torch.cuda.current_stream(self.device).synchronize()
         else:
-            canvases, boxes = zip(*(letterbox(im, self.size, canvas) for im in images))
+            canvases, boxes = zip(*(letterbox(im, size, canvas) for im in images))
             if self.uint8:
                 return torch.from_numpy(np.stack(canvases)), list(boxes)
             # NumPy, single-threaded: on a busy CPU, torch's intra-op threads make these small element-wise ops
@@ -70,12 +72,13 @@ class DevicePreprocess:
                         ) -> tuple[torch.Tensor, list[Letterbox]]:
         """uint8 HxWx3 tensors (on the device) -> normalised ``[B,3,H,W]`` float32 and their Letterboxes;
         ``canvas`` = (W, H), default the batch's (``batch_canvas``)."""
-        canvas = canvas or self.fixed_canvas or batch_canvas([im.shape for im in images], self.size, self.rect)
+        size = long_side([im.shape for im in images], self.size, self.resize)
+        canvas = canvas or self.fixed_canvas or batch_canvas([im.shape for im in images], size, self.rect)
         out = torch.full((len(images), 3, canvas[1], canvas[0]), float(PAD_VALUE), device=self.device)
         boxes = []
         for i, image in enumerate(images):
             h, w = image.shape[:2]
-            box = Letterbox.fit(h, w, self.size, canvas)
+            box = Letterbox.fit(h, w, size, canvas)
             new_w, new_h = box.content_size(h, w)
             x = image.permute(2, 0, 1).unsqueeze(0).float()
             x = F.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False,

@@ -30,13 +30,14 @@ import torch
 
 from models.checkpoint import load_checkpoint
 from models.config import POSE_SCORES, to_input
+from models.inference.dekr import dekr_poses
 from models.inference.nms import pose_nms_np
 from models.inference.views import (View, crop_to_plain, mean_sparse, mirror_heatmaps, mirror_maps, mirror_sparse,
                                     view_batch, views_for)
 from models.modeling.network import DenseOutput, PoseNet
 from models.modeling.qem import candidates_at, pose_scores
 from models.poses import Poses
-from models.preprocess import Letterbox, batch_canvas, letterbox, normalize
+from models.preprocess import Letterbox, batch_canvas, letterbox, long_side, normalize
 
 
 class Predictor:
@@ -102,10 +103,11 @@ class Predictor:
                     or min(image.shape[:2]) == 0):
                 raise ValueError(f"image {i}: expected an RGB uint8 HxWx3 array, got "
                                  f"{getattr(image, 'dtype', type(image))} {getattr(image, 'shape', '')}")
+        size = self.long_side([image.shape for image in images])
         shared = self.canvas([image.shape for image in images])
         canvases, boxes = [], []
         for image in images:
-            canvas, box = letterbox(image, self.input_size, shared)
+            canvas, box = letterbox(image, size, shared)
             canvases.append(canvas)
             boxes.append(box)
         batch = torch.from_numpy(np.stack(canvases)).to(self.device, non_blocking=True)
@@ -114,7 +116,12 @@ class Predictor:
     def canvas(self, shapes) -> tuple[int, int]:
         """(W, H) of the network input for images of ``shapes``: the exported model's fixed shape, else square or,
         with ``rect``, the smallest multiples of 32 that hold them (``models.preprocess.batch_canvas``)."""
-        return self.fixed_canvas or batch_canvas(shapes, self.input_size, self.rect)
+        return self.fixed_canvas or batch_canvas(shapes, self.long_side(shapes), self.rect)
+
+    def long_side(self, shapes) -> int:
+        """The long side images of ``shapes`` are scaled to: ``input_size``, or for models that scale the short side
+        to it (DEKR's, ``ModelConfig.resize``) the long side that gives (``models.preprocess.long_side``)."""
+        return long_side(shapes, self.input_size, self.cfg.resize)
 
     @torch.inference_mode()
     def forward(self, batch: torch.Tensor):
@@ -158,6 +165,8 @@ class Predictor:
         avg = DenseOutput(sum(m[0] for m in plain_grid) / len(dense), sum(m[1] for m in plain_grid) / len(dense),
                           dense[0].kfeat, dense[0].ifeat, heatmaps)
         cands = net.decode(avg, self.decode_backend)
+        if self.cfg.head == "dekr":  # DEKR scores the averaged maps once
+            return cands, net.sparse(avg, cands)
         w = avg.score.shape[-1]
         idx = cands.indices
         oriented = {False: (avg.score, avg.offsets, idx)}  # the averaged maps and peaks in each view's orientation
@@ -185,7 +194,8 @@ class Predictor:
         out: dict[View, DenseOutput] = {}
         b = batch.shape[0]
         for views in by_shift.values():
-            stacked = self.net.dense(torch.cat([view_batch(batch, v) for v in views]))
+            shift = 3 if self.cfg.head == "dekr" else 0
+            stacked = self.net.dense(torch.cat([view_batch(batch, v, shift) for v in views]))
             for i, view in enumerate(views):
                 part = DenseOutput(*(None if t is None else t[i * b:(i + 1) * b]
                                      for t in (stacked.score, stacked.offsets, stacked.kfeat, stacked.ifeat,
@@ -199,8 +209,10 @@ class Predictor:
         dominate; the outputs are fetched from the device once per batch."""
         cands, out = raw
         cfg = self.cfg
+        if cfg.head == "dekr":
+            return dekr_poses(self.net, cands, out, boxes)
         valid = cands.valid.cpu().numpy()
-        keypoints = to_input(out.keypoints.float().cpu().numpy(), self.net.stride)
+        keypoints = to_input(out.keypoints.float().cpu().numpy(), self.net.stride, cfg.feature_origin)
         scores = pose_scores(out, self.pose_score).cpu().numpy()
         keypoint_scores = out.keypoint_scores.float().cpu().numpy()
         results = []

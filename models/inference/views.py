@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from models.config import STRIDE
-from models.keypoints import FLIP_INDEX
+from models.keypoints import flip_index
 from models.modeling.network import DenseOutput
 from models.preprocess import PAD_VALUE, normalize
 from models.modeling.qem import SparseOutput
@@ -38,9 +38,13 @@ def views_for(flip: bool, shifts: Sequence[int] = ()) -> list[View]:
     return [View(s, m) for s in (0, *shifts) for m in ((False, True) if flip else (False,))]
 
 
-def view_batch(batch: torch.Tensor, view: View) -> torch.Tensor:
-    """The network input of ``view`` for a normalised batch ``[B,3,H,W]``."""
+def view_batch(batch: torch.Tensor, view: View, mirror_shift: int = 0) -> torch.Tensor:
+    """The network input of ``view`` for a normalised batch ``[B,3,H,W]``. ``mirror_shift``: input px a mirrored
+    batch is moved left (its last columns kept), so that its map mirrors the plain one's exactly: 0 for our
+    networks (map pixel m is input pixel 4 m + 1.5), 3 for DEKR's (4 m; DEKR's flip test does the same)."""
     x = batch.flip(3) if view.mirrored else batch
+    if view.mirrored and mirror_shift:
+        x = torch.cat([x[..., mirror_shift:], x[..., -mirror_shift:]], dim=3)
     if not view.shift:
         return x
     b, c, h, w = x.shape
@@ -62,13 +66,13 @@ def crop_to_plain(dense: DenseOutput, view: View, size: tuple[int, int]) -> Dens
 def mirror_heatmaps(heatmaps: torch.Tensor) -> torch.Tensor:
     """Keypoint heatmaps of a horizontally mirrored image in the other view (x -> w-1-x, keypoint k <-
     FLIP_INDEX[k])."""
-    return heatmaps.flip(3)[:, torch.as_tensor(FLIP_INDEX, device=heatmaps.device)]
+    return heatmaps.flip(3)[:, torch.as_tensor(flip_index(heatmaps.shape[1]), device=heatmaps.device)]
 
 
 def mirror_maps(score: torch.Tensor, offsets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Score and offset maps of a horizontally mirrored image expressed in the other view (an involution)."""
     b, two_k, h, w = offsets.shape
-    flip = torch.as_tensor(FLIP_INDEX, device=offsets.device)
+    flip = torch.as_tensor(flip_index(two_k // 2), device=offsets.device)
     off = offsets.flip(3).view(b, two_k // 2, 2, h, w)[:, flip]
     off = torch.cat([-off[:, :, :1], off[:, :, 1:]], dim=2).view(b, two_k, h, w)
     return score.flip(3), off
@@ -76,7 +80,7 @@ def mirror_maps(score: torch.Tensor, offsets: torch.Tensor) -> tuple[torch.Tenso
 
 def mirror_sparse(out: SparseOutput, width: int, valid: torch.Tensor) -> SparseOutput:
     """Sparse outputs of the mirrored view mapped back: x -> width-1-x and keypoint identities swapped."""
-    flip = torch.as_tensor(FLIP_INDEX, device=out.keypoints.device)
+    flip = torch.as_tensor(flip_index(out.keypoints.shape[2]), device=out.keypoints.device)
     kp = out.keypoints[:, :, flip]
     kp = torch.stack([(width - 1) - kp[..., 0], kp[..., 1]], dim=-1)
     kp = torch.where(valid[..., None, None], kp, 0.0)

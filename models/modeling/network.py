@@ -17,6 +17,7 @@ import kernels
 from kernels.candidates import Candidates
 from models.modeling.backbones import build_backbone, load_pretrained
 from models.config import STRIDE, ModelConfig, preset
+from models.modeling.dekr import DekrHeads, DekrScores, build_rescore
 from models.modeling.heads import DenseHeads
 from models.modeling.qem import QEM, SparseOutput
 from models.modeling.snap import snap_keypoints
@@ -26,7 +27,8 @@ from models.modeling.snap import snap_keypoints
 class DenseOutput:
     """``score [B,1,h,w]`` CIR logits; ``offsets [B,2K,h,w]`` (dx_0, dy_0, ...) feature px; ``kfeat
     [B,K*Ck,h,w]`` per-keypoint features; ``ifeat [B,Ci,h,w]`` instance features; ``heatmaps [B,K,h,w]`` keypoint
-    heatmap logits (``None`` unless ``cfg.keypoint_heatmaps``). h = H/4, w = W/4."""
+    heatmap logits (``None`` unless ``cfg.keypoint_heatmaps``). h = H/4, w = W/4. DEKR's heads
+    (``models.modeling.dekr``) give heatmap values, not logits, in ``score`` (the centre) and ``heatmaps``."""
 
     score: torch.Tensor
     offsets: torch.Tensor
@@ -42,8 +44,13 @@ class PoseNet(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.backbone = build_backbone(cfg.backbone, cfg.encoder_blocks)
-        self.heads = DenseHeads(self.backbone.out_channels, cfg)
-        self.qem = QEM(cfg)
+        if cfg.head == "dekr":
+            self.heads = DekrHeads(self.backbone.out_channels, cfg)
+            self.qem = DekrScores()
+            self.rescore = build_rescore(cfg.num_keypoints) if cfg.rescore else None
+        else:
+            self.heads = DenseHeads(self.backbone.out_channels, cfg)
+            self.qem = QEM(cfg)
 
     def dense(self, x: torch.Tensor) -> DenseOutput:
         """``x [B,3,H,W]`` normalised RGB (H, W multiples of 32) -> ``DenseOutput`` at stride 4."""
@@ -52,11 +59,13 @@ class PoseNet(nn.Module):
         return DenseOutput(*self.heads(self.backbone(x)))
 
     def sparse(self, dense: DenseOutput, cands: Candidates) -> SparseOutput:
+        if self.cfg.head == "dekr":
+            return self.qem(dense.score, dense.heatmaps, cands)
         return self.qem(dense.score, cands)
 
     def decode(self, dense: DenseOutput, backend: str = "auto") -> Candidates:
         return kernels.decode(dense.score, dense.offsets, dense.kfeat, dense.ifeat, max_people=self.cfg.max_people,
-                              threshold=self.cfg.threshold, nms_kernel=self.cfg.nms_kernel, backend=backend)
+                              threshold=self.cfg.decode_threshold, nms_kernel=self.cfg.nms_kernel, backend=backend)
 
     @property
     def snapping(self) -> tuple[int, float, float]:
@@ -84,7 +93,7 @@ class PoseNet(nn.Module):
 
 
 def build_model(name: str, pretrained: str | Path | None = None, **overrides) -> PoseNet:
-    """The network preset ``name`` ("tiny", "realtime", "hrnet_w32", "hrnet_w48") with ``ModelConfig``
+    """The network preset ``name`` ("tiny", "realtime", "hrnet_w32", "hrnet_w48", "dekr_w32", ...) with ``ModelConfig``
     ``overrides``. ``pretrained``: a local official HRNet ImageNet checkpoint loaded into the backbone by name."""
     net = PoseNet(preset(name, **overrides))
     if pretrained is not None:
