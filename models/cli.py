@@ -6,6 +6,7 @@
     qem train --recipe tiny_synth                 every stage that made the bundled checkpoint, resumable
     qem val --data data/synth                     COCO keypoint AP of a checkpoint (the bundled one by default)
     qem export --format openvino --dynamic        export the bundled checkpoint (run it with --weights DIR)
+    qem import dekr pose_dekr_hrnetw32_coco.pth   DEKR's published weights -> dekr_w32_coco.pt (real people)
     qem bench                                     pipeline benchmarks;  qem bench-decode: decode micro-benchmarks
     qem track-eval runs/webcam/poses.jsonl --truth realtime/assets/synth_clip.json
 
@@ -29,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "speed": ("models.evaluation.speed", "network size, FLOPs and CPU forward time of each config"),
     "average": ("models.training.average", "average the weights of checkpoints of one config (a model soup)"),
     "grow": ("models.training.grow", "deepen a trained network without changing its outputs"),
+    "import": ("models.imports.cli", "convert published weights (DEKR's COCO / CrowdPose) into a checkpoint"),
     "export": ("models.export.exporter", "export a checkpoint to ONNX or OpenVINO (one self-contained file/folder)"),
     "ablation": ("models.training.ablation", "train and evaluate the four rows of the CIR/KQE/PQE ablation"),
 }

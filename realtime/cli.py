@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, positional_s
     from realtime.display import has_display
     from realtime.model import load_engine
     from realtime.pipeline import Pipeline, PipelineConfig
-    from realtime.provenance import NOTICE, synthetic_captions
+    from realtime.provenance import NOTICE, model_line, synthetic_captions
     from realtime.sinks import SinkError
 
     try:
@@ -182,6 +182,9 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, positional_s
         captions = synthetic_captions(args.weights, specs)
         if captions:
             print(NOTICE, file=sys.stderr)
+        imported = model_line(args.weights)
+        if imported:
+            print(imported, file=sys.stderr)
         out_dir = run_dir(args.project, args.name, args.exist_ok) if (args.save or args.jsonl) else None
         config = PipelineConfig(
             specs=specs, out_dir=out_dir, save_mp4=args.save, save_jsonl=args.jsonl, show=show,

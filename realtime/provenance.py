@@ -24,6 +24,21 @@ def checkpoint_data(weights: str | None) -> str | None:
         return None
 
 
+def model_line(weights: str | None) -> str | None:
+    """One line naming an imported model and where its weights came from (``qem import``); None for our own."""
+    import models
+    from models.checkpoint import CheckpointError, checkpoint_meta
+
+    try:
+        meta = checkpoint_meta(Path(weights) if weights is not None else Path(models.DEFAULT_CHECKPOINT))
+    except CheckpointError:
+        return None
+    if "model" not in meta:
+        return None
+    return (f"model: {meta['model']}, weights {meta.get('source', '?')} ({meta.get('layout', '?')} layout, licence "
+            f"{meta.get('licence', '?')}), run by this pipeline with DEKR's inference rules")
+
+
 def is_bundled_clip(spec) -> bool:
     from realtime.cli import BUNDLED_CLIP
 

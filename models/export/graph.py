@@ -141,7 +141,7 @@ class InferenceGraph(nn.Module):
         net, cfg = self.net, self.net.cfg
         dense = net.dense(x)
         cands = decode_topk(dense.score, dense.offsets, dense.kfeat, dense.ifeat, max_people=cfg.max_people,
-                            threshold=cfg.threshold, nms_kernel=cfg.nms_kernel, num_keypoints=cfg.num_keypoints,
+                            threshold=cfg.decode_threshold, nms_kernel=cfg.nms_kernel, num_keypoints=cfg.num_keypoints,
                             kfeat_channels=cfg.kpt_channels)
         out = net.snap(dense, net.sparse(dense, cands), cands.valid)
         tensors = [cands.scores, cands.indices, cands.valid, cands.keypoints, cands.kpt_queries, cands.inst_queries,

@@ -113,6 +113,8 @@ def pair_keypoint_groups(net, padded: bool | None = None):
     """A copy of ``net`` (eval mode) whose keypoint head is ``PairedKeypointHead``; ``net`` is left as it is.
     Networks whose branches already hold 16+ channels per keypoint are returned unchanged. ``padded`` (default:
     unless a heatmap head reads ``kfeat``): the dense stage's offsets and ``kfeat`` keep the padding slot."""
+    if net.cfg.head != "qem":  # DEKR's branches hold 15 channels per keypoint in one grouped operation already
+        return net
     head = net.heads.keypoints
     k = net.cfg.num_keypoints
     if head.branches[0].conv1.groups != k or head.branches[0].conv1.in_channels // k >= 16:

@@ -283,6 +283,10 @@ def load_runtime(path_or_checkpoint=None, backend: str | None = None, precision:
         if kind == "openvino":
             return OpenVinoRuntime(path, precision, threads, streams)
         return OnnxRuntime(path, precision, threads)
+    if precision is None and _imported_dekr(path):
+        # bf16 rounds the sampling positions of DEKR's deformable convolutions (8 bits: 0.5 px at 128 px) and moved
+        # keypoints by tens of pixels on random weights; fp32 until bf16 is measured on real data
+        precision = "fp32"
     if backend == "auto" and torch.device(device).type == "cpu":
         from models.export.auto import choose
         backend, precision = choose(path, precision, threads, input_size, verbose)
@@ -296,6 +300,15 @@ def load_runtime(path_or_checkpoint=None, backend: str | None = None, precision:
     check_precision(backend, precision)  # before exporting anything
     from models.export.auto import exported_twin
     return load_runtime(exported_twin(path, backend), backend, precision, threads, device, streams=streams)
+
+
+def _imported_dekr(checkpoint: Path) -> bool:
+    from models.checkpoint import CheckpointError, read_checkpoint
+
+    try:
+        return read_checkpoint(checkpoint)["config"].get("head") == "dekr"
+    except CheckpointError:
+        return False
 
 
 def _first_line(exc: BaseException) -> str:

@@ -77,6 +77,8 @@ def read_state(path: Path) -> dict[str, torch.Tensor]:
                                f"{EXPECTED}") from None
         reason = text.strip().splitlines()[0][:100] if text.strip() else type(exc).__name__
         raise DekrImportError(f"{path}: not a readable PyTorch weights file (truncated or foreign: {reason})") from None
+    if isinstance(obj, dict) and obj.get("format") == "qem-pose-checkpoint":
+        raise DekrImportError(f"{path}: already a qem-pose checkpoint; use it as it is (--weights {path})")
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -176,7 +178,7 @@ def convert(state: dict, path: Path) -> Converted:
     if k not in DATASETS or width not in (32, 48):
         raise DekrImportError(f"{path}: DEKR with HRNet-W{width} and {k} keypoints; this importer knows W32/W48 with "
                            f"17 (COCO) or 14 (CrowdPose) keypoints")
-    rescore = {f"rescore.{n[len('head.rescore_net.'):]}": v for n, v in state.items()
+    rescore = {f"qem.rescore.{n[len('head.rescore_net.'):]}": v for n, v in state.items()
                if n.startswith("head.rescore_net.")}
     return Converted({**backbone, **heads, **rescore}, layout, width, k)
 
@@ -186,7 +188,7 @@ BACKBONE_ROOTS = {"conv1", "bn1", "conv2", "bn2", "layer1", "transition1", "tran
 
 
 def read_rescore(path: Path, keypoints: int) -> dict[str, torch.Tensor]:
-    """DEKR's rescoring net (``l1``, ``l2``, ``l3``) from its own file, as ``rescore.*`` tensors."""
+    """DEKR's rescoring net (``l1``, ``l2``, ``l3``) from its own file, as ``qem.rescore.*`` tensors."""
     state = read_state(path)
     names = {f"{layer}.{p}" for layer in ("l1", "l2", "l3") for p in ("weight", "bias")}
     if not names <= set(state):
@@ -195,12 +197,12 @@ def read_rescore(path: Path, keypoints: int) -> dict[str, torch.Tensor]:
     if state["l1.weight"].shape[1] != 3 * links + keypoints:
         found = {3 * 19 + 17: "COCO", 3 * 15 + 14: "CrowdPose"}.get(state["l1.weight"].shape[1], "unknown")
         raise DekrImportError(f"{path}: a rescoring net for {found} poses, not for this {DATASETS[keypoints]} model")
-    return {f"rescore.{n}": state[n] for n in names}
+    return {f"qem.rescore.{n}": state[n] for n in names}
 
 
 def build(converted: Converted, path: Path) -> PoseNet:
     """Our network with the converted weights, loaded strictly."""
-    net = PoseNet(preset(converted.config_name, rescore=any(n.startswith("rescore.") for n in converted.state)))
+    net = PoseNet(preset(converted.config_name, rescore=any(n.startswith("qem.rescore.") for n in converted.state)))
     own = net.state_dict()
     state = dict(converted.state)
     for name in own:  # files from before BatchNorm counted its batches lack the counters

@@ -11,14 +11,13 @@ takes a top-30 whose order between equal values is torch's); the scores come fro
   (mean joint heat value), unless that member was already taken;
 - at most ``max_people`` kept, the highest heat scores;
 - pose score = mean joint score (centre value x heat value), times the rescoring net's predicted OKS when the model
-  has it (features computed on the image-pixel poses, as DEKR does).
+  has it (computed in the sparse stage, ``models.modeling.dekr.DekrScores``, so exported models carry it too).
 
 Poses come back sorted by score descending, like every ``Poses``.
 """
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from models.config import to_input
 from models.poses import Poses
@@ -59,22 +58,16 @@ def dekr_poses(net, cands, sparse, boxes=None) -> list[Poses]:
     keypoints = to_input(sparse.keypoints.float().cpu().numpy(), net.stride, cfg.feature_origin)
     joint = sparse.keypoint_scores.float().cpu().numpy()
     heat = sparse.keypoint_logits.float().cpu().numpy()
-    rescore = getattr(net, "rescore", None)
+    pose = sparse.score_logits.float().cpu().numpy()  # DekrScores: the pose score itself
     results = []
     for b in range(len(valid)):
         kp, js, hs = keypoints[b][valid[b]], joint[b][valid[b]], heat[b][valid[b]].mean(-1)
         keep = dekr_nms_np(kp, hs, cfg.nms_dist, cfg.nms_count)
         if len(keep) > cfg.max_people:
             keep = keep[np.argsort(-hs[keep], kind="stable")[:cfg.max_people]]
-        kp, js = kp[keep], js[keep]
+        kp, js, scores = kp[keep], js[keep], pose[b][valid[b]][keep]
         if boxes is not None:
             kp = boxes[b].to_image(kp)
-        scores = js.mean(-1) if len(js) else np.zeros(0, np.float32)
-        if rescore is not None and len(kp):
-            with torch.no_grad():
-                device = next(rescore.parameters()).device
-                oks = rescore(torch.from_numpy(kp).to(device), torch.from_numpy(js).to(device)).cpu().numpy()
-            scores = scores * oks
         order = np.argsort(-scores, kind="stable")
         results.append(Poses(kp[order].astype(np.float32), js[order].astype(np.float32),
                              scores[order].astype(np.float32)))

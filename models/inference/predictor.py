@@ -73,7 +73,8 @@ class Predictor:
         if exported_size is not None and input_size and input_size not in exported_size:
             raise ValueError(f"{self.runtime.source} was exported for input {exported_size[0]}x{exported_size[1]} "
                              f"(H x W), not the {input_size} asked for; export with --imgsz {input_size} or --dynamic")
-        self.input_size = int(input_size or (max(exported_size) if exported_size else self.cfg.input_size))
+        side = min if self.cfg.resize == "short" else max  # the side input_size sets
+        self.input_size = int(input_size or (side(exported_size) if exported_size else self.cfg.input_size))
         if self.input_size % 32:
             raise ValueError(f"input_size must be a multiple of 32, got {self.input_size}")
         self.rect = rect

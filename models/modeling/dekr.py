@@ -103,10 +103,17 @@ def heat_values(heatmaps: torch.Tensor, keypoints: torch.Tensor) -> torch.Tensor
 
 
 class DekrScores(nn.Module):
-    """DEKR's scores of the decoded candidates, as a ``SparseOutput``: ``keypoints`` the regressed ones (no
-    refinement), ``keypoint_scores`` = centre value at the peak x keypoint heat value (DEKR's joint scores),
-    ``keypoint_logits`` = the heat values themselves (DEKR's pose NMS ranks by their mean), ``score_logits`` = the
-    logit of centre value x mean heat value (DEKR's pose score before rescoring)."""
+    """DEKR's scores of the decoded candidates, as a ``SparseOutput`` whose fields, for this head, hold values (no
+    sigmoid applies): ``keypoints`` the regressed ones (no refinement), ``keypoint_scores`` = centre value at the
+    peak x keypoint heat value (DEKR's joint scores), ``keypoint_logits`` = the heat values themselves (DEKR's pose
+    NMS ranks by their mean), ``score_logits`` = DEKR's pose score: the mean joint score, times the rescoring net's
+    predicted OKS when there is one. DEKR rescores the poses kept by its NMS in image pixels; here every candidate
+    is rescored in input pixels, which gives the same value (the features are scale-free) but for a pose whose
+    torso is under 1 px, where the net's scale floor of 1 px differs."""
+
+    def __init__(self, rescore: "RescoreNet | None" = None):
+        super().__init__()
+        self.rescore = rescore
 
     def forward(self, centre: torch.Tensor, heatmaps: torch.Tensor, cands: Candidates) -> SparseOutput:
         at_peak = centre.float().flatten(1).gather(1, cands.indices.clamp(min=0))
@@ -114,10 +121,13 @@ class DekrScores(nn.Module):
         heat = heat_values(heatmaps, cands.keypoints)
         heat = torch.where(cands.valid.unsqueeze(-1), heat, torch.zeros_like(heat))
         joint = at_peak.unsqueeze(-1) * heat
-        eps = 1e-6
-        pose = joint.mean(-1).clamp(eps, 1 - eps)
-        return SparseOutput(keypoints=cands.keypoints.float(), keypoint_scores=joint,
-                            score_logits=torch.log(pose) - torch.log1p(-pose), keypoint_logits=heat)
+        pose = joint.mean(-1)
+        if self.rescore is not None:
+            b, n, k, _ = cands.keypoints.shape
+            oks = self.rescore(cands.keypoints.reshape(b * n, k, 2) * 4.0, joint.reshape(b * n, k)).view(b, n)
+            pose = torch.where(cands.valid, pose * oks, torch.zeros_like(pose))
+        return SparseOutput(keypoints=cands.keypoints.float(), keypoint_scores=joint, score_logits=pose,
+                            keypoint_logits=heat)
 
 
 class RescoreNet(nn.Module):

@@ -46,8 +46,7 @@ class PoseNet(nn.Module):
         self.backbone = build_backbone(cfg.backbone, cfg.encoder_blocks)
         if cfg.head == "dekr":
             self.heads = DekrHeads(self.backbone.out_channels, cfg)
-            self.qem = DekrScores()
-            self.rescore = build_rescore(cfg.num_keypoints) if cfg.rescore else None
+            self.qem = DekrScores(build_rescore(cfg.num_keypoints) if cfg.rescore else None)
         else:
             self.heads = DenseHeads(self.backbone.out_channels, cfg)
             self.qem = QEM(cfg)

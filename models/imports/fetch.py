@@ -1,0 +1,71 @@
+"""Downloads for ``qem import``: a URL is fetched once into the user cache (``$QEM_CACHE_DIR/downloads``, else
+``~/.cache/qem-pose/downloads``), with a progress bar, written to a temporary file and renamed into place, so an
+interrupted download never leaves a partial file under the final name. Nothing else in the project downloads.
+A URL's user name and password never reach the messages (``public_url``).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from tqdm import tqdm
+
+TIMEOUT_S = 30.0  # per connection attempt and per read
+
+
+class FetchError(ValueError):
+    """A URL that cannot be downloaded; one line naming it (without credentials) and why."""
+
+
+def is_url(source: str) -> bool:
+    return urllib.parse.urlsplit(str(source)).scheme in ("http", "https")
+
+
+def public_url(url: str) -> str:
+    """``url`` without its user name and password."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, parts.query, ""))
+
+
+def downloads_dir() -> Path:
+    from models.export.auto import cache_dir
+
+    return cache_dir() / "downloads"
+
+
+def fetch(url: str, folder: Path | None = None, timeout: float = TIMEOUT_S) -> Path:
+    """The file at ``url`` in the download cache (downloaded on first use); raises ``FetchError``."""
+    name = Path(urllib.parse.urlsplit(url).path).name
+    if not name:
+        raise FetchError(f"{public_url(url)}: the URL names no file")
+    folder = Path(folder) if folder is not None else downloads_dir()
+    target = folder / name
+    if target.is_file():
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f"{name}.part{os.getpid()}")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(partial, "wb") as out:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=name, leave=False) as bar:
+                for chunk in iter(lambda: response.read(1 << 20), b""):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+        if total is not None and partial.stat().st_size != total:
+            raise FetchError(f"{public_url(url)}: the download stopped at {partial.stat().st_size} of {total} bytes")
+        shutil.move(partial, target)
+    except urllib.error.HTTPError as exc:
+        raise FetchError(f"{public_url(url)}: the server answered {exc.code} {exc.reason}") from None
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise FetchError(f"{public_url(url)}: cannot download ({reason})") from None
+    finally:
+        partial.unlink(missing_ok=True)
+    return target
