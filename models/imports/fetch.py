@@ -5,6 +5,7 @@ A URL's user name and password never reach the messages (``public_url``).
 """
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import urllib.error
@@ -34,6 +35,18 @@ def public_url(url: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme, host, parts.path, parts.query, ""))
 
 
+def _request(url: str) -> urllib.request.Request:
+    """A request for ``url``; a user name and password in it go into a basic-auth header, not the address."""
+    parts = urllib.parse.urlsplit(url)
+    request = urllib.request.Request(public_url(url))
+    if parts.username is not None:
+        user = urllib.parse.unquote(parts.username)
+        password = urllib.parse.unquote(parts.password or "")
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    return request
+
+
 def downloads_dir() -> Path:
     from models.export.auto import cache_dir
 
@@ -52,7 +65,7 @@ def fetch(url: str, folder: Path | None = None, timeout: float = TIMEOUT_S) -> P
     folder.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f"{name}.part{os.getpid()}")
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(partial, "wb") as out:
+        with urllib.request.urlopen(_request(url), timeout=timeout) as response, open(partial, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc=name, leave=False) as bar:
                 for chunk in iter(lambda: response.read(1 << 20), b""):

@@ -1,0 +1,199 @@
+"""``qem import dekr``: both published layouts load strictly into DEKR's network, agree with each other, keep DEKR's
+offset sign, say where they came from, and refuse what is not DEKR's weights in one line."""
+from __future__ import annotations
+
+import hashlib
+import http.server
+import threading
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models.checkpoint import checkpoint_meta, load_checkpoint
+from models.imports.dekr import DekrImportError, import_dekr
+from models.imports.fetch import FetchError, fetch
+from tests.cli import assert_one_error_line, run_module
+from tests.models.imports.dekr_layouts import fixture, random_state, to_mmpose
+
+X = torch.randn(1, 3, 96, 128, generator=torch.Generator().manual_seed(3))
+
+
+@pytest.fixture(scope="module")
+def release_coco(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("dekr") / "pose_dekr_hrnetw32_coco.pth"
+    torch.save(random_state("dekr_release_w32_coco", seed=1), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def imported_coco(release_coco, tmp_path_factory) -> Path:
+    return import_dekr(release_coco, tmp_path_factory.mktemp("out") / "dekr_w32_coco.pt")
+
+
+def dense_maps(checkpoint: Path) -> tuple[torch.Tensor, ...]:
+    net = load_checkpoint(checkpoint)
+    with torch.no_grad():
+        d = net.dense(X)
+    return d.score, d.offsets, d.kfeat, d.ifeat, d.heatmaps
+
+
+@pytest.mark.parametrize("data,keypoints", [("coco", 17), ("crowdpose", 14)])
+def test_release_layout_with_dekrs_exact_names_loads_strictly(tmp_path, data, keypoints):
+    src = tmp_path / f"pose_dekr_hrnetw32_{data}.pth"
+    state = random_state(f"dekr_release_w32_{data}", seed=2)
+    torch.save({f"module.{k}": v for k, v in state.items()}, src)  # as saved from DataParallel
+    net = load_checkpoint(import_dekr(src, data=data))
+    assert net.cfg.head == "dekr" and net.cfg.num_keypoints == keypoints
+    assert (tmp_path / f"dekr_w32_{data}.pt").is_file()  # the default name, beside the input
+    # every weight of the file went somewhere: the converted network holds exactly as many numbers (the fixed
+    # tap grids and the per-keypoint batch counters aside)
+    def numbers(tensors):
+        return sum(v.numel() for k, v in tensors.items() if not k.endswith(("regular_matrix", "num_batches_tracked")))
+    assert numbers(net.state_dict()) == numbers(state)
+
+
+def test_mmpose_layout_matches_the_fixture_and_gives_the_release_maps(release_coco, imported_coco, tmp_path):
+    mmpose = to_mmpose(torch.load(release_coco, weights_only=True), 17)
+    assert {k: list(v.shape) for k, v in mmpose.items()} == fixture("dekr_mmpose_w32_coco")
+    src = tmp_path / "dekr_hrnet-w32_8xb10-140e_coco-512x512_ac7c17bf-20221228.pth"
+    meta = {"dataset_meta": {"sigmas": np.full(17, 0.05), "flip_indices": list(range(17))}, "epoch": 140}
+    torch.save({"meta": meta, "state_dict": mmpose}, src)  # MMPose keeps NumPy arrays in its metadata
+    converted = import_dekr(src, tmp_path / "mm.pt")
+    assert checkpoint_meta(converted)["layout"] == "mmpose"
+    for ours, theirs in zip(dense_maps(imported_coco), dense_maps(converted)):
+        assert torch.allclose(ours, theirs, atol=1e-4, rtol=1e-5), (ours - theirs).abs().max()
+
+
+def test_offsets_keep_dekrs_sign_keypoint_is_pixel_minus_offset(tmp_path):
+    state = random_state("dekr_release_w32_coco", seed=4)
+    for j in range(17):
+        state[f"offset_final_layer.{j}.weight"].zero_()
+        state[f"offset_final_layer.{j}.bias"].copy_(torch.tensor([3.0, -2.0]))  # DEKR's (x, y) offset
+    state["head_heatmap.1.weight"].zero_()
+    state["head_heatmap.1.bias"].fill_(0.0)
+    state["head_heatmap.1.bias"][17] = 0.5  # a flat centre map: every pixel is a peak
+    torch.save(state, tmp_path / "w.pth")
+    net = load_checkpoint(import_dekr(tmp_path / "w.pth"))
+    cands, _ = net.infer(X, "torch")
+    w = X.shape[-1] // 4
+    pixel = torch.stack([cands.indices % w, cands.indices // w], -1).float()
+    assert cands.valid.all()
+    expected = (pixel - torch.tensor([3.0, -2.0])).unsqueeze(2).expand_as(cands.keypoints)
+    assert torch.equal(cands.keypoints, expected)
+
+
+def test_checkpoint_says_where_the_weights_came_from(release_coco, imported_coco):
+    meta = checkpoint_meta(imported_coco)
+    assert meta["data"] == "coco" and meta["layout"] == "release" and meta["source"] == release_coco.name
+    assert meta["sha256"] == hashlib.sha256(release_coco.read_bytes()).hexdigest()
+    assert "MIT" in meta["licence"] and meta["model"] == "DEKR HRNet-W32 (coco)"
+    from realtime.provenance import model_line, synthetic_captions
+    from realtime.sources import SourceSpec
+
+    assert synthetic_captions(str(imported_coco), [SourceSpec(kind="camera", uri="0")]) == {}
+    assert "DEKR HRNet-W32 (coco)" in model_line(str(imported_coco))
+
+
+def test_rescoring_net_is_kept_and_must_fit_the_data(release_coco, tmp_path):
+    gen = torch.Generator().manual_seed(5)
+    coco = {"l1.weight": torch.randn(256, 74, generator=gen) * 0.1, "l1.bias": torch.zeros(256),
+            "l2.weight": torch.randn(256, 256, generator=gen) * 0.1, "l2.bias": torch.zeros(256),
+            "l3.weight": torch.randn(1, 256, generator=gen) * 0.1, "l3.bias": torch.full((1,), 0.5)}
+    torch.save(coco, tmp_path / "final_rescore_coco_kpt.pth")
+    net = load_checkpoint(import_dekr(release_coco, tmp_path / "r.pt", rescore=tmp_path / "final_rescore_coco_kpt.pth"))
+    assert net.cfg.rescore and torch.equal(net.qem.rescore.l3.bias, coco["l3.bias"])
+    crowd = dict(coco, **{"l1.weight": torch.randn(256, 59)})
+    torch.save(crowd, tmp_path / "final_rescore_crowd_pose_kpt.pth")
+    with pytest.raises(DekrImportError, match="CrowdPose poses, not for this coco model"):
+        import_dekr(release_coco, tmp_path / "r2.pt", rescore=tmp_path / "final_rescore_crowd_pose_kpt.pth")
+
+
+class Foreign:  # stands for a pickled model object, as a YOLO .pt holds
+    pass
+
+
+@pytest.mark.parametrize("case,words", [
+    ("yolo", "holds Python objects"),
+    ("imagenet", "an HRNet ImageNet backbone without DEKR's heads"),
+    ("other_head", "an MMPose checkpoint of another head (final_layer)"),
+    ("truncated", "not a readable PyTorch weights file"),
+    ("crowdpose_as_coco", "has 14 keypoints (crowdpose's), not coco's"),
+])
+def test_bad_files_get_one_line_naming_the_file(tmp_path, release_coco, case, words):
+    path = tmp_path / f"{case}.pt"
+    data = None
+    if case == "yolo":
+        torch.save({"model": Foreign()}, path)
+    elif case == "imagenet":
+        torch.save({"conv1.weight": torch.zeros(64, 3, 3, 3), "incre_modules.0.0.conv1.weight": torch.zeros(1),
+                    "classifier.weight": torch.zeros(1000, 2048)}, path)
+    elif case == "other_head":
+        torch.save({"state_dict": {"backbone.conv1.weight": torch.zeros(1), "head.final_layer.weight": torch.zeros(1)}},
+                   path)
+    elif case == "truncated":
+        path.write_bytes(release_coco.read_bytes()[:100_000])
+    else:
+        torch.save(random_state("dekr_release_w32_crowdpose"), path)
+        data = "coco"
+    with pytest.raises(DekrImportError) as info:
+        import_dekr(path, tmp_path / "out.pt", data=data)
+    message = str(info.value)
+    assert words in message and str(path) in message and "\n" not in message
+
+
+def test_command_line_writes_the_checkpoint_and_fails_in_one_line(release_coco, tmp_path):
+    proc = run_module("models", "import", "dekr", release_coco, "--out", tmp_path / "c.pt")
+    assert proc.returncode == 0 and "DEKR HRNet-W32 (coco)" in proc.stdout, proc.stderr
+    assert load_checkpoint(tmp_path / "c.pt").cfg.name == "dekr_w32"
+    proc = run_module("models", "import", "dekr", tmp_path / "missing.pth")
+    assert_one_error_line(proc, "missing.pth: file not found")
+
+
+class CountingHandler(http.server.SimpleHTTPRequestHandler):
+    requests: list[str] = []
+
+    def do_GET(self):  # noqa: N802 - the stdlib's name
+        CountingHandler.requests.append(self.path)
+        super().do_GET()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_url_is_downloaded_once_into_the_cache(release_coco, tmp_path, monkeypatch):
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / release_coco.name).write_bytes(release_coco.read_bytes())
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(CountingHandler, directory=str(served)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("QEM_CACHE_DIR", str(tmp_path / "cache"))
+    try:
+        url = f"http://user:secret@127.0.0.1:{server.server_address[1]}/{release_coco.name}"
+        first, second = fetch(url), fetch(url)
+        assert first == second and first.read_bytes() == release_coco.read_bytes()
+        assert CountingHandler.requests == [f"/{release_coco.name}"]
+        assert first.parent == tmp_path / "cache" / "downloads"
+        with pytest.raises(FetchError) as info:
+            fetch(f"http://user:secret@127.0.0.1:{server.server_address[1]}/absent.pth")
+        assert "404" in str(info.value) and "secret" not in str(info.value)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_url_that_does_not_answer_is_one_line(tmp_path):
+    import socket
+
+    silent = socket.socket()  # accepts connections, never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(1)
+    try:
+        with pytest.raises(FetchError, match="cannot download"):
+            fetch(f"http://127.0.0.1:{silent.getsockname()[1]}/w.pth", tmp_path, timeout=1.0)
+    finally:
+        silent.close()
+    assert not list(tmp_path.iterdir())  # no partial file left behind
