@@ -12,7 +12,8 @@ only poses with true OKS >= 0.5 (the ones AP50 counts as hits), so it measures t
 
 A CrowdPose file (its person category has CrowdPose's 14 keypoints) is evaluated as the CrowdPose toolkit does
 (``models.evaluation.crowdpose``): AP, AP50, AP75, AR and AP easy / medium / hard by crowd index, with the
-predictions mapped back to its 14 points (the results file then holds 14 points per pose).
+predictions mapped back to its 14 points (the results file then holds 14 points per pose); a model with CrowdPose's
+14 points (DEKR's CrowdPose weights, ``qem import dekr``) is evaluated on its own points.
 
 The results file is a COCO keypoint results list (``image_id``, ``category_id`` 1, ``keypoints`` as
 x1,y1,s1,... in image pixels with s the keypoint score, ``score``) that ``COCO.loadRes`` accepts.
@@ -37,7 +38,7 @@ from models import DEFAULT_CHECKPOINT
 from models.checkpoint import CheckpointError
 from models.config import POSE_SCORES
 from models.data.paths import DataPathError, read_rgb, resolve_data
-from models.keypoints import SIGMAS
+from models.keypoints import NUM_KEYPOINTS, SIGMAS
 from models.evaluation.crowdpose import CrowdPoseReport, crowdpose_eval, crowdpose_results, is_crowdpose
 from models.evaluation.ranking import MATCHED_OKS, oks_matrix, rank_correlation, score_oks_spearman, true_oks
 from models.inference.predictor import Predictor
@@ -165,9 +166,15 @@ def evaluate_predictor(predictor, ann_file: Path, image_dir: Path, max_images: i
     CrowdPose metrics and 14-point results on a CrowdPose file."""
     coco_gt = load_ground_truth(ann_file)
     image_ids = sorted(coco_gt.getImgIds())[:max_images]
+    crowdpose, points = is_crowdpose(coco_gt), predictor.cfg.num_keypoints
+    if points != NUM_KEYPOINTS and not crowdpose:
+        raise ValueError(f"{ann_file}: a COCO file, but the model predicts {points} keypoints (CrowdPose's); "
+                         f"evaluate it on a CrowdPose file")
+    if predictor.cfg.head == "dekr":
+        batch_size = 1  # DEKR's own evaluation: one image at a time, each on its own canvas
     results = predict_results(predictor, coco_gt, Path(image_dir), image_ids, batch_size, progress)
-    if is_crowdpose(coco_gt):
-        results = crowdpose_results(results)
+    if crowdpose:
+        results = crowdpose_results(results) if points == NUM_KEYPOINTS else results
         report = crowdpose_eval(coco_gt, results, image_ids)
     else:
         report = coco_keypoint_eval(coco_gt, results, image_ids)
