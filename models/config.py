@@ -23,7 +23,7 @@ BACKBONES = ("tiny", "realtime", "hrnet_w32", "hrnet_w48")
 SCORE_MODES = ("cir", "center_gaussian")
 CIR_LOSSES = ("qfl", "varifocal", "mse")
 POSE_NMS = ("distance", "oks", "dekr", "none")
-HEADS = ("qem", "dekr")
+HEADS = ("qem", "dekr", "dekr_qem")
 RESIZE_SIDES = ("long", "short")
 POSE_SCORES = ("pqe", "keypoint_mean", "labelled_mean")
 # Fields that change no parameter of the network: weights move between configs that differ only in these.
@@ -46,7 +46,8 @@ class ModelConfig:
 
     name: str = "tiny"
     backbone: str = "tiny"
-    head: str = "qem"                # "qem": CIR + QEM (ours) | "dekr": DEKR's heads (imported weights)
+    head: str = "qem"                # "qem": CIR + QEM (ours) | "dekr": DEKR's heads (imported weights) |
+                                     # "dekr_qem": DEKR's heads with a CIR score and QEM (fine-tuned from them)
     input_size: int = 256
     resize: str = "long"
     feature_origin: float = (STRIDE - 1) / 2
@@ -114,8 +115,11 @@ class ModelConfig:
         if self.encoder_blocks < 1 or (self.encoder_blocks != 1 and self.backbone != "tiny"):
             raise ValueError(f"encoder_blocks={self.encoder_blocks} must be >= 1, and other than 1 only for the tiny "
                              f"backbone (this config's is {self.backbone!r})")
-        if self.head == "dekr" and not self.backbone.startswith("hrnet"):
+        if self.head != "qem" and not self.backbone.startswith("hrnet"):
             raise ValueError(f"DEKR's heads sit on an HRNet backbone, not {self.backbone!r}")
+        if self.head == "dekr_qem" and self.inst_channels != self.dekr_heat_channels:
+            raise ValueError(f"head 'dekr_qem' takes its instance features from DEKR's heatmap head: inst_channels "
+                             f"({self.inst_channels}) must equal dekr_heat_channels ({self.dekr_heat_channels})")
         if self.rescore and self.head != "dekr":
             raise ValueError("rescore=True needs DEKR's heads (head='dekr')")
         if self.kpt_blocks < 1:
@@ -181,7 +185,18 @@ def _dekr(name: str, width: int, size: int, keypoints: int, nms_count: int) -> M
                        nms_count=nms_count, use_kqe=False, use_pqe=False)
 
 
+def _dekr_qem(name: str, width: int, size: int) -> ModelConfig:
+    """DEKR's network with the paper's additions, to fine-tune from DEKR's weights (``--pretrained`` an imported
+    checkpoint): a CIR score on DEKR's heatmap-head features (initialised from its centre heatmap), instance features
+    = those features, KQE + PQE on DEKR's per-keypoint offset features (15 channels). Decode and NMS as ``hrnet_w32``;
+    input as DEKR's (short side)."""
+    return replace(PRESETS[f"hrnet_w{width}"], name=name, head="dekr_qem", input_size=size, resize="short",
+                   kpt_channels=15, dekr_heat_channels=width, inst_channels=width)
+
+
 PRESETS.update({
+    "dekr_qem_w32": _dekr_qem("dekr_qem_w32", 32, 512),
+    "dekr_qem_w48": _dekr_qem("dekr_qem_w48", 48, 640),
     "dekr_w32": _dekr("dekr_w32", 32, 512, 17, 8),
     "dekr_w48": _dekr("dekr_w48", 48, 640, 17, 8),
     "dekr_w32_crowdpose": _dekr("dekr_w32_crowdpose", 32, 512, 14, 7),

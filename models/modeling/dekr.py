@@ -77,7 +77,9 @@ class DekrHeads(nn.Module):
         k, ck, hc = cfg.num_keypoints, cfg.kpt_channels, cfg.dekr_heat_channels
         self.heat_transition = conv_bn_relu(cin, hc, 1)
         self.heat_block = BasicBlock(hc, hc)
-        self.heat_out = nn.Conv2d(hc, k + 1, 1)
+        # DEKR's maps, or (head "dekr_qem") a CIR score logit in their place
+        self.cir = cfg.head == "dekr_qem"
+        self.heat_out = nn.Conv2d(hc, 1 if self.cir else k + 1, 1)
         self.offset_transition = conv_bn_relu(cin, k * ck, 1)
         self.offset_blocks = nn.Sequential(AdaptiveBlock(k, ck), AdaptiveBlock(k, ck))
         self.offset_out = nn.Conv2d(k * ck, 2 * k, 1, groups=k)
@@ -90,6 +92,8 @@ class DekrHeads(nn.Module):
         maps = self.heat_out(ifeat)
         kfeat = self.offset_blocks(self.offset_transition(x))
         offsets = full_precision(self.offset_out, kfeat)
+        if self.cir:
+            return maps, offsets, kfeat, ifeat, None
         return maps[:, -1:], offsets, kfeat, ifeat, maps[:, :-1]
 
 
@@ -174,7 +178,30 @@ def build_rescore(num_keypoints: int) -> RescoreNet:
     return RescoreNet(COCO_LINKS if num_keypoints == 17 else CROWDPOSE_LINKS, num_keypoints, NORM_LINKS)
 
 
-def value_threshold_to_logit(threshold: float) -> float:
-    """The ``kernels.decode`` threshold under which a map of plain values (not logits) keeps ``value > threshold``:
-    the decode compares the map against ``logit(t)``, so ``t = sigmoid(threshold)``."""
-    return 1.0 / (1.0 + math.exp(-threshold))
+CIR_FROM_CENTRE = (8.0, math.log(0.01 / 0.99))  # CIR logit = a x centre value + b: 0 -> 1% (our prior), 1 -> 96%
+
+
+def start_from_dekr(net: nn.Module, path) -> int:
+    """Load an imported DEKR checkpoint (``qem import dekr``) into a ``dekr_qem`` network: the backbone and DEKR's
+    heads as they are, the CIR score initialised from the centre heatmap (``CIR_FROM_CENTRE``: the same features
+    and filter, rescaled to logits), QEM fresh. Returns how many tensors were copied; raises ``ValueError`` naming
+    the file when it is not a DEKR checkpoint of this network's width and keypoints."""
+    from models.checkpoint import read_checkpoint
+
+    payload = read_checkpoint(path)
+    cfg = payload["config"]
+    if cfg.get("head") != "dekr":
+        raise ValueError(f"{path}: not an imported DEKR checkpoint (qem import dekr FILE makes one)")
+    k = net.cfg.num_keypoints
+    if cfg.get("backbone") != net.cfg.backbone or cfg.get("num_keypoints") != k:
+        raise ValueError(f"{path}: DEKR with {cfg.get('backbone')} and {cfg.get('num_keypoints')} keypoints, not "
+                         f"{net.cfg.backbone} with {k}")
+    state = {n: v for n, v in payload["state_dict"].items()
+             if not n.startswith(("heads.heat_out.", "qem.rescore."))}
+    a, b = CIR_FROM_CENTRE
+    state["heads.heat_out.weight"] = a * payload["state_dict"]["heads.heat_out.weight"][k:k + 1]
+    state["heads.heat_out.bias"] = a * payload["state_dict"]["heads.heat_out.bias"][k:k + 1] + b
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    if unexpected or any(not n.startswith("qem.") for n in missing):
+        raise ValueError(f"{path}: does not fit {net.cfg.name} (e.g. {(unexpected or missing)[0]})")
+    return len(state)

@@ -17,7 +17,7 @@ import kernels
 from kernels.candidates import Candidates
 from models.modeling.backbones import build_backbone, load_pretrained
 from models.config import STRIDE, ModelConfig, preset
-from models.modeling.dekr import DekrHeads, DekrScores, build_rescore
+from models.modeling.dekr import DekrHeads, DekrScores, build_rescore, start_from_dekr
 from models.modeling.heads import DenseHeads
 from models.modeling.qem import QEM, SparseOutput
 from models.modeling.snap import snap_keypoints
@@ -47,6 +47,9 @@ class PoseNet(nn.Module):
         if cfg.head == "dekr":
             self.heads = DekrHeads(self.backbone.out_channels, cfg)
             self.qem = DekrScores(build_rescore(cfg.num_keypoints) if cfg.rescore else None)
+        elif cfg.head == "dekr_qem":
+            self.heads = DekrHeads(self.backbone.out_channels, cfg)
+            self.qem = QEM(cfg)
         else:
             self.heads = DenseHeads(self.backbone.out_channels, cfg)
             self.qem = QEM(cfg)
@@ -93,9 +96,12 @@ class PoseNet(nn.Module):
 
 def build_model(name: str, pretrained: str | Path | None = None, **overrides) -> PoseNet:
     """The network preset ``name`` ("tiny", "realtime", "hrnet_w32", "hrnet_w48", "dekr_w32", ...) with ``ModelConfig``
-    ``overrides``. ``pretrained``: a local official HRNet ImageNet checkpoint loaded into the backbone by name."""
+    ``overrides``. ``pretrained``: a local official HRNet ImageNet checkpoint loaded into the backbone by name, or for
+    the ``dekr_qem`` networks an imported DEKR checkpoint (``models.modeling.dekr.start_from_dekr``)."""
     net = PoseNet(preset(name, **overrides))
-    if pretrained is not None:
+    if pretrained is not None and net.cfg.head == "dekr_qem":
+        start_from_dekr(net, pretrained)
+    elif pretrained is not None:
         if not net.cfg.backbone.startswith("hrnet"):
             raise ValueError(f"pretrained weights load into HRNet backbones only, not {net.cfg.backbone!r}")
         load_pretrained(net.backbone, pretrained)

@@ -111,7 +111,9 @@ def check_inputs(recipe: Recipe, opts: RunOptions) -> None:
                 hint = f": {recipe.data_help}" if recipe.data_help else ""
                 raise RecipeError(f"recipe {recipe.name}: data not found: {path}; check --data (now {opts.data}){hint}")
         if stage.pretrained and opts.pretrained is None:
-            raise RecipeError(f"recipe {recipe.name}: stage {stage.name} starts from ImageNet weights: pass "
+            weights = ("an imported DEKR checkpoint (qem import dekr)" if any("dekr" in a for a in stage.args)
+                       else "ImageNet weights")
+            raise RecipeError(f"recipe {recipe.name}: stage {stage.name} starts from {weights}: pass "
                               f"--pretrained FILE (or --pretrained none to train from scratch)")
         if stage.pretrained and opts.pretrained != "none" and not Path(opts.pretrained).is_file():
             raise RecipeError(f"recipe {recipe.name}: --pretrained {opts.pretrained}: file not found")
