@@ -14,6 +14,8 @@ Sections:
             rate, AP with --ap-data (realtime.bench_deploy)
   peer      (only when asked; needs ultralytics, in a separate venv) our default path side by side with
             YOLOv8n-pose / YOLO11n-pose in PyTorch and OpenVINO, alternating rounds (realtime.bench_peer)
+  dekr      (only when asked; needs DEKR's repository and an interpreter with torchvision) DEKR's weights in this
+            pipeline side by side with DEKR's own inference code, alternating rounds (realtime.bench_dekr)
 
 Examples:
   qem bench                                  (all sections, short durations)
@@ -22,6 +24,7 @@ Examples:
   qem bench --sections soak --minutes 30 --soak-plot soak.png
   qem bench --sections deploy --threads 2 --rounds 3 --ap-data data/synth_val
   YOLO_OFFLINE=1 .venv-peer/bin/python -m realtime.bench --sections peer --threads 2
+  qem bench --sections dekr --dekr-weights <weights.pth> --dekr-root <DEKR> --dekr-python <venv>/bin/python
 """
 from __future__ import annotations
 
@@ -180,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     p = OneLineParser(prog="qem bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sections", nargs="+", default=["model", "pipeline", "live", "streams"],
-                   choices=["model", "pipeline", "live", "streams", "soak", "deploy", "peer"])
+                   choices=["model", "pipeline", "live", "streams", "soak", "deploy", "peer", "dekr"])
     p.add_argument("--configs", nargs="+", default=["tiny", "realtime"])
     p.add_argument("--imgsz", type=int, default=320)
     p.add_argument("--device", default="cpu")
@@ -201,6 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int_at_least(1), default=3, help="alternating rounds of deploy and peer")
     p.add_argument("--ap-data", default=None, metavar="DIR", help="deploy: also AP on this qem synth folder")
     p.add_argument("--ap-images", type=int_at_least(1), default=500, help="deploy: images of --ap-data")
+    p.add_argument("--dekr-weights", metavar="PTH", help="dekr: DEKR's weights in the authors' layout")
+    p.add_argument("--dekr-root", metavar="DIR", help="dekr: a checkout of DEKR's repository")
+    p.add_argument("--dekr-python", metavar="PY", help="dekr: an interpreter with torch, torchvision, yacs, OpenCV")
+    p.add_argument("--dekr-sizes", type=int, nargs="+", default=[512, 320], help="dekr: short sides to compare")
     p.add_argument("--json", default=None, help="also write the figures to this file")
     args = p.parse_args(argv)
     if not BUNDLED_CLIP.is_file():
@@ -280,6 +287,14 @@ def main(argv: list[str] | None = None) -> int:
         from realtime.bench_peer import run_peer_section
 
         out["peer"] = run_peer_section(args.imgsz, threads, args.rounds, [])
+    if "dekr" in args.sections:
+        if not (args.dekr_weights and args.dekr_root and args.dekr_python):
+            sys.exit("error: --sections dekr needs --dekr-weights, --dekr-root and --dekr-python")
+        from realtime.bench_dekr import run_dekr_section
+
+        print(f"dekr: {Path(args.dekr_weights).name} here and in DEKR's own code, {threads} threads")
+        out["dekr"] = run_dekr_section(args.dekr_weights, args.dekr_root, args.dekr_python, args.dekr_sizes,
+                                       args.rounds, min(args.repeats, 5), threads)
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))
         print(f"\nfigures written to {args.json}")
