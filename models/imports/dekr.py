@@ -178,9 +178,34 @@ def convert(state: dict, path: Path) -> Converted:
     if k not in DATASETS or width not in (32, 48):
         raise DekrImportError(f"{path}: DEKR with HRNet-W{width} and {k} keypoints; this importer knows W32/W48 with "
                            f"17 (COCO) or 14 (CrowdPose) keypoints")
-    rescore = {f"qem.rescore.{n[len('head.rescore_net.'):]}": v for n, v in state.items()
-               if n.startswith("head.rescore_net.")}
+    rescore = {n[len("head.rescore_net."):]: v for n, v in state.items() if n.startswith("head.rescore_net.")}
+    rescore = {f"qem.rescore.{n}": v for n, v in mmpose_rescore(rescore, k).items()} if rescore else {}
     return Converted({**backbone, **heads, **rescore}, layout, width, k)
+
+
+def mmpose_rescore(state: dict[str, torch.Tensor], k: int) -> dict[str, torch.Tensor]:
+    """MMPose's copy of DEKR's rescoring net in DEKR's feature order. MMPose builds the features from its data
+    set's skeleton links (COCO's 19, ``models.keypoints.SKELETON``'s order, the torso scale from links 5 and 6)
+    where DEKR lists the same links in another order and direction: the first layer's input columns are permuted
+    (and a link's vector negated where its direction differs). MMPose's CrowdPose rescoring is not converted."""
+    from models.keypoints import SKELETON
+    from models.modeling.dekr import COCO_LINKS
+
+    if k != 17:
+        return {}
+    w = state["l1.weight"]
+    links = len(COCO_LINKS)
+    columns, signs = [], []
+    for a, b in COCO_LINKS:
+        j = SKELETON.index((a, b)) if (a, b) in SKELETON else SKELETON.index((b, a))
+        columns.append(j)
+        signs.append(1.0 if (a, b) in SKELETON else -1.0)
+    sign = torch.tensor(signs, dtype=w.dtype).repeat_interleave(2)
+    rel = torch.tensor([2 * j + c for j in columns for c in (0, 1)])
+    order = torch.cat([rel, 2 * links + torch.tensor(columns), torch.arange(3 * links, 3 * links + k)])
+    weight = w[:, order].clone()
+    weight[:, :2 * links] *= sign
+    return {**state, "l1.weight": weight}
 
 
 BACKBONE_ROOTS = {"conv1", "bn1", "conv2", "bn2", "layer1", "transition1", "transition2", "transition3", "stage2",

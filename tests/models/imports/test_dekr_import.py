@@ -197,3 +197,30 @@ def test_url_that_does_not_answer_is_one_line(tmp_path):
     finally:
         silent.close()
     assert not list(tmp_path.iterdir())  # no partial file left behind
+
+
+def test_mmposes_rescoring_net_scores_as_dekrs_file_does(release_coco, tmp_path):
+    """MMPose keeps DEKR's rescoring net with the links in its skeleton's order: imported, it gives DEKR's scores."""
+    from models.keypoints import SKELETON
+    from models.modeling.dekr import COCO_LINKS
+
+    gen = torch.Generator().manual_seed(12)
+    dekr = {"l1.weight": torch.randn(256, 74, generator=gen), "l1.bias": torch.randn(256, generator=gen),
+            "l2.weight": torch.randn(256, 256, generator=gen) * 0.1, "l2.bias": torch.zeros(256),
+            "l3.weight": torch.randn(1, 256, generator=gen) * 0.1, "l3.bias": torch.zeros(1)}
+    torch.save(dekr, tmp_path / "final_rescore_coco_kpt.pth")
+    ours = load_checkpoint(import_dekr(release_coco, tmp_path / "a.pt", rescore=tmp_path / "final_rescore_coco_kpt.pth"))
+    # MMPose's layout: feature columns by its skeleton (SKELETON's order and directions)
+    w = dekr["l1.weight"]
+    mm_w = torch.zeros_like(w)
+    for i, (a, b) in enumerate(COCO_LINKS):
+        j, s = (SKELETON.index((a, b)), 1.0) if (a, b) in SKELETON else (SKELETON.index((b, a)), -1.0)
+        mm_w[:, 2 * j:2 * j + 2] = s * w[:, 2 * i:2 * i + 2]
+        mm_w[:, 38 + j] = w[:, 38 + i]
+    mm_w[:, 57:] = w[:, 57:]
+    mmpose = to_mmpose(torch.load(release_coco, weights_only=True), 17)
+    mmpose.update({f"head.rescore_net.{n}": v for n, v in dict(dekr, **{"l1.weight": mm_w}).items()})
+    torch.save({"state_dict": mmpose}, tmp_path / "mm.pth")
+    theirs = load_checkpoint(import_dekr(tmp_path / "mm.pth", tmp_path / "b.pt"))
+    pose, joint = torch.rand(5, 17, 2) * 200, torch.rand(5, 17)
+    assert torch.allclose(ours.qem.rescore(pose, joint), theirs.qem.rescore(pose, joint), atol=1e-4)
