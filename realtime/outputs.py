@@ -1,7 +1,8 @@
 """The output stage: draws each result, then hands it to the sinks (MP4, JSONL), the window and the browser view;
 shows a progress bar for files or a periodic metrics line for live sources.
 
-Files per stream in ``out_dir``: see ``realtime.recording`` (names, segments, retention). A file that cannot be
+Files per stream in ``out_dir``: see ``realtime.recording`` (names, segments, retention); an images source (an
+image file, a folder, a glob) writes one annotated image per input image under its name instead of an MP4. A file that cannot be
 written any more (disk full, file size limit, folder gone) stops the recording of every stream with one line, and
 the pipeline keeps running (browser view, window, metrics); ``recording_error`` then holds that line.
 """
@@ -32,9 +33,11 @@ class Outputs:
         try:
             if config.out_dir is not None and (config.save_mp4 or config.save_jsonl):
                 retention = Retention(config.keep, config.keep_gb) if config.segment else None
-                for i in range(n):
+                for i, spec in enumerate(config.specs):
+                    images = spec.kind == "images"
                     self.recorders[i] = StreamRecorder(
-                        config.out_dir, i, n, save_mp4=config.save_mp4, save_jsonl=config.save_jsonl,
+                        config.out_dir, i, n, save_mp4=config.save_mp4 and not images,
+                        save_images=config.save_mp4 and images, save_jsonl=config.save_jsonl,
                         segment=config.segment, fragmented=not config.mp4_faststart,
                         keyframe_every=config.keyframe_every, retention=retention)
             if config.http_port is not None:
@@ -53,7 +56,7 @@ class Outputs:
 
     @property
     def needs_image(self) -> bool:
-        recording = any(r is not None and r.save_mp4 for r in self.recorders)
+        recording = any(r is not None and r.needs_image for r in self.recorders)
         return recording or self.window is not None or self.view is not None
 
     def emit(self, result: Result) -> bool:
@@ -69,7 +72,7 @@ class Outputs:
             f = result.frame
             t = f.wall_time if (f.pts is None or self.captures[i].live) else f.pts
             try:
-                self.recorders[i].write(result, image, t, self.names[i])
+                self.recorders[i].write(result, image, t, f.path or self.names[i])
             except (OSError, SinkError, av.error.FFmpegError) as exc:
                 self._stop_recording(self.recorders[i].current, exc)
         if self.view is not None:
