@@ -193,7 +193,9 @@ class Capture(threading.Thread):
             item = reader.read()
             if item is None:
                 if self.live:
-                    self.error = "stream ended"
+                    self.error = ("stream ended: the publisher left" if self.spec.listen else
+                                  "stream ended: the server closed it" if self.spec.kind == "stream" else
+                                  "stream ended")
                 return got_any
             image, pts = item
             if pts is not None:

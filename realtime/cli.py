@@ -208,13 +208,21 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, positional_s
         print("interrupted: stopped cleanly", file=sys.stderr)
     failed = [c for c in pipeline.captures if c.state == "failed"]
     if metrics.frames_out == 0 and failed:
-        sys.exit(f"error: {failed[0].error}")
+        sys.exit(f"error: {failures(failed)}")
     print(metrics.summary(), file=sys.stderr)
     if out_dir is not None:
         print(f"results saved to {out_dir}", file=sys.stderr)
     if len(failed) == len(pipeline.captures):  # every source failed: a supervisor must see it (exit status 1)
-        sys.exit(f"error: every source failed; source 0: {failed[0].error or 'no frames'}")
+        sys.exit(f"error: every source failed: {failures(failed)}")
     return 1 if pipeline.recording_error else 0  # the line saying why was printed when it happened
+
+
+def failures(failed) -> str:
+    """One line naming every failed source with its reason (each reason names its source already)."""
+    if len(failed) == 1:
+        return failed[0].error or f"{failed[0].spec.name}: no frames"
+    return f"{len(failed)} sources failed: " + "; ".join(
+        f"source {c.index}: {c.error or c.spec.name + ': no frames'}" for c in failed)
 
 
 class _GracefulStop:

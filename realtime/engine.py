@@ -81,7 +81,8 @@ class Engine:
         self.dtype = torch.float16 if self.half else torch.float32
         self.preprocess = DevicePreprocess(input_size, self.device, self.dtype, rect=getattr(predictor, "rect", True),
                                            fixed_canvas=getattr(predictor, "fixed_canvas", None),
-                                           uint8=getattr(getattr(predictor, "runtime", None), "takes_uint8", False))
+                                           uint8=getattr(getattr(predictor, "runtime", None), "takes_uint8", False),
+                                           source=getattr(getattr(predictor, "runtime", None), "source", "the model"))
         self.static_batch = static_batch if cuda and (compile or cuda_graphs) else 0
         self.compile = compile and cuda
         self._compiled_ok = not self.compile  # until the first compiled call has run

@@ -154,6 +154,11 @@ class PyAVReader:
         except (av.error.HTTPUnauthorizedError, av.error.HTTPForbiddenError, av.error.HTTPNotFoundError) as exc:
             raise SourceError(f"{self.spec.name}: refused by the server ({_reason(exc)}); check the URL and "
                               f"credentials", permanent=True) from None
+        except av.error.ExitError:  # PyAV's timeout interrupted FFmpeg ("Immediate exit requested")
+            if self.spec.listen:
+                raise SourceError(f"{self.spec.name}: no publisher pushed a stream within {self.open_timeout:g}s") from None
+            raise SourceError(f"{self.spec.name}: no answer within {self.open_timeout:g}s",
+                              permanent=self.spec.kind == "file") from None
         except av.error.InvalidDataError:
             if self.spec.kind == "stream":
                 raise SourceError(f"{self.spec.name}: no valid stream within {self.open_timeout:g}s "
@@ -181,6 +186,10 @@ class PyAVReader:
             return None
         except av.error.EOFError:
             return None
+        except av.error.ExitError:
+            if self.spec.kind == "file":
+                return None
+            raise SourceError(f"{self.spec.name}: no frame within {self.read_timeout:g}s") from None
         except (av.error.FFmpegError, OSError) as exc:
             if self.spec.kind == "file":
                 return None  # a truncated file ends where its readable data ends

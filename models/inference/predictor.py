@@ -36,7 +36,7 @@ from models.inference.views import (View, crop_to_plain, mean_sparse, mirror_hea
 from models.modeling.network import DenseOutput, PoseNet
 from models.modeling.qem import candidates_at, pose_scores
 from models.poses import Poses
-from models.preprocess import Letterbox, batch_canvas, letterbox, normalize
+from models.preprocess import Letterbox, batch_canvas, check_fixed_canvas, letterbox, normalize
 
 
 class Predictor:
@@ -102,6 +102,9 @@ class Predictor:
                     or min(image.shape[:2]) == 0):
                 raise ValueError(f"image {i}: expected an RGB uint8 HxWx3 array, got "
                                  f"{getattr(image, 'dtype', type(image))} {getattr(image, 'shape', '')}")
+        if self.fixed_canvas is not None:
+            check_fixed_canvas([image.shape for image in images], self.input_size, self.fixed_canvas,
+                               self.runtime.source)
         shared = self.canvas([image.shape for image in images])
         canvases, boxes = [], []
         for image in images:
