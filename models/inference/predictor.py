@@ -21,6 +21,7 @@
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -36,6 +37,7 @@ from models.inference.views import (View, crop_to_plain, mean_sparse, mirror_hea
 from models.modeling.network import DenseOutput, PoseNet
 from models.modeling.qem import candidates_at, pose_scores
 from models.poses import Poses
+from models.provenance import SYNTHETIC_NOTICE, SyntheticOnlyWarning, synthetic_only, weights_data
 from models.preprocess import Letterbox, batch_canvas, check_fixed_canvas, letterbox, normalize
 
 
@@ -49,6 +51,9 @@ class Predictor:
                  shift_test: Sequence[int] = (), backend: str | None = None, precision: str | None = None,
                  threads: int | None = None, rect: bool = True, streams: int = 1):
         self.device = torch.device(device)
+        # weights that never saw a real person say so once, at the first predict() (the CLI's notice, for the API)
+        self.synthetic_only = (not isinstance(model_or_checkpoint_path, PoseNet)
+                               and synthetic_only({"data": weights_data(model_or_checkpoint_path)}))
         if half and self.device.type != "cuda":
             raise ValueError("half=True needs a CUDA device; use half=False on the CPU")
         self.runtime = None  # models.export.runtime: an exported model, or torch at another precision
@@ -214,6 +219,9 @@ class Predictor:
         return results
 
     def predict(self, images: list[np.ndarray]) -> list[Poses]:
+        if self.synthetic_only:
+            self.synthetic_only = False
+            warnings.warn(SYNTHETIC_NOTICE, SyntheticOnlyWarning, stacklevel=2)
         if isinstance(images, (list, tuple)) and not images:
             return []
         batch, boxes = self.preprocess(images)
