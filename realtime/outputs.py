@@ -2,9 +2,12 @@
 shows a progress bar for files or a periodic metrics line for live sources.
 
 Files per stream in ``out_dir``: see ``realtime.recording`` (names, segments, retention); an images source (an
-image file, a folder, a glob) writes one annotated image per input image under its name instead of an MP4. A file that cannot be
-written any more (disk full, file size limit, folder gone) stops the recording of every stream with one line, and
-the pipeline keeps running (browser view, window, metrics); ``recording_error`` then holds that line.
+image file, a folder, a glob) writes one annotated image per input image under its name instead of an MP4, through
+one ``ImageSink`` for the run (two folders that both hold ``img1.jpg`` give ``img1.jpg`` and ``img1_2.jpg``).
+
+A file that cannot be written any more (disk full, file size limit, folder gone) stops the recording of every
+stream with one line, and the pipeline keeps running (browser view, window, metrics); ``recording_error`` then
+holds that line.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from realtime.http_view import FrameBoard, HttpView
 from realtime.metrics import Metrics
 from realtime.render import draw, draw_caption
 from realtime.recording import Retention, StreamRecorder
-from realtime.sinks import SinkError
+from realtime.sinks import ImageSink, SinkError
 
 
 class Outputs:
@@ -33,11 +36,13 @@ class Outputs:
         try:
             if config.out_dir is not None and (config.save_mp4 or config.save_jsonl):
                 retention = Retention(config.keep, config.keep_gb) if config.segment else None
+                any_images = config.save_mp4 and any(spec.kind == "images" for spec in config.specs)
+                image_sink = ImageSink(config.out_dir) if any_images else None
                 for i, spec in enumerate(config.specs):
                     images = spec.kind == "images"
                     self.recorders[i] = StreamRecorder(
                         config.out_dir, i, n, save_mp4=config.save_mp4 and not images,
-                        save_images=config.save_mp4 and images, save_jsonl=config.save_jsonl,
+                        images=image_sink if images else None, save_jsonl=config.save_jsonl,
                         segment=config.segment, fragmented=not config.mp4_faststart,
                         keyframe_every=config.keyframe_every, retention=retention)
             if config.http_port is not None:

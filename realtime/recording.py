@@ -71,13 +71,13 @@ class StreamRecorder:
 
     def __init__(self, out_dir: Path, stream: int, streams: int, *, save_mp4: bool = True, save_jsonl: bool = True,
                  segment: float | None = None, fragmented: bool = True, keyframe_every: float = 1.0,
-                 retention: Retention | None = None, save_images: bool = False):
+                 retention: Retention | None = None, images: ImageSink | None = None):
         self.out_dir, self.stream = Path(out_dir), stream
         self.tag = "" if streams == 1 else f"_{stream}"
         self.save_mp4, self.save_jsonl, self.segment, self.fragmented = save_mp4, save_jsonl, segment, fragmented
         self.keyframe_every = keyframe_every
         self.retention = retention
-        self.images = ImageSink(self.out_dir) if save_images else None  # an images source: images, not an MP4
+        self.images = images  # an images source: annotated images (one sink for the run), not an MP4
         self.index = 0
         if segment is not None:
             earlier = self._existing_segments()

@@ -78,6 +78,19 @@ def test_caption_fits_the_frame_at_any_size(w, h):
     assert not image[: h // 2].any() or len(lines) > 2  # and nowhere near the top unless it wraps a lot
 
 
+def test_two_folders_with_the_same_names_overwrite_nothing(tmp_path, engine):
+    from realtime.pipeline import Pipeline, PipelineConfig
+
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        write_image(tmp_path / folder / "img1.jpg", 64, 48)
+    specs = [parse_source(str(tmp_path / "a")), parse_source(str(tmp_path / "b"))]
+    config = PipelineConfig(specs=specs, out_dir=tmp_path / "run", progress=False)
+    assert Pipeline(config, engine, log=lambda line: None).run().frames_out == 2
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["img1.jpg", "img1_2.jpg", "poses_0.jsonl",
+                                                                    "poses_1.jsonl"]
+
+
 @pytest.mark.slow
 def test_predict_on_a_folder_writes_one_image_per_input(tmp_path, tiny_checkpoint):
     photos = tmp_path / "photos"
