@@ -33,8 +33,8 @@ def build_parser(prog: str | None = None, positional_sources: bool = False,
     if positional_sources:
         p.add_argument("urls", nargs="*", metavar="URL", help="stream URLs (or files, camera indices)")
     p.add_argument("--source", action="append", default=None,
-                   help="camera index, URL, video file, image file, image folder, quoted glob ('photos/*.jpg') or 'synth' "
-                        "(the bundled clip); repeatable")
+                   help="camera index, URL, video file, image file, image folder, quoted glob ('photos/*.jpg') or "
+                        "'synth' (the bundled clip); repeatable")
     p.add_argument("--rtsp-listen", action="store_true",
                    help="rtsp:// sources are addresses to listen on: publishers push to them (RTSP over TCP)")
     p.add_argument("--weights", default=None,

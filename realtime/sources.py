@@ -156,7 +156,8 @@ class PyAVReader:
                               f"credentials", permanent=True) from None
         except av.error.ExitError:  # PyAV's timeout interrupted FFmpeg ("Immediate exit requested")
             if self.spec.listen:
-                raise SourceError(f"{self.spec.name}: no publisher pushed a stream within {self.open_timeout:g}s") from None
+                raise SourceError(f"{self.spec.name}: no publisher pushed a stream within "
+                                  f"{self.open_timeout:g}s") from None
             raise SourceError(f"{self.spec.name}: no answer within {self.open_timeout:g}s",
                               permanent=self.spec.kind == "file") from None
         except av.error.InvalidDataError:

@@ -7,8 +7,8 @@ keypoint names is read as COCO order (17 points) or CrowdPose order (14). People
 labelled (mapped) keypoint are not targets: in training mode (unless ``ignore_regions=False``) their pixels form
 the sample's ignore mask (``models.data.regions``), carried through the same affine as the image. ``area`` (the OKS
 scale of the CIR targets) falls back to ``BOX_AREA_FACTOR`` x the bbox area when a file has none (CrowdPose), the
-scale CrowdPose's own evaluation and ours (``models.evaluation.crowdpose``) use. In training mode only images with at least one person
-annotation are used; evaluation keeps every image of the file.
+scale CrowdPose's own evaluation and ours (``models.evaluation.crowdpose``) use. In training mode only images with
+at least one person annotation are used; evaluation keeps every image of the file.
 
 Images are read as stored, EXIF orientation ignored (annotations refer to the stored pixels, as in HRNet and DEKR);
 an image whose size differs from the file's width and height gets one ``DataWarning`` naming its id.
