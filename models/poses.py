@@ -8,7 +8,7 @@ import numpy as np
 from models.keypoints import NUM_KEYPOINTS
 
 
-@dataclass
+@dataclass(repr=False)
 class Poses:
     """P people: ``keypoints [P,K,2]`` (x, y) float32 image pixels (pixel centres at integers),
     ``keypoint_scores [P,K]`` float32 in [0, 1], ``scores [P]`` float32 pose quality in [0, 1] (predicted OKS),
@@ -29,6 +29,12 @@ class Poses:
     def empty(cls, num_keypoints: int = NUM_KEYPOINTS) -> "Poses":
         return cls(np.zeros((0, num_keypoints, 2), np.float32), np.zeros((0, num_keypoints), np.float32),
                    np.zeros((0,), np.float32))
+
+    def __repr__(self) -> str:
+        """Counts and shapes, not the arrays: ``Poses(2 people, 17 keypoints, scores [0.91, 0.42])`` (the first
+        five scores)."""
+        shown = ", ".join(f"{s:.2f}" for s in self.scores[:5]) + (", ..." if len(self) > 5 else "")
+        return f"Poses({len(self)} people, {self.keypoints.shape[1]} keypoints, scores [{shown}])"
 
     def __len__(self) -> int:
         return len(self.scores)

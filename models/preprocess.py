@@ -101,6 +101,20 @@ def batch_canvas(shapes, size: int, rect: bool) -> tuple[int, int]:
     return max(c[0] for c in canvases), max(c[1] for c in canvases)
 
 
+def check_fixed_canvas(shapes, size: int, canvas: tuple[int, int], source: str) -> None:
+    """Images of ``shapes`` (H, W, ...) fit the one input shape ``canvas`` = (W, H) a model was exported for at
+    long side ``size``; otherwise a one-line ValueError that says what to do (a dynamic export, or the canvas's
+    short side as the input size, which fits any orientation at a smaller scale)."""
+    w, h = canvas
+    for shape in shapes:
+        ih, iw = shape[:2]
+        scale = min(size / ih, size / iw)
+        if max(1, round(iw * scale)) > w or max(1, round(ih * scale)) > h:
+            raise ValueError(f"{source} was exported for one input shape, {w}x{h} (W x H), which cannot hold a "
+                             f"{iw}x{ih} image at {size} px; export it again with --dynamic (qem export --dynamic), "
+                             f"or pass --imgsz {min(w, h)} (input_size={min(w, h)}) to fit it in smaller")
+
+
 def letterbox(image: np.ndarray, size: int, canvas: tuple[int, int] | None = None) -> tuple[np.ndarray, Letterbox]:
     """Resize ``image`` (HxWx3 uint8) to long side ``size``, aspect kept, centred in ``canvas`` = (width, height)
     (default ``size x size``), padded with gray."""

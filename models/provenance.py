@@ -66,6 +66,28 @@ def training_meta(args) -> dict:
     return {"commit": git_commit(), "data": combine(inherited_data(getattr(args, "init", None)), data_label(args))}
 
 
+SYNTHETIC_NOTICE = ("this checkpoint was trained on synthetic figures only (its meta says data: synthetic) and will "
+                    "not find real people; to train one on COCO, see docs/training.md")
+
+
+class SyntheticOnlyWarning(UserWarning):
+    """``Predictor.predict`` with weights that saw synthetic people only (once per Predictor); evaluation on the
+    synthetic benchmark filters it out."""
+
+
+def weights_data(weights: str | Path | None) -> str | None:
+    """The ``data`` label of the checkpoint at ``weights`` (``None``: the bundled one); None when unknown (an
+    exported model, a file without meta)."""
+    import models
+    from models.checkpoint import CheckpointError, checkpoint_meta
+
+    path = Path(weights) if weights is not None else Path(models.DEFAULT_CHECKPOINT)
+    try:
+        return checkpoint_meta(path).get("data")
+    except CheckpointError:
+        return None
+
+
 def synthetic_only(meta: dict) -> bool:
     """True when ``meta`` says the weights saw synthetic people only."""
     return meta.get("data") == SYNTHETIC

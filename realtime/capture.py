@@ -42,13 +42,16 @@ class Capture(threading.Thread):
                  notify: threading.Condition, open_timeout: float = 5.0, read_timeout: float = 5.0,
                  stall_timeout: float = 2.0, max_attempts: int = 6, backoff_base: float = 0.5,
                  backoff_max: float = 10.0, pace: bool = False, fifo_size: int = 8, loop: bool = False,
-                 as_live: bool = False, reader_factory=make_reader):
+                 as_live: bool = False, reader_factory=make_reader,
+                 on_warning: Callable[[int, str], None] | None = None):
         super().__init__(name=f"capture-{index}", daemon=True)
         self.index, self.spec = index, spec
         self.on_event, self.notify = on_event, notify
         self.open_timeout, self.read_timeout, self.stall_timeout = open_timeout, read_timeout, stall_timeout
         self.max_attempts, self.backoff_base, self.backoff_max = max_attempts, backoff_base, backoff_max
         self.reader_factory = reader_factory
+        self.on_warning = on_warning or (lambda index, line: None)
+        self._warned: set[str] = set()  # a looped folder warns about a damaged file once
         # ``as_live`` plays a file like a camera (paced, newest frame only); ``loop`` restarts a file at its end.
         self.live = spec.live or as_live
         self.loop = loop and not spec.live
@@ -130,7 +133,8 @@ class Capture(threading.Thread):
 
     def run(self) -> None:
         while not self._halt.is_set():
-            reader = self.reader_factory(self.spec, open_timeout=self.open_timeout, read_timeout=self.read_timeout)
+            reader = self.reader_factory(self.spec, open_timeout=self.open_timeout, read_timeout=self.read_timeout,
+                                         warn=self._warn)
             try:
                 reader.open()
                 self.fps, self.num_frames = reader.fps, reader.num_frames
@@ -164,6 +168,11 @@ class Capture(threading.Thread):
             self._set_state("connecting")
         self._set_state("ended", "stopped")
 
+    def _warn(self, line: str) -> None:
+        if line not in self._warned:
+            self._warned.add(line)
+            self.on_warning(self.index, line)
+
     def _wait_backoff(self) -> bool:
         """``reconnecting`` for the backoff delay; False when the pipeline stopped meanwhile."""
         delay = backoff_delay(max(self.attempts, 1), self.backoff_base, self.backoff_max)
@@ -184,7 +193,9 @@ class Capture(threading.Thread):
             item = reader.read()
             if item is None:
                 if self.live:
-                    self.error = "stream ended"
+                    self.error = ("stream ended: the publisher left" if self.spec.listen else
+                                  "stream ended: the server closed it" if self.spec.kind == "stream" else
+                                  "stream ended")
                 return got_any
             image, pts = item
             if pts is not None:
@@ -205,6 +216,7 @@ class Capture(threading.Thread):
                 self._set_state("running")
             elif self.state == "stalled":
                 self._set_state("running", "frames again")
-            self._deliver(Frame(self.index, self._seq, pts, time.time(), now, image))
+            # images name their file (``ImageReader.path``); video and stream readers have none
+            self._deliver(Frame(self.index, self._seq, pts, time.time(), now, image, getattr(reader, "path", None)))
             self._seq += 1
         return got_any

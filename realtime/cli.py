@@ -1,12 +1,14 @@
-"""Run the real-time pose pipeline on cameras, streams, video files or image folders.
+"""Run the real-time pose pipeline on cameras, streams, video files or images (a file, a folder, a glob).
 
 Examples:
   python demos/webcam.py                              camera 0 (or the bundled clip when there is no camera)
   python demos/rtsp.py rtsp://cam1/live rtsp://cam2/live
   python -m realtime --source video.mp4 --no-show --max-frames 100
+  python -m realtime --source photos/ --no-show        one annotated image per photo in runs/exp/
   python -m realtime --source synth --http-port 8080  bundled clip, live view at http://127.0.0.1:8080/
 
-Outputs go to runs/<name>/ (annotated.mp4, poses.jsonl; with several sources annotated_<i>.mp4, poses_<i>.jsonl;
+Outputs go to runs/<name>/ (images: one annotated image per input image under its name, and poses.jsonl; video:
+annotated.mp4, poses.jsonl; with several sources annotated_<i>.mp4, poses_<i>.jsonl;
 with --segment S, annotated_000000.mp4 + poses_000000.jsonl, ... every S seconds). The MP4 is fragmented: a crash
 or a kill loses about the last second, not the file. A full disk stops the recording with one line; the live view
 keeps running. A window opens only when a display exists. Ctrl-C stops cleanly; the files stay playable and whole.
@@ -31,7 +33,8 @@ def build_parser(prog: str | None = None, positional_sources: bool = False,
     if positional_sources:
         p.add_argument("urls", nargs="*", metavar="URL", help="stream URLs (or files, camera indices)")
     p.add_argument("--source", action="append", default=None,
-                   help="camera index, URL, video file, image folder or 'synth' (the bundled clip); repeatable")
+                   help="camera index, URL, video file, image file, image folder, quoted glob ('photos/*.jpg') or "
+                        "'synth' (the bundled clip); repeatable")
     p.add_argument("--rtsp-listen", action="store_true",
                    help="rtsp:// sources are addresses to listen on: publishers push to them (RTSP over TCP)")
     p.add_argument("--weights", default=None,
@@ -211,13 +214,21 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, positional_s
         print("interrupted: stopped cleanly", file=sys.stderr)
     failed = [c for c in pipeline.captures if c.state == "failed"]
     if metrics.frames_out == 0 and failed:
-        sys.exit(f"error: {failed[0].error}")
+        sys.exit(f"error: {failures(failed)}")
     print(metrics.summary(), file=sys.stderr)
     if out_dir is not None:
         print(f"results saved to {out_dir}", file=sys.stderr)
     if len(failed) == len(pipeline.captures):  # every source failed: a supervisor must see it (exit status 1)
-        sys.exit(f"error: every source failed; source 0: {failed[0].error or 'no frames'}")
+        sys.exit(f"error: every source failed: {failures(failed)}")
     return 1 if pipeline.recording_error else 0  # the line saying why was printed when it happened
+
+
+def failures(failed) -> str:
+    """One line naming every failed source with its reason (each reason names its source already)."""
+    if len(failed) == 1:
+        return failed[0].error or f"{failed[0].spec.name}: no frames"
+    return f"{len(failed)} sources failed: " + "; ".join(
+        f"source {c.index}: {c.error or c.spec.name + ': no frames'}" for c in failed)
 
 
 class _GracefulStop:

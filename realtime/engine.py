@@ -82,6 +82,7 @@ class Engine:
         self.preprocess = DevicePreprocess(input_size, self.device, self.dtype, rect=getattr(predictor, "rect", True),
                                            fixed_canvas=getattr(predictor, "fixed_canvas", None),
                                            uint8=getattr(getattr(predictor, "runtime", None), "takes_uint8", False),
+                                           source=getattr(getattr(predictor, "runtime", None), "source", "the model"),
                                            resize=getattr(getattr(predictor, "cfg", None), "resize", "long"))
         self.static_batch = static_batch if cuda and (compile or cuda_graphs) else 0
         self.compile = compile and cuda

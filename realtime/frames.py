@@ -23,6 +23,7 @@ class Frame:
     wall_time: float     # time.time() at receipt
     recv_time: float     # time.perf_counter() at receipt
     image: np.ndarray    # HxWx3 uint8 RGB
+    path: str | None = None  # the image file it was read from (images sources); None for video and streams
 
     def __post_init__(self) -> None:
         if self.image.ndim != 3 or self.image.shape[2] != 3 or self.image.dtype != np.uint8:

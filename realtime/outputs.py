@@ -1,9 +1,13 @@
 """The output stage: draws each result, then hands it to the sinks (MP4, JSONL), the window and the browser view;
 shows a progress bar for files or a periodic metrics line for live sources.
 
-Files per stream in ``out_dir``: see ``realtime.recording`` (names, segments, retention). A file that cannot be
-written any more (disk full, file size limit, folder gone) stops the recording of every stream with one line, and
-the pipeline keeps running (browser view, window, metrics); ``recording_error`` then holds that line.
+Files per stream in ``out_dir``: see ``realtime.recording`` (names, segments, retention); an images source (an
+image file, a folder, a glob) writes one annotated image per input image under its name instead of an MP4, through
+one ``ImageSink`` for the run (two folders that both hold ``img1.jpg`` give ``img1.jpg`` and ``img1_2.jpg``).
+
+A file that cannot be written any more (disk full, file size limit, folder gone) stops the recording of every
+stream with one line, and the pipeline keeps running (browser view, window, metrics); ``recording_error`` then
+holds that line.
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from realtime.http_view import FrameBoard, HttpView
 from realtime.metrics import Metrics
 from realtime.render import draw, draw_caption
 from realtime.recording import Retention, StreamRecorder
-from realtime.sinks import SinkError
+from realtime.sinks import ImageSink, SinkError
 
 
 class Outputs:
@@ -32,9 +36,13 @@ class Outputs:
         try:
             if config.out_dir is not None and (config.save_mp4 or config.save_jsonl):
                 retention = Retention(config.keep, config.keep_gb) if config.segment else None
-                for i in range(n):
+                any_images = config.save_mp4 and any(spec.kind == "images" for spec in config.specs)
+                image_sink = ImageSink(config.out_dir) if any_images else None
+                for i, spec in enumerate(config.specs):
+                    images = spec.kind == "images"
                     self.recorders[i] = StreamRecorder(
-                        config.out_dir, i, n, save_mp4=config.save_mp4, save_jsonl=config.save_jsonl,
+                        config.out_dir, i, n, save_mp4=config.save_mp4 and not images,
+                        images=image_sink if images else None, save_jsonl=config.save_jsonl,
                         segment=config.segment, fragmented=not config.mp4_faststart,
                         keyframe_every=config.keyframe_every, retention=retention)
             if config.http_port is not None:
@@ -53,7 +61,7 @@ class Outputs:
 
     @property
     def needs_image(self) -> bool:
-        recording = any(r is not None and r.save_mp4 for r in self.recorders)
+        recording = any(r is not None and r.needs_image for r in self.recorders)
         return recording or self.window is not None or self.view is not None
 
     def emit(self, result: Result) -> bool:
@@ -69,7 +77,7 @@ class Outputs:
             f = result.frame
             t = f.wall_time if (f.pts is None or self.captures[i].live) else f.pts
             try:
-                self.recorders[i].write(result, image, t, self.names[i])
+                self.recorders[i].write(result, image, t, f.path or self.names[i])
             except (OSError, SinkError, av.error.FFmpegError) as exc:
                 self._stop_recording(self.recorders[i].current, exc)
         if self.view is not None:

@@ -89,7 +89,8 @@ class _Stage(threading.Thread):
 class Pipeline:
     def __init__(self, config: PipelineConfig, engine, log: Callable[[str], None] | None = None):
         self.config, self.engine = config, engine
-        self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.log = log or self._print
+        self._bar = None  # the outputs' progress bar while it is shown: log lines go above it, not into it
         self.stop_event = threading.Event()
         self.notify = threading.Condition()
         c = config
@@ -97,7 +98,7 @@ class Pipeline:
                                  read_timeout=c.read_timeout, stall_timeout=c.stall_timeout,
                                  max_attempts=c.max_attempts, backoff_base=c.backoff_base,
                                  backoff_max=c.backoff_max, pace=c.pace, loop=c.loop, as_live=c.as_live,
-                                 **c.capture_kwargs)
+                                 on_warning=lambda i, line: self.log(f"warning: {line}"), **c.capture_kwargs)
                          for i, spec in enumerate(c.specs)]
         self.batcher = Batcher(self.captures, self.notify, window=c.batch_window)
         self.posts = [StreamPost(spec.live or c.as_live, nms_oks=c.nms_oks, track=c.track, smooth=c.smooth,
@@ -111,6 +112,13 @@ class Pipeline:
         self._post_q: queue.Queue = queue.Queue(maxsize=4)
         self._out_q: queue.Queue = queue.Queue(maxsize=4)
         self._in_flight: deque = deque()  # engine.start()ed batches, oldest first (files with engine.depth > 1)
+
+    def _print(self, line: str) -> None:
+        bar = self._bar
+        if bar is not None:
+            bar.write(line, file=sys.stderr)
+        else:
+            print(line, file=sys.stderr, flush=True)
 
     def _on_event(self, index: int, old: str, new: str, detail: str) -> None:
         """Every event is kept; the log gets one line per retry, and every 10th only once 10 failed in a row (a
@@ -192,6 +200,7 @@ class Pipeline:
         """Runs until every source is finished, ``max_frames`` results are out, the window is closed, or Ctrl-C."""
         outputs = Outputs(self.config, self.captures, self.metrics, self.log)  # may raise SinkError: nothing started
         self.view_url = outputs.view.url if outputs.view is not None else None
+        self._bar = outputs.bar
         prep_t = _Stage("prepare", self._prep_step, lambda: self._put(self._prep_q, _END))
         engine_t = _Stage("engine", self._engine_step, lambda: self._put(self._post_q, _END))
         post_t = _Stage("post", self._post_step, lambda: self._put(self._out_q, _END))
@@ -219,6 +228,7 @@ class Pipeline:
                 c.stop()
             with self.notify:
                 self.notify.notify_all()
+            self._bar = None
             outputs.close()
             self.recording_error = outputs.recording_error
             for t in (*stages, *self.captures):

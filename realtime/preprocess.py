@@ -17,16 +17,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.preprocess import MEAN_RGB, PAD_VALUE, STD_RGB, Letterbox, batch_canvas, letterbox, long_side
+from models.preprocess import (MEAN_RGB, PAD_VALUE, STD_RGB, Letterbox, batch_canvas, check_fixed_canvas, letterbox,
+                               long_side)
 
 
 class DevicePreprocess:
     def __init__(self, size: int, device: torch.device, dtype: torch.dtype = torch.float32, rect: bool = True,
-                 fixed_canvas: tuple[int, int] | None = None, uint8: bool = False, resize: str = "long"):
+                 fixed_canvas: tuple[int, int] | None = None, uint8: bool = False, source: str = "the model",
+                 resize: str = "long"):
         self.size, self.device, self.dtype, self.rect = size, torch.device(device), dtype, rect
         self.resize = resize  # the model's ModelConfig.resize: "short" scales the short side to ``size`` (DEKR)
         self.uint8 = uint8 and self.device.type == "cpu"
         self.fixed_canvas = fixed_canvas  # (W, H) of a model exported for one input shape
+        self.source = source  # the model's file, named when an image does not fit its fixed canvas
         self.mean = torch.tensor(MEAN_RGB, device=self.device).view(1, 3, 1, 1) * 255.0
         self.std = torch.tensor(STD_RGB, device=self.device).view(1, 3, 1, 1) * 255.0
         self.scale, self.shift = 1.0 / self.std, -self.mean / self.std
@@ -40,6 +43,8 @@ class DevicePreprocess:
 
         ``pad_to`` > len(images) appends zero images so that the batch shape stays static (CUDA graphs)."""
         size = long_side([im.shape for im in images], self.size, self.resize)
+        if self.fixed_canvas is not None:
+            check_fixed_canvas([im.shape for im in images], size, self.fixed_canvas, self.source)
         canvas = self.fixed_canvas or batch_canvas([im.shape for im in images], size, self.rect)
         if self.device.type == "cuda":
             batch, boxes = self.torch_letterbox([self._upload(i, im) for i, im in enumerate(images)], canvas)

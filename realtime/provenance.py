@@ -7,21 +7,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-NOTICE = ("note: this checkpoint was trained on synthetic figures only (its meta says data: synthetic) and will not "
-          "find real people; to train one on COCO, see docs/training.md")
+from models.provenance import SYNTHETIC_NOTICE, weights_data
+
+NOTICE = f"note: {SYNTHETIC_NOTICE}"
 CAPTION = "trained on synthetic figures only (docs/training.md)"
 
 
 def checkpoint_data(weights: str | None) -> str | None:
     """The ``data`` label of the checkpoint the pipeline loads (``None``: the bundled one); None when unknown."""
-    import models
-    from models.checkpoint import CheckpointError, checkpoint_meta
-
-    path = Path(weights) if weights is not None else Path(models.DEFAULT_CHECKPOINT)
-    try:
-        return checkpoint_meta(path).get("data")
-    except CheckpointError:
-        return None
+    return weights_data(weights)
 
 
 def model_line(weights: str | None) -> str | None:

@@ -1,6 +1,7 @@
 """Recording per stream: the annotated MP4 and the poses JSONL, optionally cut into segments, with retention.
 
-Names in the run folder: ``annotated.mp4`` + ``poses.jsonl`` (one stream) or ``annotated_<i>.mp4`` +
+Names in the run folder: for an images source, each annotated image under its input's name (``ImageSink``) +
+``poses.jsonl``; for video, ``annotated.mp4`` + ``poses.jsonl`` (one stream) or ``annotated_<i>.mp4`` +
 ``poses_<i>.jsonl`` (stream i of several). With segments of ``segment`` seconds: ``annotated_000000.mp4`` +
 ``poses_000000.jsonl``, then ``..._000001``, ... (several streams: ``annotated_<i>_000000.mp4`` +
 ``poses_<i>_000000.jsonl``). The counter sorts by time; a run continued in the same folder (``--exist-ok``) counts
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from realtime.frames import Result
-from realtime.sinks import JsonlSink, Mp4Sink
+from realtime.sinks import ImageSink, JsonlSink, Mp4Sink
 
 
 @dataclass
@@ -70,12 +71,13 @@ class StreamRecorder:
 
     def __init__(self, out_dir: Path, stream: int, streams: int, *, save_mp4: bool = True, save_jsonl: bool = True,
                  segment: float | None = None, fragmented: bool = True, keyframe_every: float = 1.0,
-                 retention: Retention | None = None):
+                 retention: Retention | None = None, images: ImageSink | None = None):
         self.out_dir, self.stream = Path(out_dir), stream
         self.tag = "" if streams == 1 else f"_{stream}"
         self.save_mp4, self.save_jsonl, self.segment, self.fragmented = save_mp4, save_jsonl, segment, fragmented
         self.keyframe_every = keyframe_every
         self.retention = retention
+        self.images = images  # an images source: annotated images (one sink for the run), not an MP4
         self.index = 0
         if segment is not None:
             earlier = self._existing_segments()
@@ -123,6 +125,8 @@ class StreamRecorder:
             self.jsonl.write(result, source_name)
         if self.mp4 is not None:
             self.mp4.write(image, t)
+        if self.images is not None:
+            self.images.write(image, Path(result.frame.path or f"frame_{result.frame.seq:06d}.jpg").name)
 
     def _rotate(self) -> None:
         finished = Segment(self.stream, tuple(p for p in self.paths() if p.exists()))
@@ -148,4 +152,10 @@ class StreamRecorder:
 
     @property
     def current(self) -> Path:
+        if self.images is not None and self.images.last is not None:
+            return self.images.last
         return self.paths()[0 if self.save_mp4 else 1]
+
+    @property
+    def needs_image(self) -> bool:
+        return self.save_mp4 or self.images is not None

@@ -63,16 +63,47 @@ def draw_banner(image: np.ndarray | None, text: str, colour: tuple[int, int, int
     return out
 
 
-def draw_caption(image: np.ndarray, text: str) -> np.ndarray:
-    """Write ``text`` in place on a dark band along the bottom-left of an RGB frame (cut to the frame's width)."""
-    h, w = image.shape[:2]
+def caption_layout(text: str, w: int, h: int) -> tuple[list[str], float, int, int]:
+    """How ``draw_caption`` fits ``text`` into a w x h frame: (lines, font scale, thickness, padding).
+
+    The scale follows the frame's short side; a text wider than the frame is shrunk, down to a readable 0.3, then
+    broken into lines at spaces (a single word still too wide is shrunk further). Every line fits the width."""
+    font = cv2.FONT_HERSHEY_SIMPLEX
     scale = max(0.35, min(h, w) / 900)
     thick = max(1, round(scale * 2))
-    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
-    pad = max(2, th // 3)
-    top = max(0, h - th - base - 2 * pad)
-    band = image[top:h, :min(w, tw + 2 * pad)]
+    pad = max(2, round(8 * scale))
+    room = max(1, w - 2 * pad)
+    width = cv2.getTextSize(text, font, scale, thick)[0][0]
+    if width > room:
+        scale = max(0.3, scale * room / width)
+        thick = max(1, round(scale * 2))
+    lines: list[str] = []
+    for word in text.split():
+        joined = f"{lines[-1]} {word}" if lines else word
+        if lines and cv2.getTextSize(joined, font, scale, thick)[0][0] <= room:
+            lines[-1] = joined
+        else:
+            lines.append(word)
+    widest = max(cv2.getTextSize(line, font, scale, thick)[0][0] for line in lines)
+    while widest > room and scale > 0.05:  # text width is not quite linear in the scale: step down until it fits
+        scale *= min(0.95, room / widest)
+        widest = max(cv2.getTextSize(line, font, scale, thick)[0][0] for line in lines)
+    return lines, scale, thick, pad
+
+
+def draw_caption(image: np.ndarray, text: str) -> np.ndarray:
+    """Write ``text`` in place on a dark band along the bottom-left of an RGB frame, fitted to the frame's width
+    (``caption_layout``)."""
+    h, w = image.shape[:2]
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    lines, scale, thick, pad = caption_layout(text, w, h)
+    (_, th), base = cv2.getTextSize(text, font, scale, thick)
+    step = th + base + pad
+    widest = max(cv2.getTextSize(line, font, scale, thick)[0][0] for line in lines)
+    top = max(0, h - len(lines) * step - pad)
+    band = image[top:h, :min(w, widest + 2 * pad)]
     band[:] = (band.astype(np.uint16) * 3 // 10).astype(np.uint8)
-    cv2.putText(image, text, (pad, h - base - pad), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick,
-                cv2.LINE_AA)
+    for n, line in enumerate(lines):
+        y = h - pad - base - (len(lines) - 1 - n) * step
+        cv2.putText(image, line, (pad, y), font, scale, (255, 255, 255), thick, cv2.LINE_AA)
     return image

@@ -17,7 +17,10 @@ fragmented file has no edit list to hide their start delay, and the timestamps m
 ``fragmented=False`` writes the classic layout (index at the end, moved to the front by ``close()``,
 ``movflags=+faststart``): a closed file streams from its first byte, but one that was never closed does not play.
 
-JSONL, one line per frame, flushed per line::
+Images (an images source: an image file, a folder, a glob): each annotated image is written under its input's
+file name in the run folder, in its own size and format (``ImageSink``), as Ultralytics and MMPose do.
+
+JSONL, one line per frame, flushed per line (``source`` is the image file for an images source)::
 
     {"source": "<redacted source>", "stream": 0, "seq": 12, "pts": 0.4, "wall_time": 1764100000.123,
      "latency_ms": 41.2, "width": 640, "height": 480,
@@ -143,6 +146,43 @@ def _fit(image: np.ndarray, h: int, w: int) -> np.ndarray:
     canvas, _ = letterbox(image, side)
     y0, x0 = (side - h) // 2, (side - w) // 2
     return canvas[y0:y0 + h, x0:x0 + w]
+
+
+class ImageSink:
+    """Annotated images named after their input files, in ``folder``. A name already written in this run (two
+    folders may both hold ``img1.jpg``) gets ``_2``, ``_3``, ... before its suffix, so nothing of the run is
+    overwritten; ``last`` is the path written last."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SinkError(f"cannot write {self.folder}: {exc.strerror or exc}") from None
+        self.written: set[str] = set()
+        self.last: Path | None = None
+
+    def write(self, image: np.ndarray, name: str) -> Path:
+        """Writes an RGB image as ``name`` (its suffix picks the format); returns the path."""
+        import cv2
+
+        stem, suffix = Path(name).stem, Path(name).suffix
+        path, n = self.folder / name, 1
+        while path.name in self.written:
+            n += 1
+            path = self.folder / f"{stem}_{n}{suffix}"
+        self.written.add(path.name)
+        try:
+            ok = cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        except cv2.error as exc:
+            raise SinkError(f"cannot write {path}: {str(exc).strip().splitlines()[-1]}") from None
+        if not ok:
+            raise SinkError(f"cannot write {path}")
+        self.last = path
+        return path
+
+    def close(self) -> None:
+        pass
 
 
 def result_record(result: Result, source_name: str) -> dict:

@@ -1,8 +1,9 @@
 """What a source string means, and readers that turn a source into RGB images.
 
 A source is a camera index (``"0"``), a stream URL (``rtsp://``, ``rtsps://``, ``rtmp://``, ``http(s)://``,
-``udp://``, ``tcp://``, ``srt://``), a video file, or a folder of images. Cameras and stream URLs are *live*
-(keep only the newest frame); files and folders deliver every frame.
+``udp://``, ``tcp://``, ``srt://``), a video file, or images: one image file, a folder of images or a glob
+(``"photos/*.jpg"``; quote it so that the shell leaves it alone). Cameras and stream URLs are *live* (keep only
+the newest frame); files and images deliver every frame.
 
 Readers: ``open()`` raises ``SourceError`` (``permanent`` when retrying cannot help), ``read()`` returns
 ``(image RGB uint8 HxWx3, pts seconds or None)`` or ``None`` at the end, ``close()`` never raises. Every
@@ -10,9 +11,11 @@ network call has a timeout: ``open_timeout`` to connect and ``read_timeout`` for
 """
 from __future__ import annotations
 
+import glob
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -36,7 +39,7 @@ class SourceSpec:
     """A parsed source string; ``uri`` may hold credentials, ``name`` never does."""
 
     uri: str
-    kind: str  # "camera" | "stream" | "file" | "folder"
+    kind: str  # "camera" | "stream" | "file" (a video) | "images" (an image file, a folder or a glob)
     listen: bool = False  # RTSP only: act as the server a publisher pushes to (FFmpeg's listen mode)
 
     @property
@@ -71,11 +74,24 @@ def parse_source(text: str, listen: bool = False) -> SourceSpec:
             raise SourceError(f"malformed URL {text!r}: no host name", permanent=True)
         return SourceSpec(text, "stream", listen=listen and scheme == "rtsp")
     path = Path(text).expanduser()
-    if path.is_dir():
-        return SourceSpec(str(path), "folder")
+    if path.is_dir() or (path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES):
+        return SourceSpec(str(path), "images")
     if not path.exists():
+        if glob.has_magic(text):
+            if not image_paths(str(path)):
+                raise SourceError(f"no image matches {text} ({', '.join(IMAGE_SUFFIXES)})", permanent=True)
+            return SourceSpec(str(path), "images")
         raise SourceError(f"no such file or folder: {text}", permanent=True)
     return SourceSpec(str(path), "file")
+
+
+def image_paths(uri: str) -> list[Path]:
+    """The image files an images source names, in name order: the file itself, a folder's images, a glob's."""
+    path = Path(uri)
+    if path.is_file():
+        return [path]
+    found = path.iterdir() if path.is_dir() else (Path(p) for p in glob.glob(uri, recursive=True))
+    return sorted(p for p in found if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def orient(image: np.ndarray, rotation: float) -> np.ndarray:
@@ -138,6 +154,12 @@ class PyAVReader:
         except (av.error.HTTPUnauthorizedError, av.error.HTTPForbiddenError, av.error.HTTPNotFoundError) as exc:
             raise SourceError(f"{self.spec.name}: refused by the server ({_reason(exc)}); check the URL and "
                               f"credentials", permanent=True) from None
+        except av.error.ExitError:  # PyAV's timeout interrupted FFmpeg ("Immediate exit requested")
+            if self.spec.listen:
+                raise SourceError(f"{self.spec.name}: no publisher pushed a stream within "
+                                  f"{self.open_timeout:g}s") from None
+            raise SourceError(f"{self.spec.name}: no answer within {self.open_timeout:g}s",
+                              permanent=self.spec.kind == "file") from None
         except av.error.InvalidDataError:
             if self.spec.kind == "stream":
                 raise SourceError(f"{self.spec.name}: no valid stream within {self.open_timeout:g}s "
@@ -165,6 +187,10 @@ class PyAVReader:
             return None
         except av.error.EOFError:
             return None
+        except av.error.ExitError:
+            if self.spec.kind == "file":
+                return None
+            raise SourceError(f"{self.spec.name}: no frame within {self.read_timeout:g}s") from None
         except (av.error.FFmpegError, OSError) as exc:
             if self.spec.kind == "file":
                 return None  # a truncated file ends where its readable data ends
@@ -221,20 +247,26 @@ class CameraReader:
             self.cap = None
 
 
-class FolderReader:
-    """Images of a folder in name order; ``pts`` = index / ``fps``; unreadable files are skipped."""
+class ImageReader:
+    """Image files in name order (``image_paths``); ``pts`` = index / ``fps``; ``path`` is the file that the last
+    ``read()`` came from (the outputs name their annotated image and JSONL line after it).
 
-    def __init__(self, spec: SourceSpec, fps: float = 30.0, **_):
-        self.spec, self.fps = spec, fps
+    A file that cannot be decoded (damaged, or not an image) is skipped with one ``warn`` line naming it and the
+    source goes on; a single image file that cannot be read, or a set of which none can, is a permanent
+    SourceError. OpenCV applies the EXIF orientation, so a phone's portrait photo comes out upright."""
+
+    def __init__(self, spec: SourceSpec, fps: float = 30.0, warn: Callable[[str], None] | None = None, **_):
+        self.spec, self.fps, self.warn = spec, fps, warn or (lambda line: None)
         self.paths: list[Path] = []
         self.index = 0
+        self.delivered = 0
         self.num_frames = None
+        self.path: str | None = None
 
     def open(self) -> None:
-        self.paths = sorted(p for p in Path(self.spec.uri).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        self.paths = image_paths(self.spec.uri)
         if not self.paths:
-            raise SourceError(f"{self.spec.name}: folder has no images ({', '.join(IMAGE_SUFFIXES)})",
-                              permanent=True)
+            raise SourceError(f"{self.spec.name}: no images ({', '.join(IMAGE_SUFFIXES)})", permanent=True)
         self.num_frames = len(self.paths)
 
     def read(self) -> tuple[np.ndarray, float | None] | None:
@@ -242,21 +274,31 @@ class FolderReader:
 
         while self.index < len(self.paths):
             i, self.index = self.index, self.index + 1
-            bgr = cv2.imread(str(self.paths[i]), cv2.IMREAD_COLOR)
-            if bgr is not None:
-                return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), i / self.fps
+            path = self.paths[i]
+            bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if bgr is None:
+                problem = f"{path}: not a readable image (damaged, or not an image)"
+                if len(self.paths) == 1:
+                    raise SourceError(problem, permanent=True)
+                self.warn(f"skipped {problem}")
+                continue
+            self.path, self.delivered = str(path), self.delivered + 1
+            return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), i / self.fps
+        if not self.delivered:
+            raise SourceError(f"{self.spec.name}: none of its {len(self.paths)} images could be read", permanent=True)
         return None
 
     def close(self) -> None:
         pass
 
 
-def make_reader(spec: SourceSpec, open_timeout: float = 5.0, read_timeout: float = 5.0):
-    """The reader for a spec."""
+def make_reader(spec: SourceSpec, open_timeout: float = 5.0, read_timeout: float = 5.0,
+                warn: Callable[[str], None] | None = None):
+    """The reader for a spec; ``warn`` gets the one-line warnings of an images source (a skipped file)."""
     if spec.kind == "camera":
         return CameraReader(spec)
-    if spec.kind == "folder":
-        return FolderReader(spec)
+    if spec.kind == "images":
+        return ImageReader(spec, warn=warn)
     return PyAVReader(spec, open_timeout=open_timeout, read_timeout=read_timeout)
 
 

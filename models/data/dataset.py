@@ -5,9 +5,10 @@ Annotation files are read unchanged through pycocotools' COCO API. Keypoints are
 its ``head`` and ``neck`` have no COCO counterpart and are dropped, and the 5 face points are v=0. A file without
 keypoint names is read as COCO order (17 points) or CrowdPose order (14). People with ``iscrowd`` or without a
 labelled (mapped) keypoint are not targets: in training mode (unless ``ignore_regions=False``) their pixels form
-the sample's ignore mask (``models.data.regions``), carried through the same affine as the image. ``area`` falls
-back to the bbox area when a file has none (CrowdPose). In training mode only images with at least one person
-annotation are used; evaluation keeps every image of the file.
+the sample's ignore mask (``models.data.regions``), carried through the same affine as the image. ``area`` (the OKS
+scale of the CIR targets) falls back to ``BOX_AREA_FACTOR`` x the bbox area when a file has none (CrowdPose), the
+scale CrowdPose's own evaluation and ours (``models.evaluation.crowdpose``) use. In training mode only images with
+at least one person annotation are used; evaluation keeps every image of the file.
 
 Images are read as stored, EXIF orientation ignored (annotations refer to the stored pixels, as in HRNet and DEKR);
 an image whose size differs from the file's width and height gets one ``DataWarning`` naming its id.
@@ -38,6 +39,7 @@ from models.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS
 from models.data.persons import Persons
 from models.preprocess import Letterbox, letterbox, normalize
 
+BOX_AREA_FACTOR = 0.53  # OKS scale without an annotated area: bbox width * height * 0.53 (CrowdPose's toolkit)
 CROWDPOSE_NAMES = ("left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
                    "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle", "head", "neck")
 
@@ -142,7 +144,7 @@ class KeypointDataset(torch.utils.data.Dataset):
                 continue
             area = float(ann.get("area") or 0.0)
             if area <= 0 and ann.get("bbox"):
-                area = float(ann["bbox"][2] * ann["bbox"][3])
+                area = float(ann["bbox"][2] * ann["bbox"][3]) * BOX_AREA_FACTOR
             kps.append(ours)
             areas.append(area)
         return (np.stack(kps) if kps else np.zeros((0, NUM_KEYPOINTS, 3), np.float32)), np.asarray(areas, np.float32)

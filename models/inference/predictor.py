@@ -21,6 +21,7 @@
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -37,7 +38,8 @@ from models.inference.views import (View, crop_to_plain, mean_sparse, mirror_hea
 from models.modeling.network import DenseOutput, PoseNet
 from models.modeling.qem import candidates_at, pose_scores
 from models.poses import Poses
-from models.preprocess import Letterbox, batch_canvas, letterbox, long_side, normalize
+from models.provenance import SYNTHETIC_NOTICE, SyntheticOnlyWarning, synthetic_only, weights_data
+from models.preprocess import Letterbox, batch_canvas, check_fixed_canvas, letterbox, long_side, normalize
 
 
 class Predictor:
@@ -50,6 +52,9 @@ class Predictor:
                  shift_test: Sequence[int] = (), backend: str | None = None, precision: str | None = None,
                  threads: int | None = None, rect: bool = True, streams: int = 1):
         self.device = torch.device(device)
+        # weights that never saw a real person say so once, at the first predict() (the CLI's notice, for the API)
+        self.synthetic_only = (not isinstance(model_or_checkpoint_path, PoseNet)
+                               and synthetic_only({"data": weights_data(model_or_checkpoint_path)}))
         if half and self.device.type != "cuda":
             raise ValueError("half=True needs a CUDA device; use half=False on the CPU")
         self.runtime = None  # models.export.runtime: an exported model, or torch at another precision
@@ -105,6 +110,8 @@ class Predictor:
                 raise ValueError(f"image {i}: expected an RGB uint8 HxWx3 array, got "
                                  f"{getattr(image, 'dtype', type(image))} {getattr(image, 'shape', '')}")
         size = self.long_side([image.shape for image in images])
+        if self.fixed_canvas is not None:
+            check_fixed_canvas([image.shape for image in images], size, self.fixed_canvas, self.runtime.source)
         shared = self.canvas([image.shape for image in images])
         canvases, boxes = [], []
         for image in images:
@@ -224,6 +231,9 @@ class Predictor:
         return results
 
     def predict(self, images: list[np.ndarray]) -> list[Poses]:
+        if self.synthetic_only:
+            self.synthetic_only = False
+            warnings.warn(SYNTHETIC_NOTICE, SyntheticOnlyWarning, stacklevel=2)
         if isinstance(images, (list, tuple)) and not images:
             return []
         batch, boxes = self.preprocess(images)

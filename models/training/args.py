@@ -2,10 +2,11 @@
 
     qem train --config tiny --synth /work/data/synth_train --val-synth /work/data/synth_val \\
         --input-size 256 --epochs 30 --batch-size 16 --out runs/tiny
-    torchrun --nproc_per_node 8 -m models.training.train --config hrnet_w32 \\
+    qem train --nproc-per-node 8 --config hrnet_w32 \\
         --train-ann coco/annotations/person_keypoints_train2017.json --train-images coco/train2017 \\
         --val-ann coco/annotations/person_keypoints_val2017.json --val-images coco/val2017 \\
         --batch-size 10 --out runs/hrnet_w32
+    torchrun --nnodes 2 --node_rank 0 ... -m models.training.train ...   several machines: the same on each
     qem train --recipe tiny_synth       every stage of a recipe, resumable (models.training.recipe; --plan lists them)
 
 Schedule (DEKR's by default): Adam, lr 1e-3, multiplied by 0.1 at 90/140 and 120/140 of the epochs (so the
@@ -63,6 +64,9 @@ def build_args(argv=None) -> argparse.Namespace:
                         "segmentation is an ignore region of the score map and heatmaps)")
     p.add_argument("--workers", type=int, default=2, help="data-loader processes per training process")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--nproc-per-node", type=int, default=1, metavar="N",
+                   help="N training processes on this machine (DDP: one per GPU, or CPU workers), started through "
+                        "torchrun's launcher; a failure ends in one error line (models.training.launch)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", help="continue from a last.pt (model, optimizer, scheduler, epoch)")

@@ -169,7 +169,10 @@ def benchmark(args) -> None:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    info = init_distributed(args.device)
+    try:
+        info = init_distributed(args.device)
+    except RuntimeError as exc:
+        raise TrainError(str(exc)) from None
     (ann, images), _ = data_paths(args)
     net = build_model(args.config, **model_overrides(args)).train()
     amp = place_network(net, info.device, args)
@@ -208,12 +211,20 @@ def main(argv=None) -> None:
 
         return recipe_main(argv)
     args = build_args(argv)
+    if args.nproc_per_node > 1 and "WORLD_SIZE" not in os.environ:  # not under torchrun yet: start the ranks
+        from models.training.launch import launch, strip_nproc
+
+        sys.exit(launch(strip_nproc(argv), args.nproc_per_node))
+    from models.training.launch import report_error
+
     try:
         benchmark(args) if args.benchmark else run(args)
     except TrainError as exc:
-        sys.exit(f"error: {exc}")
+        report_error(f"error: {exc}")
     except KeyboardInterrupt:
-        sys.exit("interrupted; the last finished epoch is in last.pt (continue with --resume)")
+        if int(os.environ.get("RANK", "0")) == 0:
+            sys.exit("interrupted; the last finished epoch is in last.pt (continue with --resume)")
+        sys.exit(1)
 
 
 if __name__ == "__main__":

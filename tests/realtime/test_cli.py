@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from realtime.cli import BUNDLED_CLIP, main
-from tests.realtime.helpers import ROOT, count_frames, run_cli, write_video
+from tests.realtime.helpers import ROOT, count_frames, free_port, run_cli, write_video
 
 
 @pytest.mark.slow
@@ -39,6 +39,17 @@ def test_rtsp_demo_takes_several_sources(tmp_path, tiny_checkpoint):
     assert proc.returncode == 0, proc.stderr
     out = tmp_path / "runs" / "two"
     assert count_frames(out / "annotated_0.mp4")[0] == 6 and count_frames(out / "annotated_1.mp4")[0] == 4
+
+
+@pytest.mark.slow
+def test_rtsp_demo_names_every_camera_it_cannot_reach(tmp_path, tiny_checkpoint):
+    urls = [f"rtsp://127.0.0.1:{free_port()}/cam{i}" for i in (1, 2)]
+    proc = run_cli([*urls, "--weights", str(tiny_checkpoint), "--imgsz", "128", "--max-attempts", "1"], tmp_path,
+                   script="demos/rtsp.py")
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 1 and len(errors) == 1 and proc.stderr.strip().splitlines()[-1] == errors[0]
+    assert errors[0].startswith("error: 2 sources failed: ") and all(url in errors[0] for url in urls)
+    assert "Traceback" not in proc.stderr
 
 
 @pytest.mark.slow

@@ -46,7 +46,7 @@ def test_captions_go_to_every_source_but_the_bundled_clip(tmp_path):
     clip = tmp_path / "mine.mp4"
     clip.write_bytes(b"")
     specs = [SourceSpec(str(BUNDLED_CLIP), "file"), SourceSpec("0", "camera"), SourceSpec(str(clip), "file"),
-             SourceSpec("rtsp://cam/live", "stream"), SourceSpec(str(tmp_path), "folder")]
+             SourceSpec("rtsp://cam/live", "stream"), SourceSpec(str(tmp_path), "images")]
     assert synthetic_captions(None, specs) == {1: CAPTION, 2: CAPTION, 3: CAPTION, 4: CAPTION}
     assert synthetic_captions(None, specs[:1]) == {}
 

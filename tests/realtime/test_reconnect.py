@@ -91,7 +91,8 @@ def test_exit_status_is_an_error_when_every_source_failed(tmp_path, tiny_checkpo
     monkeypatch.chdir(tmp_path)
     weights = ["--weights", str(tiny_checkpoint)]
     urls = [f"rtsp://127.0.0.1:{free_port()}/live" for _ in range(2)]
-    assert "cannot open" in error_of(["--source", urls[0], "--source", urls[1], "--no-jsonl", *weights], capsys)
+    both = error_of(["--source", urls[0], "--source", urls[1], "--no-jsonl", *weights], capsys)
+    assert "2 sources failed" in both and "cannot open" in both and all(url in both for url in urls)
     # Failing after frames were processed is an error too: a looped file replaced by garbage mid-run.
     clip = write_video(tmp_path / "clip.mp4", frames=10)
     jsonl = tmp_path / "runs" / "exp" / "poses.jsonl"
@@ -105,7 +106,7 @@ def test_exit_status_is_an_error_when_every_source_failed(tmp_path, tiny_checkpo
     spoiler.start()
     message = error_of(["--source", str(clip), "--loop", "--max-frames", "5000", "--no-progress", *weights], capsys)
     spoiler.join()
-    assert message.startswith("error: every source failed; source 0: ") and "not a video file" in message
+    assert message.startswith(f"error: every source failed: {clip}: ") and "not a video file" in message
     assert jsonl.read_text().count("\n") >= 1
 
 

@@ -76,6 +76,30 @@ def test_listen_mode_receives_a_published_stream(tmp_path, engine):
 
 
 @pytest.mark.slow
+def test_a_publisher_that_leaves_is_said_so_and_awaited_again(tmp_path, engine):
+    port = free_port()
+    url = f"rtsp://127.0.0.1:{port}/live"
+    publisher = subprocess.Popen([sys.executable, str(HERE / "rtsp_publisher.py"), url, "--seconds", "4"],
+                                 stderr=subprocess.DEVNULL)
+    run = Running([parse_source(url, listen=True)], engine, None, **{**FAST_RETRY, "open_timeout": 4.0},
+                  max_attempts=0)
+    try:
+        run.wait_for(lambda: run.frames_out >= 1, 40, "frames from the publisher")
+        publisher.wait(30)
+        run.wait_for(lambda: sum("running -> reconnecting" in line for line in run.logs) >= 1
+                     and sum("connecting -> reconnecting" in line for line in run.logs) >= 1, 30, "listening again")
+    finally:
+        run.stop()
+        publisher.kill()
+        publisher.wait()
+    left = [line for line in run.logs if "running -> reconnecting" in line]
+    again = [line for line in run.logs if " connecting -> reconnecting" in line and "no publisher pushed" in line]
+    assert "(stream ended: the publisher left;" in left[0]
+    assert again and "no publisher pushed a stream within 4s" in again[-1]
+    assert not any("Immediate exit" in line for line in run.logs)
+
+
+@pytest.mark.slow
 def test_silent_server_times_out_and_does_not_stall_a_file(tmp_path, engine):
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))

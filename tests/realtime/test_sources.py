@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from realtime.capture import Capture
-from realtime.sources import FolderReader, PyAVReader, SourceError, parse_source
+from realtime.sources import PyAVReader, SourceError, parse_source
 from tests.realtime.helpers import set_rotation, write_video
 
 
@@ -78,20 +78,6 @@ def test_broken_files_fail_permanently_in_one_line(tmp_path, content, problem):
     with pytest.raises(SourceError) as err:
         read_all(path)
     assert problem in str(err.value) and err.value.permanent and "\n" not in str(err.value)
-
-
-def test_folder_reader_skips_unreadable_images(tmp_path):
-    import cv2
-
-    for i in range(3):
-        cv2.imwrite(str(tmp_path / f"{i:03d}.png"), np.full((20, 30, 3), 50 * i, np.uint8))
-    (tmp_path / "004.jpg").write_bytes(b"not an image")
-    reader = FolderReader(parse_source(str(tmp_path)))
-    reader.open()
-    got = []
-    while (item := reader.read()) is not None:
-        got.append(item)
-    assert [im[0, 0, 0] for im, _ in got] == [0, 50, 100]
 
 
 def run_capture(spec, **kwargs):

@@ -35,7 +35,7 @@ def test_parse_source_kinds(tmp_path):
     assert parse_source("0").kind == "camera" and parse_source("0").live
     spec = parse_source("rtsp://u:p@127.0.0.1:8554/live")
     assert spec.kind == "stream" and spec.live and spec.name == "rtsp://***@127.0.0.1:8554/live"
-    assert parse_source(str(tmp_path)).kind == "folder"
+    assert parse_source(str(tmp_path)).kind == "images"
     (tmp_path / "a.mp4").write_bytes(b"")
     assert not parse_source(str(tmp_path / "a.mp4")).live
 

@@ -79,14 +79,16 @@ def test_crowdpose_file_maps_its_14_points_by_name(tmp_path):
         raw[i] = (2 + 3 * i, 1 + 2 * i, 1 + i % 2)
     cat = [{"id": 1, "name": "person", "supercategory": "person", "keypoints": list(CROWDPOSE_NAMES),
             "skeleton": [[1, 2]]}]
-    path, images = _write_coco(tmp_path, cat, [  # CrowdPose has no "area": the bbox area stands in
+    path, images = _write_coco(tmp_path, cat, [  # CrowdPose has no "area": 0.53 x the bbox area stands in
         {"keypoints": raw.ravel().tolist(), "num_keypoints": 14, "iscrowd": 0, "bbox": [1, 1, 40, 30]}])
     sample = KeypointDataset(path, images, 60, train=False)[0]
     kps = sample.persons.keypoints[0].numpy()
     for i, name in enumerate(CROWDPOSE_NAMES[:12]):
         assert kps[K[name]].tolist() == pytest.approx([raw[i, 0], raw[i, 1] + 10, raw[i, 2]])
     assert (kps[:5] == 0).all()  # face points: not in CrowdPose; head and neck are dropped
-    assert sample.persons.areas.tolist() == pytest.approx([1200.0])
+    assert sample.persons.areas.tolist() == pytest.approx([0.53 * 1200.0])  # CrowdPose's evaluation scale
+    train = KeypointDataset(path, images, 60, train=True)
+    assert train.targets(train.image_ids[0])[1].tolist() == pytest.approx([0.53 * 1200.0])  # what training's OKS uses
 
 
 def test_file_without_keypoint_names_is_read_by_count(tmp_path):

@@ -192,8 +192,31 @@ def test_a_static_export_letterboxes_into_its_own_shape_and_agrees_with_rect_tor
     assert len(a) == len(b) > 0
     np.testing.assert_allclose(a.keypoints, b.keypoints, atol=1e-2)
     np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)
-    with pytest.raises(ValueError, match="cannot hold"):
+    with pytest.raises(ValueError, match="cannot hold a 48x72 image at 96 px; export it again with --dynamic .*"
+                                         "or pass --imgsz 64") as err:
         exported.preprocess([image.transpose(1, 0, 2).copy()])
+    assert "\n" not in str(err.value)
+    smaller = Predictor(str(onnx_static), input_size=64)  # the fix the message offers: it fits, and runs
+    assert len(smaller.predict([image.transpose(1, 0, 2).copy()])) == 1
+
+
+@pytest.mark.slow
+def test_the_pipeline_on_a_portrait_photo_with_a_static_model_says_what_to_do(onnx_static, tmp_path):
+    import cv2
+
+    from tests.cli import run_module
+
+    photo = tmp_path / "portrait.png"
+    cv2.imwrite(str(photo), np.zeros((120, 60, 3), np.uint8))
+    base = ["--source", photo, "--weights", onnx_static, "--no-show", "--project", tmp_path / "runs"]
+    proc = run_module("realtime", *base)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert last.startswith("error: ") and "cannot hold a 60x120 image at 96 px" in last
+    assert "--dynamic" in last and "--imgsz 64" in last
+    fixed = run_module("realtime", *base, "--imgsz", "64")  # the advice works
+    assert fixed.returncode == 0, fixed.stderr
+    assert cv2.imread(str(tmp_path / "runs" / "exp2" / "portrait.png")).shape == (120, 60, 3)
 
 
 def test_openvino_streams_return_each_submitted_batch_in_order(openvino_dynamic):

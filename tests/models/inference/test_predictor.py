@@ -219,3 +219,32 @@ def test_rect_input_finds_the_same_people_as_the_square_one_on_a_clip_frame():
     assert len(ka) == len(kb) >= 3
     dist = np.linalg.norm(ka[:, None, :, :2] - kb[None, :, :, :2], axis=-1).mean(-1)  # [A, B] mean keypoint px
     assert (dist.min(axis=1) < 3.0).all(), dist.min(axis=1)
+
+
+def test_synthetic_only_weights_warn_once_and_a_network_of_ones_own_never(tmp_path):
+    import warnings
+
+    from models import DEFAULT_CHECKPOINT, save_checkpoint
+    from models.provenance import SyntheticOnlyWarning
+
+    photo = [np.zeros((90, 60, 3), np.uint8)]
+    saved = save_checkpoint(tmp_path / "synth.pt", build_model("tiny"), meta={"data": "synthetic"})
+    predictor = Predictor(saved, input_size=64)
+    with pytest.warns(SyntheticOnlyWarning, match="trained on synthetic figures only .* docs/training.md"):
+        predictor.predict(photo)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        predictor.predict(photo)  # once per Predictor
+        Predictor(build_model("tiny"), input_size=64).predict(photo)
+    if __import__("pathlib").Path(DEFAULT_CHECKPOINT).is_file():
+        with pytest.warns(SyntheticOnlyWarning):
+            Predictor(input_size=64).predict(photo)
+
+
+def test_poses_repr_gives_counts_not_arrays():
+    from models.poses import Poses
+
+    poses = Poses(np.zeros((7, 17, 2), np.float32), np.zeros((7, 17), np.float32),
+                  np.linspace(0.9, 0.3, 7).astype(np.float32))
+    assert repr(poses) == "Poses(7 people, 17 keypoints, scores [0.90, 0.80, 0.70, 0.60, 0.50, ...])"
+    assert repr(Poses.empty()) == "Poses(0 people, 17 keypoints, scores [])"
