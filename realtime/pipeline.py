@@ -67,6 +67,9 @@ class PipelineConfig:
     keyframe_every: float = 1.0          # seconds of video between forced keyframes (= MP4 fragments)
     capture_kwargs: dict = field(default_factory=dict)
     captions: dict[int, str] = field(default_factory=dict)  # stream -> text drawn on its frames (realtime.provenance)
+    stream_names: list[str] = field(default_factory=list)  # names in messages and topics (default stream<i>)
+    sinks: list = field(default_factory=list)  # realtime.publish.SinkSpec: where the messages go besides the JSONL
+    sink_flush: float = 2.0              # seconds the sinks may take to send what is queued when the run stops
 
 
 class _Stage(threading.Thread):

@@ -112,15 +112,15 @@ class StreamRecorder:
             self.close()
             raise
 
-    def write(self, result: Result, image, t: float, source_name: str) -> None:
-        """Writes one result shown at ``t`` seconds (see the module docstring for the clock); rotates first when
-        the current segment is full."""
+    def write(self, result: Result, image, t: float, lines: list[str]) -> None:
+        """Writes one result shown at ``t`` seconds (see the module docstring for the clock) and its messages
+        (``realtime.publish.messages``, one JSON text each); rotates first when the current segment is full."""
         if self.segment is not None and self.start_t is not None and t - self.start_t >= self.segment:
             self._rotate()
         if self.start_t is None:
             self.start_t = t
         if self.jsonl is not None:
-            self.jsonl.write(result, source_name)
+            self.jsonl.write(lines)
         if self.mp4 is not None:
             self.mp4.write(image, t)
 

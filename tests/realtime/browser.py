@@ -1,6 +1,7 @@
 """Headless Chromium (Debian's ``chromium``) from its command line: load a page, let its scripts run for a budget
-of virtual time, then take a screenshot and the DOM as it is at that moment. Every call gets a fresh profile and a
-timeout, so a page that never finishes loading (the MJPEG images never do) cannot hang a test."""
+of real time (``--timeout``: the page's WebSocket pushes arrive in real time, which virtual time would outrun),
+then take a screenshot and the DOM as it is at that moment. Every call gets a fresh profile and a timeout, so a
+page that never finishes loading (the MJPEG images never do) cannot hang a test."""
 from __future__ import annotations
 
 import os
@@ -28,7 +29,7 @@ def load(url: str, screenshot: Path, size: tuple[int, int] = (1320, 620), budget
     with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
         cmd = [exe, "--headless", "--disable-gpu", "--hide-scrollbars", "--no-first-run", "--mute-audio",
                f"--user-data-dir={profile}", f"--window-size={size[0]},{size[1]}",
-               f"--virtual-time-budget={budget_ms}", f"--screenshot={screenshot}", "--dump-dom", url]
+               f"--timeout={budget_ms}", f"--screenshot={screenshot}", "--dump-dom", url]
         if os.geteuid() == 0:
             cmd.insert(1, "--no-sandbox")  # Chromium's sandbox refuses to run as root
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
