@@ -37,10 +37,15 @@ class Outputs:
             if config.out_dir is not None and (config.save_mp4 or config.save_jsonl):
                 retention = Retention(config.keep, config.keep_gb) if config.segment else None
                 for i in range(n):
+                    per = config.stream(i)
+                    if not per.record:
+                        continue
+                    segment = per.segment or config.segment
+                    own = Retention(per.keep, config.keep_gb) if per.keep is not None else retention
                     self.recorders[i] = StreamRecorder(
                         config.out_dir, i, n, save_mp4=config.save_mp4, save_jsonl=config.save_jsonl,
-                        segment=config.segment, fragmented=not config.mp4_faststart,
-                        keyframe_every=config.keyframe_every, retention=retention)
+                        segment=segment, fragmented=not config.mp4_faststart, keyframe_every=config.keyframe_every,
+                        retention=own if segment else None, tag=config.stream_names[i] if config.file_tags else None)
             if config.http_port is not None:
                 self.view = HttpView(FrameBoard(self.names), captures, config.http_host, config.http_port).start()
                 log(f"live view: {self.view.url}")

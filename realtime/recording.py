@@ -70,9 +70,10 @@ class StreamRecorder:
 
     def __init__(self, out_dir: Path, stream: int, streams: int, *, save_mp4: bool = True, save_jsonl: bool = True,
                  segment: float | None = None, fragmented: bool = True, keyframe_every: float = 1.0,
-                 retention: Retention | None = None):
+                 retention: Retention | None = None, tag: str | None = None):
         self.out_dir, self.stream = Path(out_dir), stream
-        self.tag = "" if streams == 1 else f"_{stream}"
+        # a named stream (camera file) is annotated_<name>.mp4; else annotated.mp4 alone, annotated_<i>.mp4 of several
+        self.tag = f"_{tag}" if tag else ("" if streams == 1 else f"_{stream}")
         self.save_mp4, self.save_jsonl, self.segment, self.fragmented = save_mp4, save_jsonl, segment, fragmented
         self.keyframe_every = keyframe_every
         self.retention = retention

@@ -4,10 +4,11 @@ so that a slow or absent receiver never stalls the pipeline.
 ``QueuedSink.offer`` (the output stage's thread) only filters and appends; the worker thread connects, sends in
 batches and reconnects. The queue holds at most ``options.queue`` messages: when it is full the oldest is dropped
 and counted. A receiver that is down at start or goes away is retried with the capture's backoff (0.5, 1, 2, ...
-``backoff_max`` s); a batch the transport could not confirm is put back at the front of the queue and sent again
-after the reconnection (at least once: a receiver may see a message twice after a reconnection; ``(stream, seq,
-type)`` identifies it). At ``close`` the queue gets ``flush_timeout`` seconds to drain; what is left is dropped.
-So at the end ``sent == delivered + dropped``, exactly.
+``backoff_max`` s); a batch the transport could not confirm is kept aside (``retry``, never trimmed: the receiver
+may have it already, so dropping it could count a received message as lost) and sent first after the reconnection
+(at least once: a receiver may see a message twice after a reconnection; ``(stream, type, seq, track_id)``
+identifies it). At ``close`` the queue gets ``flush_timeout`` seconds to drain; what is left is dropped. So at the
+end ``sent == delivered + dropped``, exactly, and a receiver has ``sent - dropped`` distinct messages.
 
 Transports implement the small interface of ``Transport``; adding one touches one file (see ``realtime.publish``).
 """
@@ -79,6 +80,7 @@ class QueuedSink:
         self.name = transport.name
         self.backoff_base, self.backoff_max, self.batch = backoff_base, backoff_max, batch
         self.queue: deque[Message] = deque()
+        self.retry: list[Message] = []       # the unconfirmed batch of a broken connection, sent first
         self.cond = threading.Condition()
         self.state = "connecting"
         self.sent = self.delivered = self.dropped = 0
@@ -142,7 +144,7 @@ class QueuedSink:
     def stats(self) -> dict:
         with self.cond:
             return {"name": self.name, "state": self.state, "sent": self.sent, "delivered": self.delivered,
-                    "dropped": self.dropped, "queued": len(self.queue)}
+                    "dropped": self.dropped, "queued": len(self.queue) + len(self.retry)}
 
     def close(self, flush_timeout: float = 2.0) -> None:
         """Stops taking messages, gives the queue ``flush_timeout`` s to drain, drops the rest (counted)."""
@@ -157,7 +159,7 @@ class QueuedSink:
     def end_close(self, deadline: float) -> None:
         while time.monotonic() < deadline and self.thread.is_alive():
             with self.cond:
-                if not self.queue and not self._dirty_states:
+                if not self.queue and not self.retry and not self._dirty_states:
                     break
             time.sleep(0.01)
         with self.cond:
@@ -165,8 +167,9 @@ class QueuedSink:
             self.cond.notify()
         self.thread.join(timeout=5.0)
         with self.cond:
-            self.dropped += len(self.queue)
+            self.dropped += len(self.queue) + len(self.retry)
             self.queue.clear()
+            self.retry = []
             self.state = "closed"
 
     # -- the worker thread -------------------------------------------------------------------------------------
@@ -190,10 +193,12 @@ class QueuedSink:
                     if not self._connect():
                         continue
                 with self.cond:
-                    self.cond.wait_for(lambda: self.queue or self._dirty_states or self._stop, timeout=0.5)
+                    self.cond.wait_for(lambda: self.queue or self.retry or self._dirty_states or self._stop,
+                                       timeout=0.5)
                     if self._stop:
                         break
-                    batch = [self.queue.popleft() for _ in range(min(self.batch, len(self.queue)))]
+                    batch, self.retry = self.retry, []
+                    batch += [self.queue.popleft() for _ in range(min(self.batch, len(self.queue)))]
                     states = {s: self._states[s] for s in self._dirty_states}
                     self._dirty_states.clear()
                 self._send(batch, states)
@@ -233,8 +238,7 @@ class QueuedSink:
             undelivered = exc.undelivered if isinstance(exc, SendFailed) else batch
             with self.cond:
                 self.delivered += len(batch) - len(undelivered)
-                self.queue.extendleft(reversed(undelivered))
-                self._trim()
+                self.retry = list(undelivered)
                 self._dirty_states |= set(states)
             self.failures += 1
             self._set("reconnecting", _reason(exc))

@@ -27,13 +27,13 @@ class SinkUriError(ValueError):
 @dataclass(frozen=True)
 class SinkSpec:
     scheme: str
-    uri: str                 # as given (may hold credentials)
+    uri: str = field(repr=False)  # as given (may hold credentials)
     name: str                # credentials masked: logs, the view, status.json
     host: str = ""
     port: int = 0
     path: str = ""           # mqtt: the topic prefix; redis: the database number
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
     options: SinkOptions = field(default_factory=SinkOptions)
     extra: dict = field(default_factory=dict)
 
