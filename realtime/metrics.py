@@ -70,7 +70,7 @@ class Metrics:
         """`` | sink mqtt://host:1883/qem reconnecting, dropped 12`` per message sink (the view's own ws only when it
         dropped)."""
         return "".join(f" | sink {s['name']} {s['state']}, dropped {s['dropped']}" for s in self.sink_stats()
-                       if s["name"] != "ws" or s["dropped"])
+                       if s["name"].split("?")[0] != "ws" or s["dropped"])
 
     def _states_note(self) -> str:
         """`` | source 1 reconnecting (next try in 4.0s)`` for each source that is not running; '' when all are."""

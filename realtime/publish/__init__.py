@@ -42,4 +42,5 @@ def open_sink(spec: SinkSpec, log: Callable[[str], None], hub=None, backoff_max:
     except ImportError as exc:
         raise SinkUriError(f"--sink {spec.name!r}: needs the Python package {_PACKAGES.get(spec.scheme, exc.name)} "
                            f"(pip install -e .[sinks])") from None
+    transport.name = spec.name
     return QueuedSink(transport, spec.options, log, backoff_max=backoff_max).start()
