@@ -26,6 +26,8 @@ class MqttTransport(Transport):
         self.up = threading.Event()
         self.acked = threading.Condition()
         self.refused: str | None = None
+        self.outstanding: set[int] = set()  # message ids of the batch not yet acknowledged
+        self.early: set[int] = set()        # ids acknowledged before send() registered its batch
 
     def _new_client(self):
         """A fresh client per connection: nothing of a broken session is sent twice behind the sink's back."""
@@ -56,7 +58,12 @@ class MqttTransport(Transport):
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         with self.acked:
-            self.acked.notify_all()
+            if mid in self.outstanding:
+                self.outstanding.discard(mid)
+                if not self.outstanding:  # one wake-up a batch, not one a message
+                    self.acked.notify_all()
+            else:
+                self.early.add(mid)
 
     def connect(self) -> None:
         self.close()
@@ -80,14 +87,16 @@ class MqttTransport(Transport):
     def send(self, batch: list[Message]) -> None:
         infos = [self.client.publish(f"{self.prefix}/{m.stream}/{'poses' if m.kind == 'frame' else 'events'}",
                                      m.payload, qos=self.qos) for m in batch]
+        with self.acked:  # acknowledgements that came before this line are in ``early``
+            self.outstanding = {i.mid for i in infos} - self.early
+            self.early.clear()
         if self.qos == 0:
             if not self.up.is_set():
                 raise SendFailed("connection lost", batch)
             return
         deadline = time.monotonic() + self.timeout
         with self.acked:
-            done = self.acked.wait_for(lambda: not self.up.is_set() or all(i.is_published() for i in infos),
-                                       timeout=self.timeout)
+            done = self.acked.wait_for(lambda: not self.up.is_set() or not self.outstanding, timeout=self.timeout)
         if not (done and self.up.is_set()) or not all(i.is_published() for i in infos):
             undelivered = [m for m, i in zip(batch, infos) if not i.is_published()]
             if undelivered:
