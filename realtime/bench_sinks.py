@@ -102,7 +102,7 @@ def _subscriber(scheme: str, port: int, received: _Received, view=None):
         import redis
 
         r, stop = redis.Redis(port=port), threading.Event()
-        keys = {f"bench:cam{i}": "$" for i in range(4)}
+        keys = {f"bench:cam{i}": "0-0" for i in range(4)}  # a fresh server: every entry is new
 
         def read():
             while not stop.is_set():
