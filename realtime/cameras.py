@@ -98,7 +98,8 @@ def _camera(name: str, spec, where: str, env) -> Camera:
             raise CameraFileError(f"{at}: unknown key {key!r} (keys: {', '.join(_KEYS)})")
         kinds = _TYPES[key]
         if not isinstance(value, kinds) or (isinstance(value, bool) and kinds is not bool):
-            want = {str: "a string", bool: "true or false", int: "a whole number", list: "a list"}.get(kinds, "a number")
+            want = {str: "a string", bool: "true or false", int: "a whole number",
+                    list: "a list"}.get(kinds, "a number")
             raise CameraFileError(f"{at}: {key} must be {want}, got {value!r}")
     if "url" not in spec:
         raise CameraFileError(f"{at}: no url")

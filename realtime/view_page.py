@@ -78,4 +78,5 @@ def page(snapshot: dict) -> bytes:
     sinks = "".join(_sink(k) for k in snapshot.get("sinks", []))
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>qem-pose live</title>"
             f"<meta name='viewport' content='width=device-width'><style>{_STYLE}</style></head>"
-            f"<body data-updates='0'><main>\n{items}\n</main><div id='sinks'>{sinks}</div><script>{_SCRIPT}</script></body></html>").encode()
+            f"<body data-updates='0'><main>\n{items}\n</main><div id='sinks'>{sinks}</div>"
+            f"<script>{_SCRIPT}</script></body></html>").encode()

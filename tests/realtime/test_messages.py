@@ -10,7 +10,6 @@ import pytest
 from realtime.pipeline import Pipeline, PipelineConfig
 from realtime.publish.messages import SCHEMA_PATH
 from realtime.sources import parse_source
-from tests.realtime.helpers import write_video
 
 SCHEMA = json.loads(SCHEMA_PATH.read_text())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)

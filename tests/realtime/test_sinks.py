@@ -5,6 +5,7 @@ import io
 import json
 import os
 import signal
+import threading
 import time
 
 import jsonschema
@@ -44,7 +45,8 @@ def test_sink_uris_give_their_defaults_and_options():
     m = parse_sink("mqtt://cam:s3cret@broker.local/home/poses?qos=0&every=2&queue=50")
     assert (m.host, m.port, m.path, m.username, m.password, m.extra["qos"]) == \
         ("broker.local", 1883, "home/poses", "cam", "s3cret", 0)
-    assert (m.options.every, m.options.queue) == (2, 50) and m.name == "mqtt://***@broker.local/home/poses?qos=0&every=2&queue=50"
+    assert (m.options.every, m.options.queue) == (2, 50)
+    assert m.name == "mqtt://***@broker.local/home/poses?qos=0&every=2&queue=50"
     r = parse_sink("redis://127.0.0.1?stream=poses&maxlen=500&fps=5&events=only")
     assert (r.port, r.path, r.extra, r.options.fps, r.options.events_only) == \
         (6379, "0", {"key": "poses", "maxlen": 500}, 5.0, True)
@@ -116,7 +118,6 @@ def test_the_live_views_websocket_pushes_status_and_every_nth_frame_message(tmp_
                 async for msg in ws:
                     got.append(json.loads(msg.data))
 
-    import threading
     runner = threading.Thread(target=pipeline.run)
     runner.start()
     asyncio.run(asyncio.wait_for(listen(), 30))  # ends when the view closes the connection at the end of the run
