@@ -12,6 +12,8 @@ Sections:
   deploy    (only when asked) backend x precision x input shape (and OpenVINO inference streams), built as the
             command line builds them: forward ms, pipeline FPS without and with files, share of the forward
             rate, AP with --ap-data (realtime.bench_deploy)
+  sinks     (only when asked) each message sink (stdout, MQTT, Redis, the view's WebSocket) at 4 streams x 30 FPS:
+            CPU ms a message (thread CPU time), p95 added latency, messages a second (realtime.bench_sinks)
   peer      (only when asked; needs ultralytics, in a separate venv) our default path side by side with
             YOLOv8n-pose / YOLO11n-pose in PyTorch and OpenVINO, alternating rounds (realtime.bench_peer)
   dekr      (only when asked; needs DEKR's repository and an interpreter with torchvision) DEKR's weights in this
@@ -23,6 +25,7 @@ Examples:
   qem bench --json bench.json
   qem bench --sections soak --minutes 30 --soak-plot soak.png
   qem bench --sections deploy --threads 2 --rounds 3 --ap-data data/synth_val
+  qem bench --sections sinks --sink-seconds 20
   YOLO_OFFLINE=1 .venv-peer/bin/python -m realtime.bench --sections peer --threads 2
   qem bench --sections dekr --dekr-weights <weights.pth> --dekr-root <DEKR> --dekr-python <venv>/bin/python
 """
@@ -183,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     p = OneLineParser(prog="qem bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sections", nargs="+", default=["model", "pipeline", "live", "streams"],
-                   choices=["model", "pipeline", "live", "streams", "soak", "deploy", "peer", "dekr"])
+                   choices=["model", "pipeline", "live", "streams", "soak", "deploy", "peer", "sinks", "dekr"])
     p.add_argument("--configs", nargs="+", default=["tiny", "realtime"])
     p.add_argument("--imgsz", type=int, default=320)
     p.add_argument("--device", default="cpu")
@@ -204,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int_at_least(1), default=3, help="alternating rounds of deploy and peer")
     p.add_argument("--ap-data", default=None, metavar="DIR", help="deploy: also AP on this qem synth folder")
     p.add_argument("--ap-images", type=int_at_least(1), default=500, help="deploy: images of --ap-data")
+    p.add_argument("--sink-seconds", type=float_above(0), default=10.0, help="seconds per sink of the sinks section")
     p.add_argument("--dekr-weights", metavar="PTH", help="dekr: DEKR's weights in the authors' layout")
     p.add_argument("--dekr-root", metavar="DIR", help="dekr: a checkout of DEKR's repository")
     p.add_argument("--dekr-python", metavar="PY", help="dekr: an interpreter with torch, torchvision, yacs, OpenCV")
@@ -283,6 +287,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"deploy: the bundled checkpoint, input {args.imgsz}, {threads} threads")
         out["deploy"] = run_deploy_section(all_variants(), threads, args.imgsz, args.rounds, args.repeats,
                                            args.ap_data, args.ap_images)
+    if "sinks" in args.sections:
+        from realtime.bench_sinks import run_sinks_section
+
+        out["sinks"] = run_sinks_section(seconds=args.sink_seconds)
     if "peer" in args.sections:
         from realtime.bench_peer import run_peer_section
 

@@ -42,7 +42,7 @@ class Capture(threading.Thread):
                  notify: threading.Condition, open_timeout: float = 5.0, read_timeout: float = 5.0,
                  stall_timeout: float = 2.0, max_attempts: int = 6, backoff_base: float = 0.5,
                  backoff_max: float = 10.0, pace: bool = False, fifo_size: int = 8, loop: bool = False,
-                 as_live: bool = False, reader_factory=make_reader,
+                 as_live: bool = False, max_fps: float | None = None, reader_factory=make_reader,
                  on_warning: Callable[[int, str], None] | None = None):
         super().__init__(name=f"capture-{index}", daemon=True)
         self.index, self.spec = index, spec
@@ -56,6 +56,9 @@ class Capture(threading.Thread):
         self.live = spec.live or as_live
         self.loop = loop and not spec.live
         self.pace = pace or (as_live and not spec.live)
+        self.max_fps = max_fps  # a frame-rate cap: frames closer than 1/max_fps on the source's clock are skipped
+        self.skipped = 0        # frames left out by that cap (their seq numbers stay unused)
+        self._next_due = float("-inf")
         self.state = "connecting"
         self.error: str | None = None
         self.frames_in = 0
@@ -185,6 +188,15 @@ class Capture(threading.Thread):
         self.next_try_at = None
         return not stopped
 
+    def _capped(self, t: float) -> bool:
+        """True when the frame at ``t`` (seconds) comes before the cap lets the next one through."""
+        period = 1.0 / self.max_fps
+        if t < self._next_due - 1e-3:
+            self.skipped += 1
+            return True
+        self._next_due = t + period if t - self._next_due > period else self._next_due + period
+        return False
+
     def _read_all(self, reader) -> bool:
         """Reads until the end or an error; True when at least one frame arrived. Raises SourceError."""
         got_any = False
@@ -216,6 +228,9 @@ class Capture(threading.Thread):
                 self._set_state("running")
             elif self.state == "stalled":
                 self._set_state("running", "frames again")
+            if self.max_fps and self._capped(pts if (pts is not None and not self.spec.live) else now):
+                self._seq += 1
+                continue
             # images name their file (``ImageReader.path``); video and stream readers have none
             self._deliver(Frame(self.index, self._seq, pts, time.time(), now, image, getattr(reader, "path", None)))
             self._seq += 1

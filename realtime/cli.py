@@ -6,12 +6,16 @@ Examples:
   python -m realtime --source video.mp4 --no-show --max-frames 100
   python -m realtime --source photos/ --no-show        one annotated image per photo in runs/exp/
   python -m realtime --source synth --http-port 8080  bundled clip, live view at http://127.0.0.1:8080/
+  python -m realtime --source synth --sink stdout --no-save --no-jsonl | jq .people   messages on stdout
+  python -m realtime --cameras cameras.yaml --sink mqtt://127.0.0.1:1883/qem   cameras of a file, poses to MQTT
 
 Outputs go to runs/<name>/ (images: one annotated image per input image under its name, and poses.jsonl; video:
 annotated.mp4, poses.jsonl; with several sources annotated_<i>.mp4, poses_<i>.jsonl;
 with --segment S, annotated_000000.mp4 + poses_000000.jsonl, ... every S seconds). The MP4 is fragmented: a crash
 or a kill loses about the last second, not the file. A full disk stops the recording with one line; the live view
 keeps running. A window opens only when a display exists. Ctrl-C stops cleanly; the files stay playable and whole.
+Messages (schema 1, realtime/publish/message.schema.json) go to every --sink: stdout, mqtt://host:port/prefix,
+redis://host:port/db?stream=NAME, ws (the live view's /ws); see docs/realtime.md. Log lines go to standard error.
 """
 from __future__ import annotations
 
@@ -21,6 +25,8 @@ import sys
 from pathlib import Path
 
 from realtime.argtypes import OneLineParser, float_above, imgsz, int_at_least, port, unit_float
+from realtime.cameras import CameraFile, load_cameras
+from realtime.publish.uri import SinkSpec, parse_sink
 from realtime.sources import SourceError, SourceSpec, parse_source
 from realtime.tracking import add_tracker_arguments, tracker_settings
 
@@ -35,6 +41,13 @@ def build_parser(prog: str | None = None, positional_sources: bool = False,
     p.add_argument("--source", action="append", default=None,
                    help="camera index, URL, video file, image file, image folder, quoted glob ('photos/*.jpg') or "
                         "'synth' (the bundled clip); repeatable")
+    p.add_argument("--cameras", default=None, metavar="FILE",
+                   help="a camera file (YAML): per camera a name, url (${ENV_VAR} filled in) and settings "
+                        "(record, segment, keep, sinks, as_live, fps); see docs/realtime.md")
+    p.add_argument("--sink", action="append", default=None, metavar="URI",
+                   help="send every message there too: stdout, mqtt://host[:port][/prefix], "
+                        "redis://host[:port][/db][?stream=KEY], ws (needs --http-port); options ?every=N, ?fps=R, "
+                        "?events=only, ?queue=N; repeatable")
     p.add_argument("--rtsp-listen", action="store_true",
                    help="rtsp:// sources are addresses to listen on: publishers push to them (RTSP over TCP)")
     p.add_argument("--weights", default=None,
@@ -134,6 +147,21 @@ def resolve_sources(texts: list[str], listen: bool = False) -> list[SourceSpec]:
     return [parse_source(str(BUNDLED_CLIP) if t == "synth" else t, listen=listen) for t in texts]
 
 
+def streams_of(cameras: CameraFile | None, n: int, sinks: list[SinkSpec]):
+    """Names, per-stream settings and every sink: the camera file's cameras first (their names and settings), then
+    the ``--source`` ones (``stream<i>``)."""
+    from realtime.pipeline import StreamOptions
+
+    cams = cameras.cameras if cameras else []
+    names = [c.name for c in cams] + [f"stream{i}" for i in range(len(cams), n)]
+    if len(set(names)) < len(names):
+        raise ValueError(f"{cameras.path}: a camera is named like a --source stream (stream<i>); rename it")
+    per = [StreamOptions(c.record, c.segment, c.keep, c.as_live, c.fps) for c in cams]
+    per += [StreamOptions()] * (n - len(cams))
+    all_sinks = list(sinks) + (list(cameras.sinks) + [s for c in cams for s in c.sinks] if cameras else [])
+    return names, per if cams else [], all_sinks
+
+
 def camera_available(index: int) -> bool:
     if Path("/dev").is_dir() and sys.platform.startswith("linux"):
         return Path(f"/dev/video{index}").exists()
@@ -150,7 +178,13 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, positional_s
     parser = build_parser(prog, positional_sources, name)
     args = parser.parse_args(argv)
     check_combinations(parser, args)
-    texts = list(getattr(args, "urls", None) or []) + list(args.source or [])
+    try:
+        cameras = load_cameras(args.cameras) if args.cameras else None
+        sinks = [parse_sink(t) for t in args.sink or []]
+    except ValueError as exc:  # CameraFileError, SinkUriError: one line naming the file, camera or URI
+        sys.exit(f"error: {_one_line(exc)}")
+    texts = [c.url for c in cameras.cameras] if cameras else []
+    texts += list(getattr(args, "urls", None) or []) + list(args.source or [])
     if not texts:
         if positional_sources:
             sys.exit("error: give at least one stream URL (e.g. rtsp://127.0.0.1:8554/live)")
@@ -161,6 +195,9 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, positional_s
     try:
         specs = resolve_sources(texts, args.rtsp_listen)
         tracker = tracker_settings(args)
+        names, per_stream, sinks = streams_of(cameras, len(specs), sinks)
+        if any(s.scheme == "ws" for s in sinks) and args.http_port is None:
+            raise ValueError("--sink ws: needs the live view (--http-port): it serves /ws")
     except (SourceError, ValueError) as exc:  # before the heavy imports: bad input is reported at once
         sys.exit(f"error: {_one_line(exc)}")
     import cv2
@@ -198,7 +235,8 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, positional_s
             backoff_max=args.retry_max,
             report_every=args.report_every, progress=not args.no_progress, loop=args.loop,
             as_live=args.as_live, tracker=tracker, captions=captions, segment=args.segment, keep=args.keep,
-            keep_gb=args.keep_gb, mp4_faststart=args.mp4_faststart, keyframe_every=args.keyframe_every)
+            keep_gb=args.keep_gb, mp4_faststart=args.mp4_faststart, keyframe_every=args.keyframe_every,
+            stream_names=names, sinks=sinks, per_stream=per_stream, file_tags=cameras is not None)
         pipeline = Pipeline(config, engine)
         with _GracefulStop(pipeline) as stopper:
             try:

@@ -3,6 +3,8 @@ time), FPS in (frames received) and out (results), drops and reconnects per sour
 
 Stage samples are kept in a window of the last ``window`` values per stage (percentiles of recent behaviour);
 counters cover the whole run. ``line()`` is the periodic one-line report, ``summary()`` the table at exit.
+``sink_stats`` (set by the output stage) gives the message sinks' counters (``realtime.publish``): their drops are
+in the line, the dict and the summary.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ class Metrics:
         self.start = time.perf_counter()
         self._lock = threading.Lock()
         self._last = (self.start, 0, 0)
+        self.sink_stats = lambda: []
 
     def add(self, stage: str, ms: float) -> None:
         with self._lock:
@@ -61,7 +64,13 @@ class Metrics:
         _, fwd95, _, _ = self.stats("forward")
         return (f"fps in {(t['frames_in'] - last_in) / dt:5.1f} out {(t['frames_out'] - last_out) / dt:5.1f} | "
                 f"latency p50 {p50:6.1f} ms p95 {p95:6.1f} ms | forward p95 {fwd95:6.1f} ms | "
-                f"drops {t['drops']} reconnects {t['reconnects']}" + self._states_note())
+                f"drops {t['drops']} reconnects {t['reconnects']}" + self._sinks_note() + self._states_note())
+
+    def _sinks_note(self) -> str:
+        """`` | sink mqtt://host:1883/qem reconnecting, dropped 12`` per message sink (the view's own ws only when it
+        dropped)."""
+        return "".join(f" | sink {s['name']} {s['state']}, dropped {s['dropped']}" for s in self.sink_stats()
+                       if s["name"].split("?")[0] != "ws" or s["dropped"])
 
     def _states_note(self) -> str:
         """`` | source 1 reconnecting (next try in 4.0s)`` for each source that is not running; '' when all are."""
@@ -85,7 +94,8 @@ class Metrics:
                 "sources": [{"name": c.spec.name, "state": c.state, "frames_in": c.frames_in, "drops": c.drops,
                              "reconnects": c.reconnects, "failed_attempts": c.attempts,
                              "next_try_s": c.next_try_in(), "error": c.error}
-                            for c in self.captures]}
+                            for c in self.captures],
+                "sinks": self.sink_stats()}
 
     def summary(self) -> str:
         d = self.as_dict()
@@ -98,4 +108,7 @@ class Metrics:
         for i, s in enumerate(d["sources"]):
             rows.append(f"  source {i} {s['name']}: {s['state']}, {s['frames_in']} frames, drops {s['drops']}, "
                         f"reconnects {s['reconnects']}")
+        for s in d["sinks"]:
+            rows.append(f"  sink {s['name']}: {s['state']}, sent {s['sent']}, delivered {s['delivered']}, "
+                        f"dropped {s['dropped']}")
         return "\n".join(rows)

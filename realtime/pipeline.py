@@ -33,6 +33,18 @@ from realtime.tracking import TrackerSettings
 _END = object()
 
 
+@dataclass(frozen=True)
+class StreamOptions:
+    """Settings of one stream that override the run's (a camera file's entry): ``record`` its files, ``segment``
+    seconds and ``keep`` segments, ``as_live``, ``max_fps`` (a frame-rate cap before the network)."""
+
+    record: bool = True
+    segment: float | None = None
+    keep: int | None = None
+    as_live: bool = False
+    max_fps: float | None = None
+
+
 @dataclass
 class PipelineConfig:
     specs: list[SourceSpec]
@@ -67,6 +79,14 @@ class PipelineConfig:
     keyframe_every: float = 1.0          # seconds of video between forced keyframes (= MP4 fragments)
     capture_kwargs: dict = field(default_factory=dict)
     captions: dict[int, str] = field(default_factory=dict)  # stream -> text drawn on its frames (realtime.provenance)
+    stream_names: list[str] = field(default_factory=list)  # names in messages and topics (default stream<i>)
+    sinks: list = field(default_factory=list)  # realtime.publish.SinkSpec: where the messages go besides the JSONL
+    sink_flush: float = 2.0              # seconds the sinks may take to send what is queued when the run stops
+    per_stream: list[StreamOptions] = field(default_factory=list)  # [] or one per spec (a camera file)
+    file_tags: bool = False              # files named after stream_names (annotated_<name>.mp4)
+
+    def stream(self, i: int) -> StreamOptions:
+        return self.per_stream[i] if self.per_stream else StreamOptions()
 
 
 class _Stage(threading.Thread):
@@ -97,12 +117,14 @@ class Pipeline:
         self.captures = [Capture(i, spec, on_event=self._on_event, notify=self.notify, open_timeout=c.open_timeout,
                                  read_timeout=c.read_timeout, stall_timeout=c.stall_timeout,
                                  max_attempts=c.max_attempts, backoff_base=c.backoff_base,
-                                 backoff_max=c.backoff_max, pace=c.pace, loop=c.loop, as_live=c.as_live,
+                                 backoff_max=c.backoff_max, pace=c.pace, loop=c.loop,
+                                 as_live=c.as_live or c.stream(i).as_live, max_fps=c.stream(i).max_fps,
                                  on_warning=lambda i, line: self.log(f"warning: {line}"), **c.capture_kwargs)
                          for i, spec in enumerate(c.specs)]
         self.batcher = Batcher(self.captures, self.notify, window=c.batch_window)
-        self.posts = [StreamPost(spec.live or c.as_live, nms_oks=c.nms_oks, track=c.track, smooth=c.smooth,
-                                 min_score=c.min_score, tracker=c.tracker) for spec in c.specs]
+        self.posts = [StreamPost(spec.live or c.as_live or c.stream(i).as_live, nms_oks=c.nms_oks, track=c.track,
+                                 smooth=c.smooth,
+                                 min_score=c.min_score, tracker=c.tracker) for i, spec in enumerate(c.specs)]
         self.metrics = Metrics(self.captures)
         self.events: deque[tuple[int, str, str, str]] = deque(maxlen=10_000)  # a dead camera retries for days
         self.view_url: str | None = None  # the browser view's address once ``run`` has started it

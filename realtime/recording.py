@@ -71,9 +71,10 @@ class StreamRecorder:
 
     def __init__(self, out_dir: Path, stream: int, streams: int, *, save_mp4: bool = True, save_jsonl: bool = True,
                  segment: float | None = None, fragmented: bool = True, keyframe_every: float = 1.0,
-                 retention: Retention | None = None, images: ImageSink | None = None):
+                 retention: Retention | None = None, images: ImageSink | None = None, tag: str | None = None):
         self.out_dir, self.stream = Path(out_dir), stream
-        self.tag = "" if streams == 1 else f"_{stream}"
+        # a named stream (camera file) is annotated_<name>.mp4; else annotated.mp4 alone, annotated_<i>.mp4 of several
+        self.tag = f"_{tag}" if tag else ("" if streams == 1 else f"_{stream}")
         self.save_mp4, self.save_jsonl, self.segment, self.fragmented = save_mp4, save_jsonl, segment, fragmented
         self.keyframe_every = keyframe_every
         self.retention = retention
@@ -114,15 +115,15 @@ class StreamRecorder:
             self.close()
             raise
 
-    def write(self, result: Result, image, t: float, source_name: str) -> None:
-        """Writes one result shown at ``t`` seconds (see the module docstring for the clock); rotates first when
-        the current segment is full."""
+    def write(self, result: Result, image, t: float, lines: list[str]) -> None:
+        """Writes one result shown at ``t`` seconds (see the module docstring for the clock) and its messages
+        (``realtime.publish.messages``, one JSON text each); rotates first when the current segment is full."""
         if self.segment is not None and self.start_t is not None and t - self.start_t >= self.segment:
             self._rotate()
         if self.start_t is None:
             self.start_t = t
         if self.jsonl is not None:
-            self.jsonl.write(result, source_name)
+            self.jsonl.write(lines)
         if self.mp4 is not None:
             self.mp4.write(image, t)
         if self.images is not None:

@@ -20,24 +20,24 @@ fragmented file has no edit list to hide their start delay, and the timestamps m
 Images (an images source: an image file, a folder, a glob): each annotated image is written under its input's
 file name in the run folder, in its own size and format (``ImageSink``), as Ultralytics and MMPose do.
 
-JSONL, one line per frame, flushed per line (``source`` is the image file for an images source)::
+JSONL: the messages of ``realtime.publish.messages`` (schema 1, ``realtime/publish/message.schema.json``), one a
+line, flushed per result: a frame's message, then the track events it caused (``source`` is the image file for an
+images source)::
 
-    {"source": "<redacted source>", "stream": 0, "seq": 12, "pts": 0.4, "wall_time": 1764100000.123,
-     "latency_ms": 41.2, "width": 640, "height": 480,
-     "people": [{"track_id": 3, "score": 0.87, "keypoints": [[x, y], ...17], "keypoint_scores": [...17]}]}
-
-Keypoints are image pixels (pixel centres at integers) rounded to 0.01, scores to 1e-4.
+    {"schema": 1, "type": "frame", "stream": "stream0", "index": 0, "source": "<redacted source>", "seq": 12,
+     "pts": 0.4, "wall_time": 1764100000.123, "latency_ms": 41.2, "width": 640, "height": 480,
+     "people": [{"track_id": 3, "score": 0.87, "box": [x0, y0, x1, y1], "keypoints": [[x, y], ...17],
+                 "keypoint_scores": [...17]}]}
+    {"schema": 1, "type": "track_started", "stream": "stream0", "index": 0, "track_id": 3, "seq": 12, ...}
 """
 from __future__ import annotations
 
-import json
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
 from models.preprocess import letterbox
-from realtime.frames import Result
 from realtime.whole_writes import WholeWrites
 
 
@@ -185,24 +185,9 @@ class ImageSink:
         pass
 
 
-def result_record(result: Result, source_name: str) -> dict:
-    f, poses = result.frame, result.poses
-    people = []
-    for p in range(len(poses)):
-        people.append({
-            "track_id": int(result.track_ids[p]) if p < len(result.track_ids) else -1,
-            "score": round(float(poses.scores[p]), 4),
-            "keypoints": np.round(poses.keypoints[p].astype(np.float64), 2).tolist(),
-            "keypoint_scores": np.round(poses.keypoint_scores[p].astype(np.float64), 4).tolist(),
-        })
-    return {"source": source_name, "stream": f.source, "seq": f.seq, "pts": f.pts,
-            "wall_time": round(f.wall_time, 6), "latency_ms": round(result.latency_ms, 3),
-            "width": f.width, "height": f.height, "people": people}
-
-
 class JsonlSink:
-    """One line per result; each line reaches the disk in one write, so every line on disk is whole (after a
-    crash too), and a failed write (disk full) leaves no partial line."""
+    """The lines of one result in one write, so every line on disk is whole (after a crash too), and a failed write
+    (disk full) leaves no partial line."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -210,11 +195,11 @@ class JsonlSink:
         self.file = WholeWrites(self.path)
         self.lines = 0
 
-    def write(self, result: Result, source_name: str) -> None:
-        line = json.dumps(result_record(result, source_name), separators=(",", ":")) + "\n"
-        self.file.write(line.encode("utf-8"))
+    def write(self, lines: list[str]) -> None:
+        """``lines``: JSON texts without their newline (one result's messages)."""
+        self.file.write("".join(line + "\n" for line in lines).encode("utf-8"))
         self.file.commit()
-        self.lines += 1
+        self.lines += len(lines)
 
     def close(self) -> None:
         self.file.close()

@@ -2,7 +2,8 @@
 latency and people count, from the captures and from the results as they pass.
 
 ``LiveStatus.record`` is called by the output stage for every result; ``snapshot`` (any thread) returns a
-JSON-ready dict, the body of the view's ``/status.json``. Names are redacted (``SourceSpec.name``), errors are
+JSON-ready dict, the body of the view's ``/status.json`` (with the message sinks' counters: state, sent, delivered,
+dropped, queued). Names are redacted (``SourceSpec.name``), errors are
 already redacted by ``SourceError``. ``STATE_COLOURS`` (RGB) is shared by the page and the banner drawn on frames.
 """
 from __future__ import annotations
@@ -73,6 +74,7 @@ class LiveStatus:
         self.captures = list(captures)
         self.stats = [StreamStats() for _ in self.captures]
         self.lock = threading.Lock()
+        self.sink_stats = lambda: []  # the message sinks' counters (set by the output stage)
 
     def record(self, result: Result) -> None:
         with self.lock:
@@ -93,7 +95,8 @@ class LiveStatus:
 
     def snapshot(self) -> dict:
         now = time.perf_counter()
-        return {"time": round(time.time(), 3), "streams": [self.stream(i, now) for i in range(len(self.captures))]}
+        return {"time": round(time.time(), 3), "streams": [self.stream(i, now) for i in range(len(self.captures))],
+                "sinks": self.sink_stats()}
 
 
 def figures_text(stream: dict) -> str:

@@ -126,6 +126,8 @@ def read_run(path: str | Path) -> list[tuple[float, Poses, np.ndarray]]:
     for number, line in enumerate(lines, 1):
         try:
             rec = json.loads(line)
+            if rec.get("type", "frame") != "frame":
+                continue  # a track event (schema 1): the frames carry the ids
             people = rec["people"]
             poses = Poses(np.array([p["keypoints"] for p in people], np.float32).reshape(len(people), k, 2),
                           np.array([p["keypoint_scores"] for p in people], np.float32).reshape(len(people), k),

@@ -35,3 +35,16 @@ def test_every_deploy_variant_is_a_command_line_the_pipeline_accepts():
         args = build_parser().parse_args(["--source", "synth", *v.cli_args(threads=2, imgsz=320)])
         assert (args.backend, args.precision, args.rect, args.threads, args.infer_streams) == (
             v.backend, v.precision, v.shape == "rect", 2, v.streams)
+
+
+def test_the_sinks_section_measures_every_sink_against_real_brokers():
+    from tests.realtime.brokers import missing
+    from realtime.bench_sinks import run_sinks_section
+
+    rows = {r["sink"]: r for r in run_sinks_section(streams=2, fps=20, seconds=0.5)}
+    expected = {"stdout", "ws"} | ({"mqtt"} if not missing("mosquitto") else set()) | \
+        ({"redis"} if not missing("redis-server") else set())
+    assert set(rows) == expected
+    for r in rows.values():
+        assert r["delivered"] == r["messages"] >= 18 and r["received"] == r["delivered"] and r["dropped"] == 0
+        assert 0 < r["cpu_ms_per_message"] < 50 and 0 < r["latency_p95_ms"] < 1000

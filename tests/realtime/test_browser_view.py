@@ -35,7 +35,7 @@ class PageStreams(HTMLParser):
     def __init__(self, dom: str):
         super().__init__()
         self.streams: dict[int, dict] = {}
-        self.polls = int(re.search(r'<body[^>]* data-polls="(\d+)"', dom)[1])
+        self.updates = int(re.search(r'<body[^>]* data-updates="(\d+)"', dom)[1])
         self._current, self._field = None, None
         self.feed(dom)
 
@@ -95,7 +95,7 @@ def test_chromium_shows_frames_states_and_a_dropped_stream_over_its_last_frame(t
                      30, "both streams running")
         image, dom = load(base, tmp_path / "running.png")
         page = PageStreams(dom)
-        assert page.polls >= 2  # the script polled /status.json and rewrote the bands (live updates)
+        assert page.updates >= 2  # the script got status messages on /ws and rewrote the bands (live updates)
         for i in (0, 1):
             assert page.streams[i]["state"] == "running" and page.streams[i]["text"] == "running"
             assert re.fullmatch(FIGURES, page.streams[i]["figures"]), page.streams[i]["figures"]
@@ -111,7 +111,7 @@ def test_chromium_shows_frames_states_and_a_dropped_stream_over_its_last_frame(t
                      status(base)["streams"][1]["fps"] == 0, 15, "stream 1 reconnecting, its FPS down to 0")
         image, dom = load(base, tmp_path / "dropped.png")
         page = PageStreams(dom)
-        assert page.polls >= 2 and page.streams[0]["state"] == "running"
+        assert page.updates >= 2 and page.streams[0]["state"] == "running"
         assert page.streams[1]["state"] in ("reconnecting", "connecting")
         assert re.fullmatch(r"reconnecting, next try in [0-2] s|connecting", page.streams[1]["text"])
         assert re.fullmatch(r"0\.0 fps · p95 \d+ ms · \d+ (person|people)", page.streams[1]["figures"])
@@ -170,7 +170,7 @@ def test_the_page_follows_a_state_change_after_it_loaded(tmp_path, browser):
         capture.join(10)
     assert rendered.is_set() and capture.state == "failed"
     page = PageStreams(dom)
-    assert page.polls >= 2 and page.streams[0]["state"] == "failed"
+    assert page.updates >= 2 and page.streams[0]["state"] == "failed"
     assert page.streams[0]["text"].startswith("failed: ") and "Connection refused" in page.streams[0]["text"]
     assert len(regions_of_colour(image, STATE_COLOURS["failed"])) >= 1
 

@@ -19,7 +19,8 @@ def run(specs, tmp_path, engine, **kwargs):
 
 
 def jsonl(path):
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    """The frame messages of a run's JSONL (track events left out; tests/realtime/test_messages.py checks them)."""
+    return [m for m in map(json.loads, path.read_text().splitlines()) if m["type"] == "frame"]
 
 
 def test_file_every_frame_out_with_real_timestamps(tmp_path, engine):
@@ -32,11 +33,15 @@ def test_file_every_frame_out_with_real_timestamps(tmp_path, engine):
     records = jsonl(tmp_path / "out" / "poses.jsonl")
     assert [r["seq"] for r in records] == list(range(12))
     r = records[0]
-    assert set(r) == {"source", "stream", "seq", "pts", "wall_time", "latency_ms", "width", "height", "people"}
+    assert set(r) == {"schema", "type", "stream", "index", "source", "seq", "pts", "wall_time", "latency_ms", "width",
+                      "height", "people"}
+    assert (r["schema"], r["stream"], r["index"]) == (1, "stream0", 0)
     people = [p for rec in records for p in rec["people"]]
     assert people and all(rec["people"] for rec in records)
     for person in people:
         assert len(person["keypoints"]) == 17 and len(person["keypoint_scores"]) == 17
+        xs, ys = [k[0] for k in person["keypoints"]], [k[1] for k in person["keypoints"]]
+        assert person["box"] == [min(xs), min(ys), max(xs), max(ys)]
         assert isinstance(person["track_id"], int) and 0 <= person["score"] <= 1
     assert all(p["track_id"] >= 1 or p["track_id"] == -1 for p in people)  # -1: a track not yet confirmed
     first = records[0]["people"]  # a stream's first frame confirms every pose that may start a track

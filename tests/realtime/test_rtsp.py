@@ -26,6 +26,7 @@ def test_pull_with_credentials_never_leaks_them(tmp_path, engine, gst_server):
     metrics = Pipeline(config, engine, log=logs.append).run()
     assert metrics.frames_out >= 8
     records = [json.loads(line) for line in (tmp_path / "poses.jsonl").read_text().splitlines()]
+    records = [r for r in records if r["type"] == "frame"]
     assert len(records) == metrics.frames_out and records[0]["source"] == server.url("***")
     assert count_frames(tmp_path / "annotated.mp4")[:2] == (metrics.frames_out, (320, 240))
     everything = "\n".join(logs) + metrics.summary() + json.dumps(metrics.as_dict()) + \
@@ -50,8 +51,8 @@ def test_reconnects_after_the_server_dies_and_keeps_writing(tmp_path, engine, gs
     assert states[0] == "running" and "reconnecting" in states and states[-2:] == ["running", "ended"]
     assert run.pipeline.captures[0].reconnects >= 1
     n_out = run.frames_out
-    lines = (tmp_path / "poses.jsonl").read_text().splitlines()
-    assert len(lines) == n_out and all(json.loads(line)["stream"] == 0 for line in lines)
+    frames = [m for m in map(json.loads, (tmp_path / "poses.jsonl").read_text().splitlines()) if m["type"] == "frame"]
+    assert len(frames) == n_out and all(m["index"] == 0 and m["stream"] == "stream0" for m in frames)
     n, _, times = count_frames(tmp_path / "annotated.mp4")
     assert n == n_out and times == sorted(times)
     # The outage shows in the MP4's clock as a gap: timestamps are wall time for live sources.

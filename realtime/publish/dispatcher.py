@@ -1,0 +1,68 @@
+"""The fan-out: each result becomes its frame message plus the track events it causes (``messages``), serialised
+once; the JSONL recorder and every sink get the same text. Stream states reach the sinks that publish them."""
+from __future__ import annotations
+
+import time
+
+from realtime.frames import Result
+from realtime.publish.base import Message, QueuedSink
+from realtime.publish.messages import TrackLedger, dumps, frame_message
+
+
+class Dispatcher:
+    def __init__(self, names: list[str], sources: list[str], live: list[bool], sinks: list[QueuedSink],
+                 max_age: int = 30, track_events: bool = True):
+        self.names, self.sources, self.sinks = names, sources, sinks
+        self.ledgers = [TrackLedger(i, n, max_age, lv) for i, (n, lv) in enumerate(zip(names, live))] \
+            if track_events else None
+        self.last: list[Result | None] = [None] * len(names)
+        self.states: list[str | None] = [None] * len(names)
+
+    def messages(self, result: Result) -> list[Message]:
+        """The result's messages (frame first), handed to every sink already; the caller writes them to JSONL."""
+        i = result.frame.source
+        self.last[i] = result
+        source = result.frame.path or self.sources[i]  # an images source names the image file
+        out = [Message("frame", self.names[i], dumps(frame_message(result, i, self.names[i], source)))]
+        if self.ledgers is not None:
+            out += [Message(e["type"], self.names[i], dumps(e)) for e in self.ledgers[i].update(result)]
+        self._offer(out)
+        return out
+
+    def _offer(self, messages: list[Message]) -> None:
+        now = time.monotonic()
+        for sink in self.sinks:
+            for m in messages:
+                sink.offer(m, now)
+
+    def state(self, index: int, state: str) -> None:
+        if self.states[index] != state:
+            self.states[index] = state
+            for sink in self.sinks:
+                sink.set_state(self.names[index], state)
+
+    def finish(self) -> list[Message]:
+        """The run stops: every open track ends (reported at its stream's last frame), every stream is ``ended``.
+        Returns the end events (stream by stream) for the JSONL."""
+        out = []
+        if self.ledgers is not None:
+            for ledger, last in zip(self.ledgers, self.last):
+                if last is not None:
+                    f = last.frame
+                    out += [Message(e["type"], ledger.stream, dumps(e)) for e in ledger.close(f.seq, f.pts,
+                                                                                             f.wall_time)]
+        self._offer(out)
+        for i in range(len(self.names)):
+            self.state(i, "ended")
+        return out
+
+    def close(self, flush_timeout: float = 2.0) -> None:
+        """Every sink drains for at most ``flush_timeout`` s, all at the same time."""
+        for sink in self.sinks:
+            sink.begin_close()
+        deadline = time.monotonic() + flush_timeout
+        for sink in self.sinks:
+            sink.end_close(deadline)
+
+    def stats(self) -> list[dict]:
+        return [s.stats() for s in self.sinks]
