@@ -136,3 +136,14 @@ def test_empty_batch_gives_empty_outputs_of_the_reference_shapes():
     for name in ("scores", "indices", "valid", "keypoints", "kpt_queries", "inst_queries"):
         got, want = getattr(out, name), getattr(ref, name)
         assert got.shape == want.shape and got.dtype == want.dtype and got.numel() == 0, name
+
+
+@pytest.mark.parametrize("num_kpts", [17, 14])
+def test_dekr_shapes_centre_values_as_scores(num_kpts):
+    """An imported DEKR model's maps: 15 channels per keypoint, its heatmap head's 32 as instance features, and the
+    centre heatmap's plain values as the score with the converted threshold (ModelConfig.decode_threshold)."""
+    score, offsets, kfeat, ifeat = random_inputs(1, 12, 20, num_kpts, 15, 32, seed=num_kpts, dtype=torch.float32)
+    score = score.sigmoid()  # values in (0, 1), as DEKR's centre heatmap
+    out = run((score, offsets, kfeat, ifeat), torch.float32, max_people=30, threshold=1 / (1 + 2.718281828 ** -0.01),
+              nms_kernel=3)
+    assert out.valid.any()
