@@ -20,26 +20,27 @@ DEKR = ("--epochs", "140", "--lr", "1e-3", "--lr-drops", "90", "120", "--augment
         "--labelled-head", "--pose-score", "labelled_mean")
 
 
+def _eight_gpus(name: str, description: str, stages: tuple[Train, ...], estimate: Estimate,
+                notes: tuple[str, ...]) -> Recipe:
+    """A COCO recipe on 8 GPUs, not yet run."""
+    return Recipe(name=name, description=description, data="coco",
+                  status="NOT YET RUN: the wall time is an estimate from the throughput measured on one H200",
+                  default_data="coco", data_help=DATA_HELP, processes=8, workers=12, stages=stages,
+                  estimate=estimate, notes=notes)
+
+
 def _coco(name: str, config: str, size: int, batch: int, images_per_s: float, pretrained: bool,
           note: str = "") -> Recipe:
-    return Recipe(
-        name=name,
-        description=f"{config} at {size} px on COCO train2017, DEKR's schedule, 8 GPUs",
-        data="coco",
-        status="NOT YET RUN: the wall time is an estimate from the throughput measured on one H200",
-        default_data="coco",
-        data_help=DATA_HELP,
-        processes=8,
-        workers=12,
-        stages=(Train("train", ("--config", config, *COCO_DATA, "--input-size", str(size), "--batch-size", str(batch),
-                                *DEKR), pretrained=pretrained),),
-        estimate=Estimate(TRAIN_IMAGES, images_per_s, gpus=8,
-                          source=f"{config} at {size} px: {images_per_s:g} training images/s on one H200 "
-                                 f"(batch 32, fp16; RESULTS.md)"),
-        notes=("8 GPUs at the measured speed each; the data loader must then decode and augment "
-               f"{8 * images_per_s:.0f} JPEGs/s (about {8 * images_per_s / 40:.0f} loader processes at the 40 "
-               "images/s per core measured for our PNGs).",) + ((note,) if note else ()),
-    )
+    return _eight_gpus(
+        name, f"{config} at {size} px on COCO train2017, DEKR's schedule, 8 GPUs",
+        (Train("train", ("--config", config, *COCO_DATA, "--input-size", str(size), "--batch-size", str(batch),
+                         *DEKR), pretrained=pretrained),),
+        Estimate(TRAIN_IMAGES, images_per_s, gpus=8,
+                 source=f"{config} at {size} px: {images_per_s:g} training images/s on one H200 (batch 32, fp16; "
+                        f"RESULTS.md)"),
+        ("8 GPUs at the measured speed each; the data loader must then decode and augment "
+         f"{8 * images_per_s:.0f} JPEGs/s (about {8 * images_per_s / 40:.0f} loader processes at the 40 "
+         "images/s per core measured for our PNGs).",) + ((note,) if note else ()))
 
 
 def _from_dekr(name: str, config: str, size: int, batch: int, images_per_s: float) -> Recipe:
@@ -48,26 +49,17 @@ def _from_dekr(name: str, config: str, size: int, batch: int, images_per_s: floa
     rate. A short schedule of ours (DEKR's network is trained already): 20 + 30 epochs."""
     common = ("--config", config, *COCO_DATA, "--input-size", str(size), "--batch-size", str(batch), "--augment",
               "dekr", "--eval-every", "5", "--labelled-head", "--pose-score", "labelled_mean")
-    return Recipe(
-        name=name,
-        description=f"{config}: CIR + QEM on DEKR's COCO weights at {size} px, COCO train2017, 8 GPUs",
-        data="coco",
-        status="NOT YET RUN: the wall time is an estimate from the throughput measured on one H200",
-        default_data="coco",
-        data_help=DATA_HELP,
-        processes=8,
-        workers=12,
-        stages=(Train("heads", (*common, "--epochs", "20", "--lr", "1e-3", "--lr-drops", "15", "--train-only",
-                                "heads.heat_out.", "qem."), pretrained=True,
-                      note="DEKR's backbone and heads frozen; the CIR score starts from its centre heatmap"),
-                Train("all", (*common, "--epochs", "30", "--lr", "1e-4", "--lr-drops", "20"), init="heads")),
-        estimate=Estimate(TRAIN_IMAGES, images_per_s, gpus=8,
-                          source=f"hrnet_w32 at {size} px: {images_per_s:g} training images/s on one H200 (batch 32, "
-                                 f"fp16; RESULTS.md); DEKR's heads not measured on a GPU, and the first stage "
-                                 f"backpropagates through the heads only"),
-        notes=("--pretrained is the checkpoint `qem import dekr` wrote from DEKR's COCO weights, not ImageNet "
-               "weights.",),
-    )
+    return _eight_gpus(
+        name, f"{config}: CIR + QEM on DEKR's COCO weights at {size} px, COCO train2017, 8 GPUs",
+        (Train("heads", (*common, "--epochs", "20", "--lr", "1e-3", "--lr-drops", "15", "--train-only",
+                         "heads.heat_out.", "qem."), pretrained=True,
+               note="DEKR's backbone and heads frozen; the CIR score starts from its centre heatmap"),
+         Train("all", (*common, "--epochs", "30", "--lr", "1e-4", "--lr-drops", "20"), init="heads")),
+        Estimate(TRAIN_IMAGES, images_per_s, gpus=8,
+                 source=f"hrnet_w32 at {size} px: {images_per_s:g} training images/s on one H200 (batch 32, fp16; "
+                        f"RESULTS.md); DEKR's heads not measured on a GPU, and the first stage backpropagates "
+                        f"through the heads only"),
+        ("--pretrained is the checkpoint `qem import dekr` wrote from DEKR's COCO weights, not ImageNet weights.",))
 
 
 HRNET_W32 = _coco("coco_hrnet_w32", "hrnet_w32", 512, batch=10, images_per_s=104, pretrained=True,
