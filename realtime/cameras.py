@@ -25,6 +25,19 @@ from pathlib import Path
 
 from realtime.publish.uri import SinkSpec, SinkUriError, parse_sink
 
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """Settings of one stream that override the run's (a camera file's entry): ``record`` its files, ``segment``
+    seconds and ``keep`` segments, ``as_live``, ``max_fps`` (a frame-rate cap before the network)."""
+
+    record: bool = True
+    segment: float | None = None
+    keep: int | None = None
+    as_live: bool = False
+    max_fps: float | None = None
+
+
 NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _VAR = re.compile(r"\$\{([^}]*)\}")
 

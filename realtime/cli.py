@@ -150,7 +150,7 @@ def resolve_sources(texts: list[str], listen: bool = False) -> list[SourceSpec]:
 def streams_of(cameras: CameraFile | None, n: int, sinks: list[SinkSpec]):
     """Names, per-stream settings and every sink: the camera file's cameras first (their names and settings), then
     the ``--source`` ones (``stream<i>``)."""
-    from realtime.pipeline import StreamOptions
+    from realtime.cameras import StreamOptions  # not realtime.pipeline: it loads PyAV, which must come after OpenCV
 
     cams = cameras.cameras if cameras else []
     names = [c.name for c in cams] + [f"stream{i}" for i in range(len(cams), n)]
@@ -200,6 +200,8 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, positional_s
             raise ValueError("--sink ws: needs the live view (--http-port): it serves /ws")
     except (SourceError, ValueError) as exc:  # before the heavy imports: bad input is reported at once
         sys.exit(f"error: {_one_line(exc)}")
+    # OpenCV before PyAV (realtime.pipeline loads it): with OpenCV's GUI build, FFmpeg's libraries loaded by PyAV
+    # first make Qt hang on its first window, waiting for the display (tests/realtime/test_cli.py)
     import cv2
 
     cv2.setNumThreads(1)  # the pipeline has its own threads; OpenCV's pool would only fight them for the cores

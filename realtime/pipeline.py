@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from realtime.batcher import Batcher
+from realtime.cameras import StreamOptions
 from realtime.capture import Capture
 from realtime.metrics import Metrics
 from realtime.outputs import Outputs
@@ -31,18 +32,6 @@ from realtime.sources import SourceSpec
 from realtime.tracking import TrackerSettings
 
 _END = object()
-
-
-@dataclass(frozen=True)
-class StreamOptions:
-    """Settings of one stream that override the run's (a camera file's entry): ``record`` its files, ``segment``
-    seconds and ``keep`` segments, ``as_live``, ``max_fps`` (a frame-rate cap before the network)."""
-
-    record: bool = True
-    segment: float | None = None
-    keep: int | None = None
-    as_live: bool = False
-    max_fps: float | None = None
 
 
 @dataclass

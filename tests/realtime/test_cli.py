@@ -121,3 +121,29 @@ def test_error_lines(tmp_path, tiny_checkpoint, capsys, monkeypatch):
     bad_ckpt.write_bytes(b"\x00" * 64)
     assert "bad.pt" in error_of(["--source", str(clip), "--no-show", "--weights", str(bad_ckpt)], capsys)
     assert "CUDA is not available" in error_of(["--source", str(clip), *base, "--device", "cuda"], capsys)
+
+
+def test_opencv_is_loaded_before_pyav():
+    """With OpenCV's GUI build, PyAV loaded first makes Qt hang on the first window (it waits for the display's
+    answer forever); the command line must load OpenCV first, whatever the sources and options."""
+    code = (
+        "import builtins, sys\n"
+        "order = []\n"
+        "real = builtins.__import__\n"
+        "def record(name, *a, **k):\n"
+        "    top = name.split('.')[0]\n"
+        "    if top in ('cv2', 'av') and top not in order:\n"
+        "        order.append(top)\n"
+        "    return real(name, *a, **k)\n"
+        "builtins.__import__ = record\n"
+        "from realtime.cli import main\n"
+        "main(['--source', 'synth', '--no-show', '--max-frames', '2', '--no-save', '--no-jsonl', '--no-progress',\n"
+        "      '--backend', 'torch', '--name', 'import_order', '--project', sys.argv[1]])\n"
+        "print(order)\n")
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = subprocess.run([sys.executable, "-c", code, tmp], cwd=ROOT, capture_output=True, text=True,
+                              timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "['cv2', 'av']"
