@@ -73,7 +73,8 @@ def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
     try:
         with warnings.catch_warnings():  # foreign pickles make torch warn before it refuses them
             warnings.simplefilter("ignore")
-            payload = torch.load(path, map_location=map_location, weights_only=True)
+            payload = torch.load(path, map_location=map_location, weights_only=True,
+                                 mmap=str(map_location) == "cpu")  # mmap: a meta read leaves the tensors on disk
     except Exception as exc:  # noqa: BLE001 - truncated, foreign or unsafe files all end here
         reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated or foreign file: {reason})") from None

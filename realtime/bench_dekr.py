@@ -56,12 +56,19 @@ def run_dekr_section(weights: str, root: str, python: str, sizes: list[int], rou
 
     from models.imports.dekr import import_dekr
     from realtime.bench import first_frame
-    from realtime.bench_deploy import build_engine
 
     frame = first_frame()
-    work = Path(tempfile.mkdtemp(prefix="bench-dekr-"))
-    np.save(work / "frame.npy", frame)
-    checkpoint = import_dekr(weights, work / "dekr.pt")
+    with tempfile.TemporaryDirectory(prefix="bench-dekr-") as tmp:
+        work = Path(tmp)
+        np.save(work / "frame.npy", frame)
+        return _compare(import_dekr(weights, work / "dekr.pt"), work / "frame.npy", frame, weights, root, python,
+                        sizes, rounds, repeats, threads)
+
+
+def _compare(checkpoint: Path, frame_path: Path, frame, weights: str, root: str, python: str, sizes: list[int],
+             rounds: int, repeats: int, threads: int) -> dict:
+    from realtime.bench_deploy import build_engine
+
     data = "crowdpose" if "crowd" in Path(weights).name else "coco"
     results = {}
     for size in sizes:
@@ -71,7 +78,7 @@ def run_dekr_section(weights: str, root: str, python: str, sizes: list[int], rou
         samples: dict[str, list[float]] = {"dekr_ms": [], "ours_ms": [], "ours_fps": []}
         for _ in range(rounds):
             samples["dekr_ms"].append(statistics.median(
-                dekr_side(python, root, Path(weights), work / "frame.npy", size, repeats, threads, data)))
+                dekr_side(python, root, Path(weights), frame_path, size, repeats, threads, data)))
             times = []
             for _ in range(repeats):
                 t0 = time.perf_counter()

@@ -17,7 +17,6 @@ given (``--rescore``), or when an MMPose file carries it (``head.rescore_net``).
 """
 from __future__ import annotations
 
-import hashlib
 import re
 import warnings
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from pathlib import Path
 import torch
 
 from models.checkpoint import save_checkpoint
+from models.export.exporter import sha256
 from models.config import preset
 from models.modeling.network import PoseNet
 
@@ -242,14 +242,6 @@ def build(converted: Converted, path: Path) -> PoseNet:
                            f"{len(extra)} unexpected, {len(wrong)} misshapen tensors, e.g. {first})")
     net.load_state_dict(state, strict=True)
     return net.eval()
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def import_dekr(path: str | Path, out: str | Path | None = None, data: str | None = None,

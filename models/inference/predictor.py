@@ -33,8 +33,8 @@ from models.checkpoint import load_checkpoint
 from models.config import POSE_SCORES, to_input
 from models.inference.dekr import dekr_poses
 from models.inference.nms import pose_nms_np
-from models.inference.views import (View, crop_to_plain, mean_sparse, mirror_heatmaps, mirror_maps, mirror_sparse,
-                                    view_batch, views_for)
+from models.inference.views import (View, crop_to_plain, mean_sparse, mirror_heatmaps, mirror_maps, mirror_shift,
+                                    mirror_sparse, view_batch, views_for)
 from models.modeling.network import DenseOutput, PoseNet
 from models.modeling.qem import candidates_at, pose_scores
 from models.poses import Poses
@@ -202,7 +202,7 @@ class Predictor:
         out: dict[View, DenseOutput] = {}
         b = batch.shape[0]
         for views in by_shift.values():
-            shift = 3 if self.cfg.head == "dekr" else 0
+            shift = mirror_shift(self.cfg.feature_origin)
             stacked = self.net.dense(torch.cat([view_batch(batch, v, shift) for v in views]))
             for i, view in enumerate(views):
                 part = DenseOutput(*(None if t is None else t[i * b:(i + 1) * b]

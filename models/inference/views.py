@@ -38,10 +38,16 @@ def views_for(flip: bool, shifts: Sequence[int] = ()) -> list[View]:
     return [View(s, m) for s in (0, *shifts) for m in ((False, True) if flip else (False,))]
 
 
+def mirror_shift(feature_origin: float) -> int:
+    """Input px a mirrored batch must move left so that its map mirrors the plain one's exactly (x -> w-1-x), for a
+    network whose map pixel m is input pixel ``STRIDE m + feature_origin``: ``STRIDE - 1 - 2 feature_origin``, 0 for
+    ours (origin 1.5), 3 for DEKR's (origin 0; DEKR's flip test moves its mirrored image the same way)."""
+    return int(round(STRIDE - 1 - 2 * feature_origin))
+
+
 def view_batch(batch: torch.Tensor, view: View, mirror_shift: int = 0) -> torch.Tensor:
-    """The network input of ``view`` for a normalised batch ``[B,3,H,W]``. ``mirror_shift``: input px a mirrored
-    batch is moved left (its last columns kept), so that its map mirrors the plain one's exactly: 0 for our
-    networks (map pixel m is input pixel 4 m + 1.5), 3 for DEKR's (4 m; DEKR's flip test does the same)."""
+    """The network input of ``view`` for a normalised batch ``[B,3,H,W]``; a mirrored batch moved ``mirror_shift``
+    input px left, its last columns kept (``mirror_shift()``)."""
     x = batch.flip(3) if view.mirrored else batch
     if view.mirrored and mirror_shift:
         x = torch.cat([x[..., mirror_shift:], x[..., -mirror_shift:]], dim=3)

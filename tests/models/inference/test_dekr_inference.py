@@ -9,7 +9,7 @@ import torch
 from kernels.candidates import Candidates
 from models import Predictor, build_model
 from models.inference.dekr import dekr_nms_np, dekr_poses
-from models.inference.views import View, view_batch
+from models.inference.views import View, mirror_shift, view_batch
 from models.modeling.qem import SparseOutput
 
 
@@ -59,7 +59,9 @@ def test_flip_view_is_moved_three_pixels_left_as_dekr_does():
     x = torch.arange(2 * 3 * 4 * 8.0).view(2, 3, 4, 8)
     expected = x.flip(3).clone()
     expected[..., :-3] = expected[..., 3:].clone()  # DEKR's get_multi_stage_outputs
-    assert torch.equal(view_batch(x, View(mirrored=True), mirror_shift=3), expected)
+    shift = mirror_shift(build_model("dekr_w32").cfg.feature_origin)
+    assert shift == 3 and mirror_shift(build_model("tiny").cfg.feature_origin) == 0
+    assert torch.equal(view_batch(x, View(mirrored=True), mirror_shift=shift), expected)
 
 
 @pytest.fixture(scope="module")
