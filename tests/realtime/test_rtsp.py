@@ -59,12 +59,16 @@ def test_reconnects_after_the_server_dies_and_keeps_writing(tmp_path, engine, gs
     assert max(b - a for a, b in zip(times, times[1:])) > 0.5
 
 
+def publish(seconds: int) -> tuple[str, subprocess.Popen]:
+    """A loopback address to listen on, and the test publisher pushing to it for ``seconds``."""
+    url = f"rtsp://127.0.0.1:{free_port()}/live"
+    return url, subprocess.Popen([sys.executable, str(HERE / "rtsp_publisher.py"), url, "--seconds", str(seconds)],
+                                 stderr=subprocess.DEVNULL)
+
+
 @pytest.mark.slow
 def test_listen_mode_receives_a_published_stream(tmp_path, engine):
-    port = free_port()
-    url = f"rtsp://127.0.0.1:{port}/live"
-    publisher = subprocess.Popen([sys.executable, str(HERE / "rtsp_publisher.py"), url, "--seconds", "20"],
-                                 stderr=subprocess.DEVNULL)
+    url, publisher = publish(20)
     try:
         config = PipelineConfig(specs=[parse_source(url, listen=True)], out_dir=tmp_path, max_frames=10,
                                 progress=False, open_timeout=10.0, read_timeout=3.0)
@@ -78,10 +82,7 @@ def test_listen_mode_receives_a_published_stream(tmp_path, engine):
 
 @pytest.mark.slow
 def test_a_publisher_that_leaves_is_said_so_and_awaited_again(tmp_path, engine):
-    port = free_port()
-    url = f"rtsp://127.0.0.1:{port}/live"
-    publisher = subprocess.Popen([sys.executable, str(HERE / "rtsp_publisher.py"), url, "--seconds", "4"],
-                                 stderr=subprocess.DEVNULL)
+    url, publisher = publish(4)
     run = Running([parse_source(url, listen=True)], engine, None, **{**FAST_RETRY, "open_timeout": 4.0},
                   max_attempts=0)
     try:
