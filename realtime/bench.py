@@ -301,8 +301,13 @@ def main(argv: list[str] | None = None) -> int:
         from realtime.bench_dekr import run_dekr_section
 
         print(f"dekr: {Path(args.dekr_weights).name} here and in DEKR's own code, {threads} threads")
-        out["dekr"] = run_dekr_section(args.dekr_weights, args.dekr_root, args.dekr_python, args.dekr_sizes,
-                                       args.rounds, min(args.repeats, 5), threads)
+        from models.imports.dekr import DekrImportError
+
+        try:
+            out["dekr"] = run_dekr_section(args.dekr_weights, args.dekr_root, args.dekr_python, args.dekr_sizes,
+                                           args.rounds, min(args.repeats, 5), threads)
+        except (DekrImportError, RuntimeError, OSError) as exc:  # a bad weights file, DEKR's side failing
+            sys.exit(f"error: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))
         print(f"\nfigures written to {args.json}")

@@ -57,6 +57,8 @@ def run_dekr_section(weights: str, root: str, python: str, sizes: list[int], rou
     from models.imports.dekr import import_dekr
     from realtime.bench import first_frame
 
+    if not (Path(root) / "lib" / "models" / "hrnet_dekr.py").is_file():
+        raise RuntimeError(f"{root}: not a checkout of DEKR's repository (no lib/models/hrnet_dekr.py)")
     frame = first_frame()
     with tempfile.TemporaryDirectory(prefix="bench-dekr-") as tmp:
         work = Path(tmp)
