@@ -185,18 +185,20 @@ def _dekr(name: str, width: int, size: int, keypoints: int, nms_count: int) -> M
                        nms_count=nms_count, use_kqe=False, use_pqe=False)
 
 
-def _dekr_qem(name: str, width: int, size: int) -> ModelConfig:
+def _dekr_qem(name: str, width: int, size: int, keypoints: int = 17) -> ModelConfig:
     """DEKR's network with the paper's additions, to fine-tune from DEKR's weights (``--pretrained`` an imported
-    checkpoint): a CIR score on DEKR's heatmap-head features (initialised from its centre heatmap), instance features
-    = those features, KQE + PQE on DEKR's per-keypoint offset features (15 channels). Decode and NMS as ``hrnet_w32``;
-    input as DEKR's (short side)."""
+    checkpoint of the same keypoints: COCO's 17 or CrowdPose's 14): a CIR score on DEKR's heatmap-head features
+    (initialised from its centre heatmap), instance features = those features, KQE + PQE on DEKR's per-keypoint
+    offset features (15 channels). Decode and NMS as ``hrnet_w32``; input as DEKR's (short side)."""
     return replace(PRESETS[f"hrnet_w{width}"], name=name, head="dekr_qem", input_size=size, resize="short",
-                   kpt_channels=15, dekr_heat_channels=width, inst_channels=width)
+                   num_keypoints=keypoints, kpt_channels=15, dekr_heat_channels=width, inst_channels=width)
 
 
 PRESETS.update({
     "dekr_qem_w32": _dekr_qem("dekr_qem_w32", 32, 512),
     "dekr_qem_w48": _dekr_qem("dekr_qem_w48", 48, 640),
+    "dekr_qem_w32_crowdpose": _dekr_qem("dekr_qem_w32_crowdpose", 32, 512, 14),
+    "dekr_qem_w48_crowdpose": _dekr_qem("dekr_qem_w48_crowdpose", 48, 640, 14),
     "dekr_w32": _dekr("dekr_w32", 32, 512, 17, 8),
     "dekr_w48": _dekr("dekr_w48", 48, 640, 17, 8),
     "dekr_w32_crowdpose": _dekr("dekr_w32_crowdpose", 32, 512, 14, 7),

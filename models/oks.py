@@ -4,7 +4,7 @@ It equals pycocotools' ``COCOeval.computeOks`` on the same poses:
 
     OKS = mean over labelled keypoints (v > 0) of exp(-d^2 / (2 * area * (2 sigma_k)^2))
 
-with ``d`` the distance between predicted and ground-truth keypoint, ``area`` the ground-truth area (the OKS
+with the sigmas of the K-point convention unless given (``models.keypoints``), ``d`` the distance between predicted and ground-truth keypoint, ``area`` the ground-truth area (the OKS
 scale s^2, plus pycocotools' ``np.spacing(1)``). For a ground truth with no labelled keypoint pycocotools
 measures the distance to a box twice the size of the ground-truth box (``boxes`` given) and averages over all
 K keypoints; without ``boxes`` such a ground truth scores 0.
@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from models.keypoints import SIGMAS
+from models.keypoints import keypoint_convention
 
 AREA_EPS = float(np.spacing(1))
 
@@ -29,7 +29,7 @@ def _tensor(x, like: torch.Tensor | None = None) -> torch.Tensor:
 
 
 def _sigmas(k: int, sigmas, like: torch.Tensor) -> torch.Tensor:
-    values = SIGMAS if sigmas is None else sigmas
+    values = keypoint_convention(k).sigmas if sigmas is None else sigmas
     if len(values) != k:
         raise ValueError(f"need {k} OKS sigmas, got {len(values)}")
     return _tensor(values, like)

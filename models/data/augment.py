@@ -5,7 +5,7 @@ the same 2x3 matrix moves pixels (``cv2.warpAffine``) and keypoints (``x' = M @ 
 right to left: optional horizontal mirror (x -> w-1-x), move the image centre to the origin, rotate and scale by
 ``letterbox scale * random scale``, move to the input centre plus a random shift. Without augmentation this is the
 letterbox (``models.preprocess.Letterbox``: scale to fit, centred). A mirror also swaps left and right keypoints
-(``models.keypoints.FLIP_INDEX``). Keypoints that land outside the input (nearest pixel outside) get v=0, x=y=0.
+(``models.keypoints.flip_index``, by the keypoint count). Keypoints that land outside the input (nearest pixel outside) get v=0, x=y=0.
 Defaults follow DEKR: rotation +-30 degrees, scale 0.75-1.5, flip probability 0.5.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from models.keypoints import FLIP_INDEX
+from models.keypoints import flip_index
 from models.preprocess import PAD_VALUE
 
 
@@ -108,9 +108,7 @@ def transform_keypoints(keypoints: np.ndarray, affine: Affine) -> np.ndarray:
     v[~inside] = 0
     out = np.concatenate([np.where((v > 0)[..., None], xy, 0.0), v[..., None]], axis=-1).astype(np.float32)
     if affine.flip:
-        if out.shape[1] != len(FLIP_INDEX):
-            raise ValueError(f"a mirror swaps sides of the {len(FLIP_INDEX)}-keypoint convention, got {out.shape[1]}")
-        out = out[:, list(FLIP_INDEX)]
+        out = out[:, list(flip_index(out.shape[1]))]
     return out
 
 

@@ -1,9 +1,12 @@
 """COCO-format keypoint datasets (COCO person_keypoints, CrowdPose, our synthetic data) as training samples.
 
-Annotation files are read unchanged through pycocotools' COCO API. Keypoints are mapped into the project's
-17-point COCO convention by name (``categories[*].keypoints``): CrowdPose's 14 points give the 12 limb points,
-its ``head`` and ``neck`` have no COCO counterpart and are dropped, and the 5 face points are v=0. A file without
-keypoint names is read as COCO order (17 points) or CrowdPose order (14). People with ``iscrowd`` or without a
+Annotation files are read unchanged through pycocotools' COCO API. Keypoints are mapped by name
+(``categories[*].keypoints``) into the convention of the network (``num_keypoints``, ``models.keypoints``):
+- COCO's 17 points (the default): CrowdPose's 14 points give the 12 limb points, its ``head`` and ``neck`` have no
+  COCO counterpart and are dropped, and the 5 face points are v=0;
+- CrowdPose's 14 (a network fine-tuned from DEKR's CrowdPose weights): a CrowdPose file is read as it is; a file
+  without ``head`` and ``neck`` (COCO) cannot teach them and is refused.
+A file without keypoint names is read as COCO order (17 points) or CrowdPose order (14). People with ``iscrowd`` or without a
 labelled (mapped) keypoint are not targets: in training mode (unless ``ignore_regions=False``) their pixels form
 the sample's ignore mask (``models.data.regions``), carried through the same affine as the image. ``area`` (the OKS
 scale of the CIR targets) falls back to ``BOX_AREA_FACTOR`` x the bbox area when a file has none (CrowdPose), the
@@ -35,13 +38,11 @@ from models.data.augment import (Affine, AugmentConfig, color_jitter, random_aff
                                  warp_mask)
 from models.data.paths import check_image_size, imread_flags
 from models.data.regions import IgnoreShape, ignore_shape, region_mask
-from models.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS
+from models.keypoints import CROWDPOSE_NAMES, KEYPOINT_NAMES, NUM_KEYPOINTS, keypoint_convention
 from models.data.persons import Persons
 from models.preprocess import Letterbox, letterbox, normalize
 
 BOX_AREA_FACTOR = 0.53  # OKS scale without an annotated area: bbox width * height * 0.53 (CrowdPose's toolkit)
-CROWDPOSE_NAMES = ("left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
-                   "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle", "head", "neck")
 
 
 @dataclass
@@ -52,13 +53,13 @@ class Sample:
     letterbox: Letterbox
 
 
-def keypoint_map(category: dict) -> np.ndarray:
-    """For each keypoint of a file's person category, its index in our convention or -1 (dropped)."""
+def keypoint_map(category: dict, ours: tuple[str, ...] = KEYPOINT_NAMES) -> np.ndarray:
+    """For each keypoint of a file's person category, its index in the convention named ``ours`` or -1 (dropped)."""
     names = category["keypoints"]
-    index = {n: i for i, n in enumerate(KEYPOINT_NAMES)}
+    index = {n: i for i, n in enumerate(ours)}
     mapping = np.array([index.get(n, -1) for n in names], dtype=np.int64)
     if (mapping < 0).all():
-        raise ValueError(f"none of the keypoint names {names[:4]}... are COCO keypoint names")
+        raise ValueError(f"none of the keypoint names {names[:4]}... are {len(ours)}-point keypoint names")
     return mapping
 
 
@@ -72,12 +73,13 @@ def _default_names(num: int) -> list[str]:
 
 
 class KeypointDataset(torch.utils.data.Dataset):
-    """``KeypointDataset(ann_file, image_dir, input_size, train, augment=None, ignore_regions=True)``; in training
-    mode ``augment`` None means the DEKR defaults (``AugmentConfig()``), ``AugmentConfig.off()`` none; evaluation
-    never augments and has no ignore masks."""
+    """``KeypointDataset(ann_file, image_dir, input_size, train, augment=None, ignore_regions=True,
+    num_keypoints=17)``; in training mode ``augment`` None means the DEKR defaults (``AugmentConfig()``),
+    ``AugmentConfig.off()`` none; evaluation never augments and has no ignore masks. ``num_keypoints``: the
+    network's convention (17 COCO, 14 CrowdPose)."""
 
     def __init__(self, ann_file, image_dir, input_size: int, train: bool, augment: AugmentConfig | None = None,
-                 ignore_regions: bool = True):
+                 ignore_regions: bool = True, num_keypoints: int = NUM_KEYPOINTS):
         ann_file, self.image_dir = Path(ann_file), Path(image_dir)
         if not ann_file.is_file():
             raise FileNotFoundError(f"annotation file not found: {ann_file}")
@@ -92,12 +94,18 @@ class KeypointDataset(torch.utils.data.Dataset):
         if not cats:
             raise ValueError(f"{ann_file} has no person category with keypoints")
         self.cat_ids = [c["id"] for c in cats]
+        self.names = keypoint_convention(num_keypoints).names
         self.maps = {}
         for c in cats:
             if not c.get("keypoints"):
                 first = self.coco.loadAnns(self.coco.getAnnIds(catIds=[c["id"]]))[:1]
                 c = {**c, "keypoints": _default_names(len(first[0]["keypoints"]) // 3 if first else NUM_KEYPOINTS)}
-            self.maps[c["id"]] = keypoint_map(c)
+            self.maps[c["id"]] = keypoint_map(c, self.names)
+            missing = [n for n in self.names if n not in c["keypoints"]]
+            if self.names != KEYPOINT_NAMES and missing:
+                raise ValueError(f"{ann_file}: its people have no {', '.join(missing)}, which the network's "
+                                 f"{len(self.names)}-point convention needs; train it on a file of that convention "
+                                 f"(CrowdPose's)")
         self._mapped = {cid: [3 * i + 2 for i in np.flatnonzero(m >= 0)] for cid, m in self.maps.items()}
         self.input_size, self.train = int(input_size), bool(train)
         self.augment = (augment or AugmentConfig()) if train else None
@@ -121,7 +129,7 @@ class KeypointDataset(torch.utils.data.Dataset):
         return len(raw) != len(self.maps[ann["category_id"]]) * 3 or any(raw[i] > 0 for i in slots)
 
     def person_keypoints(self, ann: dict) -> np.ndarray | None:
-        """One annotation's keypoints ``[17,3]`` in our convention, None when it is not a training target
+        """One annotation's keypoints ``[K,3]`` in the network's convention, None when it is not a training target
         (``iscrowd``, ``num_keypoints == 0`` or no labelled keypoint after the mapping)."""
         if not self.is_target(ann):
             return None
@@ -129,14 +137,14 @@ class KeypointDataset(torch.utils.data.Dataset):
         raw = np.asarray(ann["keypoints"], dtype=np.float32).reshape(-1, 3)
         if len(raw) != len(mapping):
             raise ValueError(f"annotation {ann.get('id')} has {len(raw)} keypoints, its category {len(mapping)}")
-        ours = np.zeros((NUM_KEYPOINTS, 3), dtype=np.float32)
+        ours = np.zeros((len(self.names), 3), dtype=np.float32)
         keep = mapping >= 0
         ours[mapping[keep]] = raw[keep]
         ours[ours[:, 2] <= 0] = 0.0
         return ours
 
     def targets(self, image_id: int) -> tuple[np.ndarray, np.ndarray]:
-        """Training people of one image in its own pixels: keypoints ``[P,17,3]`` float32, areas ``[P]``."""
+        """Training people of one image in its own pixels: keypoints ``[P,K,3]`` float32, areas ``[P]``."""
         kps, areas = [], []
         for ann in self.coco.loadAnns(self.coco.getAnnIds(imgIds=[image_id], catIds=self.cat_ids)):
             ours = self.person_keypoints(ann)
@@ -147,7 +155,7 @@ class KeypointDataset(torch.utils.data.Dataset):
                 area = float(ann["bbox"][2] * ann["bbox"][3]) * BOX_AREA_FACTOR
             kps.append(ours)
             areas.append(area)
-        return (np.stack(kps) if kps else np.zeros((0, NUM_KEYPOINTS, 3), np.float32)), np.asarray(areas, np.float32)
+        return (np.stack(kps) if kps else np.zeros((0, len(self.names), 3), np.float32)), np.asarray(areas, np.float32)
 
     def _collect_ignore(self, image_ids: list[int]) -> dict[int, list[IgnoreShape]]:
         """The ignored people of each image, segmentations checked once here (a malformed one warns now)."""

@@ -32,11 +32,10 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from models.data.dataset import BOX_AREA_FACTOR, CROWDPOSE_NAMES
+from models.data.dataset import BOX_AREA_FACTOR
 from models.evaluation.ranking import MATCHED_OKS, rank_correlation, true_oks
-from models.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS
+from models.keypoints import CROWDPOSE_NAMES, CROWDPOSE_SIGMAS, KEYPOINT_NAMES, NUM_KEYPOINTS
 
-CROWDPOSE_SIGMAS = (.079, .079, .072, .072, .062, .062, .107, .107, .087, .087, .089, .089, .079, .079)
 CROWD_INDEX_SPLITS = (0.2, 0.8)  # easy < 0.2 <= medium < 0.8 <= hard (the toolkit's summarize)
 AREA_FACTOR = BOX_AREA_FACTOR  # the toolkit's OKS scale: bbox width * height * 0.53; training uses the same
 NOSE_TO_HEAD_TOP = 1.75  # head top = neck + this * (nose - neck): nose ~57% of the way from neck to head top

@@ -40,10 +40,14 @@ def data_paths(args) -> tuple[tuple[Path, Path], tuple[Path, Path] | None]:
     return train, val
 
 
-def make_loader(ann: Path, images: Path, args, info: DistInfo, seed: int):
+def make_loader(ann: Path, images: Path, args, info: DistInfo, seed: int, num_keypoints: int):
     augment = {"dekr": AugmentConfig(), "off": AugmentConfig.off(), "light": _light_augment()}[args.augment]
-    dataset = KeypointDataset(str(ann), str(images), args.input_size, train=True, augment=augment,
-                              ignore_regions=not getattr(args, "no_ignore_regions", False))
+    try:
+        dataset = KeypointDataset(str(ann), str(images), args.input_size, train=True, augment=augment,
+                                  ignore_regions=not getattr(args, "no_ignore_regions", False),
+                                  num_keypoints=num_keypoints)
+    except ValueError as exc:
+        raise TrainError(str(exc)) from None
     if len(dataset) == 0:
         raise TrainError(f"no training images in {ann}")
     sampler = (DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=seed,

@@ -84,7 +84,8 @@ def run(args) -> dict:
             loss_module = torch.nn.parallel.DistributedDataParallel(
                 loss_module, device_ids=[info.local_rank] if info.device.type == "cuda" else None,
                 find_unused_parameters=False)
-        loader, sampler = make_loader(train_paths[0], train_paths[1], args, info, args.seed)
+        loader, sampler = make_loader(train_paths[0], train_paths[1], args, info, args.seed,
+                                      net.cfg.num_keypoints)
         out = Path(args.out)
         if info.is_main:
             out.mkdir(parents=True, exist_ok=True)
@@ -177,7 +178,7 @@ def benchmark(args) -> None:
     net = build_model(args.config, **model_overrides(args)).train()
     amp = place_network(net, info.device, args)
     args.input_size = int(net.cfg.input_size)
-    loader, _ = make_loader(ann, images, args, info, args.seed)
+    loader, _ = make_loader(ann, images, args, info, args.seed, net.cfg.num_keypoints)
     batches, it = [], iter(loader)
     while len(batches) < args.benchmark + 2:
         try:

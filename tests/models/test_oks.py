@@ -68,3 +68,17 @@ def test_unlabelled_keypoints_do_not_count_and_empty_people_score_zero():
     assert not labelled[0] and labelled[1:].all() and sim.shape == (NUM_KEYPOINTS,)
     gt[:, 2] = 0
     assert oks(pred, gt, torch.tensor(100.0)).item() == 0.0
+
+
+def test_a_14_point_pose_is_scored_with_crowdpose_sigmas_unless_given():
+    """One point off by d, the rest exact: its term is exp(-d^2 / (2 area (2 sigma_k)^2)) with the convention's sigma."""
+    from models.keypoints import CROWDPOSE_SIGMAS
+
+    gt = np.concatenate([np.full((14, 2), 50.0), np.full((14, 1), 2.0)], 1)
+    pred = gt[:, :2].copy()
+    pred[12, 0] += 3.0  # the head top
+    sim, _ = keypoint_similarity(pred, gt, 100.0)
+    expected = np.exp(-9.0 / (2 * 100.0 * (2 * CROWDPOSE_SIGMAS[12]) ** 2))
+    assert float(sim[12]) == pytest.approx(expected, rel=1e-6) and float(sim[0]) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="no keypoint convention has 15"):
+        keypoint_similarity(np.zeros((15, 2)), np.zeros((15, 3)), 1.0)

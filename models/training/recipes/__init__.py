@@ -2,11 +2,12 @@
 ``models.training.recipe``). One module per model; ``RECIPES`` names them."""
 from __future__ import annotations
 
-from models.training.recipes.coco import DEKR_QEM_W32, HRNET_W32, REALTIME
+from models.training.recipes.coco import CROWDPOSE_DEKR_QEM_W32, DEKR_QEM_W32, HRNET_W32, REALTIME
 from models.training.recipes.stages import Recipe, smoke
 from models.training.recipes.tiny_synth import RECIPE as TINY_SYNTH
 
-RECIPES: dict[str, Recipe] = {r.name: r for r in (TINY_SYNTH, HRNET_W32, REALTIME, DEKR_QEM_W32)}
+RECIPES: dict[str, Recipe] = {r.name: r for r in (TINY_SYNTH, HRNET_W32, REALTIME, DEKR_QEM_W32,
+                                                CROWDPOSE_DEKR_QEM_W32)}
 
 
 def get_recipe(name: str, smoke_scale: bool = False) -> Recipe:

@@ -4,7 +4,7 @@ import pytest
 
 from models.data import augment, figures
 from models.data.augment import AugmentConfig, build_affine, transform_keypoints, warp_image
-from models.keypoints import FLIP_INDEX, KEYPOINT_NAMES
+from models.keypoints import CROWDPOSE_FLIP_INDEX, FLIP_INDEX, KEYPOINT_NAMES
 from models.preprocess import Letterbox
 
 K = {n: i for i, n in enumerate(KEYPOINT_NAMES)}
@@ -127,3 +127,17 @@ def test_color_jitter_changes_colours_not_shape():
     out = augment.color_jitter(image, AugmentConfig(), rng)
     assert out.shape == image.shape and out.dtype == np.uint8 and (out != image).any()
     assert augment.color_jitter(image, AugmentConfig.off(), rng) is image
+
+
+def test_mirror_of_crowdpose_points_swaps_limbs_and_keeps_head_and_neck():
+    """CrowdPose's 14 points (a network fine-tuned from DEKR's CrowdPose weights): left and right limb points swap,
+    the head top and the neck (the last two) stay; each lands at the mirrored x of the point it came from."""
+    kps = np.zeros((1, 14, 3), np.float32)
+    kps[0, :, 0], kps[0, :, 1], kps[0, :, 2] = np.arange(14) * 5 + 10, 40.0, 2
+    out = transform_keypoints(kps, build_affine(100, 100, 100, flip=True))[0]
+    for k, source in enumerate(CROWDPOSE_FLIP_INDEX):
+        assert out[k, 0] == pytest.approx(99 - kps[0, source, 0])
+    assert out[0, 0] == pytest.approx(99 - 15) and out[1, 0] == pytest.approx(99 - 10)  # shoulders swapped
+    assert out[12, 0] == pytest.approx(99 - 70) and out[13, 0] == pytest.approx(99 - 75)  # head, neck kept
+    with pytest.raises(ValueError, match="15 points"):
+        transform_keypoints(np.zeros((1, 15, 3), np.float32), build_affine(100, 100, 100, flip=True))

@@ -9,8 +9,8 @@ import torch
 
 from models.data import synth
 from models.data.augment import AugmentConfig
-from models.data.dataset import CROWDPOSE_NAMES, KeypointDataset, collate_samples
-from models.keypoints import KEYPOINT_NAMES
+from models.data.dataset import KeypointDataset, collate_samples
+from models.keypoints import CROWDPOSE_NAMES, KEYPOINT_NAMES
 from models.data.persons import Persons
 from models.preprocess import letterbox, normalize
 
@@ -185,3 +185,27 @@ def test_image_of_another_size_than_its_annotation_warns_once_naming_it(tmp_path
         read_rgb(images / "a.png", doc["images"][0])
     with pytest.warns(DataWarning, match="image 9"):
         read_rgb(images / "b.png", doc["images"][1])  # the evaluation reader checks too
+
+
+def test_a_crowdpose_network_reads_a_crowdpose_file_as_it_is(tmp_path):
+    """num_keypoints=14: the file's 14 points in its own order, head and neck included (training targets)."""
+    raw = np.zeros((14, 3))
+    for i in range(14):
+        raw[i] = (2 + 3 * i, 1 + 2 * i, 1 + i % 2)
+    cat = [{"id": 1, "name": "person", "supercategory": "person", "keypoints": list(CROWDPOSE_NAMES),
+            "skeleton": [[1, 2]]}]
+    path, images = _write_coco(tmp_path, cat, [
+        {"keypoints": raw.ravel().tolist(), "num_keypoints": 14, "iscrowd": 0, "bbox": [1, 1, 40, 30]}])
+    kps = KeypointDataset(path, images, 60, train=False, num_keypoints=14)[0].persons.keypoints[0].numpy()
+    assert kps.shape == (14, 3)
+    np.testing.assert_allclose(kps, raw + [0, 10, 0])  # pad_y 10
+    train = KeypointDataset(path, images, 60, train=True, num_keypoints=14)
+    assert train.targets(train.image_ids[0])[0].shape == (1, 14, 3)
+
+
+def test_a_coco_file_for_a_crowdpose_network_is_one_line(tmp_path):
+    cat = [{"id": 1, "name": "person", "keypoints": list(KEYPOINT_NAMES), "skeleton": []}]
+    path, images = _write_coco(tmp_path, cat, [
+        {"keypoints": [1.0, 1.0, 2] * 17, "num_keypoints": 17, "iscrowd": 0, "area": 10.0, "bbox": [0, 0, 5, 5]}])
+    with pytest.raises(ValueError, match=r"have no head, neck, which the network's 14-point convention needs"):
+        KeypointDataset(path, images, 60, train=True, num_keypoints=14)

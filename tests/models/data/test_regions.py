@@ -154,7 +154,7 @@ def test_person_without_segmentation_is_ignored_by_its_box(tmp_path):
 
 
 def test_crowdpose_person_with_only_head_and_neck_labelled_is_ignored_not_a_target(tmp_path):
-    from models.data.dataset import CROWDPOSE_NAMES
+    from models.keypoints import CROWDPOSE_NAMES
 
     (tmp_path / "img").mkdir()
     cv2.imwrite(str(tmp_path / "img" / "c.png"), np.zeros((8, 8, 3), np.uint8))

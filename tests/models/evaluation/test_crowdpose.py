@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from models.data.dataset import CROWDPOSE_NAMES
+from models.keypoints import CROWDPOSE_NAMES
 from models.evaluation.crowdpose import (CROWDPOSE_SIGMAS, NOSE_TO_HEAD_TOP, crowd_buckets, crowdpose_eval,
                                          crowdpose_results, is_crowdpose, to_crowdpose)
 from models.evaluation.evaluate import load_ground_truth

@@ -112,7 +112,7 @@ def test_no_ignore_regions_flag_turns_the_masks_off(tmp_path):
     for flag, on in (([], True), (["--no-ignore-regions"], False)):
         args = build_args(["--train-ann", str(ann), "--train-images", str(images), "--input-size", "32",
                            "--workers", "0", "--batch-size", "2", *flag])
-        loader, _ = make_loader(ann, images, args, info, seed=0)
+        loader, _ = make_loader(ann, images, args, info, seed=0, num_keypoints=17)
         assert loader.dataset.ignore_regions is on
         _, persons, _, _ = next(iter(loader))
         assert all((p.ignore is not None) is on for p in persons)  # both images have a crowd
