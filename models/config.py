@@ -149,6 +149,18 @@ class ModelConfig:
             return 1.0 / (1.0 + math.exp(-self.threshold))
         return self.threshold
 
+    @property
+    def pool_steps(self) -> tuple[tuple[float, int], ...]:
+        """Larger peak windows for larger maps, ``((mean side above, window), ...)`` largest first: DEKR's hierarchical
+        pool for DEKR's heads, none otherwise."""
+        return DEKR_POOL_STEPS if self.head == "dekr" else ()
+
+    def peak_window(self, map_h: int, map_w: int) -> int:
+        """The peak search's window for an ``map_h x map_w`` score map: the first of ``pool_steps`` whose bound the
+        mean side ``(h + w) / 2`` exceeds, else ``nms_kernel``."""
+        side = (map_h + map_w) / 2
+        return next((kernel for bound, kernel in self.pool_steps if side > bound), self.nms_kernel)
+
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":
         known = {f.name for f in fields(cls)}
@@ -157,6 +169,10 @@ class ModelConfig:
             raise ValueError(f"unknown ModelConfig fields: {', '.join(unknown)}")
         return cls(**data)
 
+
+# DEKR's hierarchical pool (its TEST.POOL_THRESHOLD1 and 2): centre-map peaks in a 7x7 window where the map's mean
+# side exceeds 300 px, 5x5 above 200, else its 3x3 (``ModelConfig.peak_window``)
+DEKR_POOL_STEPS = ((300.0, 7), (200.0, 5))
 
 PRESETS: dict[str, ModelConfig] = {
     # CPU-trainable in minutes on synthetic data: 256 input -> 64x64 map.
@@ -177,7 +193,7 @@ PRESETS: dict[str, ModelConfig] = {
 
 def _dekr(name: str, width: int, size: int, keypoints: int, nms_count: int) -> ModelConfig:
     """DEKR's network and single-scale inference settings (its ``experiments/*/w*.yaml``): peaks of the centre
-    heatmap above 0.01 in a 3x3 window (its pool for maps up to 200 px), at most 30 people, its pose NMS (keypoints
+    heatmap above 0.01 in a 3x3 window (5x5 and 7x7 for larger maps: ``DEKR_POOL_STEPS``), at most 30 people, its pose NMS (keypoints
     closer than 0.05 of the pose's box diagonal in more than ``nms_count`` joints), short side to ``size``."""
     return ModelConfig(name=name, backbone=f"hrnet_w{width}", head="dekr", input_size=size, resize="short",
                        feature_origin=0.0, num_keypoints=keypoints, kpt_channels=15, dekr_heat_channels=width,

@@ -70,10 +70,25 @@ def tie_ordered_topk(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tenso
     return torch.gather(value, 1, perm), torch.gather(index, 1, perm)
 
 
-def find_peaks_topk(score: torch.Tensor, max_people: int, threshold: float, nms_kernel: int):
-    """``find_peaks_ref`` with a top-k: ``(logits [B,N], indices [B,N] int64 (-1 unused), valid [B,N] bool)``."""
+def window_max(score: torch.Tensor, nms_kernel: int, pool_steps=()) -> torch.Tensor:
+    """The maximum of each pixel's peak window (``F.max_pool2d``, -inf padding): ``nms_kernel``, or per
+    ``ModelConfig.pool_steps`` a larger window where the map's mean side exceeds a bound. The side is computed in the
+    graph, so a model exported with dynamic height and width picks the window at run time."""
+    pooled = F.max_pool2d(score, nms_kernel, stride=1, padding=nms_kernel // 2)
+    if pool_steps:
+        ones = torch.ones_like(score[0, 0])
+        side = (ones[:, 0].sum() + ones[0].sum()) / 2
+        for bound, kernel in reversed(pool_steps):  # the largest bound is applied last and wins
+            larger = F.max_pool2d(score, kernel, stride=1, padding=kernel // 2)
+            pooled = torch.where(side > bound, larger, pooled)
+    return pooled
+
+
+def find_peaks_topk(score: torch.Tensor, max_people: int, threshold: float, nms_kernel: int, pool_steps=()):
+    """``find_peaks_ref`` with a top-k: ``(logits [B,N], indices [B,N] int64 (-1 unused), valid [B,N] bool)``;
+    the window as ``window_max``."""
     logits = score.float().flatten(1)
-    pooled = F.max_pool2d(score.float(), nms_kernel, stride=1, padding=nms_kernel // 2).flatten(1)  # -inf padding
+    pooled = window_max(score.float(), nms_kernel, pool_steps).flatten(1)
     is_peak = (logits == pooled) & (logits > threshold_logit(threshold))
     keyed = torch.where(is_peak, logits, torch.full_like(logits, -math.inf))
     keyed = F.pad(keyed, (0, max_people), value=-math.inf)  # k never exceeds the row, whatever h * w is
@@ -120,12 +135,13 @@ def gather_candidates_rows(offsets, kfeat, ifeat, logits, indices, valid, *, num
 
 
 def decode_topk(score, offsets, kfeat, ifeat, *, max_people: int, threshold: float, nms_kernel: int,
-                num_keypoints: int | None = None, kfeat_channels: int | None = None) -> Candidates:
+                num_keypoints: int | None = None, kfeat_channels: int | None = None, pool_steps=()) -> Candidates:
     """``kernels.decode_ref.decode_ref`` with ``find_peaks_topk`` and ``gather_candidates_rows`` (same contract,
     same outputs). ``num_keypoints`` and ``kfeat_channels`` default to the unpadded maps' (``offsets`` holding 2K
-    channels, ``kfeat`` K*Ck)."""
+    channels, ``kfeat`` K*Ck); ``pool_steps``: larger windows for larger maps (``window_max``)."""
     k = num_keypoints or offsets.shape[1] // 2
-    return gather_candidates_rows(offsets, kfeat, ifeat, *find_peaks_topk(score, max_people, threshold, nms_kernel),
+    peaks = find_peaks_topk(score, max_people, threshold, nms_kernel, pool_steps)
+    return gather_candidates_rows(offsets, kfeat, ifeat, *peaks,
                                   num_keypoints=k, kfeat_channels=kfeat_channels or kfeat.shape[1] // k)
 
 
@@ -142,7 +158,7 @@ class InferenceGraph(nn.Module):
         dense = net.dense(x)
         cands = decode_topk(dense.score, dense.offsets, dense.kfeat, dense.ifeat, max_people=cfg.max_people,
                             threshold=cfg.decode_threshold, nms_kernel=cfg.nms_kernel, num_keypoints=cfg.num_keypoints,
-                            kfeat_channels=cfg.kpt_channels)
+                            kfeat_channels=cfg.kpt_channels, pool_steps=cfg.pool_steps)
         out = net.snap(dense, net.sparse(dense, cands), cands.valid)
         tensors = [cands.scores, cands.indices, cands.valid, cands.keypoints, cands.kpt_queries, cands.inst_queries,
                    out.keypoints, out.keypoint_scores, out.score_logits, out.keypoint_logits]

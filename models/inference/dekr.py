@@ -1,7 +1,7 @@
 """DEKR's inference rules after the decode, for imported DEKR models (``ModelConfig.head == "dekr"``).
 
-The decode is ours (``kernels.decode``: the peaks of the centre heatmap, with the same 3x3 window, 0.01 threshold
-and 30 people as DEKR; at most 30 peaks above the threshold, ordered by value, equal values by index, where DEKR
+The decode is ours (``kernels.decode``: the peaks of the centre heatmap, with the same windows (DEKR's hierarchical
+pool, ``ModelConfig.peak_window``), 0.01 threshold and 30 people as DEKR; at most 30 peaks above the threshold, ordered by value, equal values by index, where DEKR
 takes a top-30 whose order between equal values is torch's); the scores come from ``DekrScores``. Then, as DEKR's
 ``core/nms.py``:
 

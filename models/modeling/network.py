@@ -1,7 +1,7 @@
 """``PoseNet``: backbone + dense heads (dense stage), the fused decode, and QEM (sparse stage).
 
 ``net.dense(x)`` -> ``DenseOutput``; ``net.sparse(dense, cands)`` -> ``SparseOutput``; ``net.infer(x)`` runs
-dense -> ``kernels.decode`` (with ``cfg.max_people``, ``cfg.threshold``, ``cfg.nms_kernel``) -> sparse -> ``snap``
+dense -> ``kernels.decode`` (with ``cfg.max_people``, ``cfg.threshold``, ``cfg.peak_window``) -> sparse -> ``snap``
 (keypoint snapping on the heatmaps, ``models.modeling.snap``; only with ``cfg.snap_radius`` > 0).
 All map coordinates are feature-map pixels at stride 4 (``models.config`` states the mapping to input pixels).
 """
@@ -67,7 +67,8 @@ class PoseNet(nn.Module):
 
     def decode(self, dense: DenseOutput, backend: str = "auto") -> Candidates:
         return kernels.decode(dense.score, dense.offsets, dense.kfeat, dense.ifeat, max_people=self.cfg.max_people,
-                              threshold=self.cfg.decode_threshold, nms_kernel=self.cfg.nms_kernel, backend=backend)
+                              threshold=self.cfg.decode_threshold, nms_kernel=self.cfg.peak_window(*dense.score.shape[-2:]),
+                              backend=backend)
 
     @property
     def snapping(self) -> tuple[int, float, float]:
