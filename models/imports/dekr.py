@@ -183,23 +183,29 @@ def convert(state: dict, path: Path) -> Converted:
     return Converted({**backbone, **heads, **rescore}, layout, width, k)
 
 
+# MMPose's CrowdPose skeleton links (its data set's ``skeleton_info`` order and directions), from which its copy of
+# DEKR's CrowdPose rescoring net builds the features; for COCO it is ``models.keypoints.SKELETON``
+MMPOSE_CROWDPOSE_SKELETON = ((10, 8), (8, 6), (11, 9), (9, 7), (6, 7), (0, 6), (1, 7), (0, 1), (0, 2), (1, 3), (2, 4),
+                             (3, 5), (12, 13), (1, 13), (0, 13))
+
+
 def mmpose_rescore(state: dict[str, torch.Tensor], k: int) -> dict[str, torch.Tensor]:
     """MMPose's copy of DEKR's rescoring net in DEKR's feature order. MMPose builds the features from its data
-    set's skeleton links (COCO's 19, ``models.keypoints.SKELETON``'s order, the torso scale from links 5 and 6)
-    where DEKR lists the same links in another order and direction: the first layer's input columns are permuted
-    (and a link's vector negated where its direction differs). MMPose's CrowdPose rescoring is not converted."""
+    set's skeleton links (COCO's 19, ``models.keypoints.SKELETON``'s order; CrowdPose's 15,
+    ``MMPOSE_CROWDPOSE_SKELETON``) where DEKR lists the same links in another order and direction: the first layer's
+    input columns are permuted (and a link's vector negated where its direction differs). The torso scale is the
+    same two links in both (MMPose's ``norm_indexes``)."""
     from models.keypoints import SKELETON
-    from models.modeling.dekr import COCO_LINKS
+    from models.modeling.dekr import COCO_LINKS, CROWDPOSE_LINKS
 
-    if k != 17:
-        return {}
+    dekr_links, skeleton = (COCO_LINKS, SKELETON) if k == 17 else (CROWDPOSE_LINKS, MMPOSE_CROWDPOSE_SKELETON)
     w = state["l1.weight"]
-    links = len(COCO_LINKS)
+    links = len(dekr_links)
     columns, signs = [], []
-    for a, b in COCO_LINKS:
-        j = SKELETON.index((a, b)) if (a, b) in SKELETON else SKELETON.index((b, a))
+    for a, b in dekr_links:
+        j = skeleton.index((a, b)) if (a, b) in skeleton else skeleton.index((b, a))
         columns.append(j)
-        signs.append(1.0 if (a, b) in SKELETON else -1.0)
+        signs.append(1.0 if (a, b) in skeleton else -1.0)
     sign = torch.tensor(signs, dtype=w.dtype).repeat_interleave(2)
     rel = torch.tensor([2 * j + c for j in columns for c in (0, 1)])
     order = torch.cat([rel, 2 * links + torch.tensor(columns), torch.arange(3 * links, 3 * links + k)])

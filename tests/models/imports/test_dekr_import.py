@@ -199,28 +199,42 @@ def test_url_that_does_not_answer_is_one_line(tmp_path):
     assert not list(tmp_path.iterdir())  # no partial file left behind
 
 
-def test_mmposes_rescoring_net_scores_as_dekrs_file_does(release_coco, tmp_path):
-    """MMPose keeps DEKR's rescoring net with the links in its skeleton's order: imported, it gives DEKR's scores."""
-    from models.keypoints import SKELETON
-    from models.modeling.dekr import COCO_LINKS
+def mmpose_rescore_scores(net: dict, keypoints, joint_scores, skeleton, norm_indexes):
+    """MMPose's rescoring as its head computes it: features from its skeleton links (vectors and lengths over the
+    mean length of links ``norm_indexes``, at least 1), then the joint scores, through the 3-layer MLP."""
+    a, b = zip(*skeleton)
+    rel = keypoints[:, list(a)] - keypoints[:, list(b)]
+    length = rel.norm(dim=2)
+    scale = ((length[:, norm_indexes[0]] + length[:, norm_indexes[1]]) / 2).clamp(min=1).unsqueeze(1)
+    x = torch.cat([(rel / scale.unsqueeze(-1)).flatten(1), length / scale, joint_scores], dim=1)
+    x = torch.relu(x @ net["l1.weight"].T + net["l1.bias"])
+    x = torch.relu(x @ net["l2.weight"].T + net["l2.bias"])
+    return (x @ net["l3.weight"].T + net["l3.bias"]).squeeze(1)
 
+
+# MMPose's skeletons (its data sets' skeleton_info) and torso links (its DEKR configs' norm_indexes)
+MMPOSE_COCO = ((15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7), (6, 8), (7, 9),
+               (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6))
+MMPOSE_CROWDPOSE = ((10, 8), (8, 6), (11, 9), (9, 7), (6, 7), (0, 6), (1, 7), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5),
+                    (12, 13), (1, 13), (0, 13))
+
+
+@pytest.mark.parametrize("data,k,skeleton,norm", [("coco", 17, MMPOSE_COCO, (5, 6)),
+                                                   ("crowdpose", 14, MMPOSE_CROWDPOSE, (0, 1))])
+def test_mmposes_rescoring_net_imported_scores_as_mmpose_does(tmp_path, data, k, skeleton, norm):
+    """An MMPose file's ``head.rescore_net`` (random weights), imported, gives the scores MMPose's own feature
+    order gives, on random poses: the columns were permuted into DEKR's order, COCO's and CrowdPose's."""
     gen = torch.Generator().manual_seed(12)
-    dekr = {"l1.weight": torch.randn(256, 74, generator=gen), "l1.bias": torch.randn(256, generator=gen),
-            "l2.weight": torch.randn(256, 256, generator=gen) * 0.1, "l2.bias": torch.zeros(256),
-            "l3.weight": torch.randn(1, 256, generator=gen) * 0.1, "l3.bias": torch.zeros(1)}
-    torch.save(dekr, tmp_path / "final_rescore_coco_kpt.pth")
-    ours = load_checkpoint(import_dekr(release_coco, tmp_path / "a.pt", rescore=tmp_path / "final_rescore_coco_kpt.pth"))
-    # MMPose's layout: feature columns by its skeleton (SKELETON's order and directions)
-    w = dekr["l1.weight"]
-    mm_w = torch.zeros_like(w)
-    for i, (a, b) in enumerate(COCO_LINKS):
-        j, s = (SKELETON.index((a, b)), 1.0) if (a, b) in SKELETON else (SKELETON.index((b, a)), -1.0)
-        mm_w[:, 2 * j:2 * j + 2] = s * w[:, 2 * i:2 * i + 2]
-        mm_w[:, 38 + j] = w[:, 38 + i]
-    mm_w[:, 57:] = w[:, 57:]
-    mmpose = to_mmpose(torch.load(release_coco, weights_only=True), 17)
-    mmpose.update({f"head.rescore_net.{n}": v for n, v in dict(dekr, **{"l1.weight": mm_w}).items()})
+    links = len(skeleton)
+    net = {"l1.weight": torch.randn(256, 3 * links + k, generator=gen), "l1.bias": torch.randn(256, generator=gen),
+           "l2.weight": torch.randn(256, 256, generator=gen) * 0.1, "l2.bias": torch.randn(256, generator=gen) * 0.1,
+           "l3.weight": torch.randn(1, 256, generator=gen) * 0.1, "l3.bias": torch.randn(1, generator=gen)}
+    mmpose = to_mmpose(random_state(f"dekr_release_w32_{data}", seed=3), k)
+    mmpose.update({f"head.rescore_net.{n}": v for n, v in net.items()})
     torch.save({"state_dict": mmpose}, tmp_path / "mm.pth")
-    theirs = load_checkpoint(import_dekr(tmp_path / "mm.pth", tmp_path / "b.pt"))
-    pose, joint = torch.rand(5, 17, 2) * 200, torch.rand(5, 17)
-    assert torch.allclose(ours.qem.rescore(pose, joint), theirs.qem.rescore(pose, joint), atol=1e-4)
+    ours = load_checkpoint(import_dekr(tmp_path / "mm.pth", tmp_path / "b.pt", data=data))
+    assert ours.cfg.rescore
+    pose, joint = torch.rand(6, k, 2, generator=gen) * 200, torch.rand(6, k, generator=gen)
+    with torch.no_grad():
+        want = mmpose_rescore_scores(net, pose, joint, skeleton, norm)
+        assert torch.allclose(ours.qem.rescore(pose, joint), want, atol=1e-4)
