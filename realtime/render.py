@@ -4,7 +4,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from models.keypoints import SKELETON
+from models.keypoints import keypoint_convention
 from realtime.frames import Result
 
 _PALETTE = np.array([(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
@@ -20,13 +20,14 @@ def draw(result: Result, min_keypoint_score: float = 0.2) -> np.ndarray:
     image = result.frame.image.copy()
     h, w = image.shape[:2]
     thick = max(1, round(min(h, w) / 240))
+    skeleton = keypoint_convention(result.poses.keypoints.shape[1]).skeleton if len(result.poses) else ()
     for p in range(len(result.poses)):
         kpts = result.poses.keypoints[p]
         vis = result.poses.keypoint_scores[p] >= min_keypoint_score
         tid = int(result.track_ids[p]) if p < len(result.track_ids) else -1
         colour = track_colour(tid)
         pts = np.round(kpts).astype(np.int64).clip(-10 * max(h, w), 10 * max(h, w))
-        for a, b in SKELETON:
+        for a, b in skeleton:
             if vis[a] and vis[b]:
                 cv2.line(image, tuple(pts[a].tolist()), tuple(pts[b].tolist()), colour, thick, cv2.LINE_AA)
         for k in np.flatnonzero(vis):

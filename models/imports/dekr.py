@@ -183,22 +183,16 @@ def convert(state: dict, path: Path) -> Converted:
     return Converted({**backbone, **heads, **rescore}, layout, width, k)
 
 
-# MMPose's CrowdPose skeleton links (its data set's ``skeleton_info`` order and directions), from which its copy of
-# DEKR's CrowdPose rescoring net builds the features; for COCO it is ``models.keypoints.SKELETON``
-MMPOSE_CROWDPOSE_SKELETON = ((10, 8), (8, 6), (11, 9), (9, 7), (6, 7), (0, 6), (1, 7), (0, 1), (0, 2), (1, 3), (2, 4),
-                             (3, 5), (12, 13), (1, 13), (0, 13))
-
-
 def mmpose_rescore(state: dict[str, torch.Tensor], k: int) -> dict[str, torch.Tensor]:
     """MMPose's copy of DEKR's rescoring net in DEKR's feature order. MMPose builds the features from its data
-    set's skeleton links (COCO's 19, ``models.keypoints.SKELETON``'s order; CrowdPose's 15,
-    ``MMPOSE_CROWDPOSE_SKELETON``) where DEKR lists the same links in another order and direction: the first layer's
-    input columns are permuted (and a link's vector negated where its direction differs). The torso scale is the
-    same two links in both (MMPose's ``norm_indexes``)."""
-    from models.keypoints import SKELETON
+    set's skeleton links (COCO's 19 or CrowdPose's 15: ``keypoint_convention(k).skeleton``), where DEKR lists the
+    same links in another order and direction: the first layer's input columns are permuted (and a link's vector
+    negated where its direction differs). The torso scale is the same two links in both (MMPose's
+    ``norm_indexes``)."""
+    from models.keypoints import keypoint_convention
     from models.modeling.dekr import COCO_LINKS, CROWDPOSE_LINKS
 
-    dekr_links, skeleton = (COCO_LINKS, SKELETON) if k == 17 else (CROWDPOSE_LINKS, MMPOSE_CROWDPOSE_SKELETON)
+    dekr_links, skeleton = (COCO_LINKS if k == 17 else CROWDPOSE_LINKS), keypoint_convention(k).skeleton
     w = state["l1.weight"]
     links = len(dekr_links)
     columns, signs = [], []
