@@ -67,7 +67,8 @@ def test_config_rejects_unknown_names_and_values():
     with pytest.raises(ValueError, match="multiple of 32"):
         ModelConfig(input_size=100)
     assert set(PRESETS) == {"tiny", "realtime", "hrnet_w32", "hrnet_w48", "dekr_w32", "dekr_w48", "dekr_w32_crowdpose",
-                            "dekr_w48_crowdpose", "dekr_qem_w32", "dekr_qem_w48"}
+                            "dekr_w48_crowdpose", "dekr_qem_w32", "dekr_qem_w48", "dekr_qem_w32_crowdpose",
+                            "dekr_qem_w48_crowdpose"}
     with pytest.raises(ValueError, match="DEKR's heads sit on an HRNet backbone"):
         build_model("tiny", head="dekr")
     with pytest.raises(ValueError, match="multiples of 32"):
