@@ -15,6 +15,7 @@ at bf16) read on the benchmark split, so ``backend="auto"`` can tell whether it 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import sys
@@ -112,6 +113,9 @@ def build_twin(checkpoint: Path, calib: Path, ap_data: Path, calib_images: int =
     target = Path(out) if out is not None else twin_path(checkpoint)
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".int8-", dir=target.parent))
+    nncf_log = logging.getLogger("nncf")
+    level = nncf_log.level
+    nncf_log.setLevel(logging.ERROR)  # its per-layer INFO lines say nothing to a user
     try:
         quantized = export(checkpoint, "openvino", dynamic=True, int8=True, calib=calib, calib_images=calib_images,
                            out=work / "quantized", quiet=True)
@@ -121,6 +125,7 @@ def build_twin(checkpoint: Path, calib: Path, ap_data: Path, calib_images: int =
             shutil.rmtree(target)
         os.replace(work / "recorded", target)
     finally:
+        nncf_log.setLevel(level)
         shutil.rmtree(work, ignore_errors=True)
     if out is None:
         for old in target.parent.glob(f"{checkpoint.stem}-*{SUFFIX}"):
@@ -132,14 +137,17 @@ def build_twin(checkpoint: Path, calib: Path, ap_data: Path, calib_images: int =
 def measure_accuracy(checkpoint: Path, quantized: Path, ap_data: Path, images: int) -> dict:
     """AP (no flip test: the exported graph has none) on the first ``images`` of ``ap_data`` of the fp32 twin at
     fp32 and bf16 and of ``quantized``: ``{"data": ..., "images": n, "ap": {precision: AP}}``."""
-    from models.evaluation.evaluate import evaluate_checkpoint
+    from models.data.paths import resolve_data
+    from models.evaluation.evaluate import evaluate_predictor
     from models.export.auto import exported_twin
+    from models.inference.predictor import Predictor
 
+    ann, image_dir = resolve_data(str(ap_data), None, None)
     fp32_twin = exported_twin(checkpoint, "openvino")
     ap = {}
     for precision, model in (("fp32", fp32_twin), ("bf16", fp32_twin), ("int8", quantized)):
-        report, _ = evaluate_checkpoint(model, data=ap_data, flip=False, precision=None if precision == "int8"
-                                        else precision, max_images=images, progress=False)
+        predictor = Predictor(model, precision=None if precision == "int8" else precision)
+        report, _ = evaluate_predictor(predictor, ann, image_dir, images, progress=False)
         ap[precision] = round(float(report.ap), 4)
     return {"data": str(ap_data), "images": images, "ap": ap}
 
