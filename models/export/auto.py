@@ -5,7 +5,7 @@
   settings and the torch / runtime / package versions: a changed checkpoint or upgraded runtime gets a new twin
   (older twins of the same checkpoint name are removed). Written atomically by ``models.export.exporter``.
 - Choice: each installed backend at its default precision, and the checkpoint's int8 twin where it has one
-  (``models.export.int8``; the bundled checkpoint's is built on first use), runs the network on a random batch of
+  (``models.export.int8``; the bundled checkpoint's is built on first use; ``QEM_AUTO_INT8=0`` leaves int8 out), runs the network on a random batch of
   the shape the run will use: the canvas of its first frame (640x360 at input 320 -> 1x3x192x320), or the square
   input when that frame's size is not known beforehand; 2 warm-up calls, then 5 rounds alternating the candidates,
   median ms. The fastest candidate within the AP limits wins (``models.export.choice``). The measurement is cached
@@ -119,9 +119,15 @@ def run_shape(checkpoint: Path, input_size: int | None, frame: tuple[int, int] |
     return (1, 3, h, w), f"the canvas of the first frame, {frame[1]}x{frame[0]}"
 
 
+INT8_ENV = "QEM_AUTO_INT8"  # "0": auto leaves int8 out (no twin built or run)
+
+
 def _int8_candidate(checkpoint: Path, verbose: bool):
-    """(int8 twin or None, AP drops recorded in it)."""
+    """(int8 twin or None, AP drops recorded in it); none when ``$QEM_AUTO_INT8`` is 0."""
     from models.export.int8 import ap_drops, int8_twin, read_metadata
+
+    if os.environ.get(INT8_ENV, "1") == "0":
+        return None, {}
 
     try:
         twin = int8_twin(checkpoint, verbose=verbose)

@@ -72,6 +72,7 @@ def test_the_int8_poses_stay_close_to_fp32(twin, drawn):
 @pytest.mark.slow
 def test_auto_runs_the_twin_only_where_faster_and_within_the_limit(twin, monkeypatch, capsys):
     import models.export.runtime as runtime
+    monkeypatch.setenv(auto.INT8_ENV, "1")
 
     def timings(ms):
         return lambda rts, shape: {name: ms.get(name, 50.0) for name in rts}
@@ -86,6 +87,10 @@ def test_auto_runs_the_twin_only_where_faster_and_within_the_limit(twin, monkeyp
     monkeypatch.setattr(auto, "time_runtimes", timings({"openvino bf16": 9.0, "openvino int8": 7.0}))
     assert auto.choose(BUNDLED, None, 1, 256, frame=(360, 640)) == ("openvino", "bf16")
     assert "(left out: AP -0.0300, beyond the 0.02 limit)" in capsys.readouterr().err
+    monkeypatch.setenv(auto.INT8_ENV, "0")
+    monkeypatch.setattr(auto, "time_runtimes", timings({"openvino bf16": 9.0}))
+    assert auto.choose(BUNDLED, None, 1, 320, frame=(360, 640)) == ("openvino", "bf16")
+    assert "int8" not in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args, message", [
