@@ -4,7 +4,9 @@ at bf16) read on the benchmark split, so ``backend="auto"`` can tell whether it 
 (``models.export.choice``).
 
 - Where: the cache folder of the other twins (``models.export.auto.cache_dir``), named
-  ``STEM-SHA12-KEY-int8_openvino`` (KEY: the export settings and versions, as for the fp32 twins).
+  ``STEM-SHA12-KEY-int8_openvino`` (KEY: the export settings and versions, as for the fp32 twins). A new twin
+  removes those of other contents of the same checkpoint name, but keeps those of other versions (another venv
+  sharing the cache, e.g. the peer benchmark's, would otherwise rebuild it each time it runs).
 - The bundled checkpoint's twin is built on first use by ``auto``: calibration images (``CALIB``) and the
   benchmark split (``BENCH_SPLIT``, what RESULTS.md and BENCHMARKS.md call it) are drawn by the project's synthetic
   generator into the cache folder; about a minute once, then read from the cache.
@@ -127,9 +129,11 @@ def build_twin(checkpoint: Path, calib: Path, ap_data: Path, calib_images: int =
     finally:
         nncf_log.setLevel(level)
         shutil.rmtree(work, ignore_errors=True)
-    if out is None:
+    if out is None:  # twins of an earlier version of this checkpoint go; those of other venvs' versions stay
+        digest = target.name[len(checkpoint.stem) + 1:].split("-")[0]
         for old in target.parent.glob(f"{checkpoint.stem}-*{SUFFIX}"):
-            if old != target and old.name.count("-") == target.name.count("-"):
+            rest = old.name[len(checkpoint.stem) + 1:].split("-")
+            if len(rest) == 3 and rest[0] != digest:
                 shutil.rmtree(old, ignore_errors=True)
     return target
 
