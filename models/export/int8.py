@@ -129,13 +129,22 @@ def build_twin(checkpoint: Path, calib: Path, ap_data: Path, calib_images: int =
     finally:
         nncf_log.setLevel(level)
         shutil.rmtree(work, ignore_errors=True)
-    if out is None:  # twins of an earlier version of this checkpoint go; those of other venvs' versions stay
-        digest = target.name[len(checkpoint.stem) + 1:].split("-")[0]
-        for old in target.parent.glob(f"{checkpoint.stem}-*{SUFFIX}"):
-            rest = old.name[len(checkpoint.stem) + 1:].split("-")
-            if len(rest) == 3 and rest[0] != digest:
-                shutil.rmtree(old, ignore_errors=True)
+    if out is None:
+        for old in stale_twins(target, checkpoint.stem):
+            shutil.rmtree(old, ignore_errors=True)
     return target
+
+
+def stale_twins(target: Path, stem: str) -> list[Path]:
+    """The int8 twins beside ``target`` of earlier contents of checkpoint ``stem`` (another SHA-256); those of the
+    same contents under other versions (another venv sharing the cache) are not stale."""
+    digest = target.name[len(stem) + 1:].split("-")[0]
+    found = []
+    for old in target.parent.glob(f"{stem}-*{SUFFIX}"):
+        rest = old.name[len(stem) + 1:].split("-")
+        if len(rest) == 3 and rest[0] != digest:
+            found.append(old)
+    return sorted(found)
 
 
 def measure_accuracy(checkpoint: Path, quantized: Path, ap_data: Path, images: int) -> dict:

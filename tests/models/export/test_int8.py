@@ -93,6 +93,16 @@ def test_auto_runs_the_twin_only_where_faster_and_within_the_limit(twin, monkeyp
     assert "int8" not in capsys.readouterr().err
 
 
+def test_a_new_twin_replaces_those_of_older_contents_and_keeps_other_versions(tmp_path):
+    names = ["net-aaaaaaaaaaaa-11111111-int8_openvino", "net-aaaaaaaaaaaa-22222222-int8_openvino",
+             "net-bbbbbbbbbbbb-11111111-int8_openvino", "net-v2-cccccccccccc-11111111-int8_openvino",
+             "net-aaaaaaaaaaaa-11111111_openvino"]
+    for name in names:
+        (tmp_path / name).mkdir()
+    stale = int8.stale_twins(tmp_path / names[0], "net")
+    assert stale == [tmp_path / "net-bbbbbbbbbbbb-11111111-int8_openvino"]
+
+
 @pytest.mark.parametrize("args, message", [
     (["--format", "openvino", "--int8", "--calib", "x", "--twin"], "--twin needs --int8, --calib DIR and --ap-data"),
     (["--format", "openvino", "--ap-data", "x"], "--ap-data only goes with --twin"),
