@@ -16,6 +16,7 @@ at bf16) read on the benchmark split, so ``backend="auto"`` can tell whether it 
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -115,6 +116,8 @@ def build_twin(checkpoint: Path, calib: Path, ap_data: Path, calib_images: int =
     target = Path(out) if out is not None else twin_path(checkpoint)
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".int8-", dir=target.parent))
+    with contextlib.suppress(ImportError):
+        import nncf  # noqa: F401 - imported first: importing it sets its logger's level
     nncf_log = logging.getLogger("nncf")
     level = nncf_log.level
     nncf_log.setLevel(logging.ERROR)  # its per-layer INFO lines say nothing to a user
