@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import logging
 import os
 import shutil
@@ -86,8 +87,8 @@ def find_twin(checkpoint: Path) -> Path | None:
 
 
 def int8_twin(checkpoint: Path, build: bool | None = None, verbose: bool = True) -> Path | None:
-    """``checkpoint``'s int8 twin: the cached one; else, for the bundled checkpoint (or ``build=True``), built now on
-    images the project draws (module docstring); else None."""
+    """``checkpoint``'s int8 twin: the cached one; else, for the bundled checkpoint (or ``build=True``) where NNCF is
+    installed, built now on images the project draws (module docstring); else None."""
     from models import DEFAULT_CHECKPOINT
 
     found = find_twin(checkpoint)
@@ -95,7 +96,7 @@ def int8_twin(checkpoint: Path, build: bool | None = None, verbose: bool = True)
         return found
     if build is None:
         build = checkpoint.resolve() == Path(DEFAULT_CHECKPOINT).resolve()
-    if not build:
+    if not build or importlib.util.find_spec("nncf") is None:  # without NNCF (pip install -e .[deploy]): no int8
         return None
     from models.export.auto import cache_dir
 
