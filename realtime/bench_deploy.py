@@ -43,10 +43,12 @@ class Variant:
 
 def build_engine(cli_args: list[str]):
     """The engine ``python -m realtime --source synth --no-show CLI_ARGS`` would run."""
+    from realtime.cli import resolve_sources
+    from realtime.first_frame import first_frame_size
     from realtime.model import load_engine
 
     return load_engine(build_parser().parse_args(["--source", "synth", "--no-show", *cli_args]), num_streams=1,
-                       at_full_speed=True)
+                       at_full_speed=True, first_frame=first_frame_size(resolve_sources(["synth"])[0]))
 
 
 def input_shape(engine) -> tuple[int, int]:

@@ -220,7 +220,10 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, positional_s
         pace = (show or args.http_port is not None) if args.pace is None else args.pace
         # files read at full speed want throughput; live sources and paced files want each frame soon
         at_full_speed = not (pace or args.as_live or any(spec.live for spec in specs))
-        engine = load_engine(args, num_streams=len(specs), at_full_speed=at_full_speed)
+        from realtime.first_frame import first_frame_size
+
+        engine = load_engine(args, num_streams=len(specs), at_full_speed=at_full_speed,
+                             first_frame=first_frame_size(specs[0], args.open_timeout))
         captions = synthetic_captions(args.weights, specs)
         if captions:
             print(NOTICE, file=sys.stderr)

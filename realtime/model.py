@@ -75,10 +75,12 @@ def infer_streams(requested: int | None, threads: int, at_full_speed: bool) -> i
     return 2 if at_full_speed and threads >= 2 else 1
 
 
-def load_engine(args, num_streams: int = 1, at_full_speed: bool = False) -> Engine:
+def load_engine(args, num_streams: int = 1, at_full_speed: bool = False,
+                first_frame: tuple[int, int] | None = None) -> Engine:
     """Engine from parsed CLI arguments (``weights``, ``model``, ``imgsz``, ``device``, ``half``, ``compile``,
     ``cuda_graphs``, ``threads``, ``infer_streams``); ``at_full_speed``: every source a file read at full speed,
-    nothing live or paced (throughput matters, not latency)."""
+    nothing live or paced (throughput matters, not latency); ``first_frame``: (H, W) of the run's first frame, where
+    known (``realtime.first_frame``): ``--backend auto`` measures at its canvas."""
     import models
 
     device = pick_device(args.device)
@@ -109,7 +111,7 @@ def load_engine(args, num_streams: int = 1, at_full_speed: bool = False) -> Engi
         try:
             predictor = models.Predictor(args.weights, device=str(device), input_size=args.imgsz, half=half,
                                          backend=backend, precision=precision, rect=getattr(args, "rect", True),
-                                         streams=streams)
+                                         streams=streams, first_frame=first_frame)
         except models.CheckpointError as exc:
             raise ValueError(str(exc)) from None
         if backend != "auto" or exported:  # auto on a checkpoint says its own line (models.export.auto)

@@ -5,6 +5,8 @@
     qem export --format onnx                                the bundled checkpoint, 320x320 -> ./tiny_synth.onnx
     qem export --weights best.pt --format openvino --dynamic    any multiples of 32 -> best_openvino/
     qem export --format openvino --imgsz 192 320 --int8 --calib data/synth   NNCF int8 (calibration images)
+    qem export --weights best.pt --format openvino --int8 --calib data/synth --ap-data data/synth_val --twin
+        best.pt's int8 twin for --backend auto: dynamic, its AP and fp32's on --ap-data recorded, in the cache
 
 Batch is always dynamic; ``--dynamic`` makes height and width dynamic too (OpenVINO then compiles one model per
 input shape at first use). Opset 17, TorchScript exporter (``dynamo=False``). The graph is traced after
@@ -172,19 +174,51 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--int8", action="store_true", help="int8 post-training quantization (openvino, NNCF)")
     p.add_argument("--calib", help="calibration images for --int8: a folder of images or a `qem synth` folder")
     p.add_argument("--calib-images", type=int, default=300, help="how many calibration images (default: 300)")
+    p.add_argument("--twin", action="store_true",
+                   help="with --int8: write the checkpoint's int8 twin into the cache, where --backend auto "
+                        "considers it (dynamic; needs --ap-data: auto runs int8 only within 0.02 AP of fp32)")
+    p.add_argument("--ap-data", metavar="DIR", help="--twin: an annotated `qem synth`-style folder to measure AP on")
+    p.add_argument("--ap-images", type=int, default=500, help="--twin: images of --ap-data (default: 500)")
     p.add_argument("--out", help="output file / folder (default: beside the weights, the bundled one's in the "
                                  "current folder; "
                                  + ", ".join(f"{f.name}: NAME{f.suffix}" for f in FORMATS.values() if f.name) + ")")
     args = p.parse_args(argv)
     from models.checkpoint import CheckpointError
+    from models.data.paths import DataPathError
     try:
-        export(args.weights, args.format, args.imgsz, args.dynamic, args.int8, args.calib, args.out,
-               args.calib_images)
-    except (ExportError, CheckpointError, OSError) as exc:
+        if args.twin or args.ap_data:
+            twin(args)
+        else:
+            export(args.weights, args.format, args.imgsz, args.dynamic, args.int8, args.calib, args.out,
+                   args.calib_images)
+    except (ExportError, CheckpointError, DataPathError, OSError, ValueError) as exc:
         print(f"error: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}",
               file=sys.stderr)
         return 2
     return 0
+
+
+def twin(args) -> Path:
+    """``--twin``: the checkpoint's int8 twin with its AP recorded, in the cache (``models.export.int8``)."""
+    from models import DEFAULT_CHECKPOINT
+    from models.data.paths import resolve_data
+    from models.export.int8 import ap_drops, build_twin, read_metadata
+    from models.export.quantize import calibration_files
+
+    if not (args.twin and args.int8 and args.calib and args.ap_data):
+        raise ExportError("--twin needs --int8, --calib DIR and --ap-data DIR (--ap-data only goes with --twin)")
+    if args.format != "openvino" or args.imgsz or args.out:
+        raise ExportError("--twin writes a dynamic OpenVINO model into the cache: drop --format other than "
+                          "openvino, --imgsz and --out")
+    resolve_data(args.ap_data, None, None)  # a missing or foreign folder fails here, before the export
+    weights = Path(args.weights or DEFAULT_CHECKPOINT)
+    calibration = Path(args.calib)
+    calibration_files(calibration, 1)
+    path = build_twin(weights, calibration, Path(args.ap_data), args.calib_images, args.ap_images)
+    drops = ap_drops(read_metadata(path).accuracy)
+    print(f"int8 twin of {weights.name} -> {path} (AP against fp32 on {args.ap_data}: "
+          + ", ".join(f"{p} {-d:+.4f}" for p, d in drops.items() if p != "fp32") + ")", file=sys.stderr)
+    return path
 
 
 if __name__ == "__main__":

@@ -85,7 +85,8 @@ def backend_for_path(path: str | Path) -> str:
 @dataclass
 class Metadata:
     """What an exported model says about itself. ``imgsz`` (H, W) is the export shape (any multiples of 32 when
-    ``dynamic``); ``outputs`` in graph order (``models.export.graph``)."""
+    ``dynamic``); ``outputs`` in graph order (``models.export.graph``); ``accuracy``: the AP it and the fp32 model
+    read on an annotated split, where measured (``models.export.int8``: ``{"data", "images", "ap": {precision: AP}}``)."""
 
     config: dict
     imgsz: tuple[int, int]
@@ -100,6 +101,7 @@ class Metadata:
     letterbox: str = LETTERBOX
     package_version: str = ""
     date: str = ""
+    accuracy: dict = field(default_factory=dict)
     format: str = META_FORMAT
     version: int = META_VERSION
 

@@ -11,7 +11,8 @@ runs that many inferences at once (its THROUGHPUT mode, the threads shared among
 
 Precisions: torch ``fp32`` | ``bf16`` (autocast on CPUs with bf16 instructions); onnxruntime ``fp32``; openvino
 ``fp32`` (``INFERENCE_PRECISION_HINT=f32``) | ``bf16`` (the CPU plugin's default where the CPU has bf16, else f32).
-An int8 OpenVINO export says so in its metadata; its precision hint applies to the layers left in float.
+An int8 OpenVINO export says so in its metadata (and, loaded with no precision asked for, in ``.precision``); its
+precision hint applies to the layers left in float.
 """
 from __future__ import annotations
 
@@ -203,6 +204,8 @@ class OpenVinoRuntime(ExportedRuntime):
             self.config.update(PERFORMANCE_HINT="THROUGHPUT", NUM_STREAMS=self.streams)
         if self.precision == "fp32":
             self.config["INFERENCE_PRECISION_HINT"] = "f32"
+        if meta.precision == "int8" and precision is None:
+            self.precision = "int8"  # the quantized layers; the others run at the default precision
         self.names = [o.get_any_name() for o in self.model.outputs]
         if self.names != meta.outputs:
             raise ExportError(f"{path}: outputs {self.names} differ from its metadata's {meta.outputs}")
@@ -259,12 +262,14 @@ def _normalising_input(model):
 
 def load_runtime(path_or_checkpoint=None, backend: str | None = None, precision: str | None = None,
                  threads: int | None = None, device: str = "cpu", input_size: int | None = None,
-                 decode_backend: str = "auto", verbose: bool = True, streams: int = 1):
+                 decode_backend: str = "auto", verbose: bool = True, streams: int = 1,
+                 frame: tuple[int, int] | None = None, rect: bool = True):
     """A runtime for a checkpoint (None: the bundled one), an ``.onnx`` file or an OpenVINO folder.
 
     ``backend``: None = by what the path is (a checkpoint runs in torch); ``"auto"`` = the fastest installed backend
     on this CPU, measured (checkpoints get an exported twin in the user cache, ``models.export.auto``); or a name in
-    ``BACKENDS``. A checkpoint with an exported backend is exported (cached) first."""
+    ``BACKENDS``. A checkpoint with an exported backend is exported (cached) first. ``frame`` ((H, W) of the run's
+    first frame) and ``rect``: the shape ``auto`` measures at (``models.export.auto.run_shape``)."""
     from models import DEFAULT_CHECKPOINT
     from models.checkpoint import load_checkpoint
 
@@ -289,7 +294,10 @@ def load_runtime(path_or_checkpoint=None, backend: str | None = None, precision:
         precision = "fp32"
     if backend == "auto" and torch.device(device).type == "cpu":
         from models.export.auto import choose
-        backend, precision = choose(path, precision, threads, input_size, verbose)
+        backend, precision = choose(path, precision, threads, input_size, verbose, frame, rect)
+        if precision == "int8":
+            from models.export.int8 import find_twin
+            return OpenVinoRuntime(find_twin(path), None, threads, streams)
     if backend in (None, "auto", "torch"):
         if torch.device(device).type != "cpu":
             if precision not in (None, "fp32"):

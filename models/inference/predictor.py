@@ -50,7 +50,10 @@ class Predictor:
                  decode_backend: str = "auto", pose_score: str | None = None, snap_radius: int | None = None,
                  snap_threshold: float | None = None, snap_weight: float | None = None,
                  shift_test: Sequence[int] = (), backend: str | None = None, precision: str | None = None,
-                 threads: int | None = None, rect: bool = True, streams: int = 1):
+                 threads: int | None = None, rect: bool = True, streams: int = 1,
+                 first_frame: tuple[int, int] | None = None):
+        """``first_frame``: (H, W) of the first image a run will give, where known: ``backend="auto"`` measures the
+        runtimes at its canvas (``models.export.auto``)."""
         self.device = torch.device(device)
         # weights that never saw a real person say so once, at the first predict() (the CLI's notice, for the API)
         self.synthetic_only = (not isinstance(model_or_checkpoint_path, PoseNet)
@@ -66,7 +69,7 @@ class Predictor:
         else:
             net = self.runtime = _load_runtime(model_or_checkpoint_path, backend, precision, threads, device,
                                                input_size, decode_backend, half, bool(flip_test or shift_test),
-                                               streams)
+                                               streams, first_frame, rect)
             if self.runtime.backend == "torch":
                 net = self.runtime.net
         self.net = net.to(self.device).eval() if isinstance(net, PoseNet) else net
@@ -248,14 +251,14 @@ def _exported(path) -> bool:
 
 
 def _load_runtime(path, backend, precision, threads, device, input_size, decode_backend, half, views: bool,
-                  streams: int = 1):
+                  streams: int = 1, first_frame: tuple[int, int] | None = None, rect: bool = True):
     """``models.export.runtime.load_runtime`` for the Predictor: flip and shift test run in torch only."""
     from models.export.runtime import load_runtime
 
     if views and backend == "auto" and not _exported(path):
         backend = "torch"  # the exported graph has no flip or shift test
     runtime = load_runtime(path, backend, precision, threads, str(device), input_size, decode_backend,
-                           streams=streams)
+                           streams=streams, frame=first_frame, rect=rect)
     if runtime.backend != "torch" and (views or half):
         raise ValueError(f"{'flip and shift test run' if views else 'half runs'} on the torch backend only, not "
                          f"{runtime.backend}; pass --no-flip (no shift test) or --backend torch with a checkpoint")

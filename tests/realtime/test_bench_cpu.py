@@ -1,5 +1,7 @@
 """The CPU deployment benchmarks: the side-by-side one alternates its systems round by round and reports medians, and
 without Ultralytics says how to get it; every deploy variant is a command line the pipeline accepts."""
+from pathlib import Path
+
 from realtime import bench_peer
 from realtime.bench_peer import System, bench_side_by_side
 
@@ -8,13 +10,15 @@ def test_systems_alternate_within_each_round_after_one_warm_up_each():
     calls = []
 
     def system(name, frames):
-        def run():
-            calls.append(name)
+        def run(clip):
+            calls.append((name, clip.name))
             return frames
         return System(name, run)
 
-    out = bench_side_by_side([system("a", 10), system("b", 20)], rounds=3, log=lambda line: None)
-    assert calls == ["a", "b"] * 4  # warm-up, then three rounds, never two of one system in a row
+    clip = Path("camera.mp4")
+    out = bench_side_by_side([system("a", 10), system("b", 20)], rounds=3, log=lambda line: None, clip=clip)
+    # warm-up, then three rounds, never two of one system in a row, all on the clip asked for
+    assert calls == [("a", "camera.mp4"), ("b", "camera.mp4")] * 4
     assert set(out) == {"a", "b"} and len(out["a"]["fps_all"]) == 3
     assert all(v > 0 for r in out.values() for v in r["fps_all"])
 
@@ -23,6 +27,31 @@ def test_without_ultralytics_the_section_is_skipped_with_a_line(monkeypatch, cap
     monkeypatch.setattr(bench_peer, "peers_available", lambda: False)
     assert bench_peer.run_peer_section(320, 2, 1, []) is None
     assert "ultralytics is not importable" in capsys.readouterr().out
+
+
+def test_the_cpu_record_names_the_model_the_flags_that_matter_and_the_kind():
+    from models.export.auto import cpu_model
+
+    cpu = bench_peer.cpu_record()
+    flags = set(Path("/proc/cpuinfo").read_text().split())
+    assert cpu["model"] == cpu_model() and cpu["flags"] == [f for f in bench_peer.CPU_FLAGS if f in flags]
+    assert cpu["kind"].startswith(cpu_model()) and ("no AMX" in cpu["kind"]) == ("amx_tile" not in flags)
+
+
+def test_the_camera_clip_is_drawn_once_at_720p_and_then_reused(tmp_path, monkeypatch):
+    import av
+    from models.export.auto import CACHE_ENV
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    monkeypatch.setitem(bench_peer.CAMERA_CLIP, "seconds", 1)  # 30 frames here; the benchmark's is 30 s
+    clip = bench_peer.camera_clip()
+    with av.open(str(clip)) as container:
+        stream = container.streams.video[0]
+        assert (stream.codec_context.width, stream.codec_context.height) == (1280, 720)
+        assert sum(1 for _ in container.decode(stream)) == 30
+    assert bench_peer.clip_size(clip) == "1280x720" and [p.name for p in clip.parent.iterdir()] == [clip.name]
+    stamp = clip.stat().st_mtime_ns
+    assert bench_peer.camera_clip() == clip and clip.stat().st_mtime_ns == stamp
 
 
 def test_every_deploy_variant_is_a_command_line_the_pipeline_accepts():
