@@ -43,11 +43,6 @@ class Frame:
     def width(self) -> int:
         return self.full_size[1] if self.full_size else self.image.shape[1]
 
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        """(height, width, 3) of the decoded frame, whether ``image`` is whole or shrunk."""
-        return self.height, self.width, 3
-
 
 @dataclass
 class Result:
