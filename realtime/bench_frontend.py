@@ -9,7 +9,9 @@ the project (``models.data.synth_video.write_clip``, H.264, 30 fps) at 640x360, 
   letterbox  today: OpenCV shrink + pad into the canvas (``models.preprocess.letterbox``); fast: pad only
              (``realtime.frontend.place``)
 "today" decodes with FFmpeg's automatic thread count (what the code did before the front end), "fast" with
-``decoder_threads``. The two paths alternate clip by clip, round by round; figures are medians over the rounds.
+``decoder_threads`` and ``decoder_options`` (deblocking skipped when shrinking 3x or more), "deblocked" is "fast"
+with the deblocking filter kept (what that choice saves). The paths alternate clip by clip, round by round (the
+order reversed every other round); figures are medians over the rounds.
 Decoder threads: 1, 2 and automatic, decode only, CPU and wall ms a frame, alternated the same way.
 
 Live: the test publisher (``tests/realtime/gst_rtsp_server.py``, Debian's GStreamer RTSP server, 1280x720 at 25 FPS,
@@ -29,6 +31,7 @@ from pathlib import Path
 
 SIZES = ((640, 360), (1280, 720), (1920, 1080))
 STAGES = ("decode", "convert", "letterbox")
+PATHS = ("today", "deblocked", "fast")
 GST_SERVER = Path(__file__).resolve().parent.parent / "tests" / "realtime" / "gst_rtsp_server.py"
 SYSTEM_PYTHON = "/usr/bin/python3"
 
@@ -53,16 +56,22 @@ def _open(path: Path, threads: int | None):
     return container, stream
 
 
-def run_path(path: Path, fast: bool, size: int = 320) -> dict[str, float]:
-    """One pass over a clip: CPU ms a frame per stage, and wall ms a frame of the three together."""
+def run_path(path: Path, name: str, size: int = 320) -> dict[str, float]:
+    """One pass over a clip along path ``name`` (``PATHS``): CPU ms a frame per stage, and wall ms a frame of the
+    three together."""
     from models.preprocess import letterbox, rect_canvas
-    from realtime.frontend import ShrinkTarget, decoder_threads, place, shrink
+    from realtime.frontend import ShrinkTarget, decoder_options, decoder_threads, place, shrink
     from realtime.sources import orient
 
     container, stream = _open(path, None)
-    if fast:
-        stream.codec_context.thread_count = decoder_threads(stream.codec_context.width, stream.codec_context.height)
     target = ShrinkTarget(size)
+    fast = name != "today"
+    if fast:
+        w, h = stream.codec_context.width, stream.codec_context.height
+        stream.codec_context.thread_count = decoder_threads(w, h)
+        options = decoder_options(w, h, target) if name == "fast" else {}
+        if options:
+            stream.codec_context.options = options
     cpu = dict.fromkeys(STAGES, 0.0)
     frames = 0
     decoder = container.decode(stream)
@@ -109,21 +118,20 @@ def run_decode(path: Path, threads: int | None) -> tuple[float, float]:
 
 
 def bench_stages(clips: dict, rounds: int) -> dict:
-    """Both paths on every clip, alternating; medians over ``rounds`` of each stage's CPU ms a frame."""
-    samples = {(wh, path): [] for wh in clips for path in ("today", "fast")}
+    """Every path on every clip, alternating; medians over ``rounds`` of each stage's CPU ms a frame."""
+    samples = {(wh, path): [] for wh in clips for path in PATHS}
     threads = {(wh, t): [] for wh in clips for t in (1, 2, None)}
     for r in range(rounds):
         for wh, clip in clips.items():
-            order = ("today", "fast") if r % 2 == 0 else ("fast", "today")
-            for name in order:
-                samples[(wh, name)].append(run_path(clip, name == "fast"))
+            for name in (PATHS if r % 2 == 0 else PATHS[::-1]):
+                samples[(wh, name)].append(run_path(clip, name))
             for t in ((1, 2, None) if r % 2 == 0 else (None, 2, 1)):
                 threads[(wh, t)].append(run_decode(clip, t))
     out = {}
     for wh in clips:
         key = f"{wh[0]}x{wh[1]}"
         out[key] = {name: {s: round(statistics.median(x[s] for x in samples[(wh, name)]), 3)
-                           for s in (*STAGES, "total", "wall")} for name in ("today", "fast")}
+                           for s in (*STAGES, "total", "wall")} for name in PATHS}
         out[key]["decoder_threads"] = {("auto" if t is None else str(t)): {
             "cpu_ms": round(statistics.median(c for c, _ in threads[(wh, t)]), 3),
             "wall_ms": round(statistics.median(w for _, w in threads[(wh, t)]), 3)} for t in (1, 2, None)}
@@ -230,11 +238,11 @@ def run_frontend_section(threads: int, imgsz: int, rounds: int, frames: int = 15
         clips = make_clips(Path(tmp), frames)
         rates = {f"{w}x{h}": round(p.stat().st_size * 8 * 30 / frames / 1e6, 2) for (w, h), p in clips.items()}
         out = {"cpu": cpu_model(), "stages": bench_stages(clips, rounds), "clip_mbit_s": rates}
-    print(f"{'clip':<10} {'path':<6} " + " ".join(f"{s:>10}" for s in (*STAGES, "total")) + f" {'wall':>7}"
+    print(f"{'clip':<10} {'path':<9} " + " ".join(f"{s:>10}" for s in (*STAGES, "total")) + f" {'wall':>7}"
           "   (CPU ms a frame; wall ms a frame)")
     for key, r in out["stages"].items():
-        for name in ("today", "fast"):
-            print(f"{key:<10} {name:<6} " + " ".join(f"{r[name][s]:10.2f}" for s in (*STAGES, "total"))
+        for name in PATHS:
+            print(f"{key:<10} {name:<9} " + " ".join(f"{r[name][s]:10.2f}" for s in (*STAGES, "total"))
                   + f" {r[name]['wall']:7.2f}")
         print(f"{'':<10} fast/today total CPU {r['fast']['total'] / r['today']['total']:.2f}x; "
               f"clip {rates[key]} Mbit/s; decoder threads (CPU/wall ms): "

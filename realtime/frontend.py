@@ -14,7 +14,7 @@ than the frame), the closest to OpenCV's ``INTER_AREA`` / ``INTER_LINEAR`` of to
 (docs/realtime.md has the comparison). The fast path is for a CPU engine (a GPU resizes on the device).
 
 Decoder threads (``decoder_threads``) are chosen per resolution for both paths, from ``qem bench --sections
-frontend``.
+frontend``; a frame shrunk three times or more is decoded without the deblocking filter (``decoder_options``).
 """
 from __future__ import annotations
 
@@ -24,6 +24,10 @@ import numpy as np
 
 from models.preprocess import PAD_VALUE, Letterbox, long_side, rect_canvas
 
+# A frame shrunk by this linear factor or more is decoded without H.264/HEVC's deblocking filter: the area filter
+# averages 8-pixel block edges into sub-pixel steps anyway. At 1280x720 -> 320x180 that saved 0.4 ms of CPU a frame
+# (of 2.9) and moved the bundled checkpoint's poses no more than the resampler change itself (docs/realtime.md).
+SKIP_DEBLOCKING_FROM = 3.0
 # Frames up to this many pixels decode on one thread: at 640x360 and 1280x720 a second decoder thread cost CPU
 # time and saved no wall time here (BENCHMARKS.md, front end); larger frames get two.
 ONE_THREAD_MAX_PIXELS = 1280 * 720
@@ -67,6 +71,15 @@ def decoder_threads(width: int, height: int) -> int:
     return 1 if width * height <= ONE_THREAD_MAX_PIXELS else 2
 
 
+def decoder_options(width: int, height: int, target: ShrinkTarget | None) -> dict[str, str]:
+    """FFmpeg decoder options for a ``width x height`` video read for ``target`` (None: whole frames): deblocking
+    skipped when the frame is shrunk ``SKIP_DEBLOCKING_FROM`` times or more."""
+    if target is None or not width or not height:
+        return {}
+    new_w, new_h = target.content_size(height, width)
+    return {"skip_loop_filter": "all"} if min(width / new_w, height / new_h) >= SKIP_DEBLOCKING_FROM else {}
+
+
 def oriented_size(height: int, width: int, rotation: float) -> tuple[int, int]:
     """(height, width) after ``realtime.sources.orient`` turns the picture by its display rotation."""
     return (width, height) if int(round(-rotation)) % 180 == 90 else (height, width)
@@ -89,9 +102,9 @@ def shrink(frame, target: ShrinkTarget) -> tuple[np.ndarray, tuple[int, int]]:
 def place(content: np.ndarray, full_size: tuple[int, int], size: int,
           canvas: tuple[int, int]) -> tuple[np.ndarray, Letterbox]:
     """The letterbox of a frame of ``full_size`` (H, W) whose content was shrunk while decoding: the Letterbox of the
-    full frame, and the content centred in a ``canvas`` (W, H) padded with gray (as ``models.preprocess.letterbox``). A content of another
-    size (a batch of a ``resize="short"`` model whose frames differ in shape needs a larger long side than one
-    frame alone) is resized to fit first."""
+    full frame, and the content centred in a ``canvas`` (W, H) padded with gray (as ``models.preprocess.letterbox``).
+    A content of another size (a batch of a ``resize="short"`` model whose frames differ in shape needs a larger
+    long side than one frame alone) is resized to fit first."""
     import cv2
 
     box = Letterbox.fit(full_size[0], full_size[1], size, canvas)

@@ -178,11 +178,14 @@ class PyAVReader:
             raise SourceError(f"{self.spec.name}: has no video stream", permanent=True)
         stream = self.container.streams.video[0]
         stream.thread_type = "AUTO" if self.spec.kind == "file" else "SLICE"
-        if stream.codec_context.width and stream.codec_context.height:
-            from realtime.frontend import decoder_threads
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if width and height:
+            from realtime.frontend import decoder_options, decoder_threads
 
-            stream.codec_context.thread_count = decoder_threads(stream.codec_context.width,
-                                                                stream.codec_context.height)
+            stream.codec_context.thread_count = decoder_threads(width, height)
+            options = decoder_options(width, height, self.shrink)
+            if options:
+                stream.codec_context.options = options
         self.fps = float(stream.average_rate) if stream.average_rate else None
         self.num_frames = int(stream.frames) if stream.frames else None
         self._frames = self.container.decode(stream)

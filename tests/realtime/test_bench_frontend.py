@@ -7,22 +7,23 @@ from realtime.bench_frontend import STAGES, GstPublisher, bench_stages, run_live
 from tests.realtime.helpers import gst_available, write_video
 
 
-def test_today_and_fast_alternate_on_every_clip_and_every_stage_is_reported(tmp_path, monkeypatch):
+def test_the_paths_alternate_on_every_clip_and_every_stage_is_reported(tmp_path, monkeypatch):
     clips = {(160, 96): write_video(tmp_path / "a.mp4", frames=12, size=(160, 96)),
              (96, 64): write_video(tmp_path / "b.mp4", frames=12, size=(96, 64))}
     calls = []
 
-    def recorded(path, fast, size=320):
-        calls.append((path.name, "fast" if fast else "today"))
-        return run_path(path, fast, size)
+    def recorded(path, name, size=320):
+        calls.append((path.name, name))
+        return run_path(path, name, size)
 
     monkeypatch.setattr(bench_frontend, "run_path", recorded)
     out = bench_stages(clips, rounds=2)
-    assert calls == [("a.mp4", "today"), ("a.mp4", "fast"), ("b.mp4", "today"), ("b.mp4", "fast"),
-                     ("a.mp4", "fast"), ("a.mp4", "today"), ("b.mp4", "fast"), ("b.mp4", "today")]
+    order = ["today", "deblocked", "fast"]
+    assert calls == ([("a.mp4", p) for p in order] + [("b.mp4", p) for p in order]
+                     + [("a.mp4", p) for p in order[::-1]] + [("b.mp4", p) for p in order[::-1]])
     assert set(out) == {"160x96", "96x64"}
     for r in out.values():
-        for name in ("today", "fast"):
+        for name in order:
             assert all(r[name][s] >= 0 for s in STAGES) and r[name]["wall"] > 0
             assert r[name]["total"] == pytest.approx(sum(r[name][s] for s in STAGES), abs=0.01)
         assert set(r["decoder_threads"]) == {"1", "2", "auto"}

@@ -14,7 +14,8 @@ from models.preprocess import Letterbox, letterbox
 from realtime.cameras import StreamOptions
 from realtime.cli import BUNDLED_CLIP
 from realtime.frames import Frame
-from realtime.frontend import ShrinkTarget, decoder_threads, needs_full_frame, place, shrink, shrink_targets
+from realtime.frontend import (ShrinkTarget, decoder_options, decoder_threads, needs_full_frame, place, shrink,
+                               shrink_targets)
 from realtime.pipeline import Pipeline, PipelineConfig
 from realtime.preprocess import DevicePreprocess
 from realtime.sources import PyAVReader, parse_source
@@ -106,19 +107,31 @@ def test_a_rotated_video_is_shrunk_upright_with_the_full_frames_upright_size(tmp
                                atol=0.1 / box.scale)
 
 
-def test_poses_from_shrunk_frames_match_todays_path_on_the_bundled_clip(tiny_checkpoint):
+@pytest.fixture(scope="module")
+def scene_720p(tmp_path_factory) -> Path:
+    """16 frames of the project's synthetic walking scene at 1280x720 (H.264): shrunk 4x, decoded without deblocking."""
+    from models.data import synth
+    from models.data.synth_video import write_clip
+
+    scene = synth.SceneConfig(width=1280, height=720)
+    return write_clip(tmp_path_factory.mktemp("scene"), "scene", 16, 30, 0, scene)[0]
+
+
+@pytest.mark.parametrize("clip", ["bundled", "720p"])
+def test_poses_from_shrunk_frames_match_todays_path_on_a_real_video(tiny_checkpoint, scene_720p, clip):
     """Tolerance: the keypoints of every pose scored above 0.3 today, against the nearest pose of the fast path,
     mean distance per pose in canvas pixels: median <= 1, 95th percentile <= 5. That is the spread between two
-    resamplers of the project itself: the GPU path's (bilinear + antialias) against OpenCV's measured 1.5 / 7.3
-    frame pixels (scale 0.5: 0.7 / 3.6 canvas pixels) on this clip; the fast path 1.2 / 6.1 (0.6 / 3.0)."""
+    resamplers of the project itself: the GPU path's (bilinear + antialias) against OpenCV's measured 0.7 / 3.6
+    canvas pixels on the bundled clip; the fast path 0.6 / 3.0 there, 0.6 / 4.0 on a 720p scene (no deblocking)."""
     import models
     from realtime.engine import Engine
 
+    path = BUNDLED_CLIP if clip == "bundled" else scene_720p
     torch.set_num_threads(1)
     predictor = models.Predictor(models.load_checkpoint(tiny_checkpoint), device="cpu", input_size=320)
     engine = Engine(predictor, 320, "cpu")
-    today, fast = frames_of(BUNDLED_CLIP, None, 24), frames_of(BUNDLED_CLIP, ShrinkTarget(320), 24)
-    assert len(today) == len(fast) == 24
+    today, fast = frames_of(path, None, 16), frames_of(path, ShrinkTarget(320), 16)
+    assert len(today) == len(fast) == 16
     distances, people = [], 0
     for a, b in zip(today, fast):
         ra, rb = engine.infer([a])[0], engine.infer([b])[0]
@@ -203,3 +216,11 @@ def test_a_short_side_batch_of_two_shapes_resizes_a_shrunk_frame_to_the_batchs_s
 def test_decoder_threads_grow_past_720p():
     assert decoder_threads(640, 360) == decoder_threads(1280, 720) == 1
     assert decoder_threads(1920, 1080) == 2
+
+
+def test_deblocking_is_skipped_only_for_frames_shrunk_three_times_or_more():
+    target = ShrinkTarget(320)
+    assert decoder_options(1280, 720, target) == decoder_options(1920, 1080, target) == {"skip_loop_filter": "all"}
+    assert decoder_options(640, 360, target) == decoder_options(1280, 720, None) == {}
+    assert decoder_options(720, 1280, target) == {"skip_loop_filter": "all"}  # portrait
+    assert decoder_options(0, 0, target) == {}  # size not known yet
