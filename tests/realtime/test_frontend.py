@@ -213,9 +213,9 @@ def test_a_short_side_batch_of_two_shapes_resizes_a_shrunk_frame_to_the_batchs_s
     assert boxes == expected
 
 
-def test_decoder_threads_grow_past_720p():
-    assert decoder_threads(640, 360) == decoder_threads(1280, 720) == 1
-    assert decoder_threads(1920, 1080) == 2
+def test_decoder_threads_grow_past_1080p():
+    assert decoder_threads(640, 360) == decoder_threads(1280, 720) == decoder_threads(1920, 1080) == 1
+    assert decoder_threads(3840, 2160) == 2
 
 
 def test_deblocking_is_skipped_only_for_frames_shrunk_three_times_or_more():
