@@ -19,7 +19,7 @@ Decoder threads: 1, 2 and automatic, decode only, CPU and wall ms a frame, alter
 Live: the test publisher (``tests/realtime/gst_rtsp_server.py``, Debian's GStreamer RTSP server, 1280x720 at 25 FPS,
 x264 ultrafast zerolatency, on this machine) pulled over RTSP/TCP by the pipeline the command line builds, JSONL
 written: latency from the frame received to every output written (``written``) and to the result (``end_to_end``),
-p50/p95, next to the forward's p95, with the fast path and with today's path, alternating.
+p50/p95, next to the forward's p95, with the fast path and with today's path, each warmed up once, then alternating.
 """
 from __future__ import annotations
 
@@ -206,6 +206,8 @@ def bench_live(threads: int, imgsz: int, seconds: float, rounds: int, size: str 
         engine = load_engine(args, num_streams=1, at_full_speed=False)
         runs: dict[str, list[dict]] = {"fast": [], "today": []}
         with tempfile.TemporaryDirectory() as tmp:
+            for name in runs:  # warm-up, not counted: the runtime's first inferences are slower
+                run_live(engine, publisher.url, name == "fast", min(seconds, 3.0), Path(tmp) / f"warm_{name}")
             for r in range(rounds):
                 for name in (("fast", "today") if r % 2 == 0 else ("today", "fast")):
                     runs[name].append(run_live(engine, publisher.url, name == "fast", seconds,
@@ -248,7 +250,7 @@ def run_frontend_section(threads: int, imgsz: int, rounds: int, frames: int = 15
               + ", ".join(f"{t} {v['cpu_ms']:.2f}/{v['wall_ms']:.2f}" for t, v in r["decoder_threads"].items()))
     if live:
         try:
-            out["live"] = bench_live(threads, imgsz, live_seconds, max(2, rounds // 2))
+            out["live"] = bench_live(threads, imgsz, live_seconds, max(3, rounds // 2))
         except RuntimeError as exc:
             print(f"live: skipped ({exc})")
             return out
