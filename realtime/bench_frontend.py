@@ -19,7 +19,8 @@ Decoder threads: 1, 2 and automatic, decode only, CPU and wall ms a frame, alter
 Live: the test publisher (``tests/realtime/gst_rtsp_server.py``, Debian's GStreamer RTSP server, 1280x720 at 25 FPS,
 x264 ultrafast zerolatency, on this machine) pulled over RTSP/TCP by the pipeline the command line builds, JSONL
 written: latency from the frame received to every output written (``written``) and to the result (``end_to_end``),
-p50/p95, next to the forward's p95, with the fast path and with today's path, each warmed up once, then alternating.
+p50/p95, next to the forward's p95, and the pipeline process's CPU time a frame out, with the fast path and with
+today's path, each warmed up once, then alternating; medians over the rounds.
 """
 from __future__ import annotations
 
@@ -181,16 +182,17 @@ def run_live(engine, url: str, fast: bool, seconds: float, out_dir: Path, warmup
     time.sleep(warmup)
     for samples in pipeline.metrics.samples.values():
         samples.clear()  # the connection and the first frames are not part of the figures
-    frames0, t0 = pipeline.metrics.frames_out, time.perf_counter()
+    frames0, t0, cpu0 = pipeline.metrics.frames_out, time.perf_counter(), time.process_time()
     time.sleep(seconds)
     frames, elapsed = pipeline.metrics.frames_out - frames0, time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
     stats = {s: pipeline.metrics.stats(s) for s in ("written", "end_to_end", "forward", "preprocess")}
     drops = pipeline.captures[0].drops
     pipeline.stop_event.set()
     runner.join(timeout=10)
     if not frames:
         raise RuntimeError(f"no result from {url} in {seconds:g} s ({pipeline.captures[0].error or 'no frames'})")
-    return {"fps_out": round(frames / elapsed, 2), "drops": drops,
+    return {"fps_out": round(frames / elapsed, 2), "drops": drops, "cpu_ms_a_frame": round(1e3 * cpu / frames, 2),
             **{f"{s}_p50_ms": round(v[0], 2) for s, v in stats.items()},
             **{f"{s}_p95_ms": round(v[1], 2) for s, v in stats.items()}}
 
@@ -250,18 +252,18 @@ def run_frontend_section(threads: int, imgsz: int, rounds: int, frames: int = 15
               + ", ".join(f"{t} {v['cpu_ms']:.2f}/{v['wall_ms']:.2f}" for t, v in r["decoder_threads"].items()))
     if live:
         try:
-            out["live"] = bench_live(threads, imgsz, live_seconds, max(3, rounds // 2))
+            out["live"] = bench_live(threads, imgsz, live_seconds, rounds)
         except RuntimeError as exc:
             print(f"live: skipped ({exc})")
             return out
         r = out["live"]
         print(f"live: {r['source']}, {r['backend']}, JSONL written, {live_seconds:g} s a run (ms)")
-        print(f"{'path':<6} {'fps out':>8} {'drops':>6} {'written p50':>12} {'written p95':>12} {'e2e p95':>8} "
-              f"{'forward p95':>12} {'target':>7}")
+        print(f"{'path':<6} {'fps out':>8} {'drops':>6} {'CPU ms/frame':>13} {'written p50':>12} {'written p95':>12} "
+              f"{'e2e p95':>8} {'forward p95':>12} {'target':>7}")
         for name in ("fast", "today"):
             x = r[name]
             ok = "met" if x["written_p95_ms"] <= x["forward_p95_ms"] + 10 else "missed"
-            print(f"{name:<6} {x['fps_out']:8.1f} {x['drops']:6.0f} {x['written_p50_ms']:12.1f} "
+            print(f"{name:<6} {x['fps_out']:8.1f} {x['drops']:6.0f} {x['cpu_ms_a_frame']:13.2f} {x['written_p50_ms']:12.1f} "
                   f"{x['written_p95_ms']:12.1f} {x['end_to_end_p95_ms']:8.1f} {x['forward_p95_ms']:12.1f} {ok:>7}")
     return out
 
