@@ -263,7 +263,8 @@ def run_frontend_section(threads: int, imgsz: int, rounds: int, frames: int = 15
         for name in ("fast", "today"):
             x = r[name]
             ok = "met" if x["written_p95_ms"] <= x["forward_p95_ms"] + 10 else "missed"
-            print(f"{name:<6} {x['fps_out']:8.1f} {x['drops']:6.0f} {x['cpu_ms_a_frame']:13.2f} {x['written_p50_ms']:12.1f} "
-                  f"{x['written_p95_ms']:12.1f} {x['end_to_end_p95_ms']:8.1f} {x['forward_p95_ms']:12.1f} {ok:>7}")
+            print(f"{name:<6} {x['fps_out']:8.1f} {x['drops']:6.0f} {x['cpu_ms_a_frame']:13.2f} "
+                  f"{x['written_p50_ms']:12.1f} {x['written_p95_ms']:12.1f} {x['end_to_end_p95_ms']:8.1f} "
+                  f"{x['forward_p95_ms']:12.1f} {ok:>7}")
     return out
 
