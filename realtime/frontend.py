@@ -1,10 +1,10 @@
 """The front end: from the decoder's picture to the network's canvas without full-resolution RGB when nothing needs it.
 
-Today's path (``full``): the decoder's YUV frame becomes a full-resolution RGB image (``Frame.image``), which the
+Today's path: the decoder's YUV frame becomes a full-resolution RGB image (``Frame.image``), which the
 engine's preprocessing shrinks (OpenCV, area filter) and pads into the canvas. The outputs that draw on that full
 image are the MP4 recording, annotated images, the window and the browser view (``needs_full_frame``).
 
-The fast path (``shrunk``), for a PyAV source (file or stream) none of whose outputs needs the full frame: one
+The fast path, for a PyAV source (file or stream) none of whose outputs needs the full frame: one
 libswscale call (``VideoFrame.reformat``) turns the decoder's YUV into RGB at the letterboxed content size, so the
 image that travels is already the canvas's content (``Frame.image``) and ``Frame.full_size`` keeps the decoded
 frame's (height, width). The engine's Letterbox is computed from that full size exactly as before (the content size
@@ -29,7 +29,7 @@ from models.preprocess import PAD_VALUE, Letterbox, long_side, rect_canvas
 # frame and moved the bundled checkpoint's poses no more than the resampler change itself (docs/realtime.md).
 SKIP_DEBLOCKING_FROM = 3.0
 # Frames up to this many pixels decode on one thread: from 640x360 to 1920x1080 every added decoder thread cost CPU
-# time (5-10%) that the network, on the same cores, needs more, and one thread decodes 1080p at over 250 frames a
+# time (10-25%) that the network, on the same cores, needs more, and one thread decodes 1080p at over 250 frames a
 # second (BENCHMARKS.md, front end); larger frames get two.
 ONE_THREAD_MAX_PIXELS = 1920 * 1080
 
