@@ -2,6 +2,7 @@
 full-frame pixels exactly, and are used only when no output draws on the full frame."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import av
@@ -179,12 +180,12 @@ def test_per_stream_recording_and_other_source_kinds_choose_their_own_path(tmp_p
     assert [t is not None for t in shrink_targets(cfg, engine)] == [False, True, False, True, False]
 
 
-def test_a_pipeline_without_picture_outputs_delivers_shrunk_frames_and_full_frame_poses(tmp_path, engine):
+def test_a_pipeline_without_picture_outputs_shrinks_its_frames_and_speaks_of_the_full_frame(tmp_path, engine):
     clip = write_video(tmp_path / "clip.mp4", frames=6, size=(640, 360))
     runs = {}
-    for name, out in (("fast", None), ("today", tmp_path / "run")):
-        pipeline = Pipeline(PipelineConfig(specs=[parse_source(str(clip))], out_dir=out, progress=False,
-                                           track=False), engine, log=lambda line: None)
+    for name, mp4 in (("fast", False), ("today", True)):
+        pipeline = Pipeline(PipelineConfig(specs=[parse_source(str(clip))], out_dir=tmp_path / name, save_mp4=mp4,
+                                           progress=False, track=False), engine, log=lambda line: None)
         seen = []
         real_prepare = engine.prepare
         engine.prepare = lambda frames: (seen.extend(frames), real_prepare(frames))[1]
@@ -196,7 +197,11 @@ def test_a_pipeline_without_picture_outputs_delivers_shrunk_frames_and_full_fram
     assert len(runs["fast"]) == len(runs["today"]) == 6
     assert all(f.full_size == (360, 640) and f.image.shape == (72, 128, 3) for f in runs["fast"])
     assert all(f.full_size is None and f.image.shape == (360, 640, 3) for f in runs["today"])
-    assert (tmp_path / "run" / "annotated.mp4").is_file()
+    assert (tmp_path / "today" / "annotated.mp4").is_file() and not (tmp_path / "fast" / "annotated.mp4").exists()
+    for name in runs:  # messages speak of the decoded frame, whichever image travelled
+        records = [json.loads(line) for line in (tmp_path / name / "poses.jsonl").read_text().splitlines()]
+        frames = [r for r in records if r["type"] == "frame"]
+        assert len(frames) == 6 and all((r["width"], r["height"]) == (640, 360) for r in frames)
 
 
 def test_a_short_side_batch_of_two_shapes_resizes_a_shrunk_frame_to_the_batchs_scale():
