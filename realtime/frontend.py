@@ -28,9 +28,9 @@ from models.preprocess import PAD_VALUE, Letterbox, long_side, rect_canvas
 # averages 8-pixel block edges into sub-pixel steps anyway. At 1280x720 -> 320x180 that saved 0.25-0.4 ms of CPU a
 # frame and moved the bundled checkpoint's poses little more than the resampler change itself (docs/realtime.md).
 SKIP_DEBLOCKING_FROM = 3.0
-# Frames up to this many pixels decode on one thread: from 640x360 to 1920x1080 every added decoder thread cost CPU
-# time (10-25%) that the network, on the same cores, needs more, and one thread decodes 1080p at over 250 frames a
-# second (BENCHMARKS.md, front end); larger frames get two.
+# Frames up to this many pixels decode on one thread: from 640x360 to 1920x1080 one thread cost the least CPU time
+# (which the network, on the same cores, needs more) in 13 of 15 measurements, and it decodes 1080p at over 250
+# frames a second (BENCHMARKS.md, front end); larger frames get two.
 ONE_THREAD_MAX_PIXELS = 1920 * 1080
 
 
