@@ -16,6 +16,9 @@ Sections:
             CPU ms a message (thread CPU time), p95 added latency, messages a second (realtime.bench_sinks)
   peer      (only when asked; needs ultralytics, in a separate venv) our default path side by side with
             YOLOv8n-pose / YOLO11n-pose in PyTorch and OpenVINO, alternating rounds (realtime.bench_peer)
+  frontend  (only when asked) the front end: decode, convert and letterbox in ms of CPU a frame at 640x360, 1280x720
+            and 1920x1080, today's path against frames shrunk while decoding, alternating; decoder threads; a 720p
+            RTSP stream from the test publisher: frame received -> outputs written p50/p95 (realtime.bench_frontend)
   dekr      (only when asked; needs DEKR's repository and an interpreter with torchvision) DEKR's weights in this
             pipeline side by side with DEKR's own inference code, alternating rounds (realtime.bench_dekr)
 
@@ -26,6 +29,7 @@ Examples:
   qem bench --sections soak --minutes 30 --soak-plot soak.png
   qem bench --sections deploy --threads 2 --rounds 3 --ap-data data/synth_val
   qem bench --sections sinks --sink-seconds 20
+  qem bench --sections frontend --rounds 5
   YOLO_OFFLINE=1 .venv-peer/bin/python -m realtime.bench --sections peer --threads 2
   qem bench --sections dekr --dekr-weights <weights.pth> --dekr-root <DEKR> --dekr-python <venv>/bin/python
 """
@@ -186,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     p = OneLineParser(prog="qem bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sections", nargs="+", default=["model", "pipeline", "live", "streams"],
-                   choices=["model", "pipeline", "live", "streams", "soak", "deploy", "peer", "sinks", "dekr"])
+                   choices=["model", "pipeline", "live", "streams", "soak", "deploy", "peer", "sinks", "dekr",
+                            "frontend"])
     p.add_argument("--configs", nargs="+", default=["tiny", "realtime"])
     p.add_argument("--imgsz", type=int, default=320)
     p.add_argument("--device", default="cpu")
@@ -212,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dekr-root", metavar="DIR", help="dekr: a checkout of DEKR's repository")
     p.add_argument("--dekr-python", metavar="PY", help="dekr: an interpreter with torch, torchvision, yacs, OpenCV")
     p.add_argument("--dekr-sizes", type=int, nargs="+", default=[512, 320], help="dekr: short sides to compare")
+    p.add_argument("--frontend-frames", type=int_at_least(10), default=150, help="frames of each frontend clip")
+    p.add_argument("--frontend-live-seconds", type=float_above(0), default=20.0,
+                   help="seconds of each live run of the frontend section")
     p.add_argument("--json", default=None, help="also write the figures to this file")
     args = p.parse_args(argv)
     if not BUNDLED_CLIP.is_file():
@@ -291,6 +299,11 @@ def main(argv: list[str] | None = None) -> int:
         from realtime.bench_sinks import run_sinks_section
 
         out["sinks"] = run_sinks_section(seconds=args.sink_seconds)
+    if "frontend" in args.sections:
+        from realtime.bench_frontend import run_frontend_section
+
+        out["frontend"] = run_frontend_section(threads, args.imgsz, args.rounds, args.frontend_frames,
+                                               args.frontend_live_seconds)
     if "peer" in args.sections:
         from realtime.bench_peer import run_peer_section
 

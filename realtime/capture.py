@@ -43,13 +43,14 @@ class Capture(threading.Thread):
                  stall_timeout: float = 2.0, max_attempts: int = 6, backoff_base: float = 0.5,
                  backoff_max: float = 10.0, pace: bool = False, fifo_size: int = 8, loop: bool = False,
                  as_live: bool = False, max_fps: float | None = None, reader_factory=make_reader,
-                 on_warning: Callable[[int, str], None] | None = None):
+                 on_warning: Callable[[int, str], None] | None = None, shrink=None):
         super().__init__(name=f"capture-{index}", daemon=True)
         self.index, self.spec = index, spec
         self.on_event, self.notify = on_event, notify
         self.open_timeout, self.read_timeout, self.stall_timeout = open_timeout, read_timeout, stall_timeout
         self.max_attempts, self.backoff_base, self.backoff_max = max_attempts, backoff_base, backoff_max
         self.reader_factory = reader_factory
+        self.shrink = shrink  # realtime.frontend.ShrinkTarget: frames come shrunk to the network's canvas content
         self.on_warning = on_warning or (lambda index, line: None)
         self._warned: set[str] = set()  # a looped folder warns about a damaged file once
         # ``as_live`` plays a file like a camera (paced, newest frame only); ``loop`` restarts a file at its end.
@@ -136,8 +137,9 @@ class Capture(threading.Thread):
 
     def run(self) -> None:
         while not self._halt.is_set():
+            extra = {"shrink": self.shrink} if self.shrink is not None else {}
             reader = self.reader_factory(self.spec, open_timeout=self.open_timeout, read_timeout=self.read_timeout,
-                                         warn=self._warn)
+                                         warn=self._warn, **extra)
             try:
                 reader.open()
                 self.fps, self.num_frames = reader.fps, reader.num_frames
@@ -232,6 +234,7 @@ class Capture(threading.Thread):
                 self._seq += 1
                 continue
             # images name their file (``ImageReader.path``); video and stream readers have none
-            self._deliver(Frame(self.index, self._seq, pts, time.time(), now, image, getattr(reader, "path", None)))
+            self._deliver(Frame(self.index, self._seq, pts, time.time(), now, image, getattr(reader, "path", None),
+                                getattr(reader, "full_size", None)))
             self._seq += 1
         return got_any

@@ -154,7 +154,8 @@ class Engine:
     def prepare(self, frames: Sequence[Frame]) -> Prepared:
         """Preprocess a batch (may run in another thread than ``run``, overlapping the previous forward)."""
         t0 = time.perf_counter()
-        batch, boxes = self.preprocess([f.image for f in frames], pad_to=self.static_batch)
+        batch, boxes = self.preprocess([f.image for f in frames], pad_to=self.static_batch,
+                                       full_sizes=[f.full_size for f in frames])
         self._sync()
         return Prepared(list(frames), batch, boxes, t0, (time.perf_counter() - t0) * 1e3)
 

@@ -3,6 +3,11 @@
 Times: ``pts`` is the presentation time in seconds from the source's own clock (``None`` when the source has
 none); ``wall_time`` is ``time.time()`` when the frame was received (for outputs); ``recv_time`` is
 ``time.perf_counter()`` at the same moment (for latencies, monotonic). Images are RGB uint8 HxWx3.
+
+``full_size``: None when ``image`` is the whole decoded frame; else the (height, width) of the decoded frame, and
+``image`` is that frame already shrunk to the network canvas's content size while decoding (``realtime.frontend``,
+when no output draws on the full frame). ``height`` and ``width`` are always the decoded frame's: poses, messages
+and tracks are in its pixels.
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ class Frame:
     recv_time: float     # time.perf_counter() at receipt
     image: np.ndarray    # HxWx3 uint8 RGB
     path: str | None = None  # the image file it was read from (images sources); None for video and streams
+    full_size: tuple[int, int] | None = None  # (H, W) of the decoded frame when ``image`` is shrunk (module doc)
 
     def __post_init__(self) -> None:
         if self.image.ndim != 3 or self.image.shape[2] != 3 or self.image.dtype != np.uint8:
@@ -31,11 +37,11 @@ class Frame:
 
     @property
     def height(self) -> int:
-        return self.image.shape[0]
+        return self.full_size[0] if self.full_size else self.image.shape[0]
 
     @property
     def width(self) -> int:
-        return self.image.shape[1]
+        return self.full_size[1] if self.full_size else self.image.shape[1]
 
 
 @dataclass

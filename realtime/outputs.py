@@ -92,16 +92,17 @@ class Outputs:
             self.view.status.sink_stats = dispatcher.stats
         return dispatcher
 
-    @property
-    def needs_image(self) -> bool:
-        recording = any(r is not None and r.needs_image for r in self.recorders)
-        return recording or self.window is not None or self.view is not None
+    def needs_image(self, stream: int) -> bool:
+        """Whether stream ``stream``'s results are drawn (``realtime.frontend.needs_full_frame`` says the same from
+        the configuration, before anything starts)."""
+        recorder = self.recorders[stream]
+        return (recorder is not None and recorder.needs_image) or self.window is not None or self.view is not None
 
     def emit(self, result: Result) -> bool:
         """Writes one result everywhere; False when the user closed the window."""
         i = result.frame.source
         t0 = time.perf_counter()
-        image = draw(result) if self.needs_image else None
+        image = draw(result) if self.needs_image(i) else None
         if image is not None and i in self.config.captions:
             draw_caption(image, self.config.captions[i])
         t1 = time.perf_counter()
@@ -120,6 +121,7 @@ class Outputs:
             keep_going = self.window.show(i, image)
         t2 = time.perf_counter()
         result.stage_ms["render"], result.stage_ms["sinks"] = (t1 - t0) * 1e3, (t2 - t1) * 1e3
+        result.stage_ms["written"] = (t2 - result.frame.recv_time) * 1e3  # frame received -> every output written
         self.metrics.add_result(result.stage_ms, result.latency_ms)
         if self.bar is not None:
             self.bar.update(1)

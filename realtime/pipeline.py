@@ -25,6 +25,7 @@ from typing import Callable
 from realtime.batcher import Batcher
 from realtime.cameras import StreamOptions
 from realtime.capture import Capture
+from realtime.frontend import shrink_targets
 from realtime.metrics import Metrics
 from realtime.outputs import Outputs
 from realtime.post import StreamPost
@@ -103,12 +104,15 @@ class Pipeline:
         self.stop_event = threading.Event()
         self.notify = threading.Condition()
         c = config
+        # per stream: frames shrunk to the network canvas while decoding when no output needs the full frame
+        self.shrink = shrink_targets(c, engine)
         self.captures = [Capture(i, spec, on_event=self._on_event, notify=self.notify, open_timeout=c.open_timeout,
                                  read_timeout=c.read_timeout, stall_timeout=c.stall_timeout,
                                  max_attempts=c.max_attempts, backoff_base=c.backoff_base,
                                  backoff_max=c.backoff_max, pace=c.pace, loop=c.loop,
                                  as_live=c.as_live or c.stream(i).as_live, max_fps=c.stream(i).max_fps,
-                                 on_warning=lambda i, line: self.log(f"warning: {line}"), **c.capture_kwargs)
+                                 on_warning=lambda i, line: self.log(f"warning: {line}"), shrink=self.shrink[i],
+                                 **c.capture_kwargs)
                          for i, spec in enumerate(c.specs)]
         self.batcher = Batcher(self.captures, self.notify, window=c.batch_window)
         self.posts = [StreamPost(spec.live or c.as_live or c.stream(i).as_live, nms_oks=c.nms_oks, track=c.track,

@@ -5,6 +5,8 @@ Same geometry as ``models.preprocess`` (``Letterbox.fit``, content centred, gray
 CPU: OpenCV resizes each frame (the fastest resampler on a CPU) and NumPy normalises the batch; with ``uint8`` the
 batch stays the letterboxed uint8 canvases ``[B,H,W,3]``, for a runtime that normalises inside its own graph
 (OpenVINO: ``models.export.runtime``).
+A frame already shrunk while decoding (``full_sizes[i]`` set: ``realtime.frontend``, CPU only) is only padded
+into the canvas; its Letterbox is the full frame's.
 CUDA: the uint8 frames go up through pinned host memory (non-blocking copies), and the resize (bilinear, with
 antialiasing when shrinking), padding and normalisation run on the GPU (``torch_letterbox``, which also runs on
 a CPU tensor, so it is tested here against the OpenCV path).
@@ -19,6 +21,7 @@ import torch.nn.functional as F
 
 from models.preprocess import (MEAN_RGB, PAD_VALUE, STD_RGB, Letterbox, batch_canvas, check_fixed_canvas, letterbox,
                                long_side)
+from realtime.frontend import place
 
 
 class DevicePreprocess:
@@ -37,21 +40,29 @@ class DevicePreprocess:
         self._shift_np = self.shift.cpu().numpy().astype(np.float32)
         self._pinned: dict[tuple[int, ...], torch.Tensor] = {}
 
-    def __call__(self, images: Sequence[np.ndarray], pad_to: int = 0) -> tuple[torch.Tensor, list[Letterbox]]:
+    def __call__(self, images: Sequence[np.ndarray], pad_to: int = 0,
+                 full_sizes: Sequence[tuple[int, int] | None] | None = None) -> tuple[torch.Tensor, list[Letterbox]]:
         """RGB uint8 HxWx3 images -> (``[B,3,H,W]`` normalised on the device, or with ``uint8`` the canvases
         ``[B,H,W,3]``; one Letterbox each).
 
-        ``pad_to`` > len(images) appends zero images so that the batch shape stays static (CUDA graphs)."""
-        size = long_side([im.shape for im in images], self.size, self.resize)
+        ``pad_to`` > len(images) appends zero images so that the batch shape stays static (CUDA graphs).
+        ``full_sizes[i]`` (H, W), when given and not None: image i is a frame of that size already shrunk to its
+        content size (``realtime.frontend.shrink``)."""
+        full_sizes = list(full_sizes) if full_sizes is not None else [None] * len(images)
+        shapes = [im.shape if full is None else full for im, full in zip(images, full_sizes)]
+        size = long_side(shapes, self.size, self.resize)
         if self.fixed_canvas is not None:
-            check_fixed_canvas([im.shape for im in images], size, self.fixed_canvas, self.source)
-        canvas = self.fixed_canvas or batch_canvas([im.shape for im in images], size, self.rect)
+            check_fixed_canvas(shapes, size, self.fixed_canvas, self.source)
+        canvas = self.fixed_canvas or batch_canvas(shapes, size, self.rect)
+        if any(full is not None for full in full_sizes) and self.device.type != "cpu":
+            raise ValueError("frames shrunk while decoding go to a CPU engine only (realtime.frontend)")
         if self.device.type == "cuda":
             batch, boxes = self.torch_letterbox([self._upload(i, im) for i, im in enumerate(images)], canvas)
             # Pinned buffers are reused: the copies must be done before the next call writes into them.
             torch.cuda.current_stream(self.device).synchronize()
         else:
-            canvases, boxes = zip(*(letterbox(im, size, canvas) for im in images))
+            canvases, boxes = zip(*(letterbox(im, size, canvas) if full is None else place(im, full, size, canvas)
+                                    for im, full in zip(images, full_sizes)))
             if self.uint8:
                 return torch.from_numpy(np.stack(canvases)), list(boxes)
             # NumPy, single-threaded: on a busy CPU, torch's intra-op threads make these small element-wise ops

@@ -8,6 +8,8 @@ the newest frame); files and images deliver every frame.
 Readers: ``open()`` raises ``SourceError`` (``permanent`` when retrying cannot help), ``read()`` returns
 ``(image RGB uint8 HxWx3, pts seconds or None)`` or ``None`` at the end, ``close()`` never raises. Every
 network call has a timeout: ``open_timeout`` to connect and ``read_timeout`` for each read.
+A PyAV reader given a ``shrink`` target (``realtime.frontend``) returns the image already shrunk to the network
+canvas's content size and sets ``full_size`` to the decoded frame's (height, width).
 """
 from __future__ import annotations
 
@@ -109,8 +111,10 @@ def orient(image: np.ndarray, rotation: float) -> np.ndarray:
 class PyAVReader:
     """Files and network streams through PyAV (FFmpeg): RTSP over TCP, low-delay flags, timeouts on every call."""
 
-    def __init__(self, spec: SourceSpec, open_timeout: float = 5.0, read_timeout: float = 5.0):
+    def __init__(self, spec: SourceSpec, open_timeout: float = 5.0, read_timeout: float = 5.0, shrink=None):
         self.spec, self.open_timeout, self.read_timeout = spec, open_timeout, read_timeout
+        self.shrink = shrink  # realtime.frontend.ShrinkTarget, or None: whole RGB frames
+        self.full_size: tuple[int, int] | None = None  # (H, W) of the last frame when it came back shrunk
         self.container = None
         self._frames = None
         self.fps: float | None = None
@@ -174,6 +178,14 @@ class PyAVReader:
             raise SourceError(f"{self.spec.name}: has no video stream", permanent=True)
         stream = self.container.streams.video[0]
         stream.thread_type = "AUTO" if self.spec.kind == "file" else "SLICE"
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if width and height:
+            from realtime.frontend import decoder_options, decoder_threads
+
+            stream.codec_context.thread_count = decoder_threads(width, height)
+            options = decoder_options(width, height, self.shrink)
+            if options:
+                stream.codec_context.options = options
         self.fps = float(stream.average_rate) if stream.average_rate else None
         self.num_frames = int(stream.frames) if stream.frames else None
         self._frames = self.container.decode(stream)
@@ -196,6 +208,11 @@ class PyAVReader:
                 return None  # a truncated file ends where its readable data ends
             raise SourceError(f"{self.spec.name}: read failed ({_reason(exc)})") from None
         pts = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else None
+        if self.shrink is not None:
+            from realtime.frontend import shrink
+
+            image, self.full_size = shrink(frame, self.shrink)
+            return image, pts
         image = orient(frame.to_ndarray(format="rgb24"), frame.rotation)
         return image, pts
 
@@ -293,13 +310,14 @@ class ImageReader:
 
 
 def make_reader(spec: SourceSpec, open_timeout: float = 5.0, read_timeout: float = 5.0,
-                warn: Callable[[str], None] | None = None):
-    """The reader for a spec; ``warn`` gets the one-line warnings of an images source (a skipped file)."""
+                warn: Callable[[str], None] | None = None, shrink=None):
+    """The reader for a spec; ``warn`` gets the one-line warnings of an images source (a skipped file); ``shrink``
+    (``realtime.frontend.ShrinkTarget``) makes a PyAV reader return frames shrunk to the network canvas's content."""
     if spec.kind == "camera":
         return CameraReader(spec)
     if spec.kind == "images":
         return ImageReader(spec, warn=warn)
-    return PyAVReader(spec, open_timeout=open_timeout, read_timeout=read_timeout)
+    return PyAVReader(spec, open_timeout=open_timeout, read_timeout=read_timeout, shrink=shrink)
 
 
 def _reason(exc: BaseException) -> str:
