@@ -139,17 +139,18 @@ def serve(args, cameras, sinks) -> int:
         address, head_pid = start_head(args.cpus, Path(args.project))
     ray = connect(address, args.cpus)
     try:
+        device, engines, cpus, gpus = plan_engines(args, ray.cluster_resources())
         try:
             ray.get_actor(COORDINATOR, namespace=NAMESPACE)
             raise FleetError("a fleet already runs on this cluster; stop it first (qem serve --stop)")
         except ValueError:
             pass
-        device, engines, cpus, gpus = plan_engines(args, ray.cluster_resources())
         options = EngineOptions(weights=args.weights, imgsz=args.imgsz, device=device, backend=args.backend,
                                 threads=max(1, int(cpus)) if device == "cpu" else None, record_root=args.record,
                                 capacity=args.capacity * 1e6 if args.capacity else None)
         spec = FleetSpec(cameras=cameras, sinks=sinks, engine=options, engines=engines, cpus_per_engine=cpus,
-                         gpus_per_engine=gpus, http_host=args.http_host, http_port=args.http_port)
+                         gpus_per_engine=gpus, http_host=args.http_host, http_port=args.http_port,
+                         cluster=cluster_address(ray, address))
         coordinator = ray.remote(Coordinator).options(
             name=COORDINATOR, namespace=NAMESPACE, lifetime="detached", max_restarts=-1, max_task_retries=-1,
             num_cpus=0, max_concurrency=8).remote(spec)
@@ -172,6 +173,13 @@ def serve(args, cameras, sinks) -> int:
     finally:
         if not args.detach:
             ray.shutdown()
+
+
+def cluster_address(ray, address: str | None) -> str:
+    """HOST:PORT of the cluster's GCS as a driver reaches it (a local cluster: on 127.0.0.1, where it listens)."""
+    if address is not None:
+        return address
+    return f"127.0.0.1:{ray.get_runtime_context().gcs_address.rpartition(':')[2]}"
 
 
 def watch(ray, coordinator, args) -> int:

@@ -6,7 +6,10 @@ A local cluster lives on loopback only: Ray takes the machine's outward address 
 its servers to every interface unless it runs in its single-machine mode, which ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``
 selects on Linux too (set before Ray is imported; every Ray process started from here inherits it). Then the GCS,
 the raylet, the object manager and every worker listen on 127.0.0.1 (tests/realtime/fleet checks it with ``ss``).
-No dashboard, no usage statistics.
+No dashboard, no usage statistics; Ray's token authentication on (``RAY_AUTH_MODE=token`` unless set otherwise: a
+driver that names the address of a local head must send the token of ``~/.ray/auth_token`` too). For a remote
+cluster with token authentication, set ``RAY_AUTH_MODE=token`` and the token (``RAY_AUTH_TOKEN``) as Ray's
+documentation says.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+AUTH_MODE = "RAY_AUTH_MODE"  # "token" unless set: a local cluster makes a token (~/.ray/auth_token), drivers send it
 
 
 class FleetError(Exception):
@@ -40,6 +44,7 @@ def loopback_environment(env: dict | None = None) -> dict:
     env = os.environ if env is None else env
     for key, value in LOOPBACK_ENV.items():
         env[key] = value
+    env.setdefault(AUTH_MODE, "token")
     paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     if str(ROOT) not in paths:
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *paths])

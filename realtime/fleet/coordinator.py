@@ -42,6 +42,7 @@ class FleetSpec:
     http_port: int | None = None          # None: no status view
     poll: float = 0.5                     # seconds between polls of the engines
     call_timeout: float = 2.0             # a poll not answered by then: the engine is unavailable
+    cluster: str = ""                     # the cluster's address (HOST:PORT of its GCS), for the view
 
 
 @dataclass
@@ -77,6 +78,7 @@ class Coordinator:
         self.events: deque[dict] = deque(maxlen=200)
         self.failovers: list[dict] = []        # per engine restart: when it was noticed, when cameras ran again
         self.lock = threading.RLock()
+        self.address = spec.cluster
         self._stop = threading.Event()
         self._had_engines = False
         self._measured: dict[str, CameraLoad] = {}
@@ -131,7 +133,7 @@ class Coordinator:
                                 "capacity_mpx_s": round((s.info or {}).get("capacity", 0.0) / 1e6, 3),
                                 "load_mpx_s": round(self.placement.load(s.name, self._loads()) / 1e6, 3),
                                 "cameras": self.placement.cameras_of(s.name)})
-            return {"schema": 1, "type": "fleet", "time": round(now, 3), "cameras": cameras, "engines": engines,
+            return {"schema": 1, "type": "fleet", "time": round(now, 3), "cluster": self.address, "cameras": cameras, "engines": engines,
                     "unplaced": [{"name": c, "reason": r} for c, r in self.placement.unplaced.items()],
                     "failovers": list(self.failovers), "events": list(self.events)[-20:]}
 
@@ -292,10 +294,12 @@ class Coordinator:
         joined = self._had_engines and any(s.state == "up" and s.restarts == 0 and not self.placement.cameras_of(
             s.name) for s in up) and len(up) > 1
         self._had_engines = True
+        before = set(self._measured)
         loads = self._loads()
+        measured_now = bool(set(self._measured) - before)
         rooms = [EngineRoom(s.name, s.info["capacity"]) for s in up]
         old = self.placement
-        new = place([loads[n] for n in self.cameras], rooms, old.assignment, rebalance=joined)
+        new = place([loads[n] for n in self.cameras], rooms, old.assignment, rebalance=joined or measured_now)
         for cam, why in new.unplaced.items():
             if old.unplaced.get(cam) != why:
                 self._event("unplaced", f"camera {cam!r} fits on no engine: {why}; the others run")

@@ -1,11 +1,13 @@
 """Placement of cameras on engines by pixel rate (width x height x fps), never beyond an engine's capacity.
 
 A camera's rate is measured from its frames once it has run (``CameraLoad.measured``); before that it counts as
-``ASSUMED_RATE`` (640x480 at 15 FPS). ``place`` is sticky: a camera stays on the engine it runs on while that
+``ASSUMED_RATE`` (640x480 at 15 FPS), and one that does not fit with that rate still runs, on trial, on the engine
+with the most room: a camera is only refused once its rate is measured. ``place`` is sticky: a camera stays on the engine it runs on while that
 engine is alive and still holds it (moving a camera restarts two pipelines), so only the cameras of an engine that
 left, the new ones and those that outgrew their engine move. Those go, largest first, to the engine with the most
 free capacity (spreading the load); one that fits nowhere is returned in ``unplaced`` with the reason, never
-dropped silently. An engine that joined takes cameras from the busiest engines when ``rebalance`` is asked for.
+dropped silently. With ``rebalance`` (an engine joined, or cameras ended their trial), the busiest engines hand
+cameras to the idlest.
 """
 from __future__ import annotations
 
@@ -63,13 +65,14 @@ def place(cameras: list[CameraLoad], engines: list[EngineRoom], current: dict[st
         if not engines:
             out.unplaced[cam.name] = "no engine is running"
             continue
-        best = max(engines, key=lambda e: (free[e.name], e.name == current.get(cam.name)))
-        if cam.rate <= free[best.name]:
-            out.assignment[cam.name] = best.name
+        best = max(engines, key=lambda e: (free[e.name], e.name == current.get(cam.name),
+                                           -len(out.cameras_of(e.name))))
+        if cam.rate <= free[best.name] or not cam.measured:
+            out.assignment[cam.name] = best.name  # an unmeasured camera runs on trial until its rate is known
             free[best.name] -= cam.rate
         else:
-            out.unplaced[cam.name] = (f"needs {mpx(cam.rate)}{'' if cam.measured else ' (assumed)'}, the most any "
-                                      f"engine has free is {mpx(free[best.name])}")
+            out.unplaced[cam.name] = (f"needs {mpx(cam.rate)}, the most any engine has free is "
+                                      f"{mpx(max(free[best.name], 0.0))}")
     if rebalance:
         _rebalance(out, by_name, rooms, free)
     return out
