@@ -44,9 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--capacity", type=float_above(0), default=None, metavar="MPX",
                    help="megapixels a second one engine carries (640x480 at 30 FPS = 9.2); default: measured by "
                         "each engine at start on its node")
-    p.add_argument("--weights", default=None, help="checkpoint, ONNX file or OpenVINO folder (default: the bundled one)")
-    p.add_argument("--backend", default="torch", choices=["auto", "torch", "onnxruntime", "openvino"],
-                   help="runtime of each engine (default torch)")
+    p.add_argument("--weights", default=None,
+                   help="checkpoint, ONNX file or OpenVINO folder (default: the bundled one)")
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnxruntime", "openvino"],
+                   help="runtime of each engine (default auto: on a CPU the fastest installed one, as qem predict)")
     p.add_argument("--imgsz", type=imgsz, default=None, help="network input size (default: the checkpoint's)")
     p.add_argument("--record", default=None, metavar="DIR",
                    help="record MP4 + JSONL of the cameras with record: true under DIR on each node (default: none)")
@@ -62,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from realtime.fleet.cluster import FleetError
+    from realtime.sources import SourceError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -72,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         return serve(args, cameras, sinks)
     except FleetError as exc:
         sys.exit(f"error: {exc}")
-    except ValueError as exc:  # CameraFileError, SinkUriError, SourceError
+    except (ValueError, SourceError) as exc:  # CameraFileError, SinkUriError, a malformed camera URL
         sys.exit(f"error: {_one_line(exc)}")
     except KeyboardInterrupt:
         sys.exit("interrupted")

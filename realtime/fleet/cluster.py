@@ -88,9 +88,9 @@ def connect(address: str | None, cpus: int, gpus: int | None = None, quiet: bool
 def start_head(cpus: int, log_dir: Path) -> tuple[str, int]:
     """A local head on loopback in a process of its own (``ray start --head --block``: its processes end with it);
     returns (address, pid of that process)."""
+    env = loopback_environment()  # this process too: it joins the head next, and Ray reads these at import
     import_ray()
     port = _free_port()
-    env = loopback_environment(dict(os.environ))
     log_dir.mkdir(parents=True, exist_ok=True)
     log = open(log_dir / "ray-head.log", "ab")
     proc = subprocess.Popen([sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",

@@ -133,7 +133,8 @@ class Coordinator:
                                 "capacity_mpx_s": round((s.info or {}).get("capacity", 0.0) / 1e6, 3),
                                 "load_mpx_s": round(self.placement.load(s.name, self._loads()) / 1e6, 3),
                                 "cameras": self.placement.cameras_of(s.name)})
-            return {"schema": 1, "type": "fleet", "time": round(now, 3), "cluster": self.address, "cameras": cameras, "engines": engines,
+            return {"schema": 1, "type": "fleet", "time": round(now, 3), "cluster": self.address,
+                    "cameras": cameras, "engines": engines,
                     "unplaced": [{"name": c, "reason": r} for c, r in self.placement.unplaced.items()],
                     "failovers": list(self.failovers), "events": list(self.events)[-20:]}
 

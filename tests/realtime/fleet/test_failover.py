@@ -90,6 +90,7 @@ def fleet(tmp_path_factory, tiny_checkpoint):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "models", "serve", "--cameras", str(tmp / "cameras.yaml"),
                              "--engines", "2", "--cpus", "2", "--capacity", str(CAPACITY), "--imgsz", "128",
+                             "--backend", "torch",
                              "--weights", str(tiny_checkpoint), "--http-port", str(port), "--report-every", "5"],
                             cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     import threading
@@ -190,7 +191,8 @@ def test_an_engine_gone_for_good_has_its_cameras_moved(fleet):
     deadline = time.time() + 30
     while time.time() < deadline:
         messages = fleet.frames()
-        if all(any(m["type"] == "frame" and m["wall_time"] > gone + 1 for m in messages[c]) for c in leaving["cameras"]):
+        if all(any(m["type"] == "frame" and m["wall_time"] > gone + 1 for m in messages[c])
+               for c in leaving["cameras"]):
             break
         time.sleep(0.5)
     else:
