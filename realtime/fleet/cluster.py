@@ -75,7 +75,7 @@ def connect(address: str | None, cpus: int, gpus: int | None = None, quiet: bool
     ray = import_ray()
     kwargs = dict(namespace="qem", logging_level=logging.WARNING if quiet else logging.INFO, log_to_driver=True)
     if address is None:
-        ray.init(num_cpus=cpus, num_gpus=gpus, include_dashboard=False, **kwargs)
+        ray.init(address="local", num_cpus=cpus, num_gpus=gpus, include_dashboard=False, **kwargs)  # never a found one
     else:
         check_reachable(address)
         try:

@@ -24,7 +24,8 @@ from types import SimpleNamespace
 
 from realtime.cameras import Camera, StreamOptions
 
-REFERENCE_FRAME = (360, 640)   # h, w of the frame the capacity is measured on
+REFERENCE_FRAME = (360, 640)   # h, w of the frames the capacity is measured on
+REFERENCE_BATCH = 4            # frames a batch: an engine of several cameras batches them
 
 
 @dataclass(frozen=True)
@@ -93,8 +94,8 @@ class EngineHost:
         self._sink_owner: list[str] = []
 
     def _measure_capacity(self) -> float:
-        """Pixels a second this engine carries: frames a second of one reference frame through the network
-        (preprocess, forward, postprocess), times its pixels, times ``headroom``."""
+        """Pixels a second this engine carries: frames a second of batches of reference frames through the network
+        (preprocess, forward, postprocess), times a frame's pixels, times ``headroom``."""
         import numpy as np
 
         from realtime.frames import Frame
@@ -102,13 +103,13 @@ class EngineHost:
         h, w = REFERENCE_FRAME
         rng = np.random.default_rng(0)
         image = rng.integers(0, 255, (h, w, 3), np.uint8)
-        frame = Frame(0, 0, None, time.time(), time.perf_counter(), image)
+        batch = [Frame(i, 0, None, time.time(), time.perf_counter(), image) for i in range(REFERENCE_BATCH)]
         for _ in range(2):
-            self.engine.infer([frame])
+            self.engine.infer(batch)
         t0, n = time.perf_counter(), 5
         for _ in range(n):
-            self.engine.infer([frame])
-        fps = n / (time.perf_counter() - t0)
+            self.engine.infer(batch)
+        fps = n * len(batch) / (time.perf_counter() - t0)
         return fps * h * w * self.options.headroom
 
     def _log(self, line: str) -> None:

@@ -137,6 +137,9 @@ def test_the_big_camera_is_reported_and_the_others_run(fleet):
     assert any("camera 'big' fits on no engine" in line and line.startswith("error:") for line in fleet.log)
     fleet.wait(lambda s: sorted(e["load_mpx_s"] for e in s["engines"]) == [0.384, 0.384], 30,
                "two cameras on each engine once their rates are measured")
+    with urllib.request.urlopen(f"http://127.0.0.1:{fleet.port}/", timeout=5) as r:  # the page, filled in
+        page = r.read().decode()
+    assert all(f"<td>{n}</td>" in page for n in CAMERAS) and '<td class="unplaced">unplaced</td>' in page
 
 
 def gaps(messages: list[dict], since: float) -> float:
