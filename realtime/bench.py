@@ -30,7 +30,7 @@ Examples:
   qem bench --sections deploy --threads 2 --rounds 3 --ap-data data/synth_val
   qem bench --sections sinks --sink-seconds 20
   YOLO_OFFLINE=1 .venv-peer/bin/python -m realtime.bench --sections peer --threads 2
-  qem bench --sections cluster --rounds 2 --cluster-cameras 8 --cluster-fps 15
+  qem bench --sections cluster --rounds 2 --cluster-seconds 15
   qem bench --sections dekr --dekr-weights <weights.pth> --dekr-root <DEKR> --dekr-python <venv>/bin/python
 """
 from __future__ import annotations
@@ -217,8 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dekr-root", metavar="DIR", help="dekr: a checkout of DEKR's repository")
     p.add_argument("--dekr-python", metavar="PY", help="dekr: an interpreter with torch, torchvision, yacs, OpenCV")
     p.add_argument("--dekr-sizes", type=int, nargs="+", default=[512, 320], help="dekr: short sides to compare")
-    p.add_argument("--cluster-cameras", type=int_at_least(1), default=8, help="cluster: cameras offered")
-    p.add_argument("--cluster-fps", type=float_above(0), default=15.0, help="cluster: frame-rate cap of each camera")
+    p.add_argument("--cluster-cameras", type=int_at_least(1), default=6, help="cluster: cameras offered")
+    p.add_argument("--cluster-fps", type=float_above(0), default=5.0, help="cluster: frame-rate cap of each camera")
     p.add_argument("--cluster-seconds", type=float_above(0), default=20.0, help="cluster: seconds per row")
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnxruntime", "openvino"],
                    help="cluster: runtime of the engines (default auto, as qem serve)")

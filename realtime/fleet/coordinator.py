@@ -278,7 +278,6 @@ class Coordinator:
                 loads[name] = CameraLoad(name, cam["width"] * cam["height"] * fps, measured=True)
             else:
                 loads[name] = self._measured.get(name) or CameraLoad(name)
-        self._measured = {n: c for n, c in loads.items() if c.measured}
         return loads
 
     @staticmethod
@@ -295,9 +294,9 @@ class Coordinator:
         joined = self._had_engines and any(s.state == "up" and s.restarts == 0 and not self.placement.cameras_of(
             s.name) for s in up) and len(up) > 1
         self._had_engines = True
-        before = set(self._measured)
         loads = self._loads()
-        measured_now = bool(set(self._measured) - before)
+        measured_now = bool({n for n, c in loads.items() if c.measured} - set(self._measured))
+        self._measured = {n: c for n, c in loads.items() if c.measured}
         rooms = [EngineRoom(s.name, s.info["capacity"]) for s in up]
         old = self.placement
         new = place([loads[n] for n in self.cameras], rooms, old.assignment, rebalance=joined or measured_now)
