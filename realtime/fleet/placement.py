@@ -54,9 +54,9 @@ def place(cameras: list[CameraLoad], engines: list[EngineRoom], current: dict[st
     free = {e.name: e.capacity for e in engines}
     out = Placement()
     pending: list[CameraLoad] = []
-    for cam in cameras:
+    for cam in sorted(cameras, key=lambda c: not c.measured):  # measured first: a camera on trial displaces none
         engine = current.get(cam.name)
-        if engine in rooms and cam.rate <= free[engine]:
+        if engine in rooms and (cam.rate <= free[engine] or not cam.measured):
             out.assignment[cam.name] = engine
             free[engine] -= cam.rate
         else:

@@ -36,6 +36,13 @@ def test_a_camera_not_measured_yet_runs_on_trial_and_is_refused_once_measured():
     assert measured.assignment == {} and "c0" in measured.unplaced
 
 
+def test_a_camera_on_trial_never_pushes_a_measured_one_out():
+    engines = [EngineRoom("a", 1.5 * VGA15)]  # the known camera and half of an assumed one
+    loads = [CameraLoad("trial", ASSUMED_RATE, measured=False), CameraLoad("known", VGA15, measured=True)]
+    p = place(loads, engines, {"trial": "a", "known": "a"})
+    assert p.assignment == {"trial": "a", "known": "a"} and not p.unplaced
+
+
 def test_an_engine_that_joins_takes_cameras_from_the_busiest():
     engines = [EngineRoom("a", 4 * VGA15), EngineRoom("b", 4 * VGA15)]
     current = {f"c{i}": "a" for i in range(4)}
