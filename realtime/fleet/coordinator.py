@@ -14,6 +14,8 @@ engine, node, state, FPS, p95 latency, people, and its messages per sink summed 
 """
 from __future__ import annotations
 
+import json
+import os
 import sys
 import threading
 import time
@@ -27,6 +29,7 @@ from realtime.fleet.placement import CameraLoad, EngineRoom, Placement, place
 NAMESPACE = "qem"
 COORDINATOR = "qem-coordinator"
 ENGINE_PREFIX = "qem-engine-"
+STATE_KEY = "qem-fleet-state"
 START_WAIT_S = 120.0
 
 
@@ -83,6 +86,7 @@ class Coordinator:
         self._had_engines = False
         self._measured: dict[str, CameraLoad] = {}
         self._started = time.monotonic()
+        self._restore()
         actor = engine_actor_class()
         for i in range(spec.engines):
             name = f"{ENGINE_PREFIX}{i}"
@@ -130,10 +134,12 @@ class Coordinator:
             for s in self.slots.values():
                 engines.append({"name": s.name, "state": s.state, "node": (s.info or {}).get("host"),
                                 "pid": s.pid, "restarts": s.restarts,
+                                "pipelines": (s.status or {}).get("generation", 0),
                                 "capacity_mpx_s": round((s.info or {}).get("capacity", 0.0) / 1e6, 3),
                                 "load_mpx_s": round(self.placement.load(s.name, self._loads()) / 1e6, 3),
                                 "cameras": self.placement.cameras_of(s.name)})
             return {"schema": 1, "type": "fleet", "time": round(now, 3), "cluster": self.address,
+                    "coordinator_pid": os.getpid(),
                     "cameras": cameras, "engines": engines,
                     "unplaced": [{"name": c, "reason": r} for c, r in self.placement.unplaced.items()],
                     "failovers": list(self.failovers), "events": list(self.events)[-20:]}
@@ -155,6 +161,7 @@ class Coordinator:
                         pass
             self._poll(final=True)
             last = self.snapshot()
+            self.forget()
             for s in self.slots.values():
                 try:
                     ray.kill(s.handle, no_restart=True)
@@ -165,6 +172,38 @@ class Coordinator:
             self.view.close()
         return last
 
+    # -- what survives a restart of the coordinator: kept in the cluster's key-value store (the GCS) ----------------
+    def _restore(self) -> None:
+        """A coordinator that Ray restarted takes the measured rates and counters back; a new one starts afresh."""
+        import ray
+        from ray.experimental.internal_kv import _internal_kv_get
+
+        if not ray.get_runtime_context().was_current_actor_reconstructed:
+            self.forget()
+            return
+        raw = _internal_kv_get(STATE_KEY, namespace=NAMESPACE)
+        if not raw:
+            return
+        state = json.loads(raw)
+        self._measured = {n: CameraLoad(n, r, measured=True) for n, r in state["rates"].items() if n in self.cameras}
+        self.history = state["history"]
+        self._event("coordinator", "restarted: the engines keep their cameras")
+
+    def _save(self) -> None:
+        from ray.experimental.internal_kv import _internal_kv_put
+
+        state = {"rates": {n: c.rate for n, c in self._measured.items()}, "history": self.history}
+        text = json.dumps(state, sort_keys=True)
+        if text != getattr(self, "_saved", None):
+            _internal_kv_put(STATE_KEY, text, namespace=NAMESPACE)
+            self._saved = text
+
+    def forget(self) -> None:
+        """Drops the saved state (the fleet is stopped for good)."""
+        from ray.experimental.internal_kv import _internal_kv_del
+
+        _internal_kv_del(STATE_KEY, namespace=NAMESPACE)
+
     # -- the control loop -----------------------------------------------------------------------------------------
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -173,6 +212,7 @@ class Coordinator:
                 with self.lock:
                     self._poll()
                     self._place()
+                    self._save()
             except Exception as exc:  # noqa: BLE001 - the loop must go on; say why once per kind
                 self._event("error", f"{type(exc).__name__}: {exc}")
             self._stop.wait(max(0.05, self.spec.poll - (time.monotonic() - t0)))
@@ -269,8 +309,9 @@ class Coordinator:
 
     def _loads(self) -> dict[str, CameraLoad]:
         loads = {}
+        seen = {c["name"]: c for s in self.slots.values() if s.status for c in s.status["cameras"]}
         for name in self.cameras:
-            cam = self._camera_status(self.slots.get(self.placement.assignment.get(name, "")), name)
+            cam = seen.get(name)
             if cam and cam.get("width") and (cam.get("source_fps") or cam.get("fps")):
                 fps = cam.get("source_fps") or cam["fps"]
                 limit = self.cameras[name].fps
@@ -291,6 +332,7 @@ class Coordinator:
         starting = any(s.state == "starting" for s in self.slots.values())
         if not up or (starting and not self._had_engines and time.monotonic() - self._started < START_WAIT_S):
             return  # the first placement waits for every engine (or START_WAIT_S), so one does not get them all
+        first = not self._had_engines
         joined = self._had_engines and any(s.state == "up" and s.restarts == 0 and not self.placement.cameras_of(
             s.name) for s in up) and len(up) > 1
         self._had_engines = True
@@ -299,7 +341,10 @@ class Coordinator:
         self._measured = {n: c for n, c in loads.items() if c.measured}
         rooms = [EngineRoom(s.name, s.info["capacity"]) for s in up]
         old = self.placement
-        new = place([loads[n] for n in self.cameras], rooms, old.assignment, rebalance=joined or measured_now)
+        current = dict(old.assignment)
+        if first:  # a restarted coordinator: what the engines run now is the placement to keep
+            current = {c["name"]: s.name for s in up if s.status for c in s.status["cameras"] if c["name"] in loads}
+        new = place([loads[n] for n in self.cameras], rooms, current, rebalance=joined or measured_now)
         for cam, why in new.unplaced.items():
             if old.unplaced.get(cam) != why:
                 self._event("unplaced", f"camera {cam!r} fits on no engine: {why}; the others run")

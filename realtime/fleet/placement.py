@@ -2,12 +2,12 @@
 
 A camera's rate is measured from its frames once it has run (``CameraLoad.measured``); before that it counts as
 ``ASSUMED_RATE`` (640x480 at 15 FPS), and one that does not fit with that rate still runs, on trial, on the engine
-with the most room: a camera is only refused once its rate is measured. ``place`` is sticky: a camera stays on the
-engine it runs on while that engine is alive and still holds it (moving a camera restarts two pipelines), so only
-the cameras of an engine that left, the new ones and those that outgrew their engine move. Those go, largest first, to the engine with the most
-free capacity (spreading the load); one that fits nowhere is returned in ``unplaced`` with the reason, never
-dropped silently. With ``rebalance`` (an engine joined, or cameras ended their trial), the busiest engines hand
-cameras to the idlest.
+with the most room: a camera is only refused once its rate is measured, and a camera on trial never pushes a
+measured one out. ``place`` is sticky: a camera stays on the engine it runs on while that engine is alive and still
+holds it (moving a camera restarts two pipelines), so only the cameras of an engine that left, the new ones and
+those that outgrew their engine move. Those go, largest first, to the engine with the most free capacity (spreading
+the load); one that fits nowhere is returned in ``unplaced`` with the reason, never dropped silently. With
+``rebalance`` (an engine joined, or cameras ended their trial), the busiest engines hand cameras to the idlest.
 """
 from __future__ import annotations
 
