@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -238,6 +238,3 @@ class EngineHost:
         self._add_live(self.totals, pipeline)   # the pipeline has closed its sinks: final figures
         self.pipeline, self.thread = None, None
 
-
-def options_dict(options: EngineOptions) -> dict:
-    return asdict(options)
