@@ -135,6 +135,7 @@ class Coordinator:
                 engines.append({"name": s.name, "state": s.state, "node": (s.info or {}).get("host"),
                                 "pid": s.pid, "restarts": s.restarts,
                                 "pipelines": (s.status or {}).get("generation", 0),
+                                "running": [c["name"] for c in (s.status or {}).get("cameras", [])],
                                 "capacity_mpx_s": round((s.info or {}).get("capacity", 0.0) / 1e6, 3),
                                 "load_mpx_s": round(self.placement.load(s.name, self._loads()) / 1e6, 3),
                                 "cameras": self.placement.cameras_of(s.name)})
