@@ -25,6 +25,7 @@ setup(
     ],
     entry_points={"console_scripts": ["qem = models.cli:main"]},
     extras_require={
+        "cluster": ["ray>=2.40"],  # qem serve: a camera fleet on a Ray cluster
         "cuda": ["cupy-cuda13x>=14"],
         "deploy": ["onnx>=1.17", "onnxruntime>=1.20", "openvino>=2025.0", "nncf>=2.14"],
         "plot": ["matplotlib>=3.7"],

@@ -1,6 +1,7 @@
 """``qem``: one command line for the project (``python -m models`` in a checkout without installing).
 
     qem predict --source synth --no-show          the real-time pipeline (the same flags as python -m realtime)
+    qem serve --cameras cameras.yaml --sink mqtt://127.0.0.1:1883/qem   a camera fleet on Ray (docs/cluster.md)
     qem synth --out data/synth --num-images 500   draw a synthetic COCO-format data set
     qem train --synth data/synth --epochs 20      train (torchrun -m models.training.train for several GPUs)
     qem train --recipe tiny_synth                 every stage that made the bundled checkpoint, resumable
@@ -21,6 +22,7 @@ import sys
 # command -> (module with main(argv), one line of help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("realtime.cli", "run the real-time pipeline on a camera, stream, file, folder or the bundled clip"),
+    "serve": ("realtime.fleet.cli", "a camera fleet on a Ray cluster, with failover (needs .[cluster])"),
     "synth": ("models.data.synth", "draw synthetic people: COCO-format images (or --video clips with track ids)"),
     "train": ("models.training.train", "train a network (CIR + QEM); --recipe NAME runs every stage of a recipe"),
     "val": ("models.evaluation.evaluate", "evaluate a checkpoint: COCO keypoint AP and score/OKS rank correlation"),

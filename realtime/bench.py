@@ -21,6 +21,9 @@ Sections:
             RTSP stream from the test publisher: frame received -> outputs written p50/p95 (realtime.bench_frontend)
   dekr      (only when asked; needs DEKR's repository and an interpreter with torchvision) DEKR's weights in this
             pipeline side by side with DEKR's own inference code, alternating rounds (realtime.bench_dekr)
+  cluster   (only when asked; needs .[cluster]) the camera fleet on a local Ray: cameras served and FPS with 1 and 2
+            engines, Ray's overhead against the same cameras in one plain process, failover time
+            (realtime.fleet.bench)
 
 Examples:
   qem bench                                  (all sections, short durations)
@@ -31,6 +34,7 @@ Examples:
   qem bench --sections sinks --sink-seconds 20
   qem bench --sections frontend --rounds 5
   YOLO_OFFLINE=1 .venv-peer/bin/python -m realtime.bench --sections peer --threads 2
+  qem bench --sections cluster --rounds 2 --cluster-seconds 15
   qem bench --sections dekr --dekr-weights <weights.pth> --dekr-root <DEKR> --dekr-python <venv>/bin/python
 """
 from __future__ import annotations
@@ -191,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sections", nargs="+", default=["model", "pipeline", "live", "streams"],
                    choices=["model", "pipeline", "live", "streams", "soak", "deploy", "peer", "sinks", "dekr",
-                            "frontend"])
+                            "frontend", "cluster"])
     p.add_argument("--configs", nargs="+", default=["tiny", "realtime"])
     p.add_argument("--imgsz", type=int, default=320)
     p.add_argument("--device", default="cpu")
@@ -220,6 +224,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frontend-frames", type=int_at_least(10), default=150, help="frames of each frontend clip")
     p.add_argument("--frontend-live-seconds", type=float_above(0), default=20.0,
                    help="seconds of each live run of the frontend section")
+    p.add_argument("--cluster-cameras", type=int_at_least(1), default=6, help="cluster: cameras offered")
+    p.add_argument("--cluster-fps", type=float_above(0), default=5.0, help="cluster: frame-rate cap of each camera")
+    p.add_argument("--cluster-seconds", type=float_above(0), default=20.0, help="cluster: seconds per row")
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnxruntime", "openvino"],
+                   help="cluster: runtime of the engines (default auto, as qem serve)")
     p.add_argument("--json", default=None, help="also write the figures to this file")
     args = p.parse_args(argv)
     if not BUNDLED_CLIP.is_file():
@@ -321,6 +330,15 @@ def main(argv: list[str] | None = None) -> int:
                                            args.rounds, min(args.repeats, 5), threads)
         except (DekrImportError, RuntimeError, OSError) as exc:  # a bad weights file, DEKR's side failing
             sys.exit(f"error: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}")
+    if "cluster" in args.sections:
+        from realtime.fleet.bench import run_cluster_section
+        from realtime.fleet.cluster import FleetError
+
+        try:
+            out["cluster"] = run_cluster_section(str(BUNDLED_CLIP), args.cluster_cameras, args.cluster_fps,
+                                                 args.cluster_seconds, args.rounds, args.backend, args.imgsz)
+        except FleetError as exc:
+            sys.exit(f"error: {exc}")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))
         print(f"\nfigures written to {args.json}")

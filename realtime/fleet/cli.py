@@ -1,0 +1,278 @@
+"""``qem serve``: a camera fleet on a Ray cluster. One engine actor per GPU (``--gpus-per-engine``, default 1 on a
+cluster with GPUs) or per ``--cpus-per-engine`` cores, each running the project's own pipeline for the cameras the
+coordinator gives it; an engine whose process dies is restarted by Ray and gets its cameras back; one that is gone
+for good has its cameras moved to the others, within their capacity. Results leave through the sinks.
+
+Examples:
+  qem serve --cameras cameras.yaml --sink mqtt://127.0.0.1:1883/qem           a local cluster of this machine
+  qem serve --cameras cameras.yaml --ray 10.0.0.5:6379 --http-port 8090      an existing cluster; status view
+  qem serve --source rtsp://cam1/live --source rtsp://cam2/live --engines 2 --cpus-per-engine 1 --capacity 5
+  qem serve --cameras cameras.yaml --detach       leaves the fleet running;   qem serve --stop   stops it
+
+The view (--http-port): http://127.0.0.1:PORT/ and /status.json list every camera with its engine, node, state, FPS,
+p95 latency and people. See docs/cluster.md (KubeRay, sizing, failures, network).
+"""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+
+from realtime.argtypes import OneLineParser, float_above, imgsz, int_at_least, port
+
+STATE_FILE = "serve.json"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = OneLineParser(prog="qem serve", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cameras", metavar="FILE", help="a camera file (YAML, as qem predict --cameras)")
+    p.add_argument("--source", action="append", default=None, metavar="URL",
+                   help="a camera URL (named stream<i>); repeatable")
+    p.add_argument("--sink", action="append", default=None, metavar="URI",
+                   help="every camera's messages go there too (stdout, mqtt://..., redis://...); repeatable")
+    p.add_argument("--ray", default=None, metavar="ADDRESS",
+                   help="HOST:PORT of a Ray cluster's head (default: start a local cluster on 127.0.0.1)")
+    p.add_argument("--cpus", type=int_at_least(1), default=2, help="CPUs of the local cluster (default 2)")
+    p.add_argument("--engines", type=int_at_least(1), default=None,
+                   help="engine actors (default: one per GPU, or the cluster's CPUs / --cpus-per-engine)")
+    p.add_argument("--cpus-per-engine", type=float_above(0), default=1.0, help="CPU cores per CPU engine (default 1)")
+    p.add_argument("--gpus-per-engine", type=float_above(0), default=1.0, help="GPUs per GPU engine (default 1)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="engines on GPUs or CPUs (default auto: GPUs when the cluster has any)")
+    p.add_argument("--capacity", type=float_above(0), default=None, metavar="MPX",
+                   help="megapixels a second one engine carries (640x480 at 30 FPS = 9.2); default: measured by "
+                        "each engine at start on its node")
+    p.add_argument("--weights", default=None,
+                   help="checkpoint, ONNX file or OpenVINO folder (default: the bundled one)")
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnxruntime", "openvino"],
+                   help="runtime of each engine (default auto: on a CPU the fastest installed one, as qem predict)")
+    p.add_argument("--imgsz", type=imgsz, default=None, help="network input size (default: the checkpoint's)")
+    p.add_argument("--record", default=None, metavar="DIR",
+                   help="record MP4 + JSONL of the cameras with record: true under DIR on each node (default: none)")
+    p.add_argument("--http-port", type=port, default=None, help="serve the fleet's view on this port (0: any)")
+    p.add_argument("--http-host", default="127.0.0.1", help="address of the view (default 127.0.0.1)")
+    p.add_argument("--project", default="runs", help=f"where --detach keeps {STATE_FILE} (default runs)")
+    p.add_argument("--detach", action="store_true", help="leave the fleet running and return")
+    p.add_argument("--stop", action="store_true", help="stop the fleet left running by --detach")
+    p.add_argument("--duration", type=float_above(0), default=None, help="stop after this many seconds")
+    p.add_argument("--report-every", type=float_above(0), default=10.0, help="seconds between status lines")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from realtime.fleet.cluster import FleetError
+    from realtime.sources import SourceError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.stop:
+            return stop_detached(args)
+        cameras, sinks = read_cameras(args)
+        return serve(args, cameras, sinks)
+    except FleetError as exc:
+        sys.exit(f"error: {exc}")
+    except (ValueError, SourceError) as exc:  # CameraFileError, SinkUriError, a malformed camera URL
+        sys.exit(f"error: {_one_line(exc)}")
+    except KeyboardInterrupt:
+        sys.exit("interrupted")
+
+
+def read_cameras(args):
+    """Cameras of the file, then ``--source`` ones (``stream<i>``); sinks of ``--sink`` and the file's top level.
+    Every URL is checked here, before any cluster is reached."""
+    from realtime.cameras import Camera, load_cameras
+    from realtime.publish.uri import parse_sink
+    from realtime.sources import parse_source
+
+    file = load_cameras(args.cameras) if args.cameras else None
+    cameras = list(file.cameras) if file else []
+    n = len(cameras)
+    cameras += [Camera(f"stream{n + i}", url) for i, url in enumerate(args.source or [])]
+    if not cameras:
+        raise ValueError("give cameras: --cameras FILE or --source URL (repeatable)")
+    names = [c.name for c in cameras]
+    if len(set(names)) < len(names):
+        raise ValueError(f"{args.cameras}: a camera is named like a --source camera (stream<i>); rename it")
+    for c in cameras:
+        parse_source(c.url)
+    sinks = tuple(parse_sink(t) for t in args.sink or []) + (tuple(file.sinks) if file else ())
+    if any(s.scheme == "ws" for s in sinks):
+        raise ValueError("--sink ws: the fleet has no live view of frames; use mqtt://, redis:// or stdout")
+    return tuple(cameras), sinks
+
+
+def plan_engines(args, resources: dict) -> tuple[str, int, float, float]:
+    """(device, engines, cpus per engine, gpus per engine) for the cluster's ``resources``; one line on a mismatch."""
+    from realtime.fleet.cluster import FleetError
+
+    gpus, cpus = resources.get("GPU", 0.0), resources.get("CPU", 0.0)
+    device = args.device if args.device != "auto" else ("cuda" if gpus >= args.gpus_per_engine else "cpu")
+    if device == "cuda":
+        if gpus < args.gpus_per_engine:
+            raise FleetError(f"--device cuda: the cluster has {gpus:g} GPU(s); add a GPU worker group (docs/cluster.md)"
+                             f" or use --device cpu")
+        most = int(gpus // args.gpus_per_engine)
+        engines = args.engines or most
+        if engines > most:
+            raise FleetError(f"--engines {engines}: the cluster has GPUs for {most} engine(s) of "
+                             f"{args.gpus_per_engine:g} GPU")
+        return device, engines, 1.0, args.gpus_per_engine
+    most = int(cpus // args.cpus_per_engine)
+    if most < 1:
+        raise FleetError(f"--cpus-per-engine {args.cpus_per_engine:g}: the cluster has {cpus:g} CPU(s)")
+    engines = args.engines or most
+    if engines > most:
+        raise FleetError(f"--engines {engines}: the cluster has CPUs for {most} engine(s) of "
+                         f"{args.cpus_per_engine:g} (use --cpus or --cpus-per-engine)")
+    return device, engines, args.cpus_per_engine, 0.0
+
+
+def serve(args, cameras, sinks) -> int:
+    from realtime.fleet.cluster import FleetError, connect, start_head, write_state
+    from realtime.fleet.coordinator import COORDINATOR, NAMESPACE, Coordinator, FleetSpec
+    from realtime.fleet.engine_host import EngineOptions
+
+    head_pid = None
+    address = args.ray
+    if args.detach and address is None:
+        address, head_pid = start_head(args.cpus, Path(args.project))
+    ray = connect(address, args.cpus)
+    try:
+        device, engines, cpus, gpus = plan_engines(args, ray.cluster_resources())
+        try:
+            ray.get_actor(COORDINATOR, namespace=NAMESPACE)
+            raise FleetError("a fleet already runs on this cluster; stop it first (qem serve --stop)")
+        except ValueError:
+            pass
+        options = EngineOptions(weights=args.weights, imgsz=args.imgsz, device=device, backend=args.backend,
+                                threads=max(1, int(cpus)) if device == "cpu" else None, record_root=args.record,
+                                capacity=args.capacity * 1e6 if args.capacity else None)
+        spec = FleetSpec(cameras=cameras, sinks=sinks, engine=options, engines=engines, cpus_per_engine=cpus,
+                         gpus_per_engine=gpus, http_host=args.http_host, http_port=args.http_port,
+                         cluster=cluster_address(ray, address))
+        coordinator = ray.remote(Coordinator).options(
+            name=COORDINATOR, namespace=NAMESPACE, lifetime="detached", max_restarts=-1, max_task_retries=-1,
+            num_cpus=0, max_concurrency=8).remote(spec)
+        view = ray.get(coordinator.view_url.remote(), timeout=60)
+        where = address or "a local cluster on 127.0.0.1"
+        print(f"fleet: {len(cameras)} camera(s) on {engines} {device} engine(s) of {where}"
+              + (f"; view {view}" if view else ""), file=sys.stderr, flush=True)
+        if args.detach:
+            state = {"address": address, "head_pid": head_pid, "view": view}
+            write_state(Path(args.project) / STATE_FILE, state)
+            print(f"fleet: running detached; stop it with: qem serve --stop"
+                  + (f" --ray {address}" if head_pid is None else ""), file=sys.stderr)
+            return 0
+        return watch(ray, coordinator, args)
+    except BaseException:
+        if head_pid is not None:
+            from realtime.fleet.cluster import stop_head
+            stop_head(head_pid)
+        raise
+    finally:
+        if not args.detach:
+            ray.shutdown()
+
+
+def cluster_address(ray, address: str | None) -> str:
+    """HOST:PORT of the cluster's GCS as a driver reaches it (a local cluster: on 127.0.0.1, where it listens)."""
+    if address is not None:
+        return address
+    return f"127.0.0.1:{ray.get_runtime_context().gcs_address.rpartition(':')[2]}"
+
+
+def watch(ray, coordinator, args) -> int:
+    """Status lines until Ctrl-C, SIGTERM or ``--duration``; then the fleet stops and its summary is printed."""
+    stop = {"asked": False}
+
+    def ask(signum, frame):
+        stop["asked"] = True
+
+    previous = {s: signal.signal(s, ask) for s in (signal.SIGINT, signal.SIGTERM)}
+    reported: set[str] = set()
+    start = time.monotonic()
+    next_line = start + args.report_every
+    try:
+        while not stop["asked"] and (args.duration is None or time.monotonic() - start < args.duration):
+            time.sleep(0.5)
+            try:
+                snap = ray.get(coordinator.snapshot.remote(), timeout=10)
+            except Exception:  # noqa: BLE001 - the coordinator restarts: the next poll reaches it
+                continue
+            for u in snap["unplaced"]:
+                if u["name"] not in reported:
+                    reported.add(u["name"])
+                    print(f"error: camera {u['name']!r} fits on no engine: {u['reason']}; the cameras that fit run",
+                          file=sys.stderr, flush=True)
+            if time.monotonic() >= next_line:
+                next_line += args.report_every
+                print(status_line(snap), file=sys.stderr, flush=True)
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    last = ray.get(coordinator.stop.remote(), timeout=120)
+    ray.kill(coordinator, no_restart=True)
+    print(summary(last), file=sys.stderr)
+    return 0
+
+
+def status_line(snap: dict) -> str:
+    cams = snap["cameras"]
+    running = sum(c["state"] == "running" for c in cams)
+    fps = sum(c["fps"] for c in cams)
+    up = sum(e["state"] == "up" for e in snap["engines"])
+    others = [f"{c['name']} {c['state']}" for c in cams if c["state"] != "running"]
+    return (f"fleet: {running}/{len(cams)} cameras running on {up} engine(s), {fps:.1f} fps in all"
+            + (f" | {', '.join(others)}" if others else ""))
+
+
+def summary(snap: dict) -> str:
+    rows = [f"summary: {len(snap['cameras'])} camera(s), {len(snap['engines'])} engine(s), "
+            f"{len(snap['failovers'])} engine restart(s)"]
+    for c in snap["cameras"]:
+        sinks = "; ".join(f"{s['name']} sent {s['sent']} delivered {s['delivered']} dropped {s['dropped']}"
+                          for s in c["sinks"])
+        rows.append(f"  {c['name']}: {c['frames']} frames" + (f" ({c['unplaced']})" if c["unplaced"] else "")
+                    + (f"; {sinks}" if sinks else ""))
+    return "\n".join(rows)
+
+
+def stop_detached(args) -> int:
+    from realtime.fleet.cluster import FleetError, connect, read_state, stop_head
+    from realtime.fleet.coordinator import COORDINATOR, NAMESPACE
+
+    path = Path(args.project) / STATE_FILE
+    state = read_state(path) or {}
+    address = args.ray or state.get("address")
+    if address is None:
+        raise FleetError(f"no detached fleet known here ({path} missing); give its cluster with --ray ADDRESS")
+    ray = connect(address, args.cpus)
+    try:
+        try:
+            coordinator = ray.get_actor(COORDINATOR, namespace=NAMESPACE)
+        except ValueError:
+            raise FleetError(f"no fleet runs on the cluster at {address}") from None
+        last = ray.get(coordinator.stop.remote(), timeout=120)
+        ray.kill(coordinator, no_restart=True)
+        print(summary(last), file=sys.stderr)
+    finally:
+        ray.shutdown()
+        if state.get("head_pid") and (args.ray is None or args.ray == state.get("address")):
+            stop_head(state["head_pid"])
+        if path.is_file() and (args.ray is None or args.ray == state.get("address")):
+            path.unlink()
+    return 0
+
+
+def _one_line(exc: BaseException) -> str:
+    from realtime.redact import redact
+
+    text = str(exc).strip().splitlines()
+    return redact(text[0] if text else type(exc).__name__)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,240 @@
+"""One engine of the fleet: the project's own pipeline (``realtime.pipeline.Pipeline``: capture, batching, network,
+tracking, recording, sinks) for the cameras it is given. Nothing here knows about Ray: the coordinator wraps this
+class in an actor; a plain process can run it the same way (the benchmark does).
+
+The pipeline's set of sources is fixed when it is built, so ``assign`` with another set of cameras stops the
+running pipeline (its files and sinks close as at a normal stop) and starts a new one with the new set; the network
+stays loaded. Messages: every sink of the run is opened once per camera (``SinkSpec.for_streams``), so the sinks'
+counters (sent, delivered, dropped) are per camera and add up across the pipelines the camera ran in.
+
+Recordings (``record_root`` set and the camera's ``record``): ``<record_root>/<start time>-<engine>/
+annotated_<camera>.mp4`` and ``poses_<camera>.jsonl`` on the node's own disk (or shared storage mounted there).
+"""
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+
+from realtime.cameras import Camera, StreamOptions
+
+REFERENCE_FRAME = (360, 640)   # h, w of the frames the capacity is measured on
+REFERENCE_BATCH = 4            # frames a batch: an engine of several cameras batches them
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How each engine loads its network (the flags of ``qem predict``) and runs its pipeline."""
+
+    weights: str | None = None
+    model: str = "tiny"
+    imgsz: int | None = None
+    device: str = "cpu"
+    backend: str = "torch"
+    precision: str | None = None
+    threads: int | None = None
+    half: bool = False
+    record_root: str | None = None       # None: no files
+    capacity: float | None = None        # pixels a second; None: measured at start
+    headroom: float = 0.8                # share of the measured rate offered to cameras
+    batch_window: float = 0.004
+    open_timeout: float = 5.0
+    read_timeout: float = 5.0
+    stall_timeout: float = 2.0
+    backoff_max: float = 10.0
+    sink_flush: float = 2.0
+    extra: dict = field(default_factory=dict)   # other PipelineConfig fields
+
+
+class _Counted:
+    """Wraps a stream's post stage: every result it hands on is counted in that camera's ``StreamStats``."""
+
+    def __init__(self, post, stats, size: list):
+        self.post, self.stats, self.size = post, stats, size
+
+    def __call__(self, result):
+        result = self.post(result)
+        now = time.perf_counter()
+        self.stats.add(now, (now - result.frame.recv_time) * 1e3, len(result.poses))
+        self.size[:] = [result.frame.width, result.frame.height]
+        return result
+
+
+class EngineHost:
+    def __init__(self, name: str, options: EngineOptions, sinks: tuple = ()):
+        import cv2
+
+        cv2.setNumThreads(1)
+        from realtime.model import load_engine
+
+        self.name, self.options, self.sinks = name, options, tuple(sinks)
+        o = options
+        args = SimpleNamespace(weights=o.weights, model=o.model, imgsz=o.imgsz, device=o.device, backend=o.backend,
+                               precision=o.precision, threads=o.threads, half=o.half, compile=False,
+                               cuda_graphs=False, infer_streams=None, rect=True)
+        self.engine = load_engine(args, num_streams=1)
+        self.started = time.time()
+        self.capacity = o.capacity if o.capacity else self._measure_capacity()
+        self.lock = threading.Lock()
+        self.cameras: tuple[Camera, ...] = ()
+        self.pipeline = None
+        self.thread: threading.Thread | None = None
+        self.generation = 0
+        self.logs: deque[str] = deque(maxlen=200)
+        self.error: str | None = None
+        self.totals: dict[str, dict] = {}   # camera -> counters of its finished pipelines (frames, sinks)
+        self._stats: dict[str, object] = {}
+        self._sizes: dict[str, list] = {}
+        self._sink_owner: list[str] = []
+
+    def _measure_capacity(self) -> float:
+        """Pixels a second this engine carries: frames a second of batches of reference frames through the network
+        (preprocess, forward, postprocess), times a frame's pixels, times ``headroom``."""
+        import numpy as np
+
+        from realtime.frames import Frame
+
+        h, w = REFERENCE_FRAME
+        rng = np.random.default_rng(0)
+        image = rng.integers(0, 255, (h, w, 3), np.uint8)
+        batch = [Frame(i, 0, None, time.time(), time.perf_counter(), image) for i in range(REFERENCE_BATCH)]
+        for _ in range(2):
+            self.engine.infer(batch)
+        t0, n = time.perf_counter(), 5
+        for _ in range(n):
+            self.engine.infer(batch)
+        fps = n * len(batch) / (time.perf_counter() - t0)
+        return fps * h * w * self.options.headroom
+
+    def _log(self, line: str) -> None:
+        line = f"engine {self.name}: {line}"
+        self.logs.append(line)
+        print(line, file=sys.stderr, flush=True)
+
+    # -- what the coordinator calls -------------------------------------------------------------------------------
+    def info(self) -> dict:
+        return {"name": self.name, "pid": os.getpid(), "host": socket.gethostname(), "capacity": self.capacity,
+                "started": self.started, "device": str(self.engine.device)}
+
+    def assign(self, cameras: list[Camera]) -> int:
+        """Runs exactly ``cameras`` from now on (a new pipeline when the set changed); returns the generation."""
+        cameras = tuple(cameras)
+        with self.lock:
+            if cameras == self.cameras and (self.thread is not None or not cameras):
+                return self.generation
+            self._stop_pipeline()
+            self.cameras = cameras
+            if cameras:
+                self._start_pipeline()
+            return self.generation
+
+    def stop(self) -> None:
+        with self.lock:
+            self._stop_pipeline()
+            self.cameras = ()
+
+    def status(self) -> dict:
+        """Per camera: state, FPS, p95 latency, people, frames, size, source FPS, sinks (this engine's totals)."""
+        now = time.perf_counter()
+        pipeline = self.pipeline
+        cams = []
+        for i, cam in enumerate(self.cameras):
+            stats = self._stats.get(cam.name)
+            capture = pipeline.captures[i] if pipeline is not None and i < len(pipeline.captures) else None
+            size = self._sizes.get(cam.name) or [0, 0]
+            cams.append({
+                "name": cam.name, "state": capture.state if capture is not None else "starting",
+                "error": capture.error if capture is not None else None,
+                "fps": round(stats.fps(now), 2) if stats else 0.0,
+                "p95_ms": (None if stats is None or stats.p95() is None else round(stats.p95(), 1)),
+                "people": stats.people if stats else 0, "width": size[0], "height": size[1],
+                "source_fps": capture.fps if capture is not None else None,
+                "reconnects": capture.reconnects if capture is not None else 0,
+                "drops": capture.drops if capture is not None else 0})
+        return {**self.info(), "generation": self.generation, "running": self.thread is not None,
+                "cameras": cams, "totals": self.counters(), "error": self.error, "log": list(self.logs)[-5:]}
+
+    def counters(self) -> dict[str, dict]:
+        """Per camera, everything it did on this engine: frames out and, per sink, sent / delivered / dropped."""
+        out = {name: {"frames": t["frames"], "sinks": {k: dict(v) for k, v in t["sinks"].items()}}
+               for name, t in self.totals.items()}
+        pipeline = self.pipeline
+        if pipeline is not None:
+            self._add_live(out, pipeline)
+        return out
+
+    # -- the pipeline ----------------------------------------------------------------------------------------------
+    def _add_live(self, out: dict, pipeline) -> None:
+        for cam in self.cameras:
+            stats = self._stats.get(cam.name)
+            entry = out.setdefault(cam.name, {"frames": 0, "sinks": {}})
+            entry["frames"] += stats.frames if stats else 0
+        for owner, s in zip(self._sink_owner, pipeline.metrics.sink_stats()):
+            entry = out.setdefault(owner, {"frames": 0, "sinks": {}})
+            sink = entry["sinks"].setdefault(s["name"], {"sent": 0, "delivered": 0, "dropped": 0})
+            for key in ("sent", "delivered", "dropped"):
+                sink[key] += s[key]
+
+    def _config(self):
+        from realtime.pipeline import PipelineConfig
+        from realtime.sources import parse_source
+
+        o, cams = self.options, self.cameras
+        sinks, owners = [], []
+        for cam in cams:
+            for spec in (*self.sinks, *cam.sinks):
+                sinks.append(spec.for_streams([cam.name]))
+                owners.append(cam.name)
+        self._sink_owner = owners
+        record = o.record_root is not None and any(c.record for c in cams)
+        out_dir = None
+        if record:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            out_dir = Path(o.record_root) / f"{stamp}-{self.name}-{self.generation}"
+        return PipelineConfig(
+            specs=[parse_source(c.url) for c in cams], out_dir=out_dir, save_mp4=record, save_jsonl=record,
+            show=False, progress=False, report_every=1e9, batch_window=o.batch_window, open_timeout=o.open_timeout,
+            read_timeout=o.read_timeout, stall_timeout=o.stall_timeout, backoff_max=o.backoff_max, max_attempts=0,
+            stream_names=[c.name for c in cams], sinks=sinks, sink_flush=o.sink_flush, file_tags=True,
+            per_stream=[StreamOptions(c.record, c.segment, c.keep, c.as_live, c.fps) for c in cams], **o.extra)
+
+    def _start_pipeline(self) -> None:
+        from realtime.pipeline import Pipeline
+        from realtime.stream_status import StreamStats
+
+        self.generation += 1
+        pipeline = Pipeline(self._config(), self.engine, log=self._log)
+        self._stats = {c.name: StreamStats() for c in self.cameras}
+        self._sizes = {c.name: [0, 0] for c in self.cameras}
+        pipeline.posts = [_Counted(post, self._stats[c.name], self._sizes[c.name])
+                          for post, c in zip(pipeline.posts, self.cameras)]
+        self.pipeline = pipeline
+        self.error = None
+        self.thread = threading.Thread(target=self._run, args=(pipeline,), name=f"pipeline-{self.generation}",
+                                       daemon=True)
+        self.thread.start()
+        self._log(f"running {len(self.cameras)} camera(s): {', '.join(c.name for c in self.cameras)}")
+
+    def _run(self, pipeline) -> None:
+        try:
+            pipeline.run()
+        except Exception as exc:  # noqa: BLE001 - reported in status(); the coordinator sees it
+            self.error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+            self._log(f"error: {self.error}")
+
+    def _stop_pipeline(self) -> None:
+        pipeline, thread = self.pipeline, self.thread
+        if pipeline is None:
+            return
+        pipeline.stop_event.set()
+        if thread is not None:
+            thread.join(timeout=30.0)
+        self._add_live(self.totals, pipeline)   # the pipeline has closed its sinks: final figures
+        self.pipeline, self.thread = None, None
+

@@ -1,0 +1,118 @@
+"""The fleet's one view, served by the coordinator (aiohttp in a thread, 127.0.0.1 by default): ``/status.json``
+(``Coordinator.snapshot``: every camera with its engine, node, state, FPS, p95 latency and people; the engines with
+their load and capacity; unplaced cameras with the reason; failovers) and ``/``, a page that reloads that JSON once
+a second and shows it as two tables. Each camera's frames are in the live view of the engine that runs it only
+when that engine serves one; this page shows figures, not pictures."""
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import socket
+import threading
+from typing import Callable
+
+from aiohttp import web
+
+PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>qem fleet</title>
+<style>body{font:14px system-ui,sans-serif;margin:1.5em}table{border-collapse:collapse;margin-bottom:1.5em}
+td,th{padding:.25em .8em;border-bottom:1px solid #ddd;text-align:left}.running{color:#2e7d32}
+.failover,.reconnecting,.connecting,.stalled,.restarting,.starting{color:#e69100}.unplaced,.failed,.gone{color:#c62828}
+</style></head><body><h1>Fleet</h1><h2>Cameras</h2><table id="cameras"><thead><tr><th>camera</th><th>engine</th>
+<th>node</th><th>state</th><th>FPS</th><th>p95 ms</th><th>people</th><th>frames</th><th>note</th></tr></thead>
+<tbody>__CAMERAS__</tbody></table><h2>Engines</h2><table id="engines"><thead><tr><th>engine</th><th>node</th>
+<th>state</th><th>restarts</th><th>load / capacity Mpx/s</th><th>cameras</th></tr></thead><tbody>__ENGINES__</tbody>
+</table><script>
+const esc = s => String(s ?? "").replace(/[&<>"]/g, c => ({"&":"&amp;","<":"&lt;",">":"&gt;","\\"":"&quot;"})[c]);
+async function refresh() {
+  try {
+    const s = await (await fetch("status.json", {cache: "no-store"})).json();
+    document.querySelector("#cameras tbody").innerHTML = s.cameras.map(c => `<tr><td>${esc(c.name)}</td>
+      <td>${esc(c.engine)}</td><td>${esc(c.node)}</td><td class="${esc(c.state)}">${esc(c.state)}</td>
+      <td>${c.fps.toFixed(1)}</td><td>${c.p95_ms === null ? "–" : c.p95_ms.toFixed(0)}</td><td>${c.people}</td>
+      <td>${c.frames}</td><td>${esc(c.unplaced || c.error)}</td></tr>`).join("");
+    document.querySelector("#engines tbody").innerHTML = s.engines.map(e => `<tr><td>${esc(e.name)}</td>
+      <td>${esc(e.node)}</td><td class="${esc(e.state)}">${esc(e.state)}</td><td>${e.restarts}</td>
+      <td>${e.load_mpx_s.toFixed(2)} / ${e.capacity_mpx_s.toFixed(2)}</td><td>${esc(e.cameras.join(", "))}</td></tr>`
+    ).join("");
+  } catch (err) {}
+}
+setInterval(refresh, 1000);
+</script></body></html>"""
+
+
+def page(snapshot: dict) -> bytes:
+    """The page with the tables already filled (it works without JavaScript; the script keeps it fresh)."""
+    e = html.escape
+    cams = "".join(f"<tr><td>{e(c['name'])}</td><td>{e(str(c['engine'] or ''))}</td><td>{e(str(c['node'] or ''))}"
+                   f"</td><td class=\"{e(c['state'])}\">{e(c['state'])}</td><td>{c['fps']:.1f}</td><td>"
+                   f"{_ms(c['p95_ms'])}</td><td>{c['people']}</td><td>{c['frames']}</td><td>"
+                   f"{e(c['unplaced'] or c['error'] or '')}</td></tr>" for c in snapshot["cameras"])
+    engines = "".join(f"<tr><td>{e(x['name'])}</td><td>{e(str(x['node'] or ''))}</td><td class=\"{e(x['state'])}\">"
+                      f"{e(x['state'])}</td><td>{x['restarts']}</td><td>{x['load_mpx_s']:.2f} / "
+                      f"{x['capacity_mpx_s']:.2f}</td><td>{e(', '.join(x['cameras']))}</td></tr>"
+                      for x in snapshot["engines"])
+    return PAGE.replace("__CAMERAS__", cams).replace("__ENGINES__", engines).encode()
+
+
+def _ms(value) -> str:
+    return "–" if value is None else f"{value:.0f}"
+
+
+class FleetView:
+    """``snapshot`` (any thread) gives the body of ``/status.json``; ``port`` 0 picks a free port."""
+
+    def __init__(self, snapshot: Callable[[], dict], host: str = "127.0.0.1", port: int = 0):
+        self.snapshot = snapshot
+        self.sock = socket.create_server((host, port))
+        self.host, self.port = host, self.sock.getsockname()[1]
+        self.loop = asyncio.new_event_loop()
+        self.started = threading.Event()
+        self.runner: web.AppRunner | None = None
+        self.thread = threading.Thread(target=self._serve, name="fleet-view", daemon=True)
+        self.app = web.Application()
+        self.app.add_routes([web.get("/", self._page), web.get("/status.json", self._status)])
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/"
+
+    def start(self) -> "FleetView":
+        self.thread.start()
+        if not self.started.wait(10.0):
+            raise RuntimeError("the fleet view did not start within 10 s")
+        return self
+
+    def close(self) -> None:
+        if self.thread.is_alive():
+            asyncio.run_coroutine_threadsafe(self._shutdown(), self.loop).result(timeout=10.0)
+            self.thread.join(timeout=5.0)
+        else:
+            self.sock.close()
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self._startup())
+        self.started.set()
+        self.loop.run_forever()
+        self.loop.close()
+
+    async def _startup(self) -> None:
+        self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        await self.runner.setup()
+        await web.SockSite(self.runner, self.sock).start()
+
+    async def _shutdown(self) -> None:
+        await self.runner.cleanup()
+        asyncio.get_running_loop().call_soon(asyncio.get_running_loop().stop)
+
+    async def _snapshot(self) -> dict:
+        return await asyncio.get_running_loop().run_in_executor(None, self.snapshot)
+
+    async def _page(self, request: web.Request) -> web.Response:
+        return web.Response(body=page(await self._snapshot()), content_type="text/html", charset="utf-8",
+                            headers={"Cache-Control": "no-store"})
+
+    async def _status(self, request: web.Request) -> web.Response:
+        return web.Response(body=json.dumps(await self._snapshot()).encode(), content_type="application/json",
+                            headers={"Cache-Control": "no-store"})
