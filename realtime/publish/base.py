@@ -20,7 +20,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
-from realtime.capture import backoff_delay
+from realtime.sources.capture import backoff_delay
 
 
 @dataclass(frozen=True)
@@ -250,7 +250,7 @@ class QueuedSink:
 
 
 def _reason(exc: BaseException) -> str:
-    from realtime.redact import redact
+    from realtime.sources.redact import redact
 
     text = (getattr(exc, "strerror", None) or str(exc) or type(exc).__name__).strip().splitlines()
     return redact(text[0] if text else type(exc).__name__)

@@ -1,5 +1,5 @@
 """``ws``: the live view's WebSocket (``/ws`` on ``--http-port``): every message goes to every connected client
-(``realtime.http_view.WsHub``; each client has its own bounded queue there). Always connected while the view runs;
+(``realtime.view.server.WsHub``; each client has its own bounded queue there). Always connected while the view runs;
 with no client a message is delivered to nobody, as a broadcast is."""
 from __future__ import annotations
 

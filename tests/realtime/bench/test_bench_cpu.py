@@ -1,0 +1,50 @@
+"""The CPU deployment benchmarks: the side-by-side one alternates its systems round by round and reports medians, and
+without Ultralytics says how to get it; every deploy variant is a command line the pipeline accepts."""
+from realtime.bench import peer as bench_peer
+from realtime.bench.peer import System, bench_side_by_side
+
+
+def test_systems_alternate_within_each_round_after_one_warm_up_each():
+    calls = []
+
+    def system(name, frames):
+        def run():
+            calls.append(name)
+            return frames
+        return System(name, run)
+
+    out = bench_side_by_side([system("a", 10), system("b", 20)], rounds=3, log=lambda line: None)
+    assert calls == ["a", "b"] * 4  # warm-up, then three rounds, never two of one system in a row
+    assert set(out) == {"a", "b"} and len(out["a"]["fps_all"]) == 3
+    assert all(v > 0 for r in out.values() for v in r["fps_all"])
+
+
+def test_without_ultralytics_the_section_is_skipped_with_a_line(monkeypatch, capsys):
+    monkeypatch.setattr(bench_peer, "peers_available", lambda: False)
+    assert bench_peer.run_peer_section(320, 2, 1, []) is None
+    assert "ultralytics is not importable" in capsys.readouterr().out
+
+
+def test_every_deploy_variant_is_a_command_line_the_pipeline_accepts():
+    from realtime.bench.deploy import all_variants
+    from realtime.cli import build_parser
+
+    variants = all_variants()
+    assert len({v.name for v in variants}) == len(variants) == 11
+    for v in variants:
+        args = build_parser().parse_args(["--source", "synth", *v.cli_args(threads=2, imgsz=320)])
+        assert (args.backend, args.precision, args.rect, args.threads, args.infer_streams) == (
+            v.backend, v.precision, v.shape == "rect", 2, v.streams)
+
+
+def test_the_sinks_section_measures_every_sink_against_real_brokers():
+    from tests.realtime.brokers import missing
+    from realtime.bench.sinks import run_sinks_section
+
+    rows = {r["sink"]: r for r in run_sinks_section(streams=2, fps=20, seconds=0.5)}
+    expected = {"stdout", "ws"} | ({"mqtt"} if not missing("mosquitto") else set()) | \
+        ({"redis"} if not missing("redis-server") else set())
+    assert set(rows) == expected
+    for r in rows.values():
+        assert r["delivered"] == r["messages"] >= 18 and r["received"] == r["delivered"] and r["dropped"] == 0
+        assert 0 < r["cpu_ms_per_message"] < 50 and 0 < r["latency_p95_ms"] < 1000
