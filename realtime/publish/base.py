@@ -60,6 +60,10 @@ class Transport:
     def close(self) -> None:
         """Says goodbye (ended states, last will) when connected, then disconnects."""
 
+    def stats(self) -> dict:
+        """Figures of the transport's own beside the sink's counters (the WebSocket's client drops); none by default."""
+        return {}
+
 
 @dataclass(frozen=True)
 class SinkOptions:
@@ -143,8 +147,9 @@ class QueuedSink:
 
     def stats(self) -> dict:
         with self.cond:
-            return {"name": self.name, "state": self.state, "sent": self.sent, "delivered": self.delivered,
-                    "dropped": self.dropped, "queued": len(self.queue) + len(self.retry)}
+            counters = {"name": self.name, "state": self.state, "sent": self.sent, "delivered": self.delivered,
+                        "dropped": self.dropped, "queued": len(self.queue) + len(self.retry)}
+        return {**counters, **self.transport.stats()}
 
     def close(self, flush_timeout: float = 2.0) -> None:
         """Stops taking messages, gives the queue ``flush_timeout`` s to drain, drops the rest (counted)."""

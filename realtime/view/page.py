@@ -1,5 +1,6 @@
 """The live view's HTML page: one figure per stream (the MJPEG image, a state band in the state's colour with the
-FPS, p95 latency and people count, the redacted source name), and a line per message sink (state, sent, dropped).
+FPS, p95 latency and people count, the redacted source name), and a line per message sink (state, sent, dropped;
+for the WebSocket also its clients and their drops).
 The server renders the state as it is when the page is asked for; a small script then listens on the WebSocket
 ``/ws`` and updates the bands from each ``status`` message (pushed twice a second; ``body[data-updates]`` counts
 them), says ``view offline`` when the connection is gone and connects again every 2 s. No external resources: the
@@ -26,7 +27,9 @@ const figures = s => {
   const p95 = s.p95_ms === null ? '\\u2013' : s.p95_ms.toFixed(0);
   return `${s.fps.toFixed(1)} fps \\u00b7 p95 ${p95} ms \\u00b7 ${s.people} ${s.people === 1 ? 'person' : 'people'}`;
 };
-const sinkText = k => `sink ${k.name}: ${k.state} \u00b7 sent ${k.sent} \u00b7 dropped ${k.dropped}`;
+const clientText = k => k.client_drops === undefined ? '' :
+  ` \u00b7 ${k.clients.length} client${k.clients.length === 1 ? '' : 's'} \u00b7 client drops ${k.client_drops}`;
+const sinkText = k => `sink ${k.name}: ${k.state} \u00b7 sent ${k.sent} \u00b7 dropped ${k.dropped}${clientText(k)}`;
 function show(data) {
   for (const fig of document.querySelectorAll('figure.stream')) {
     const s = data && data.streams[Number(fig.dataset.index)];
@@ -68,8 +71,12 @@ def _figure(s: dict) -> str:
 
 
 def _sink(k: dict) -> str:
+    clients = ""
+    if "client_drops" in k:
+        n = len(k["clients"])
+        clients = f' · {n} client{"" if n == 1 else "s"} · client drops {k["client_drops"]}'
     return (f'<div class="sink">sink {html.escape(k["name"])}: {html.escape(k["state"])} · sent {k["sent"]} · '
-            f'dropped {k["dropped"]}</div>')
+            f'dropped {k["dropped"]}{clients}</div>')
 
 
 def page(snapshot: dict) -> bytes:

@@ -6,7 +6,9 @@ and the message sinks with their drops; ``/status.json`` those figures (``realti
 one JPEG; ``/ws`` a WebSocket that pushes every message of the run (``realtime.publish``, schema 1: frames and track
 events) to every client, plus a ``status`` message (the body of ``/status.json``) on connection and twice a second:
 the page updates from it. A client that reads slower than the messages come loses the oldest of its
-``WsHub.client_queue`` waiting messages (counted in ``client_drops``); the pipeline never waits for a client.
+``WsHub.client_queue`` waiting messages; the pipeline never waits for a client. Those drops are counted per client and
+in all (``WsHub.stats``: the ``ws`` sink's ``client_drops`` and ``clients`` in ``/status.json``, the metrics line,
+the summary and the page).
 Frames are JPEG-encoded lazily (only when someone asks, once per new frame, whatever the number of clients); an
 idle stream repeats its newest frame every ``KEEPALIVE_S`` seconds.
 A stream that is not running keeps its last frame on the board with its state drawn over it
@@ -84,7 +86,8 @@ class WsHub:
         self.client_queue = client_queue
         self.loop: asyncio.AbstractEventLoop | None = None
         self.clients: set["_WsClient"] = set()
-        self.client_drops = 0
+        self.client_drops = 0  # every client's, those gone included
+        self._connections = 0
 
     def broadcast(self, texts: list[str]) -> None:
         loop = self.loop
@@ -98,12 +101,25 @@ class WsHub:
         for client in list(self.clients):
             self.client_drops += client.put(texts)
 
+    def add(self, ws: web.WebSocketResponse, peer: str) -> "_WsClient":
+        self._connections += 1
+        client = _WsClient(ws, self.client_queue, self._connections, peer)
+        self.clients.add(client)
+        return client
+
+    def stats(self) -> dict:
+        """``client_drops`` (every client's, those gone included) and, per connected client in order of connection,
+        its number, address, messages sent to it, dropped and waiting."""
+        clients = sorted(list(self.clients), key=lambda c: c.number)
+        return {"client_drops": self.client_drops, "clients": [c.stats() for c in clients]}
+
 
 class _WsClient:
-    def __init__(self, ws: web.WebSocketResponse, size: int):
-        self.ws, self.size = ws, size
+    def __init__(self, ws: web.WebSocketResponse, size: int, number: int = 0, peer: str = "?"):
+        self.ws, self.size, self.number, self.peer = ws, size, number, peer
         self.pending: deque[str] = deque()
         self.ready = asyncio.Event()
+        self.sent = self.dropped = 0
 
     def put(self, texts: list[str]) -> int:
         self.pending.extend(texts)
@@ -111,8 +127,13 @@ class _WsClient:
         while len(self.pending) > self.size:
             self.pending.popleft()
             dropped += 1
+        self.dropped += dropped
         self.ready.set()
         return dropped
+
+    def stats(self) -> dict:
+        return {"number": self.number, "peer": self.peer, "sent": self.sent, "dropped": self.dropped,
+                "queued": len(self.pending)}
 
     async def send_loop(self) -> None:
         while not self.ws.closed:
@@ -120,6 +141,7 @@ class _WsClient:
             self.ready.clear()
             while self.pending and not self.ws.closed:
                 await self.ws.send_str(self.pending.popleft())
+                self.sent += 1
 
 
 class HttpView:
@@ -256,9 +278,9 @@ class HttpView:
     async def _ws(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(heartbeat=20.0)
         await ws.prepare(request)
-        client = _WsClient(ws, self.hub.client_queue)
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        client = self.hub.add(ws, f"{peer[0]}:{peer[1]}" if peer else "?")
         client.put([self._status_text()])
-        self.hub.clients.add(client)
         sender = asyncio.ensure_future(client.send_loop())
         try:
             async for msg in ws:  # nothing is expected from a client; reading keeps the connection's pings going
