@@ -13,7 +13,8 @@ Sections:
             command line builds them: forward ms, pipeline FPS without and with files, share of the forward
             rate, AP with --ap-data (realtime.bench.deploy)
   sinks     (only when asked) each message sink (stdout, MQTT, Redis, the view's WebSocket) at 4 streams x 30 FPS:
-            CPU ms a message (thread CPU time), p95 added latency, messages a second (realtime.bench.sinks)
+            CPU ms a message (thread CPU time), p95 added latency, messages a second; then the pipeline's FPS
+            without and with the MQTT and Redis sinks, --rounds alternating rounds (realtime.bench.sinks)
   peer      (only when asked; needs ultralytics, in a separate venv) our default path side by side with
             YOLOv8n-pose / YOLO11n-pose in PyTorch and OpenVINO, alternating rounds (realtime.bench.peer)
   dekr      (only when asked; needs DEKR's repository and an interpreter with torchvision) DEKR's weights in this
@@ -153,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     if "sinks" in args.sections:
         from realtime.bench.sinks import run_sinks_section
 
-        out["sinks"] = run_sinks_section(seconds=args.sink_seconds)
+        out["sinks"] = run_sinks_section(seconds=args.sink_seconds, rounds=args.rounds,
+                                         engine_args=["--imgsz", str(args.imgsz), "--threads", str(threads)])
     if "peer" in args.sections:
         from realtime.bench.peer import run_peer_section
 

@@ -8,6 +8,11 @@ at the pace of 4 cameras at 30 FPS for ``seconds``, as the output stage offers t
 - p95 added latency: a subscriber on the same machine (MQTT subscriber, Redis ``XREAD``, a WebSocket client, the
   reader of a pipe for stdout) receives it, minus the moment it was offered;
 - messages a second delivered, and drops.
+Then the pipeline itself (``pipeline_with_and_without_sinks``): its FPS on 4 copies of the bundled clip (files, every
+frame, nothing written, the engine the command line builds), alternately without message sinks and with the MQTT and
+Redis sinks (the brokers on this machine, no subscriber in this process: a reader here would take the pipeline's
+cores), in ``rounds`` rounds after a warm-up run of each; the medians and their ratio. The view's WebSocket is left
+out there: it needs the view, which draws every frame.
 The brokers are Debian's ``mosquitto`` and ``redis-server``, started here on free loopback ports (a sink whose
 broker is not installed is left out, with a note).
 """
@@ -18,6 +23,7 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import tempfile
 import threading
@@ -204,9 +210,49 @@ def bench_sink(scheme: str, port: int, streams: int, fps: float, seconds: float)
             "messages_per_s": delivered / elapsed}
 
 
-def run_sinks_section(streams: int = 4, fps: float = 30.0, seconds: float = 10.0) -> list[dict]:
-    """Every sink in turn, with its broker started here; prints the table."""
-    rows, notes = [], []
+def pipeline_with_and_without_sinks(procs: dict, rounds: int, engine_args: list[str], streams: int = 4,
+                                    max_frames: int | None = None) -> dict:
+    """Pipeline FPS without sinks and with every broker sink of ``procs`` ({scheme: (process, port)}), alternating;
+    ``engine_args``: command-line options of the engine (``--threads 2``); ``max_frames``: results a run (all)."""
+    from realtime import BUNDLED_CLIP
+    from realtime.bench.measure import run_pipeline
+    from realtime.cli import build_parser
+    from realtime.engine.model import load_engine
+    from realtime.sources.readers import parse_source
+
+    args = build_parser().parse_args(["--source", "synth", "--no-show", "--no-save", "--no-jsonl", *engine_args])
+    engine = load_engine(args, num_streams=streams, at_full_speed=True)
+    specs = [parse_source(str(BUNDLED_CLIP)) for _ in range(streams)]
+    arms = {"no sinks": [], " + ".join(procs): sorted(procs)}
+
+    uris = {"mqtt": "mqtt://127.0.0.1:{port}/bench", "redis": "redis://127.0.0.1:{port}/0?stream=bench:{{stream}}"}
+
+    def run(schemes: list[str]) -> float:
+        sinks = [parse_sink(uris[s].format(port=procs[s][1])) for s in schemes]
+        pipeline, wall = run_pipeline(engine, specs, save_mp4=False, save_jsonl=False, sinks=sinks,
+                                      stream_names=[f"cam{i}" for i in range(streams)], max_frames=max_frames)
+        stats = pipeline.metrics.sink_stats()
+        if any(s["dropped"] for s in stats):
+            print(f"  note: sinks dropped {[s['dropped'] for s in stats]} messages")
+        return pipeline.metrics.frames_out / wall
+
+    for schemes in arms.values():  # warm-up: the runtime's first inferences, the brokers' first clients
+        run(schemes)
+    fps: dict[str, list[float]] = {name: [] for name in arms}
+    for r in range(rounds):
+        for name, schemes in arms.items():
+            fps[name].append(run(schemes))
+        print(f"  round {r + 1}/{rounds}: " + ", ".join(f"{n} {v[-1]:.1f} FPS" for n, v in fps.items()), flush=True)
+    medians = {name: statistics.median(v) for name, v in fps.items()}
+    without, with_sinks = medians.values()
+    return {"streams": streams, "rounds": rounds, "fps": fps, "fps_median": medians, "ratio": with_sinks / without}
+
+
+def run_sinks_section(streams: int = 4, fps: float = 30.0, seconds: float = 10.0, rounds: int = 0,
+                      engine_args: list[str] | None = None, max_frames: int | None = None) -> dict:
+    """Every sink in turn, with its broker started here; prints the table. With ``rounds``, then the pipeline's FPS
+    with and without the broker sinks (``pipeline_with_and_without_sinks``)."""
+    rows, notes, pipeline = [], [], None
     with tempfile.TemporaryDirectory(prefix="qem-bench-brokers-") as folder:
         procs = {}
         mosquitto = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists()
@@ -238,10 +284,16 @@ def run_sinks_section(streams: int = 4, fps: float = 30.0, seconds: float = 10.0
                 p95 = "-" if r["latency_p95_ms"] is None else f"{r['latency_p95_ms']:.2f}"
                 print(f"{scheme:<7} {r['messages_per_s']:7.1f} {r['cpu_ms_per_message']:11.3f} "
                       f"{r['offer_cpu_ms_per_message']:9.4f} {p50:>7} {p95:>7} {r['dropped']:8d}")
+            if rounds and procs:
+                print(f"\npipeline FPS, {streams} copies of the bundled clip (files, nothing written), without sinks "
+                      f"and with {' + '.join(sorted(procs))}, {rounds} alternating rounds")
+                pipeline = pipeline_with_and_without_sinks(procs, rounds, engine_args or [], streams, max_frames)
+                (a, fa), (b, fb) = pipeline["fps_median"].items()
+                print(f"median: {a} {fa:.1f} FPS, {b} {fb:.1f} FPS, ratio {pipeline['ratio']:.3f}")
         finally:
             for proc, _ in procs.values():
                 proc.terminate()
                 proc.wait(10)
     for note in notes:
         print(f"  {note}")
-    return rows
+    return {"sinks": rows, "pipeline": pipeline}

@@ -60,6 +60,10 @@ class Transport:
     def close(self) -> None:
         """Says goodbye (ended states, last will) when connected, then disconnects."""
 
+    def poll(self) -> None:
+        """Called about twice a second while nothing is sent (keepalives of a transport that runs its own network
+        work); raises like ``send`` when the connection is gone."""
+
     def stats(self) -> dict:
         """Figures of the transport's own beside the sink's counters (the WebSocket's client drops); none by default."""
         return {}
@@ -239,6 +243,8 @@ class QueuedSink:
                 self.transport.send(batch)
                 with self.cond:
                     self.delivered += len(batch)
+            elif not states:
+                self.transport.poll()
         except Exception as exc:  # noqa: BLE001 - the connection is gone: requeue, reconnect
             undelivered = exc.undelivered if isinstance(exc, SendFailed) else batch
             with self.cond:

@@ -37,14 +37,23 @@ def test_every_deploy_variant_is_a_command_line_the_pipeline_accepts():
             v.backend, v.precision, v.shape == "rect", 2, v.streams)
 
 
-def test_the_sinks_section_measures_every_sink_against_real_brokers():
+def test_the_sinks_section_measures_every_sink_against_real_brokers_and_the_pipeline_with_and_without_them():
     from tests.realtime.brokers import missing
     from realtime.bench.sinks import run_sinks_section
 
-    rows = {r["sink"]: r for r in run_sinks_section(streams=2, fps=20, seconds=0.5)}
+    out = run_sinks_section(streams=2, fps=20, seconds=0.5, rounds=1, max_frames=30,
+                            engine_args=["--backend", "torch", "--imgsz", "128", "--threads", "1"])
+    rows = {r["sink"]: r for r in out["sinks"]}
     expected = {"stdout", "ws"} | ({"mqtt"} if not missing("mosquitto") else set()) | \
         ({"redis"} if not missing("redis-server") else set())
     assert set(rows) == expected
     for r in rows.values():
         assert r["delivered"] == r["messages"] >= 18 and r["received"] == r["delivered"] and r["dropped"] == 0
         assert 0 < r["cpu_ms_per_message"] < 50 and 0 < r["latency_p95_ms"] < 1000
+    brokers = sorted(expected - {"stdout", "ws"})
+    if brokers:  # alternating runs of the same clip: one without sinks, one with the broker sinks
+        pipeline = out["pipeline"]
+        assert list(pipeline["fps"]) == ["no sinks", " + ".join(brokers)]
+        assert all(len(v) == 1 and v[0] > 0 for v in pipeline["fps"].values())
+        fps = list(pipeline["fps_median"].values())
+        assert pipeline["ratio"] == fps[1] / fps[0]

@@ -130,3 +130,34 @@ def test_the_live_views_websocket_pushes_status_and_every_nth_frame_message(tmp_
     assert [s["name"] for s in status[-1]["sinks"]] == ["ws?every=2"]
     assert frames and all(m["stream"] == "lobby" and m["seq"] % 2 == 0 for m in frames)
     assert len(frames) >= 10  # the client joined within the first few frames of 30
+
+
+def test_an_idle_mqtt_sink_notices_its_broker_going_and_coming_back_without_a_message_sent(tmp_path):
+    """The MQTT sink does paho's network work in its own thread, so it polls while idle: a broker stopped while nothing
+    is sent shows as reconnecting at once, and a broker started again is reconnected to."""
+    reason = missing("mosquitto")
+    if reason:
+        pytest.skip(reason)
+    from realtime.publish import open_sink
+
+    broker = Mosquitto(tmp_path / "mosquitto").start()
+    lines: list[str] = []
+    sink = open_sink(parse_sink(broker.url()), log=lines.append, backoff_max=0.5)
+    try:
+        deadline = time.monotonic() + 10
+        while sink.state != "connected" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert sink.state == "connected"
+        broker.stop()
+        deadline = time.monotonic() + 5
+        while sink.state == "connected" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert sink.state == "reconnecting" and any("connected -> reconnecting (connection lost)" in x for x in lines)
+        broker.start()
+        deadline = time.monotonic() + 10
+        while sink.state != "connected" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert sink.state == "connected" and sink.stats()["sent"] == 0
+    finally:
+        sink.close(1.0)
+        broker.stop()
