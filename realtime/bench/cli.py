@@ -14,7 +14,8 @@ Sections:
             rate, AP with --ap-data (realtime.bench.deploy)
   sinks     (only when asked) each message sink (stdout, MQTT, Redis, the view's WebSocket) at 4 streams x 30 FPS:
             CPU ms a message (thread CPU time), p95 added latency, messages a second; then the pipeline's FPS
-            without and with the MQTT and Redis sinks, --rounds alternating rounds (realtime.bench.sinks)
+            on the bundled clip without and with the MQTT and Redis sinks, --rounds alternating rounds
+            (realtime.bench.sinks)
   peer      (only when asked; needs ultralytics, in a separate venv) our default path side by side with
             YOLOv8n-pose / YOLO11n-pose in PyTorch and OpenVINO, alternating rounds (realtime.bench.peer)
   dekr      (only when asked; needs DEKR's repository and an interpreter with torchvision) DEKR's weights in this
@@ -26,7 +27,7 @@ Examples:
   qem bench --json bench.json
   qem bench --sections soak --minutes 30 --soak-plot soak.png
   qem bench --sections deploy --threads 2 --rounds 3 --ap-data data/synth_val
-  qem bench --sections sinks --sink-seconds 20
+  qem bench --sections sinks --sink-seconds 20 --rounds 15
   YOLO_OFFLINE=1 .venv-peer/bin/python -m realtime.bench --sections peer --threads 2
   qem bench --sections dekr --dekr-weights <weights.pth> --dekr-root <DEKR> --dekr-python <venv>/bin/python
 """

@@ -8,10 +8,11 @@ at the pace of 4 cameras at 30 FPS for ``seconds``, as the output stage offers t
 - p95 added latency: a subscriber on the same machine (MQTT subscriber, Redis ``XREAD``, a WebSocket client, the
   reader of a pipe for stdout) receives it, minus the moment it was offered;
 - messages a second delivered, and drops.
-Then the pipeline itself (``pipeline_with_and_without_sinks``): its FPS on 4 copies of the bundled clip (files, every
-frame, nothing written, the engine the command line builds), alternately without message sinks and with the MQTT and
-Redis sinks (the brokers on this machine, no subscriber in this process: a reader here would take the pipeline's
-cores), in ``rounds`` rounds after a warm-up run of each; the medians and their ratio. The view's WebSocket is left
+Then the pipeline itself (``pipeline_with_and_without_sinks``): its FPS on the bundled clip (a file, every frame,
+nothing written, the engine the command line builds: one message a result, so the messages come at the pipeline's
+rate), alternately without message sinks and with the MQTT and Redis sinks (the brokers on this machine, no subscriber
+in this process: a reader here would take the pipeline's cores), in ``rounds`` rounds after a warm-up run of each,
+the order of the two swapped every round; the medians, their ratio and the median of the rounds' ratios. The view's WebSocket is left
 out there: it needs the view, which draws every frame.
 The brokers are Debian's ``mosquitto`` and ``redis-server``, started here on free loopback ports (a sink whose
 broker is not installed is left out, with a note).
@@ -210,10 +211,11 @@ def bench_sink(scheme: str, port: int, streams: int, fps: float, seconds: float)
             "messages_per_s": delivered / elapsed}
 
 
-def pipeline_with_and_without_sinks(procs: dict, rounds: int, engine_args: list[str], streams: int = 4,
+def pipeline_with_and_without_sinks(procs: dict, rounds: int, engine_args: list[str], streams: int = 1,
                                     max_frames: int | None = None) -> dict:
     """Pipeline FPS without sinks and with every broker sink of ``procs`` ({scheme: (process, port)}), alternating;
-    ``engine_args``: command-line options of the engine (``--threads 2``); ``max_frames``: results a run (all)."""
+    ``engine_args``: command-line options of the engine (``--threads 2``); ``max_frames``: results a run (default
+    all; only with an engine of one inference stream: a run cut short leaves the others' requests in flight)."""
     from realtime import BUNDLED_CLIP
     from realtime.bench.measure import run_pipeline
     from realtime.cli import build_parser
@@ -240,12 +242,14 @@ def pipeline_with_and_without_sinks(procs: dict, rounds: int, engine_args: list[
         run(schemes)
     fps: dict[str, list[float]] = {name: [] for name in arms}
     for r in range(rounds):
-        for name, schemes in arms.items():
-            fps[name].append(run(schemes))
+        for name in list(arms)[::-1 if r % 2 else 1]:  # A B, B A, ...: neither arm always runs first
+            fps[name].append(run(arms[name]))
         print(f"  round {r + 1}/{rounds}: " + ", ".join(f"{n} {v[-1]:.1f} FPS" for n, v in fps.items()), flush=True)
     medians = {name: statistics.median(v) for name, v in fps.items()}
     without, with_sinks = medians.values()
-    return {"streams": streams, "rounds": rounds, "fps": fps, "fps_median": medians, "ratio": with_sinks / without}
+    paired = statistics.median(b / a for a, b in zip(*fps.values()))
+    return {"streams": streams, "rounds": rounds, "max_frames": max_frames, "fps": fps, "fps_median": medians,
+            "ratio": with_sinks / without, "ratio_paired_median": paired}
 
 
 def run_sinks_section(streams: int = 4, fps: float = 30.0, seconds: float = 10.0, rounds: int = 0,
@@ -285,11 +289,13 @@ def run_sinks_section(streams: int = 4, fps: float = 30.0, seconds: float = 10.0
                 print(f"{scheme:<7} {r['messages_per_s']:7.1f} {r['cpu_ms_per_message']:11.3f} "
                       f"{r['offer_cpu_ms_per_message']:9.4f} {p50:>7} {p95:>7} {r['dropped']:8d}")
             if rounds and procs:
-                print(f"\npipeline FPS, {streams} copies of the bundled clip (files, nothing written), without sinks "
+                print(f"\npipeline FPS, the bundled clip (a file, nothing written"
+                      f"{f', {max_frames} results a run' if max_frames else ''}), without sinks "
                       f"and with {' + '.join(sorted(procs))}, {rounds} alternating rounds")
-                pipeline = pipeline_with_and_without_sinks(procs, rounds, engine_args or [], streams, max_frames)
+                pipeline = pipeline_with_and_without_sinks(procs, rounds, engine_args or [], max_frames=max_frames)
                 (a, fa), (b, fb) = pipeline["fps_median"].items()
-                print(f"median: {a} {fa:.1f} FPS, {b} {fb:.1f} FPS, ratio {pipeline['ratio']:.3f}")
+                print(f"median: {a} {fa:.1f} FPS, {b} {fb:.1f} FPS, ratio {pipeline['ratio']:.3f} (median of the "
+                      f"rounds' ratios {pipeline['ratio_paired_median']:.3f})")
         finally:
             for proc, _ in procs.values():
                 proc.terminate()
