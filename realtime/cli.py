@@ -24,13 +24,12 @@ import signal
 import sys
 from pathlib import Path
 
+from realtime import BUNDLED_CLIP
 from realtime.argtypes import OneLineParser, float_above, imgsz, int_at_least, port, unit_float
 from realtime.cameras import CameraFile, load_cameras
+from realtime.post.tracking import add_tracker_arguments, tracker_settings
 from realtime.publish.uri import SinkSpec, parse_sink
-from realtime.sources import SourceError, SourceSpec, parse_source
-from realtime.tracking import add_tracker_arguments, tracker_settings
-
-BUNDLED_CLIP = Path(__file__).resolve().parent / "assets" / "synth_clip.mp4"
+from realtime.sources.readers import SourceError, SourceSpec, parse_source
 
 
 def build_parser(prog: str | None = None, positional_sources: bool = False,
@@ -205,11 +204,11 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, positional_s
     import cv2
 
     cv2.setNumThreads(1)  # the pipeline has its own threads; OpenCV's pool would only fight them for the cores
-    from realtime.display import has_display
-    from realtime.model import load_engine
+    from realtime.view.display import has_display
+    from realtime.engine.model import load_engine
     from realtime.pipeline import Pipeline, PipelineConfig
     from realtime.provenance import NOTICE, model_line, synthetic_captions
-    from realtime.sinks import SinkError
+    from realtime.outputs.files import SinkError
 
     try:
         show = has_display() if args.show is None else args.show
@@ -220,7 +219,7 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, positional_s
         pace = (show or args.http_port is not None) if args.pace is None else args.pace
         # files read at full speed want throughput; live sources and paced files want each frame soon
         at_full_speed = not (pace or args.as_live or any(spec.live for spec in specs))
-        from realtime.first_frame import first_frame_size
+        from realtime.sources.first_frame import first_frame_size
 
         engine = load_engine(args, num_streams=len(specs), at_full_speed=at_full_speed,
                              first_frame=first_frame_size(specs[0], args.open_timeout))
@@ -299,7 +298,7 @@ class _GracefulStop:
 
 
 def _one_line(exc: BaseException) -> str:
-    from realtime.redact import redact
+    from realtime.sources.redact import redact
 
     text = str(exc).strip().splitlines()
     return redact(text[0] if text else type(exc).__name__)

@@ -5,7 +5,7 @@ none); ``wall_time`` is ``time.time()`` when the frame was received (for outputs
 ``time.perf_counter()`` at the same moment (for latencies, monotonic). Images are RGB uint8 HxWx3.
 
 ``full_size``: None when ``image`` is the whole decoded frame; else the (height, width) of the decoded frame, and
-``image`` is that frame already shrunk to the network canvas's content size while decoding (``realtime.frontend``,
+``image`` is that frame already shrunk to the network canvas's content size while decoding (``realtime.sources.frontend``,
 when no output draws on the full frame). ``height`` and ``width`` are always the decoded frame's: poses, messages
 and tracks are in its pixels.
 """

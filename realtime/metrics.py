@@ -68,9 +68,10 @@ class Metrics:
 
     def _sinks_note(self) -> str:
         """`` | sink mqtt://host:1883/qem reconnecting, dropped 12`` per message sink (the view's own ws only when it
-        dropped)."""
-        return "".join(f" | sink {s['name']} {s['state']}, dropped {s['dropped']}" for s in self.sink_stats()
-                       if s["name"].split("?")[0] != "ws" or s["dropped"])
+        or one of its clients dropped: `` | sink ws connected, dropped 0, client drops 35 (2 clients)``)."""
+        return "".join(f" | sink {s['name']} {s['state']}, dropped {s['dropped']}" + _client_note(s)
+                       for s in self.sink_stats()
+                       if s["name"].split("?")[0] != "ws" or s["dropped"] or s.get("client_drops"))
 
     def _states_note(self) -> str:
         """`` | source 1 reconnecting (next try in 4.0s)`` for each source that is not running; '' when all are."""
@@ -110,5 +111,13 @@ class Metrics:
                         f"reconnects {s['reconnects']}")
         for s in d["sinks"]:
             rows.append(f"  sink {s['name']}: {s['state']}, sent {s['sent']}, delivered {s['delivered']}, "
-                        f"dropped {s['dropped']}")
+                        f"dropped {s['dropped']}" + _client_note(s))
         return "\n".join(rows)
+
+
+def _client_note(sink: dict) -> str:
+    """``, client drops 35 (2 clients)`` for a sink with clients of its own (the view's WebSocket); '' otherwise."""
+    if "client_drops" not in sink:
+        return ""
+    n = len(sink["clients"])
+    return f", client drops {sink['client_drops']} ({n} client{'' if n == 1 else 's'})"

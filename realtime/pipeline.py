@@ -22,15 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from realtime.batcher import Batcher
+from realtime.engine.batcher import Batcher
 from realtime.cameras import StreamOptions
-from realtime.capture import Capture
-from realtime.frontend import shrink_targets
+from realtime.sources.capture import Capture
+from realtime.sources.frontend import shrink_targets
 from realtime.metrics import Metrics
-from realtime.outputs import Outputs
-from realtime.post import StreamPost
-from realtime.sources import SourceSpec
-from realtime.tracking import TrackerSettings
+from realtime.outputs.stage import Outputs
+from realtime.post.stage import StreamPost
+from realtime.sources.readers import SourceSpec
+from realtime.post.tracking import TrackerSettings
 
 _END = object()
 

@@ -34,7 +34,7 @@ def model_line(weights: str | None) -> str | None:
 
 
 def is_bundled_clip(spec) -> bool:
-    from realtime.cli import BUNDLED_CLIP
+    from realtime import BUNDLED_CLIP
 
     return spec.kind == "file" and Path(spec.uri).resolve() == BUNDLED_CLIP.resolve()
 

@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from realtime.fleet.cluster import FleetError
-    from realtime.sources import SourceError
+    from realtime.sources.readers import SourceError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -85,7 +85,7 @@ def read_cameras(args):
     Every URL is checked here, before any cluster is reached."""
     from realtime.cameras import Camera, load_cameras
     from realtime.publish.uri import parse_sink
-    from realtime.sources import parse_source
+    from realtime.sources.readers import parse_source
 
     file = load_cameras(args.cameras) if args.cameras else None
     cameras = list(file.cameras) if file else []
@@ -268,7 +268,7 @@ def stop_detached(args) -> int:
 
 
 def _one_line(exc: BaseException) -> str:
-    from realtime.redact import redact
+    from realtime.sources.redact import redact
 
     text = str(exc).strip().splitlines()
     return redact(text[0] if text else type(exc).__name__)

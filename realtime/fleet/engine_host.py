@@ -71,7 +71,7 @@ class EngineHost:
         import cv2
 
         cv2.setNumThreads(1)
-        from realtime.model import load_engine
+        from realtime.engine.model import load_engine
 
         self.name, self.options, self.sinks = name, options, tuple(sinks)
         o = options
@@ -183,7 +183,7 @@ class EngineHost:
 
     def _config(self):
         from realtime.pipeline import PipelineConfig
-        from realtime.sources import parse_source
+        from realtime.sources.readers import parse_source
 
         o, cams = self.options, self.cameras
         sinks, owners = [], []
@@ -206,7 +206,7 @@ class EngineHost:
 
     def _start_pipeline(self) -> None:
         from realtime.pipeline import Pipeline
-        from realtime.stream_status import StreamStats
+        from realtime.view.stream_status import StreamStats
 
         self.generation += 1
         pipeline = Pipeline(self._config(), self.engine, log=self._log)

@@ -1,6 +1,6 @@
 """Results out of the process: one versioned message (``messages``, ``message.schema.json``) fanned out by one
 ``Dispatcher`` to every sink: ``stdout``, ``mqtt``, ``redis``, ``ws`` (the live view's WebSocket); the JSONL files
-of ``realtime.recording`` write the same lines.
+of ``realtime.outputs.recording`` write the same lines.
 
 One file per transport (``stdout.py``, ``mqtt.py``, ``redis_streams.py``, ``ws.py``), each a small ``Transport``
 behind the same ``QueuedSink`` (``base.py``: bounded queue, drop-oldest, reconnection with backoff); the URI

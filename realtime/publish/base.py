@@ -20,7 +20,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
-from realtime.capture import backoff_delay
+from realtime.sources.capture import backoff_delay
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,14 @@ class Transport:
 
     def close(self) -> None:
         """Says goodbye (ended states, last will) when connected, then disconnects."""
+
+    def poll(self) -> None:
+        """Called about twice a second while nothing is sent (keepalives of a transport that runs its own network
+        work); raises like ``send`` when the connection is gone."""
+
+    def stats(self) -> dict:
+        """Figures of the transport's own beside the sink's counters (the WebSocket's client drops); none by default."""
+        return {}
 
 
 @dataclass(frozen=True)
@@ -143,8 +151,9 @@ class QueuedSink:
 
     def stats(self) -> dict:
         with self.cond:
-            return {"name": self.name, "state": self.state, "sent": self.sent, "delivered": self.delivered,
-                    "dropped": self.dropped, "queued": len(self.queue) + len(self.retry)}
+            counters = {"name": self.name, "state": self.state, "sent": self.sent, "delivered": self.delivered,
+                        "dropped": self.dropped, "queued": len(self.queue) + len(self.retry)}
+        return {**counters, **self.transport.stats()}
 
     def close(self, flush_timeout: float = 2.0) -> None:
         """Stops taking messages, gives the queue ``flush_timeout`` s to drain, drops the rest (counted)."""
@@ -234,6 +243,8 @@ class QueuedSink:
                 self.transport.send(batch)
                 with self.cond:
                     self.delivered += len(batch)
+            elif not states:
+                self.transport.poll()
         except Exception as exc:  # noqa: BLE001 - the connection is gone: requeue, reconnect
             undelivered = exc.undelivered if isinstance(exc, SendFailed) else batch
             with self.cond:
@@ -250,7 +261,7 @@ class QueuedSink:
 
 
 def _reason(exc: BaseException) -> str:
-    from realtime.redact import redact
+    from realtime.sources.redact import redact
 
     text = (getattr(exc, "strerror", None) or str(exc) or type(exc).__name__).strip().splitlines()
     return redact(text[0] if text else type(exc).__name__)

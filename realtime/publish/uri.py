@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from realtime.publish.base import SinkOptions
-from realtime.redact import redact
+from realtime.sources.redact import redact
 
 SCHEMES = ("stdout", "ws", "mqtt", "redis")
 _COMMON = {"every", "fps", "events", "queue"}

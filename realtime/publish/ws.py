@@ -1,6 +1,7 @@
 """``ws``: the live view's WebSocket (``/ws`` on ``--http-port``): every message goes to every connected client
-(``realtime.http_view.WsHub``; each client has its own bounded queue there). Always connected while the view runs;
-with no client a message is delivered to nobody, as a broadcast is."""
+(``realtime.view.server.WsHub``; each client has its own bounded queue there). Always connected while the view runs;
+with no client a message is delivered to nobody, as a broadcast is. A client too slow for the messages loses the
+oldest waiting for it: ``stats`` adds those drops, per client and in all, to the sink's counters."""
 from __future__ import annotations
 
 from realtime.publish.base import Message, Transport
@@ -17,3 +18,6 @@ class WsTransport(Transport):
 
     def send(self, batch: list[Message]) -> None:
         self.hub.broadcast([m.payload for m in batch])
+
+    def stats(self) -> dict:
+        return self.hub.stats()

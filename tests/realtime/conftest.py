@@ -33,7 +33,7 @@ def tiny_checkpoint(tmp_path_factory, tiny_net) -> Path:
 @pytest.fixture(scope="session")
 def engine(tiny_net):
     from models import Predictor
-    from realtime.engine import Engine
+    from realtime.engine.stage import Engine
 
     torch.set_num_threads(1)
     predictor = Predictor(tiny_net, device="cpu", input_size=128)

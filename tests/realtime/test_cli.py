@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from realtime.cli import BUNDLED_CLIP, main
+from realtime import BUNDLED_CLIP
+from realtime.cli import main
 from tests.realtime.helpers import ROOT, count_frames, free_port, run_cli, write_video
 
 

@@ -4,9 +4,9 @@ import time
 
 import pytest
 
-from realtime.engine import Engine
+from realtime.engine.stage import Engine
 from realtime.pipeline import Pipeline, PipelineConfig
-from realtime.sources import parse_source
+from realtime.sources.readers import parse_source
 from tests.realtime.helpers import write_video
 
 
@@ -43,8 +43,8 @@ def test_slow_model_on_live_source_drops_frames_and_keeps_results_fresh(tmp_path
 
 @pytest.mark.slow
 def test_bench_prints_tables_and_writes_json(tmp_path, capsys):
-    from realtime import bench
-    from realtime.cli import BUNDLED_CLIP
+    from realtime import BUNDLED_CLIP
+    from realtime.bench import cli as bench
 
     if not BUNDLED_CLIP.exists():
         pytest.skip("bundled clip not there yet")

@@ -5,9 +5,9 @@ import os
 import pytest
 
 from realtime.pipeline import Pipeline, PipelineConfig
-from realtime.sinks import SinkError
-from realtime.sources import parse_source
-from realtime.tracking import Tracker
+from realtime.outputs.files import SinkError
+from realtime.sources.readers import parse_source
+from realtime.post.tracking import Tracker
 from tests.realtime.helpers import count_frames, write_video
 
 
@@ -19,7 +19,8 @@ def run(specs, tmp_path, engine, **kwargs):
 
 
 def jsonl(path):
-    """The frame messages of a run's JSONL (track events left out; tests/realtime/test_messages.py checks them)."""
+    """The frame messages of a run's JSONL (track events left out; tests/realtime/publish/test_messages.py checks
+    them)."""
     return [m for m in map(json.loads, path.read_text().splitlines()) if m["type"] == "frame"]
 
 

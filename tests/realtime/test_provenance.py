@@ -9,14 +9,14 @@ import torch
 
 from models import DEFAULT_CHECKPOINT, build_model, save_checkpoint
 from models.poses import Poses
-from realtime.cli import BUNDLED_CLIP
+from realtime import BUNDLED_CLIP
 from realtime.frames import Frame, Result
 from realtime.metrics import Metrics
-from realtime.outputs import Outputs
+from realtime.outputs.stage import Outputs
 from realtime.pipeline import PipelineConfig
 from realtime.provenance import CAPTION, NOTICE, synthetic_captions
-from realtime.render import draw, draw_caption
-from realtime.sources import SourceSpec
+from realtime.view.render import draw, draw_caption
+from realtime.sources.readers import SourceSpec
 from tests.realtime.helpers import run_cli, write_video
 
 needs_bundled = pytest.mark.skipif(not DEFAULT_CHECKPOINT.is_file(), reason="bundled checkpoint missing")

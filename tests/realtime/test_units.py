@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from models.preprocess import batch_canvas, letterbox
-from realtime.preprocess import DevicePreprocess
-from realtime.redact import redact
-from realtime.smoothing import OneEuro
-from realtime.sources import SourceError, parse_source
+from realtime.engine.preprocess import DevicePreprocess
+from realtime.sources.redact import redact
+from realtime.post.smoothing import OneEuro
+from realtime.sources.readers import SourceError, parse_source
 
 
 def test_redact_masks_userinfo_and_secret_query_values():
@@ -89,7 +89,7 @@ def test_cpu_preprocess_equals_the_predictors_reference():
 def test_cpu_threads_leave_a_core_to_the_pipeline_only_for_eager_torch():
     import os
 
-    from realtime.model import cpu_threads
+    from realtime.engine.model import cpu_threads
 
     cores = len(os.sched_getaffinity(0))
     assert cpu_threads(None, exported=True) == cores

@@ -91,7 +91,7 @@ def test_checkpoint_says_where_the_weights_came_from(release_coco, imported_coco
     assert meta["sha256"] == hashlib.sha256(release_coco.read_bytes()).hexdigest()
     assert "MIT" in meta["licence"] and meta["model"] == "DEKR HRNet-W32 (coco)"
     from realtime.provenance import model_line, synthetic_captions
-    from realtime.sources import SourceSpec
+    from realtime.sources.readers import SourceSpec
 
     assert synthetic_captions(str(imported_coco), [SourceSpec(kind="camera", uri="0")]) == {}
     assert "DEKR HRNet-W32 (coco)" in model_line(str(imported_coco))

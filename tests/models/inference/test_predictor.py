@@ -206,7 +206,7 @@ def test_rect_input_finds_the_same_people_as_the_square_one_on_a_clip_frame():
     all that differs), the same people within a pixel or two."""
     import av
 
-    from realtime.cli import BUNDLED_CLIP
+    from realtime import BUNDLED_CLIP
 
     with av.open(str(BUNDLED_CLIP)) as container:
         frame = next(container.decode(video=0)).to_ndarray(format="rgb24")

@@ -1,0 +1,188 @@
+"""The output stage: draws each result, then hands it to the sinks (MP4, JSONL), the message sinks
+(``realtime.publish``: stdout, MQTT, Redis, the view's WebSocket), the window and the browser view; shows a progress
+bar for files or a periodic metrics line for live sources.
+
+Files per stream in ``out_dir``: see ``realtime.outputs.recording`` (names, segments, retention); an images source (an
+image file, a folder, a glob) writes one annotated image per input image under its name instead of an MP4, through
+one ``ImageSink`` for the run (two folders that both hold ``img1.jpg`` give ``img1.jpg`` and ``img1_2.jpg``).
+
+A file that cannot be written any more (disk full, file size limit, folder gone) stops the recording of every
+stream with one line, and the pipeline keeps running (browser view, window, metrics); ``recording_error`` then
+holds that line.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import av
+
+from realtime.view.display import Window
+from realtime.frames import Result
+from realtime.view.server import FrameBoard, HttpView
+from realtime.metrics import Metrics
+from realtime.publish import open_sink
+from realtime.publish.dispatcher import Dispatcher
+from realtime.view.render import draw, draw_caption
+from realtime.outputs.recording import Retention, StreamRecorder
+from realtime.outputs.files import ImageSink, SinkError
+
+
+class Outputs:
+    def __init__(self, config, captures, metrics: Metrics, log: Callable[[str], None]):
+        self.config, self.captures, self.metrics, self.log = config, captures, metrics, log
+        n = len(config.specs)
+        self.names = [s.name for s in config.specs]
+        self.recorders: list[StreamRecorder | None] = [None] * n
+        self.recording_error: str | None = None
+        self.view = self.window = self.bar = None
+        self.publisher: Dispatcher | None = None
+        try:
+            if config.out_dir is not None and (config.save_mp4 or config.save_jsonl):
+                retention = Retention(config.keep, config.keep_gb) if config.segment else None
+                any_images = config.save_mp4 and any(spec.kind == "images" for spec in config.specs)
+                image_sink = ImageSink(config.out_dir) if any_images else None
+                for i, spec in enumerate(config.specs):
+                    per = config.stream(i)
+                    if not per.record:
+                        continue
+                    images = spec.kind == "images"
+                    segment = per.segment or config.segment
+                    own = Retention(per.keep, config.keep_gb) if per.keep is not None else retention
+                    self.recorders[i] = StreamRecorder(
+                        config.out_dir, i, n, save_mp4=config.save_mp4 and not images,
+                        images=image_sink if images else None, save_jsonl=config.save_jsonl,
+                        segment=segment, fragmented=not config.mp4_faststart, keyframe_every=config.keyframe_every,
+                        retention=own if segment else None, tag=config.stream_names[i] if config.file_tags else None)
+            if config.http_port is not None:
+                self.view = HttpView(FrameBoard(self.names), captures, config.http_host, config.http_port).start()
+                log(f"live view: {self.view.url}")
+            self.publisher = self._publisher(config, captures, log)
+        except BaseException:
+            self.close()
+            raise
+        self.window = Window(self.names) if config.show else None
+        self.live = any(c.live for c in captures)
+        if config.progress and not self.live:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=config.max_frames, unit="frame", dynamic_ncols=True, leave=True)
+        self._next_report = time.perf_counter() + config.report_every
+
+    def _publisher(self, config, captures, log) -> Dispatcher:
+        """The message sinks of ``config.sinks`` (the view's WebSocket always, when the view runs), started."""
+        n = len(config.specs)
+        names = list(config.stream_names) or [f"stream{i}" for i in range(n)]
+        hub = self.view.hub if self.view is not None else None
+        specs = list(config.sinks)
+        if hub is not None and not any(s.scheme == "ws" for s in specs):
+            from realtime.publish import parse_sink
+            specs.append(parse_sink("ws"))
+        dispatcher = Dispatcher(names, self.names, [c.live for c in captures], [],
+                                max_age=config.tracker.max_age, track_events=config.track)
+        try:
+            for spec in specs:
+                dispatcher.sinks.append(open_sink(spec, log, hub=hub, backoff_max=config.backoff_max))
+        except BaseException:
+            dispatcher.close(0.0)
+            raise
+        self.metrics.sink_stats = dispatcher.stats
+        self._publishing = bool(dispatcher.sinks) or any(r is not None and r.save_jsonl for r in self.recorders)
+        if self.view is not None:
+            self.view.status.sink_stats = dispatcher.stats
+        return dispatcher
+
+    def needs_image(self, stream: int) -> bool:
+        """Whether stream ``stream``'s results are drawn (``realtime.sources.frontend.needs_full_frame`` says the same from
+        the configuration, before anything starts)."""
+        recorder = self.recorders[stream]
+        return (recorder is not None and recorder.needs_image) or self.window is not None or self.view is not None
+
+    def emit(self, result: Result) -> bool:
+        """Writes one result everywhere; False when the user closed the window."""
+        i = result.frame.source
+        t0 = time.perf_counter()
+        image = draw(result) if self.needs_image(i) else None
+        if image is not None and i in self.config.captions:
+            draw_caption(image, self.config.captions[i])
+        t1 = time.perf_counter()
+        keep_going = True
+        messages = self.publisher.messages(result) if self._publishing else ()
+        if self.recorders[i] is not None:
+            f = result.frame
+            t = f.wall_time if (f.pts is None or self.captures[i].live) else f.pts
+            try:
+                self.recorders[i].write(result, image, t, [m.payload for m in messages])
+            except (OSError, SinkError, av.error.FFmpegError) as exc:
+                self._stop_recording(self.recorders[i].current, exc)
+        if self.view is not None:
+            self.view.show(result, image)
+        if self.window is not None:
+            keep_going = self.window.show(i, image)
+        t2 = time.perf_counter()
+        result.stage_ms["render"], result.stage_ms["sinks"] = (t1 - t0) * 1e3, (t2 - t1) * 1e3
+        result.stage_ms["written"] = (t2 - result.frame.recv_time) * 1e3  # frame received -> every output written
+        self.metrics.add_result(result.stage_ms, result.latency_ms)
+        if self.bar is not None:
+            self.bar.update(1)
+        return keep_going
+
+    def tick(self) -> None:
+        """Housekeeping between results: stall checks, the progress bar's total, the periodic metrics line."""
+        now = time.perf_counter()
+        for i, c in enumerate(self.captures):
+            c.check_stall(now)
+            if self.publisher is not None:
+                self.publisher.state(i, c.state)
+        if self.view is not None:
+            self.view.tick()
+        if (self.bar is not None and self.bar.total is None and not self.config.loop
+                and all(c.num_frames for c in self.captures)):
+            total = sum(c.num_frames for c in self.captures)
+            self.bar.total = min(total, self.config.max_frames or total)
+            self.bar.refresh()
+        if self.live and now >= self._next_report:
+            self._next_report = now + self.config.report_every
+            self.log(self.metrics.line())
+
+    def _stop_recording(self, path, exc: BaseException) -> None:
+        """One line, then no more files: every stream's files are closed (what is on disk stays playable)."""
+        reason = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[0]
+        self.recording_error = f"recording stopped: cannot write {path}: {reason}"
+        still = "the live view keeps running" if self.view is not None else "the pipeline keeps running"
+        self.log(f"error: {self.recording_error} ({still})")
+        self._close_recorders(quiet=True)
+
+    def _finish_messages(self) -> None:
+        """The tracks still open end (their events go to the JSONL too), then the sinks drain and close."""
+        by_stream: dict[str, list[str]] = {}
+        for m in self.publisher.finish():
+            by_stream.setdefault(m.stream, []).append(m.payload)
+        for i, name in enumerate(self.publisher.names):
+            if self.recorders[i] is not None and self.recorders[i].jsonl is not None and name in by_stream:
+                try:
+                    self.recorders[i].jsonl.write(by_stream[name])
+                except (OSError, SinkError) as exc:
+                    self.log(f"warning: cannot write the last track events to {self.recorders[i].current}: {exc}")
+        self.publisher.close(self.config.sink_flush)  # the figures: Metrics.summary()
+
+    def _close_recorders(self, quiet: bool = False) -> None:
+        for i, rec in enumerate(self.recorders):
+            if rec is not None:
+                try:
+                    rec.close()
+                except Exception as exc:  # noqa: BLE001 - one broken file must not keep the others open
+                    if not quiet:
+                        self.log(f"warning: closing {rec.current} failed: {exc}")
+            self.recorders[i] = None
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.publisher is not None:
+            self._finish_messages()
+        self._close_recorders()
+        if self.view is not None:
+            self.view.close()
+        if self.window is not None:
+            self.window.close()

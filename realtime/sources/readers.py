@@ -1,0 +1,314 @@
+"""What a source string means, and readers that turn a source into RGB images.
+
+A source is a camera index (``"0"``), a stream URL (``rtsp://``, ``rtsps://``, ``rtmp://``, ``http(s)://``,
+``udp://``, ``tcp://``, ``srt://``), a video file, or images: one image file, a folder of images or a glob
+(``"photos/*.jpg"``; quote it so that the shell leaves it alone). Cameras and stream URLs are *live* (keep only
+the newest frame); files and images deliver every frame.
+
+Readers: ``open()`` raises ``SourceError`` (``permanent`` when retrying cannot help), ``read()`` returns
+``(image RGB uint8 HxWx3, pts seconds or None)`` or ``None`` at the end, ``close()`` never raises. Every
+network call has a timeout: ``open_timeout`` to connect and ``read_timeout`` for each read.
+A PyAV reader given a ``shrink`` target (``realtime.sources.frontend``) returns the image already shrunk to the network
+canvas's content size and sets ``full_size`` to the decoded frame's (height, width).
+"""
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from realtime.sources.frontend import orient
+from realtime.sources.redact import redact
+
+STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class SourceError(Exception):
+    """A source cannot be opened or read; the message is one line and already redacted."""
+
+    def __init__(self, message: str, permanent: bool = False):
+        super().__init__(redact(message))
+        self.permanent = permanent
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """A parsed source string; ``uri`` may hold credentials, ``name`` never does."""
+
+    uri: str
+    kind: str  # "camera" | "stream" | "file" (a video) | "images" (an image file, a folder or a glob)
+    listen: bool = False  # RTSP only: act as the server a publisher pushes to (FFmpeg's listen mode)
+
+    @property
+    def live(self) -> bool:
+        return self.kind in ("camera", "stream")
+
+    @property
+    def name(self) -> str:
+        return redact(self.uri)
+
+
+def parse_source(text: str, listen: bool = False) -> SourceSpec:
+    """Classify a source string; raises ``SourceError(permanent=True)`` for a malformed URL or a missing path.
+
+    ``listen``: an ``rtsp://`` URL is the address to listen on for a pushed stream instead of one to pull."""
+    text = text.strip()
+    if text.isdigit():
+        return SourceSpec(text, "camera")
+    if "://" in text:
+        try:
+            parts = urlsplit(text)
+            parts.port  # raises ValueError on a bad port
+        except ValueError as exc:
+            raise SourceError(f"malformed URL {text!r}: {exc}", permanent=True) from None
+        scheme = parts.scheme.lower()
+        if scheme == "file":
+            return parse_source(parts.path)
+        if scheme not in STREAM_SCHEMES:
+            raise SourceError(f"unsupported URL scheme {scheme!r} in {text!r}; use one of "
+                              f"{', '.join(STREAM_SCHEMES)}", permanent=True)
+        if not parts.hostname and scheme not in ("udp", "tcp", "srt"):
+            raise SourceError(f"malformed URL {text!r}: no host name", permanent=True)
+        return SourceSpec(text, "stream", listen=listen and scheme == "rtsp")
+    path = Path(text).expanduser()
+    if path.is_dir() or (path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES):
+        return SourceSpec(str(path), "images")
+    if not path.exists():
+        if glob.has_magic(text):
+            if not image_paths(str(path)):
+                raise SourceError(f"no image matches {text} ({', '.join(IMAGE_SUFFIXES)})", permanent=True)
+            return SourceSpec(str(path), "images")
+        raise SourceError(f"no such file or folder: {text}", permanent=True)
+    return SourceSpec(str(path), "file")
+
+
+def image_paths(uri: str) -> list[Path]:
+    """The image files an images source names, in name order: the file itself, a folder's images, a glob's."""
+    path = Path(uri)
+    if path.is_file():
+        return [path]
+    found = path.iterdir() if path.is_dir() else (Path(p) for p in glob.glob(uri, recursive=True))
+    return sorted(p for p in found if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+class PyAVReader:
+    """Files and network streams through PyAV (FFmpeg): RTSP over TCP, low-delay flags, timeouts on every call."""
+
+    def __init__(self, spec: SourceSpec, open_timeout: float = 5.0, read_timeout: float = 5.0, shrink=None):
+        self.spec, self.open_timeout, self.read_timeout = spec, open_timeout, read_timeout
+        self.shrink = shrink  # realtime.sources.frontend.ShrinkTarget, or None: whole RGB frames
+        self.full_size: tuple[int, int] | None = None  # (H, W) of the last frame when it came back shrunk
+        self.container = None
+        self._frames = None
+        self.fps: float | None = None
+        self.num_frames: int | None = None
+
+    def _options(self) -> dict[str, str]:
+        if self.spec.kind != "stream":
+            return {}
+        us = str(int(self.read_timeout * 1e6))
+        options = {"fflags": "nobuffer", "flags": "low_delay", "max_delay": "500000",
+                   "analyzeduration": "1000000", "probesize": "1000000"}
+        scheme = urlsplit(self.spec.uri).scheme.lower()
+        if scheme.startswith("rtsp"):
+            options.update(rtsp_transport="tcp", timeout=us)
+            if self.spec.listen:
+                options.update(rtsp_flags="listen", listen_timeout=str(max(1, round(self.open_timeout))))
+        else:
+            options.update(rw_timeout=us)
+        return options
+
+    def _resolve_host(self) -> None:
+        import socket
+
+        host = urlsplit(self.spec.uri).hostname
+        if self.spec.kind != "stream" or self.spec.listen or not host:
+            return
+        try:
+            socket.getaddrinfo(host, None)
+        except (socket.gaierror, UnicodeError) as exc:
+            raise SourceError(f"{self.spec.name}: cannot resolve host {host!r} ({_reason(exc)})") from None
+
+    def open(self) -> None:
+        import av
+
+        self._resolve_host()
+        try:
+            self.container = av.open(self.spec.uri, options=self._options(),
+                                     timeout=(self.open_timeout, self.read_timeout))
+        except av.error.FileNotFoundError:
+            raise SourceError(f"{self.spec.name}: no such file", permanent=True) from None
+        except (av.error.HTTPUnauthorizedError, av.error.HTTPForbiddenError, av.error.HTTPNotFoundError) as exc:
+            raise SourceError(f"{self.spec.name}: refused by the server ({_reason(exc)}); check the URL and "
+                              f"credentials", permanent=True) from None
+        except av.error.ExitError:  # PyAV's timeout interrupted FFmpeg ("Immediate exit requested")
+            if self.spec.listen:
+                raise SourceError(f"{self.spec.name}: no publisher pushed a stream within "
+                                  f"{self.open_timeout:g}s") from None
+            raise SourceError(f"{self.spec.name}: no answer within {self.open_timeout:g}s",
+                              permanent=self.spec.kind == "file") from None
+        except av.error.InvalidDataError:
+            if self.spec.kind == "stream":
+                raise SourceError(f"{self.spec.name}: no valid stream within {self.open_timeout:g}s "
+                                  f"(no answer, or not a video stream)") from None
+            raise SourceError(f"{self.spec.name}: not a video file (or the file is empty/damaged)",
+                              permanent=True) from None
+        except (av.error.FFmpegError, OSError) as exc:
+            raise SourceError(f"{self.spec.name}: cannot open ({_reason(exc)})",
+                              permanent=self.spec.kind == "file") from None
+        if not self.container.streams.video:
+            self.close()
+            raise SourceError(f"{self.spec.name}: has no video stream", permanent=True)
+        stream = self.container.streams.video[0]
+        stream.thread_type = "AUTO" if self.spec.kind == "file" else "SLICE"
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if width and height:
+            from realtime.sources.frontend import decoder_options, decoder_threads
+
+            stream.codec_context.thread_count = decoder_threads(width, height)
+            options = decoder_options(width, height, self.shrink)
+            if options:
+                stream.codec_context.options = options
+        self.fps = float(stream.average_rate) if stream.average_rate else None
+        self.num_frames = int(stream.frames) if stream.frames else None
+        self._frames = self.container.decode(stream)
+
+    def read(self) -> tuple[np.ndarray, float | None] | None:
+        import av
+
+        try:
+            frame = next(self._frames)
+        except StopIteration:
+            return None
+        except av.error.EOFError:
+            return None
+        except av.error.ExitError:
+            if self.spec.kind == "file":
+                return None
+            raise SourceError(f"{self.spec.name}: no frame within {self.read_timeout:g}s") from None
+        except (av.error.FFmpegError, OSError) as exc:
+            if self.spec.kind == "file":
+                return None  # a truncated file ends where its readable data ends
+            raise SourceError(f"{self.spec.name}: read failed ({_reason(exc)})") from None
+        pts = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else None
+        if self.shrink is not None:
+            from realtime.sources.frontend import shrink
+
+            image, self.full_size = shrink(frame, self.shrink)
+            return image, pts
+        image = orient(frame.to_ndarray(format="rgb24"), frame.rotation)
+        return image, pts
+
+    def close(self) -> None:
+        if self.container is not None:
+            try:
+                self.container.close()
+            except Exception:  # noqa: BLE001 - closing a broken stream must not raise
+                pass
+            self.container = None
+
+
+class CameraReader:
+    """A local camera by index through OpenCV."""
+
+    def __init__(self, spec: SourceSpec, **_):
+        self.spec = spec
+        self.cap = None
+        self.fps: float | None = None
+        self.num_frames = None
+
+    def open(self) -> None:
+        import cv2
+
+        index = int(self.spec.uri)
+        if os.name == "posix" and Path("/dev").exists() and not Path(f"/dev/video{index}").exists():
+            raise SourceError(f"no camera at index {index} (/dev/video{index} does not exist)", permanent=True)
+        cap = cv2.VideoCapture(index)
+        if not cap.isOpened():
+            cap.release()
+            raise SourceError(f"no camera at index {index} (OpenCV could not open it)", permanent=True)
+        cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # the driver's queue adds latency; capture keeps the newest frame anyway
+        self.cap = cap
+        self.fps = cap.get(cv2.CAP_PROP_FPS) or None
+
+    def read(self) -> tuple[np.ndarray, float | None] | None:
+        import cv2
+
+        ok, bgr = self.cap.read()
+        if not ok:
+            raise SourceError(f"camera {self.spec.uri}: read failed")
+        ms = self.cap.get(cv2.CAP_PROP_POS_MSEC)
+        image = cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB if bgr.ndim == 2 else cv2.COLOR_BGR2RGB)
+        return image, (ms / 1000.0 if ms > 0 else None)
+
+    def close(self) -> None:
+        if self.cap is not None:
+            self.cap.release()
+            self.cap = None
+
+
+class ImageReader:
+    """Image files in name order (``image_paths``); ``pts`` = index / ``fps``; ``path`` is the file that the last
+    ``read()`` came from (the outputs name their annotated image and JSONL line after it).
+
+    A file that cannot be decoded (damaged, or not an image) is skipped with one ``warn`` line naming it and the
+    source goes on; a single image file that cannot be read, or a set of which none can, is a permanent
+    SourceError. OpenCV applies the EXIF orientation, so a phone's portrait photo comes out upright."""
+
+    def __init__(self, spec: SourceSpec, fps: float = 30.0, warn: Callable[[str], None] | None = None, **_):
+        self.spec, self.fps, self.warn = spec, fps, warn or (lambda line: None)
+        self.paths: list[Path] = []
+        self.index = 0
+        self.delivered = 0
+        self.num_frames = None
+        self.path: str | None = None
+
+    def open(self) -> None:
+        self.paths = image_paths(self.spec.uri)
+        if not self.paths:
+            raise SourceError(f"{self.spec.name}: no images ({', '.join(IMAGE_SUFFIXES)})", permanent=True)
+        self.num_frames = len(self.paths)
+
+    def read(self) -> tuple[np.ndarray, float | None] | None:
+        import cv2
+
+        while self.index < len(self.paths):
+            i, self.index = self.index, self.index + 1
+            path = self.paths[i]
+            bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if bgr is None:
+                problem = f"{path}: not a readable image (damaged, or not an image)"
+                if len(self.paths) == 1:
+                    raise SourceError(problem, permanent=True)
+                self.warn(f"skipped {problem}")
+                continue
+            self.path, self.delivered = str(path), self.delivered + 1
+            return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), i / self.fps
+        if not self.delivered:
+            raise SourceError(f"{self.spec.name}: none of its {len(self.paths)} images could be read", permanent=True)
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+def make_reader(spec: SourceSpec, open_timeout: float = 5.0, read_timeout: float = 5.0,
+                warn: Callable[[str], None] | None = None, shrink=None):
+    """The reader for a spec; ``warn`` gets the one-line warnings of an images source (a skipped file); ``shrink``
+    (``realtime.sources.frontend.ShrinkTarget``) makes a PyAV reader return frames shrunk to the network canvas's content."""
+    if spec.kind == "camera":
+        return CameraReader(spec)
+    if spec.kind == "images":
+        return ImageReader(spec, warn=warn)
+    return PyAVReader(spec, open_timeout=open_timeout, read_timeout=read_timeout, shrink=shrink)
+
+
+def _reason(exc: BaseException) -> str:
+    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return redact(text.splitlines()[0] if text else type(exc).__name__)
