@@ -35,7 +35,7 @@ from pathlib import Path
 SIZES = ((640, 360), (1280, 720), (1920, 1080))
 STAGES = ("decode", "convert", "letterbox")
 PATHS = ("today", "deblocked", "fast")
-GST_SERVER = Path(__file__).resolve().parent.parent / "tests" / "realtime" / "gst_rtsp_server.py"
+GST_SERVER = Path(__file__).resolve().parents[2] / "tests" / "realtime" / "gst_rtsp_server.py"
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 
