@@ -212,10 +212,12 @@ def bench_sink(scheme: str, port: int, streams: int, fps: float, seconds: float)
 
 
 def pipeline_with_and_without_sinks(procs: dict, rounds: int, engine_args: list[str], streams: int = 1,
-                                    max_frames: int | None = None) -> dict:
+                                    max_frames: int | None = None, pace: bool = False) -> dict:
     """Pipeline FPS without sinks and with every broker sink of ``procs`` ({scheme: (process, port)}), alternating;
     ``engine_args``: command-line options of the engine (``--threads 2``); ``max_frames``: results a run (default
-    all; only with an engine of one inference stream: a run cut short leaves the others' requests in flight)."""
+    all; only with an engine of one inference stream: a run cut short leaves the others' requests in flight).
+    ``pace``: each of the ``streams`` copies of the clip at its own rate (30 FPS), as cameras deliver, with the
+    engine a live source gets (one inference stream), and the end-to-end latency p95 beside the FPS."""
     from realtime import BUNDLED_CLIP
     from realtime.bench.measure import run_pipeline
     from realtime.cli import build_parser
@@ -223,19 +225,24 @@ def pipeline_with_and_without_sinks(procs: dict, rounds: int, engine_args: list[
     from realtime.sources.readers import parse_source
 
     args = build_parser().parse_args(["--source", "synth", "--no-show", "--no-save", "--no-jsonl", *engine_args])
-    engine = load_engine(args, num_streams=streams, at_full_speed=True)
+    engine = load_engine(args, num_streams=streams, at_full_speed=not pace)
     specs = [parse_source(str(BUNDLED_CLIP)) for _ in range(streams)]
     arms = {"no sinks": [], " + ".join(procs): sorted(procs)}
 
     uris = {"mqtt": "mqtt://127.0.0.1:{port}/bench", "redis": "redis://127.0.0.1:{port}/0?stream=bench:{{stream}}"}
 
-    def run(schemes: list[str]) -> float:
+    latency: dict[str, list[float]] = {name: [] for name in arms}
+
+    def run(schemes: list[str], name: str | None = None) -> float:
         sinks = [parse_sink(uris[s].format(port=procs[s][1])) for s in schemes]
         pipeline, wall = run_pipeline(engine, specs, save_mp4=False, save_jsonl=False, sinks=sinks,
-                                      stream_names=[f"cam{i}" for i in range(streams)], max_frames=max_frames)
+                                      stream_names=[f"cam{i}" for i in range(streams)], max_frames=max_frames,
+                                      pace=pace)
         stats = pipeline.metrics.sink_stats()
         if any(s["dropped"] for s in stats):
             print(f"  note: sinks dropped {[s['dropped'] for s in stats]} messages")
+        if name is not None:
+            latency[name].append(pipeline.metrics.stats("end_to_end")[1])
         return pipeline.metrics.frames_out / wall
 
     for schemes in arms.values():  # warm-up: the runtime's first inferences, the brokers' first clients
@@ -243,13 +250,15 @@ def pipeline_with_and_without_sinks(procs: dict, rounds: int, engine_args: list[
     fps: dict[str, list[float]] = {name: [] for name in arms}
     for r in range(rounds):
         for name in list(arms)[::-1 if r % 2 else 1]:  # A B, B A, ...: neither arm always runs first
-            fps[name].append(run(arms[name]))
-        print(f"  round {r + 1}/{rounds}: " + ", ".join(f"{n} {v[-1]:.1f} FPS" for n, v in fps.items()), flush=True)
+            fps[name].append(run(arms[name], name))
+        print(f"  round {r + 1}/{rounds}: " + ", ".join(f"{n} {v[-1]:.1f} FPS (e2e p95 {latency[n][-1]:.1f} ms)"
+                                                        for n, v in fps.items()), flush=True)
     medians = {name: statistics.median(v) for name, v in fps.items()}
     without, with_sinks = medians.values()
     paired = statistics.median(b / a for a, b in zip(*fps.values()))
-    return {"streams": streams, "rounds": rounds, "max_frames": max_frames, "fps": fps, "fps_median": medians,
-            "ratio": with_sinks / without, "ratio_paired_median": paired}
+    return {"streams": streams, "rounds": rounds, "max_frames": max_frames, "pace": pace, "fps": fps,
+            "fps_median": medians, "ratio": with_sinks / without, "ratio_paired_median": paired,
+            "e2e_p95_ms": latency, "e2e_p95_ms_median": {n: statistics.median(v) for n, v in latency.items()}}
 
 
 def run_sinks_section(streams: int = 4, fps: float = 30.0, seconds: float = 10.0, rounds: int = 0,
@@ -296,6 +305,15 @@ def run_sinks_section(streams: int = 4, fps: float = 30.0, seconds: float = 10.0
                 (a, fa), (b, fb) = pipeline["fps_median"].items()
                 print(f"median: {a} {fa:.1f} FPS, {b} {fb:.1f} FPS, ratio {pipeline['ratio']:.3f} (median of the "
                       f"rounds' ratios {pipeline['ratio_paired_median']:.3f})")
+                print(f"\npipeline at {streams} streams x the clip's 30 FPS (paced like cameras, one inference stream), "
+                      f"without sinks and with {' + '.join(sorted(procs))}, {rounds} alternating rounds")
+                paced = pipeline_with_and_without_sinks(procs, rounds, engine_args or [], streams=streams,
+                                                        max_frames=max_frames, pace=True)
+                (a, fa), (b, fb) = paced["fps_median"].items()
+                (_, la), (_, lb) = paced["e2e_p95_ms_median"].items()
+                print(f"median: {a} {fa:.1f} FPS, e2e p95 {la:.1f} ms; {b} {fb:.1f} FPS, e2e p95 {lb:.1f} ms; "
+                      f"ratio {paced['ratio']:.3f}")
+                pipeline = {"full_speed": pipeline, "paced": paced}
         finally:
             for proc, _ in procs.values():
                 proc.terminate()
