@@ -135,7 +135,10 @@ def test_the_big_camera_is_reported_and_the_others_run(fleet):
     s = fleet.status()
     (u,) = s["unplaced"]
     assert u["name"] == "big" and "needs 1.15 Mpx/s" in u["reason"]
-    assert any("camera 'big' fits on no engine" in line and line.startswith("error:") for line in fleet.log)
+    deadline = time.monotonic() + 10  # the command prints it at its next poll of the coordinator (every 0.5 s)
+    while not any("camera 'big' fits on no engine" in line and line.startswith("error:") for line in fleet.log):
+        assert time.monotonic() < deadline, "no error line for the camera that fits nowhere: " + "".join(fleet.log[-20:])
+        time.sleep(0.2)
     fleet.wait(lambda s: sorted(e["load_mpx_s"] for e in s["engines"]) == [0.384, 0.384], 30,
                "two cameras on each engine once their rates are measured")
     with urllib.request.urlopen(f"http://127.0.0.1:{fleet.port}/", timeout=5) as r:  # the page, filled in
