@@ -8,11 +8,11 @@ from __future__ import annotations
 import asyncio
 import html
 import json
-import socket
-import threading
 from typing import Callable
 
 from aiohttp import web
+
+from realtime.view.app_thread import AppThread
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>qem fleet</title>
 <style>body{font:14px system-ui,sans-serif;margin:1.5em}table{border-collapse:collapse;margin-bottom:1.5em}
@@ -59,52 +59,14 @@ def _ms(value) -> str:
     return "–" if value is None else f"{value:.0f}"
 
 
-class FleetView:
+class FleetView(AppThread):
     """``snapshot`` (any thread) gives the body of ``/status.json``; ``port`` 0 picks a free port."""
 
     def __init__(self, snapshot: Callable[[], dict], host: str = "127.0.0.1", port: int = 0):
         self.snapshot = snapshot
-        self.sock = socket.create_server((host, port))
-        self.host, self.port = host, self.sock.getsockname()[1]
-        self.loop = asyncio.new_event_loop()
-        self.started = threading.Event()
-        self.runner: web.AppRunner | None = None
-        self.thread = threading.Thread(target=self._serve, name="fleet-view", daemon=True)
-        self.app = web.Application()
-        self.app.add_routes([web.get("/", self._page), web.get("/status.json", self._status)])
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}/"
-
-    def start(self) -> "FleetView":
-        self.thread.start()
-        if not self.started.wait(10.0):
-            raise RuntimeError("the fleet view did not start within 10 s")
-        return self
-
-    def close(self) -> None:
-        if self.thread.is_alive():
-            asyncio.run_coroutine_threadsafe(self._shutdown(), self.loop).result(timeout=10.0)
-            self.thread.join(timeout=5.0)
-        else:
-            self.sock.close()
-
-    def _serve(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_until_complete(self._startup())
-        self.started.set()
-        self.loop.run_forever()
-        self.loop.close()
-
-    async def _startup(self) -> None:
-        self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
-        await self.runner.setup()
-        await web.SockSite(self.runner, self.sock).start()
-
-    async def _shutdown(self) -> None:
-        await self.runner.cleanup()
-        asyncio.get_running_loop().call_soon(asyncio.get_running_loop().stop)
+        app = web.Application()
+        app.add_routes([web.get("/", self._page), web.get("/status.json", self._status)])
+        super().__init__(app, host, port, "fleet view")
 
     async def _snapshot(self) -> dict:
         return await asyncio.get_running_loop().run_in_executor(None, self.snapshot)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +26,7 @@ import cv2
 import numpy as np
 from aiohttp import WSMsgType, web
 
+from realtime.view.app_thread import AppThread
 from realtime.view.stream_status import LiveStatus
 from realtime.view.overlay import StateOverlay
 from realtime.view.page import page
@@ -144,7 +144,7 @@ class _WsClient:
                 self.sent += 1
 
 
-class HttpView:
+class HttpView(AppThread):
     """Serves a FrameBoard, the status of the captures and the ``/ws`` messages; ``port`` 0 picks a free port
     (see ``.port``). The port is bound in the constructor (an address in use raises ``OSError`` there).
 
@@ -154,18 +154,12 @@ class HttpView:
         self.board, self.status = board, LiveStatus(captures)
         self.overlay = StateOverlay(board, captures)
         self.hub = WsHub()
-        self.sock = socket.create_server((host, port), reuse_port=False)
-        self.host, self.port = host, self.sock.getsockname()[1]
         self.pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="view-jpeg")  # waits for new frames
-        self.loop = asyncio.new_event_loop()
-        self.started = threading.Event()
-        self.runner: web.AppRunner | None = None
-        self.thread = threading.Thread(target=self._serve, name="http-view", daemon=True)
         app = web.Application()
         app.add_routes([web.get("/", self._page), web.get("/index.html", self._page),
                         web.get("/status.json", self._status), web.get("/ws", self._ws),
                         web.get(r"/stream/{i:\d+}.mjpg", self._stream), web.get(r"/frame/{i:\d+}.jpg", self._frame)])
-        self.app = app
+        super().__init__(app, host, port, "live view")
 
     def show(self, result, image: np.ndarray) -> None:
         self.status.record(result)
@@ -174,47 +168,21 @@ class HttpView:
     def tick(self) -> None:
         self.overlay.tick()
 
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}/"
-
-    def start(self) -> "HttpView":
-        self.thread.start()
-        if not self.started.wait(10.0):
-            raise RuntimeError("the live view did not start within 10 s")
-        return self
-
     def close(self) -> None:
         self.board.close()
-        if self.thread.is_alive():
-            asyncio.run_coroutine_threadsafe(self._shutdown(), self.loop).result(timeout=10.0)
-            self.thread.join(timeout=5.0)
-        else:
-            self.sock.close()
+        super().close()
         self.pool.shutdown(wait=False, cancel_futures=True)
 
     # -- the server's thread -------------------------------------------------------------------------------------
-    def _serve(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_until_complete(self._startup())
-        self.started.set()
-        self.loop.run_forever()
-        self.loop.close()
-
-    async def _startup(self) -> None:
-        self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
-        await self.runner.setup()
-        await web.SockSite(self.runner, self.sock).start()
+    async def on_startup(self) -> None:
         self.hub.loop = asyncio.get_running_loop()
         self._ticker = asyncio.ensure_future(self._push_status())
 
-    async def _shutdown(self) -> None:
+    async def on_shutdown(self) -> None:
         self.hub.loop = None
         self._ticker.cancel()
         for client in list(self.hub.clients):
             await client.ws.close()
-        await self.runner.cleanup()
-        asyncio.get_running_loop().call_soon(asyncio.get_running_loop().stop)
 
     def _status_text(self) -> str:
         return json.dumps({"schema": 1, "type": "status", **self.status.snapshot()})
