@@ -18,6 +18,7 @@ import argparse
 import signal
 import sys
 import time
+import uuid
 from pathlib import Path
 
 from realtime.argtypes import OneLineParser, float_above, imgsz, int_at_least, port
@@ -36,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="HOST:PORT of a Ray cluster's head (default: start a local cluster on 127.0.0.1)")
     p.add_argument("--cpus", type=int_at_least(1), default=2, help="CPUs of the local cluster (default 2)")
     p.add_argument("--engines", type=int_at_least(1), default=None,
-                   help="engine actors (default: one per GPU, or the cluster's CPUs / --cpus-per-engine)")
+                   help="engine actors (default: one per GPU, or the cluster's CPUs / --cpus-per-engine); with --ray, "
+                        "more than the cluster holds now wait for nodes to join")
     p.add_argument("--cpus-per-engine", type=float_above(0), default=1.0, help="CPU cores per CPU engine (default 1)")
     p.add_argument("--gpus-per-engine", type=float_above(0), default=1.0, help="GPUs per GPU engine (default 1)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
@@ -51,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--imgsz", type=imgsz, default=None, help="network input size (default: the checkpoint's)")
     p.add_argument("--record", default=None, metavar="DIR",
                    help="record MP4 + JSONL of the cameras with record: true under DIR on each node (default: none)")
+    p.add_argument("--start-wait", type=float_above(0), default=120.0, metavar="S",
+                   help="seconds the first placement waits for every engine to start (default 120); later engines "
+                        "take cameras from the busiest")
     p.add_argument("--http-port", type=port, default=None, help="serve the fleet's view on this port (0: any)")
     p.add_argument("--http-host", default="127.0.0.1", help="address of the view (default 127.0.0.1)")
     p.add_argument("--project", default="runs", help=f"where --detach keeps {STATE_FILE} (default runs)")
@@ -105,7 +110,9 @@ def read_cameras(args):
 
 
 def plan_engines(args, resources: dict) -> tuple[str, int, float, float]:
-    """(device, engines, cpus per engine, gpus per engine) for the cluster's ``resources``; one line on a mismatch."""
+    """(device, engines, cpus per engine, gpus per engine) for the cluster's ``resources``; one line on a mismatch.
+    On an existing cluster (``--ray``) more engines than it holds now may be asked: they start when nodes join (an
+    autoscaler adds nodes for them); on a local cluster, where none will join, that is an error."""
     from realtime.fleet.cluster import FleetError
 
     gpus, cpus = resources.get("GPU", 0.0), resources.get("CPU", 0.0)
@@ -115,19 +122,26 @@ def plan_engines(args, resources: dict) -> tuple[str, int, float, float]:
             raise FleetError(f"--device cuda: the cluster has {gpus:g} GPU(s); add a GPU worker group (docs/cluster.md)"
                              f" or use --device cpu")
         most = int(gpus // args.gpus_per_engine)
-        engines = args.engines or most
-        if engines > most:
-            raise FleetError(f"--engines {engines}: the cluster has GPUs for {most} engine(s) of "
-                             f"{args.gpus_per_engine:g} GPU")
+        engines = _engines(args, most, f"GPUs for {most} engine(s) of {args.gpus_per_engine:g} GPU")
         return device, engines, 1.0, args.gpus_per_engine
     most = int(cpus // args.cpus_per_engine)
     if most < 1:
         raise FleetError(f"--cpus-per-engine {args.cpus_per_engine:g}: the cluster has {cpus:g} CPU(s)")
-    engines = args.engines or most
-    if engines > most:
-        raise FleetError(f"--engines {engines}: the cluster has CPUs for {most} engine(s) of "
-                         f"{args.cpus_per_engine:g} (use --cpus or --cpus-per-engine)")
+    engines = _engines(args, most, f"CPUs for {most} engine(s) of {args.cpus_per_engine:g} CPU")
     return device, engines, args.cpus_per_engine, 0.0
+
+
+def _engines(args, most: int, holds: str) -> int:
+    from realtime.fleet.cluster import FleetError
+
+    engines = args.engines or most
+    if engines <= most:
+        return engines
+    if args.ray is None:
+        raise FleetError(f"--engines {engines}: the local cluster has {holds} (use --cpus or --cpus-per-engine)")
+    print(f"fleet: --engines {engines}: the cluster has {holds} now; the others start when nodes join",
+          file=sys.stderr, flush=True)
+    return engines
 
 
 def serve(args, cameras, sinks) -> int:
@@ -149,10 +163,10 @@ def serve(args, cameras, sinks) -> int:
             pass
         options = EngineOptions(weights=args.weights, imgsz=args.imgsz, device=device, backend=args.backend,
                                 threads=max(1, int(cpus)) if device == "cpu" else None, record_root=args.record,
-                                capacity=args.capacity * 1e6 if args.capacity else None)
+                                capacity=args.capacity * 1e6 if args.capacity else None, fleet_id=uuid.uuid4().hex)
         spec = FleetSpec(cameras=cameras, sinks=sinks, engine=options, engines=engines, cpus_per_engine=cpus,
                          gpus_per_engine=gpus, http_host=args.http_host, http_port=args.http_port,
-                         cluster=cluster_address(ray, address))
+                         cluster=cluster_address(ray, address), start_wait=args.start_wait)
         coordinator = ray.remote(Coordinator).options(
             name=COORDINATOR, namespace=NAMESPACE, lifetime="detached", max_restarts=-1, max_task_retries=-1,
             num_cpus=0, max_concurrency=8).remote(spec)
@@ -233,8 +247,8 @@ def summary(snap: dict) -> str:
     rows = [f"summary: {len(snap['cameras'])} camera(s), {len(snap['engines'])} engine(s), "
             f"{len(snap['failovers'])} engine restart(s)"]
     for c in snap["cameras"]:
-        sinks = "; ".join(f"{s['name']} sent {s['sent']} delivered {s['delivered']} dropped {s['dropped']}"
-                          for s in c["sinks"])
+        sinks = "; ".join(f"{s['name']} sent {s['sent']} delivered {s['delivered']} dropped {s['dropped']} "
+                          f"lost {s['lost']}" for s in c["sinks"])
         rows.append(f"  {c['name']}: {c['frames']} frames" + (f" ({c['unplaced']})" if c["unplaced"] else "")
                     + (f"; {sinks}" if sinks else ""))
     return "\n".join(rows)

@@ -4,13 +4,17 @@ engine actors, places the cameras on them (``realtime.fleet.placement``) and mov
 Engines are named, detached actors (``qem-engine-<i>``, ``max_restarts=-1``) running ``EngineHost``: a SIGKILL or
 an out-of-memory kill of an engine's process makes Ray start it again; the new process holds no cameras, and the
 coordinator's next poll (every ``poll`` seconds) gives it back its own. An engine whose actor is gone for good
-(``ray.kill(..., no_restart=True)``, its node left the cluster) has its cameras placed on the engines left, within
-their capacity; a camera that fits nowhere is listed in ``unplaced`` with the reason. A restarted coordinator
-finds its engines again by name (``get_if_exists``) and takes the cameras they run as the current placement.
+(``ray.kill(..., no_restart=True)``) or whose node left the cluster has its cameras placed on the engines left,
+within their capacity; a camera that fits nowhere is listed in ``unplaced`` with the reason. An engine that starts
+after the first placement (its node joined, or came back) takes cameras from the busiest engines. A restarted
+coordinator finds its engines again by name (``get_if_exists``) and takes the cameras they run as the current
+placement.
 
 ``snapshot()`` is the fleet's one view (``/status.json`` of ``realtime.fleet.status_view``): every camera with its
-engine, node, state, FPS, p95 latency, people, and its messages per sink summed over every pipeline it ran in
-(an engine killed by a signal counts with the figures of its last poll: what it did after that is lost with it).
+engine, node, state, FPS, p95 latency, people, and its messages per sink summed over every engine process it ran
+in. The figures of a process that is gone are its final ones when an engine on its node read them from its counter
+files (``realtime.fleet.engine_host``), with ``lost``: messages it had taken and not delivered when it died;
+else those of its last poll.
 """
 from __future__ import annotations
 
@@ -30,7 +34,6 @@ NAMESPACE = "qem"
 COORDINATOR = "qem-coordinator"
 ENGINE_PREFIX = "qem-engine-"
 STATE_KEY = "qem-fleet-state"
-START_WAIT_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class FleetSpec:
     poll: float = 0.5                     # seconds between polls of the engines
     call_timeout: float = 2.0             # a poll not answered by then: the engine is unavailable
     cluster: str = ""                     # the cluster's address (HOST:PORT of its GCS), for the view
+    start_wait: float = 120.0             # seconds the first placement waits for every engine to start
 
 
 @dataclass
@@ -54,21 +58,26 @@ class Slot:
 
     name: str
     handle: object
-    state: str = "starting"               # starting, up, restarting, gone
+    state: str = "starting"               # starting, up, restarting, lost (its node left), gone
     info: dict | None = None
     status: dict | None = None
     pid: int | None = None
     restarts: int = 0
     down_since: float | None = None
-    joined: float = field(default_factory=time.time)
+    fresh: bool = False                   # came up (started, or back from a lost node) since the last placement
+    asking: object = None                 # the ObjectRef of a status() not answered yet
+    asked: float = 0.0
     pending: object = None                # the ObjectRef of an assign() not answered yet
     pending_set: tuple = ()
 
 
-def engine_actor_class():
-    import ray
+class RayEngine(EngineHost):
+    """``EngineHost`` in a Ray actor: its info names the Ray node it runs on."""
 
-    return ray.remote(EngineHost)
+    def info(self) -> dict:
+        import ray
+
+        return {**super().info(), "node_id": ray.get_runtime_context().get_node_id()}
 
 
 class Coordinator:
@@ -77,7 +86,7 @@ class Coordinator:
         self.cameras = {c.name: c for c in spec.cameras}
         self.slots: dict[str, Slot] = {}
         self.placement = Placement()
-        self.history: dict[str, dict] = {}     # camera -> counters of engine incarnations that are gone
+        self.history: dict[str, dict] = {}     # incarnation that is gone -> {"totals": per camera, "final": bool}
         self.events: deque[dict] = deque(maxlen=200)
         self.failovers: list[dict] = []        # per engine restart: when it was noticed, when cameras ran again
         self.lock = threading.RLock()
@@ -87,7 +96,9 @@ class Coordinator:
         self._measured: dict[str, CameraLoad] = {}
         self._started = time.monotonic()
         self._restore()
-        actor = engine_actor_class()
+        import ray
+
+        actor = ray.remote(RayEngine)
         for i in range(spec.engines):
             name = f"{ENGINE_PREFIX}{i}"
             handle = actor.options(name=name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
@@ -120,11 +131,12 @@ class Coordinator:
                 slot = self.slots.get(engine) if engine else None
                 live = self._camera_status(slot, name)
                 state = "unplaced" if name in self.placement.unplaced else (
-                    "failover" if slot is not None and slot.state in ("restarting", "starting") else
+                    "failover" if slot is not None and slot.state in ("restarting", "starting", "lost") else
                     (live or {}).get("state", "assigning"))
                 t = totals.get(name, {"frames": 0, "sinks": {}})
                 cameras.append({
                     "name": name, "engine": engine, "node": (slot.info or {}).get("host") if slot else None,
+                    "node_id": (slot.info or {}).get("node_id") if slot else None,
                     "state": state, "fps": (live or {}).get("fps", 0.0), "p95_ms": (live or {}).get("p95_ms"),
                     "people": (live or {}).get("people", 0), "width": (live or {}).get("width", 0),
                     "height": (live or {}).get("height", 0), "error": (live or {}).get("error"),
@@ -133,6 +145,7 @@ class Coordinator:
             engines = []
             for s in self.slots.values():
                 engines.append({"name": s.name, "state": s.state, "node": (s.info or {}).get("host"),
+                                "node_id": (s.info or {}).get("node_id"),
                                 "pid": s.pid, "restarts": s.restarts,
                                 "pipelines": (s.status or {}).get("generation", 0),
                                 "running": [c["name"] for c in (s.status or {}).get("cameras", [])],
@@ -163,6 +176,8 @@ class Coordinator:
             self._poll(final=True)
             last = self.snapshot()
             self.forget()
+            refs = [s.handle.discard.remote() for s in self.slots.values() if s.state != "gone"]
+            ray.wait(refs, num_returns=len(refs), timeout=10.0)
             for s in self.slots.values():
                 try:
                     ray.kill(s.handle, no_restart=True)
@@ -225,30 +240,36 @@ class Coordinator:
         print(f"fleet: {text}", file=sys.stderr, flush=True)
 
     def _poll(self, final: bool = False) -> None:
+        """Asks every engine for its status (one call in flight each: an engine that does not start or is
+        restarting is not asked again meanwhile) and waits up to ``call_timeout`` for the answers."""
         import ray
 
-        live = {n: s for n, s in self.slots.items() if s.state != "gone"}
-        if final:
-            refs = {n: s.handle.counters.remote() for n, s in live.items()}
-        else:
-            refs = {n: s.handle.status.remote() for n, s in live.items()}
-        ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=self.spec.call_timeout)
+        live = [s for s in self.slots.values() if s.state != "gone"]
         now = time.time()
-        for name, ref in refs.items():
-            slot = live[name]
+        for slot in live:
+            if slot.asking is None:
+                slot.asking, slot.asked = slot.handle.status.remote(), now
+        fresh = [s.asking for s in live if now - s.asked < self.spec.call_timeout]
+        ray.wait(fresh, num_returns=len(fresh), timeout=self.spec.call_timeout)
+        now = time.time()
+        for slot in live:
+            done, _ = ray.wait([slot.asking], timeout=0)
+            if not done:
+                if not final and now - slot.asked >= self.spec.call_timeout:
+                    self._unavailable(slot, now)
+                continue
+            ref, slot.asking = slot.asking, None
             try:
-                if ref not in ready:
-                    raise TimeoutError("no answer")
-                result = ray.get(ref)
-            except Exception:  # noqa: BLE001 - RayActorError, unavailable, timeout: restarting or gone
+                status = ray.get(ref)
+            except Exception:  # noqa: BLE001 - RayActorError: the process died (restarting) or the actor is gone
                 if not final:
                     self._unavailable(slot, now)
                 continue
+            self._take_orphans(slot, status.get("orphans", {}))
             if final:
-                if slot.status is not None:
-                    slot.status = {**slot.status, "totals": result}
-                continue
-            self._answered(slot, result, now)
+                slot.status = {**(slot.status or status), "totals": status["totals"]}
+            else:
+                self._answered(slot, status, now)
 
     def _unavailable(self, slot: Slot, now: float) -> None:
         import ray
@@ -261,6 +282,20 @@ class Coordinator:
         if slot.state == "up":
             slot.state, slot.down_since = "restarting", now
             self._event("engine", f"{slot.name} does not answer (its process died?): its cameras wait for it")
+        if slot.state == "restarting" and not self._node_alive((slot.info or {}).get("node_id")):
+            slot.state = "lost"
+            self._retire(slot)
+            moved = self.placement.cameras_of(slot.name)
+            self._event("engine", f"{slot.name}'s node left the cluster; its cameras move: {', '.join(moved) or 'none'}"
+                                  f" (Ray starts the engine again where there is room)")
+
+    @staticmethod
+    def _node_alive(node_id: str | None) -> bool:
+        import ray
+
+        if node_id is None:
+            return True
+        return any(n["NodeID"] == node_id and n["Alive"] for n in ray.nodes())
 
     def _gone(self, slot: Slot) -> None:
         slot.state = "gone"
@@ -269,29 +304,44 @@ class Coordinator:
         self._event("engine", f"{slot.name} is gone for good; its cameras move: {', '.join(moved) or 'none'}")
 
     def _retire(self, slot: Slot) -> None:
-        """The counters of an incarnation that is gone join the history (the figures of its last poll)."""
+        """The counters of an engine process that is gone join the history: the figures of its last poll, unless an
+        engine on its node already reported its final ones."""
         if slot.status is None:
             return
-        for cam, t in slot.status.get("totals", {}).items():
-            h = self.history.setdefault(cam, {"frames": 0, "sinks": {}})
-            h["frames"] += t["frames"]
-            for sink, v in t["sinks"].items():
-                hs = h["sinks"].setdefault(sink, {"sent": 0, "delivered": 0, "dropped": 0})
-                for k in hs:
-                    hs[k] += v[k]
+        incarnation = slot.status["incarnation"]
+        if not self.history.get(incarnation, {}).get("final"):
+            self.history[incarnation] = {"totals": slot.status.get("totals", {}), "final": False}
         slot.status = None
+
+    def _take_orphans(self, slot: Slot, orphans: dict) -> None:
+        """The final counters of engine processes that are gone, read from their files by an engine on their node:
+        they replace the figures of their last poll; then the files go."""
+        if not orphans:
+            return
+        for incarnation, orphan in orphans.items():
+            if not self.history.get(incarnation, {}).get("final"):
+                self.history[incarnation] = {"totals": orphan["totals"], "final": True}
+                self._event("counters", f"took the final counters of {orphan['engine']} (pid {orphan['pid']}), "
+                                        f"which was killed")
+        slot.handle.release.remote(list(orphans))
 
     def _answered(self, slot: Slot, status: dict, now: float) -> None:
         if slot.pid is not None and status["pid"] != slot.pid:
             slot.restarts += 1
             self._retire(slot)
-            since = slot.down_since or now
-            self.failovers.append({"engine": slot.name, "down_since": round(since, 3), "back": None,
-                                   "cameras": self.placement.cameras_of(slot.name)})
-            self._event("engine", f"{slot.name} restarted (pid {slot.pid} -> {status['pid']}); its cameras go back")
+            if slot.state == "lost":
+                self._event("engine", f"{slot.name} started again on {status['host']} (pid {status['pid']}); "
+                                      f"it takes cameras from the busiest engines")
+                slot.fresh = True
+            else:
+                since = slot.down_since or now
+                self.failovers.append({"engine": slot.name, "down_since": round(since, 3), "back": None,
+                                       "cameras": self.placement.cameras_of(slot.name)})
+                self._event("engine", f"{slot.name} restarted (pid {slot.pid} -> {status['pid']}); its cameras go back")
         elif slot.state == "starting":
             self._event("engine", f"{slot.name} up on {status['host']} (pid {status['pid']}, capacity "
                                   f"{status['capacity'] / 1e6:.2f} Mpx/s)")
+            slot.fresh = True
         slot.pid, slot.info, slot.status = status["pid"], status, status
         slot.state, slot.down_since = "up", None
         if slot.pending is not None:
@@ -331,11 +381,12 @@ class Coordinator:
     def _place(self) -> None:
         up = [s for s in self.slots.values() if s.state in ("up", "restarting") and s.info]
         starting = any(s.state == "starting" for s in self.slots.values())
-        if not up or (starting and not self._had_engines and time.monotonic() - self._started < START_WAIT_S):
-            return  # the first placement waits for every engine (or START_WAIT_S), so one does not get them all
+        if not up or (starting and not self._had_engines and time.monotonic() - self._started < self.spec.start_wait):
+            return  # the first placement waits for every engine (or start_wait), so one does not get them all
         first = not self._had_engines
-        joined = self._had_engines and any(s.state == "up" and s.restarts == 0 and not self.placement.cameras_of(
-            s.name) for s in up) and len(up) > 1
+        joined = self._had_engines and any(s.fresh for s in up) and len(up) > 1
+        for s in up:
+            s.fresh = False
         self._had_engines = True
         loads = self._loads()
         measured_now = bool({n for n, c in loads.items() if c.measured} - set(self._measured))
@@ -362,16 +413,20 @@ class Coordinator:
             s.pending, s.pending_set = s.handle.assign.remote(list(want)), want
 
     def _totals(self) -> dict[str, dict]:
-        out = {c: {"frames": h["frames"], "sinks": {k: dict(v) for k, v in h["sinks"].items()}}
-               for c, h in self.history.items()}
-        for s in self.slots.values():
-            if s.status is None:
-                continue
-            for cam, t in s.status.get("totals", {}).items():
+        """Per camera: frames and per sink sent, delivered, dropped, lost, over every engine process it ran in."""
+        out: dict[str, dict] = {}
+        gone = set(self.history)
+        parts = [(h["totals"], h["final"]) for h in self.history.values()]
+        parts += [(s.status.get("totals", {}), False) for s in self.slots.values()
+                  if s.status is not None and s.status.get("incarnation") not in gone]
+        for totals, final in parts:
+            for cam, t in totals.items():
                 o = out.setdefault(cam, {"frames": 0, "sinks": {}})
                 o["frames"] += t["frames"]
                 for sink, v in t["sinks"].items():
-                    os_ = o["sinks"].setdefault(sink, {"sent": 0, "delivered": 0, "dropped": 0})
-                    for k in os_:
-                        os_[k] += v[k]
+                    counts = o["sinks"].setdefault(sink, {"sent": 0, "delivered": 0, "dropped": 0, "lost": 0})
+                    for k in ("sent", "delivered", "dropped"):
+                        counts[k] += v[k]
+                    if final:  # taken, neither delivered nor dropped when the process died
+                        counts["lost"] += v["sent"] - v["delivered"] - v["dropped"]
         return out

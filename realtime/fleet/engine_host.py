@@ -7,22 +7,34 @@ running pipeline (its files and sinks close as at a normal stop) and starts a ne
 stays loaded. Messages: every sink of the run is opened once per camera (``SinkSpec.for_streams``), so the sinks'
 counters (sent, delivered, dropped) are per camera and add up across the pipelines the camera ran in.
 
+Counters outlive the process (``realtime.counters``): each pipeline keeps its cameras' frames and its sinks' counters
+in a memory-mapped file under ``<temp>/qem-fleet/<fleet_id>/`` on the node (``<incarnation>.<generation>.counts``,
+described by the ``.json`` beside it). An engine killed by a signal leaves its last figures there; any engine of
+the fleet on that node reports them (``status()["orphans"]``, by incarnation) until the coordinator, having taken
+them, calls ``release``. An engine of no fleet (``fleet_id`` empty) keeps its files in a folder of its own, removed
+at ``stop``.
+
 Recordings (``record_root`` set and the camera's ``record``): ``<record_root>/<start time>-<engine>/
 annotated_<camera>.mp4`` and ``poses_<camera>.jsonl`` on the node's own disk (or shared storage mounted there).
 """
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import socket
 import sys
+import tempfile
 import threading
 import time
+import uuid
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
 
 from realtime.cameras import Camera, StreamOptions
+from realtime.counters import CounterFile, read_counters
 
 REFERENCE_FRAME = (360, 640)   # h, w of the frames the capacity is measured on
 REFERENCE_BATCH = 4            # frames a batch: an engine of several cameras batches them
@@ -49,18 +61,63 @@ class EngineOptions:
     stall_timeout: float = 2.0
     backoff_max: float = 10.0
     sink_flush: float = 2.0
+    fleet_id: str = ""                   # the fleet's engines share <temp>/qem-fleet/<fleet_id>/ on a node
     extra: dict = field(default_factory=dict)   # other PipelineConfig fields
 
 
-class _Counted:
-    """Wraps a stream's post stage: every result it hands on is counted in that camera's ``StreamStats``."""
+def counter_folder(fleet_id: str) -> Path:
+    return Path(tempfile.gettempdir()) / "qem-fleet" / (fleet_id or f"engine-{os.getpid()}")
 
-    def __init__(self, post, stats, size: list):
-        self.post, self.stats, self.size = post, stats, size
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read_incarnations(folder: Path, skip: str = "") -> dict[str, dict]:
+    """Per incarnation (but ``skip``) whose process is gone: its engine, pid and counters (``counters()``'s form),
+    summed over its pipelines' counter files in ``folder``."""
+    out: dict[str, dict] = {}
+    for manifest in sorted(folder.glob("*.json")):
+        try:
+            m = json.loads(manifest.read_text())
+            if m["incarnation"] == skip or _alive(m["pid"]):
+                continue
+            rows = read_counters(manifest.with_suffix(".counts"), m["width"])
+        except (OSError, ValueError, KeyError):
+            continue  # written half by a process killed while it wrote: nothing was counted in it yet
+        entry = out.setdefault(m["incarnation"], {"engine": m["engine"], "pid": m["pid"], "totals": {}})
+        _add_rows(entry["totals"], m["rows"], rows)
+    return out
+
+
+def _add_rows(totals: dict, described: list, rows: list[list[int]]) -> None:
+    for (camera, sink), values in zip(described, rows):
+        entry = totals.setdefault(camera, {"frames": 0, "sinks": {}})
+        if sink is None:
+            entry["frames"] += values[0]
+            continue
+        counts = entry["sinks"].setdefault(sink, {"sent": 0, "delivered": 0, "dropped": 0})
+        for key, value in zip(("sent", "delivered", "dropped"), values):
+            counts[key] += value
+
+
+class _Counted:
+    """Wraps a stream's post stage: every result it hands on is counted in that camera's ``StreamStats`` and in its
+    frames counter (a row of the pipeline's counter file)."""
+
+    def __init__(self, post, stats, size: list, frames):
+        self.post, self.stats, self.size, self.frames = post, stats, size, frames
 
     def __call__(self, result):
         result = self.post(result)
         now = time.perf_counter()
+        self.frames[0] += 1
         self.stats.add(now, (now - result.frame.recv_time) * 1e3, len(result.poses))
         self.size[:] = [result.frame.width, result.frame.height]
         return result
@@ -88,10 +145,11 @@ class EngineHost:
         self.generation = 0
         self.logs: deque[str] = deque(maxlen=200)
         self.error: str | None = None
-        self.totals: dict[str, dict] = {}   # camera -> counters of its finished pipelines (frames, sinks)
+        self.incarnation = f"{name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.folder = counter_folder(options.fleet_id)
+        self._counters: list[tuple[list, CounterFile]] = []   # per pipeline: (rows described, its counter file)
         self._stats: dict[str, object] = {}
         self._sizes: dict[str, list] = {}
-        self._sink_owner: list[str] = []
 
     def _measure_capacity(self) -> float:
         """Pixels a second this engine carries: frames a second of batches of reference frames through the network
@@ -119,8 +177,8 @@ class EngineHost:
 
     # -- what the coordinator calls -------------------------------------------------------------------------------
     def info(self) -> dict:
-        return {"name": self.name, "pid": os.getpid(), "host": socket.gethostname(), "capacity": self.capacity,
-                "started": self.started, "device": str(self.engine.device)}
+        return {"name": self.name, "pid": os.getpid(), "incarnation": self.incarnation, "host": socket.gethostname(),
+                "capacity": self.capacity, "started": self.started, "device": str(self.engine.device)}
 
     def assign(self, cameras: list[Camera]) -> int:
         """Runs exactly ``cameras`` from now on (a new pipeline when the set changed); returns the generation."""
@@ -138,6 +196,25 @@ class EngineHost:
         with self.lock:
             self._stop_pipeline()
             self.cameras = ()
+            if not self.options.fleet_id:
+                self.discard()
+
+    def orphans(self) -> dict[str, dict]:
+        """The counters of the fleet's engine processes on this node that are gone (killed), by incarnation."""
+        return read_incarnations(self.folder, skip=self.incarnation) if self.folder.is_dir() else {}
+
+    def release(self, incarnations: list[str]) -> None:
+        """The coordinator has the counters of ``incarnations``: their files go."""
+        for inc in incarnations:
+            for path in self.folder.glob(f"{inc}.*"):
+                path.unlink(missing_ok=True)
+
+    def discard(self) -> None:
+        """This process's counter files go (the fleet stopped and its figures were read)."""
+        self.release([self.incarnation])
+        self._counters = []
+        if not self.options.fleet_id:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
     def status(self) -> dict:
         """Per camera: state, FPS, p95 latency, people, frames, size, source FPS, sinks (this engine's totals)."""
@@ -158,40 +235,43 @@ class EngineHost:
                 "reconnects": capture.reconnects if capture is not None else 0,
                 "drops": capture.drops if capture is not None else 0})
         return {**self.info(), "generation": self.generation, "running": self.thread is not None,
-                "cameras": cams, "totals": self.counters(), "error": self.error, "log": list(self.logs)[-5:]}
+                "cameras": cams, "totals": self.counters(), "orphans": self.orphans(), "error": self.error,
+                "log": list(self.logs)[-5:]}
 
     def counters(self) -> dict[str, dict]:
-        """Per camera, everything it did on this engine: frames out and, per sink, sent / delivered / dropped."""
-        out = {name: {"frames": t["frames"], "sinks": {k: dict(v) for k, v in t["sinks"].items()}}
-               for name, t in self.totals.items()}
-        pipeline = self.pipeline
-        if pipeline is not None:
-            self._add_live(out, pipeline)
+        """Per camera, everything it did in this process: frames out and, per sink, sent / delivered / dropped."""
+        out: dict[str, dict] = {}
+        for described, file in self._counters:
+            _add_rows(out, described, file.values())
         return out
 
     # -- the pipeline ----------------------------------------------------------------------------------------------
-    def _add_live(self, out: dict, pipeline) -> None:
-        for cam in self.cameras:
-            stats = self._stats.get(cam.name)
-            entry = out.setdefault(cam.name, {"frames": 0, "sinks": {}})
-            entry["frames"] += stats.frames if stats else 0
-        for owner, s in zip(self._sink_owner, pipeline.metrics.sink_stats()):
-            entry = out.setdefault(owner, {"frames": 0, "sinks": {}})
-            sink = entry["sinks"].setdefault(s["name"], {"sent": 0, "delivered": 0, "dropped": 0})
-            for key in ("sent", "delivered", "dropped"):
-                sink[key] += s[key]
+    def _counter_file(self, described: list) -> CounterFile:
+        """A new pipeline's counter file (rows: per camera its frames, then its sinks), described beside it."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        stem = f"{self.incarnation}.{self.generation}"
+        file = CounterFile(self.folder / f"{stem}.counts", len(described), 3)
+        manifest = {"engine": self.name, "pid": os.getpid(), "incarnation": self.incarnation,
+                    "generation": self.generation, "width": 3, "rows": described}
+        part = self.folder / f"{stem}.json.part"
+        part.write_text(json.dumps(manifest))
+        os.replace(part, self.folder / f"{stem}.json")
+        self._counters.append((described, file))
+        return file
 
     def _config(self):
         from realtime.pipeline import PipelineConfig
         from realtime.sources.readers import parse_source
 
         o, cams = self.options, self.cameras
-        sinks, owners = [], []
-        for cam in cams:
-            for spec in (*self.sinks, *cam.sinks):
-                sinks.append(spec.for_streams([cam.name]))
-                owners.append(cam.name)
-        self._sink_owner = owners
+        rows = [(cam.name, spec) for cam in cams for spec in (None, *self.sinks, *cam.sinks)]
+        file = self._counter_file([(cam, spec.name if spec else None) for cam, spec in rows])
+        self._frame_rows = {cam: file.row(i) for i, (cam, spec) in enumerate(rows) if spec is None}
+        sinks = []
+        for i, (cam, spec) in enumerate(rows):
+            if spec is not None:
+                mine = spec.for_streams([cam])
+                sinks.append(replace(mine, options=replace(mine.options, counters=(str(file.path), i, file.width))))
         record = o.record_root is not None and any(c.record for c in cams)
         out_dir = None
         if record:
@@ -212,7 +292,7 @@ class EngineHost:
         pipeline = Pipeline(self._config(), self.engine, log=self._log)
         self._stats = {c.name: StreamStats() for c in self.cameras}
         self._sizes = {c.name: [0, 0] for c in self.cameras}
-        pipeline.posts = [_Counted(post, self._stats[c.name], self._sizes[c.name])
+        pipeline.posts = [_Counted(post, self._stats[c.name], self._sizes[c.name], self._frame_rows[c.name])
                           for post, c in zip(pipeline.posts, self.cameras)]
         self.pipeline = pipeline
         self.error = None
@@ -235,6 +315,5 @@ class EngineHost:
         pipeline.stop_event.set()
         if thread is not None:
             thread.join(timeout=30.0)
-        self._add_live(self.totals, pipeline)   # the pipeline has closed its sinks: final figures
         self.pipeline, self.thread = None, None
 

@@ -8,7 +8,9 @@ and counted. A receiver that is down at start or goes away is retried with the c
 may have it already, so dropping it could count a received message as lost) and sent first after the reconnection
 (at least once: a receiver may see a message twice after a reconnection; ``(stream, type, seq, track_id)``
 identifies it). At ``close`` the queue gets ``flush_timeout`` seconds to drain; what is left is dropped. So at the
-end ``sent == delivered + dropped``, exactly, and a receiver has ``sent - dropped`` distinct messages.
+end ``sent == delivered + dropped``, exactly, and a receiver has ``sent - dropped`` distinct messages. The three
+counters live in ``options.counters`` when it names a row of a counter file (``realtime.counters``): a process
+killed by a signal then leaves its last figures there for another to read.
 
 Transports implement the small interface of ``Transport``; adding one touches one file (see ``realtime.publish``).
 """
@@ -20,6 +22,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
+from realtime.counters import open_row
 from realtime.sources.capture import backoff_delay
 
 
@@ -72,13 +75,19 @@ class Transport:
 @dataclass(frozen=True)
 class SinkOptions:
     """Per sink: ``every`` N-th frame of each stream, at most ``fps`` frames a second per stream, ``events_only``
-    (track events, no frames), ``queue`` messages at most waiting, ``streams`` (names; None: all)."""
+    (track events, no frames), ``queue`` messages at most waiting, ``streams`` (names; None: all), ``counters``
+    (``(path, row, width)`` of a counter file for sent, delivered, dropped; None: in memory)."""
 
     every: int = 1
     fps: float | None = None
     events_only: bool = False
     queue: int = 1000
     streams: frozenset[str] | None = None
+    counters: tuple[str, int, int] | None = None
+
+
+def _counter(index: int) -> property:
+    return property(lambda self: self.counts[index], lambda self, n: self.counts.__setitem__(index, n))
 
 
 class QueuedSink:
@@ -91,7 +100,7 @@ class QueuedSink:
         self.retry: list[Message] = []       # the unconfirmed batch of a broken connection, sent first
         self.cond = threading.Condition()
         self.state = "connecting"
-        self.sent = self.delivered = self.dropped = 0
+        self.counts = open_row(options.counters)   # sent, delivered, dropped
         self.failures = 0
         self.cpu_s = 0.0                     # the worker thread's CPU time (benchmark)
         self._frame_count: dict[str, int] = {}
@@ -101,6 +110,10 @@ class QueuedSink:
         self._closing = False
         self._stop = False
         self.thread = threading.Thread(target=self._run, name=f"sink-{self.name}", daemon=True)
+
+    sent = _counter(0)        # messages taken (queued)
+    delivered = _counter(1)   # messages the receiver confirmed
+    dropped = _counter(2)     # messages given up (queue full, left at close)
 
     def start(self) -> "QueuedSink":
         self.thread.start()
