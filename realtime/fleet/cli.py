@@ -177,7 +177,7 @@ def serve(args, cameras, sinks) -> int:
         if args.detach:
             state = {"address": address, "head_pid": head_pid, "view": view}
             write_state(Path(args.project) / STATE_FILE, state)
-            print(f"fleet: running detached; stop it with: qem serve --stop"
+            print("fleet: running detached; stop it with: qem serve --stop"
                   + (f" --ray {address}" if head_pid is None else ""), file=sys.stderr)
             return 0
         return watch(ray, coordinator, args)

@@ -6,22 +6,18 @@ its cameras back while the other engine's never stop; an engine gone for good ha
 messages at the subscriber equal what the fleet reports, the killed engines' processes included."""
 from __future__ import annotations
 
-import json
 import os
-import re
 import signal
-import subprocess
-import sys
-import textwrap
 import time
 import urllib.request
-from collections import defaultdict
 
 import pytest
 
 from realtime.fleet.cluster import loopback_environment
 from tests.realtime.brokers import RedisServer, missing
-from tests.realtime.helpers import ROOT, GstServer, decode_cut, free_port, gst_available
+from tests.realtime.fleet.serving import (LOOPBACK, addresses, camera_file, descendants, gaps, listening, serve,
+                                          settled, summary_counts)
+from tests.realtime.helpers import GstServer, decode_cut, gst_available
 
 loopback_environment()  # before Ray is imported: this process joins the fleet's cluster on loopback too
 pytest.importorskip("ray", reason="needs Ray: pip install -e .[cluster]")
@@ -33,46 +29,6 @@ BACK_WITHIN_S = 30.0
 UNSENT = 5  # frames between the post stage and the sinks when a process dies (its queues hold a few)
 
 
-class Fleet:
-    def __init__(self, proc: subprocess.Popen, port: int, redis: RedisServer, log: list[str], folder):
-        self.proc, self.port, self.redis, self.log, self.folder = proc, port, redis, log, folder
-
-    def status(self) -> dict:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/status.json", timeout=5) as r:
-            return json.load(r)
-
-    def wait(self, condition, timeout: float, what: str) -> dict:
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"qem serve ended: {''.join(self.log[-20:])}"
-            try:
-                last = self.status()
-                if condition(last):
-                    return last
-            except OSError:
-                pass
-            time.sleep(0.5)
-        raise AssertionError(f"timed out waiting for {what}; last status: {json.dumps(last)[:3000]}")
-
-    def frames(self) -> dict[str, list[dict]]:
-        """Every distinct message at the Redis subscriber, by camera (frames and track events)."""
-        import redis
-
-        client = redis.Redis(port=self.redis.port)
-        out = {}
-        for cam in CAMERAS + ["big"]:
-            entries = client.xrange(f"qem:{cam}")
-            out[cam] = list({e[b"message"]: json.loads(e[b"message"]) for _, e in entries}.values())
-        client.close()
-        return out
-
-
-def _read(stream, log: list[str]) -> None:
-    for line in stream:
-        log.append(line)
-
-
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory, tiny_checkpoint):
     reason = gst_available() or missing("redis-server")
@@ -82,53 +38,25 @@ def fleet(tmp_path_factory, tiny_checkpoint):
     servers = [GstServer(size="160x120", fps=10).start() for _ in CAMERAS]
     servers.append(GstServer(size="320x240", fps=15).start())
     redis = RedisServer(tmp / "redis").start()
-    names = CAMERAS + ["big"]
-    text = "sinks: [redis://127.0.0.1:%d/0]\ncameras:\n" % redis.port
-    text += "".join(f"  {n}: {{url: '{s.url()}'{', record: false' if n == 'cam3' else ''}}}\n"
-                    for n, s in zip(names, servers))
-    (tmp / "cameras.yaml").write_text(text)
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "models", "serve", "--cameras", str(tmp / "cameras.yaml"),
-                             "--engines", "2", "--cpus", "2", "--capacity", str(CAPACITY), "--imgsz", "128",
-                             "--backend", "torch", "--record", str(tmp / "recordings"),
-                             "--weights", str(tiny_checkpoint), "--http-port", str(port), "--report-every", "5"],
-                            cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    import threading
-
-    log: list[str] = []
-    threading.Thread(target=_read, args=(proc.stderr, log), daemon=True).start()
-    f = Fleet(proc, port, redis, log, tmp)
+    camera_file(tmp, redis, {n: s.url() for n, s in zip(CAMERAS + ["big"], servers)}, unrecorded={"cam3"})
+    f = serve(tmp, redis, CAMERAS + ["big"], "--engines", "2", "--cpus", "2", "--capacity", str(CAPACITY),
+              "--imgsz", "128", "--backend", "torch", "--record", str(tmp / "recordings"),
+              "--weights", str(tiny_checkpoint))
     try:
         f.wait(lambda s: all(c["state"] == "running" and c["frames"] > 0 for c in s["cameras"] if c["name"] != "big")
                and s["unplaced"], 180, "four cameras running and the big one refused")
         yield f
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(120)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        f.stop()
         redis.stop()
         for s in servers:
             s.stop()
 
 
-def descendants(pid: int) -> set[int]:
-    import psutil
-
-    return {p.pid for p in psutil.Process(pid).children(recursive=True)} | {pid}
-
-
 def test_nothing_the_fleet_starts_listens_beyond_loopback(fleet):
-    pids = descendants(fleet.proc.pid)
-    rows = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout.splitlines()
-    ours = [r for r in rows if any(f"pid={p}," in r for p in pids)]
-    addresses = {r.split()[3].rpartition(":")[0] for r in ours}
-    assert len(ours) >= 5, rows  # the GCS, the raylet's servers, the engines', the coordinator's, the view
-    assert addresses <= {"127.0.0.1", "[::ffff:127.0.0.1]", "[::1]"}, ours
+    ours = listening(descendants(fleet.proc.pid))
+    assert len(ours) >= 5, ours  # the GCS, the raylet's servers, the engines', the coordinator's, the view
+    assert addresses(ours) <= LOOPBACK, ours
 
 
 def test_the_big_camera_is_reported_and_the_others_run(fleet):
@@ -144,16 +72,6 @@ def test_the_big_camera_is_reported_and_the_others_run(fleet):
     with urllib.request.urlopen(f"http://127.0.0.1:{fleet.port}/", timeout=5) as r:  # the page, filled in
         page = r.read().decode()
     assert all(f"<td>{n}</td>" in page for n in CAMERAS) and '<td class="unplaced">unplaced</td>' in page
-
-
-def gaps(messages: list[dict], since: float) -> float:
-    times = sorted(m["wall_time"] for m in messages if m["type"] == "frame" and m["wall_time"] >= since)
-    return max((b - a for a, b in zip(times, times[1:])), default=float("inf"))
-
-
-def settled(s: dict) -> bool:
-    """Every engine runs exactly the cameras placed on it."""
-    return all(sorted(e["running"]) == sorted(e["cameras"]) for e in s["engines"] if e["state"] == "up")
 
 
 def test_a_restarted_coordinator_keeps_the_placement_and_the_cameras_run_on(fleet):
@@ -184,14 +102,7 @@ def test_a_killed_engine_gets_its_cameras_back_and_the_others_never_stop(fleet):
     assert mine and others
     killed = time.time()
     os.kill(victim["pid"], signal.SIGKILL)
-    deadline = killed + BACK_WITHIN_S
-    back = {}
-    while len(back) < len(mine) and time.time() < deadline:
-        time.sleep(0.5)
-        for cam, messages in fleet.frames().items():
-            if cam in mine and cam not in back and any(m["type"] == "frame" and m["wall_time"] > killed
-                                                       for m in messages):
-                back[cam] = min(m["wall_time"] for m in messages if m["type"] == "frame" and m["wall_time"] > killed)
+    back = fleet.delivering(mine, since=killed, within=BACK_WITHIN_S)
     assert set(back) == set(mine), f"not back within {BACK_WITHIN_S} s: {set(mine) - set(back)}"
     time.sleep(2.0)
     messages = fleet.frames()
@@ -217,16 +128,8 @@ def test_an_engine_gone_for_good_has_its_cameras_moved(fleet):
     after = fleet.wait(lambda s: all(c["engine"] == s["engines"][0]["name"] and c["state"] == "running"
                                      for c in s["cameras"] if c["name"] != "big"), 60, "cameras moved")
     assert next(e for e in after["engines"] if e["name"] == leaving["name"])["state"] == "gone"
-    fleet.wait(lambda s: True, 1, "")
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        messages = fleet.frames()
-        if all(any(m["type"] == "frame" and m["wall_time"] > gone + 1 for m in messages[c])
-               for c in leaving["cameras"]):
-            break
-        time.sleep(0.5)
-    else:
-        raise AssertionError("the moved cameras deliver no frames")
+    back = fleet.delivering(leaving["cameras"], since=gone + 1, within=30)
+    assert set(back) == set(leaving["cameras"]), "the moved cameras deliver no frames"
 
 
 def test_messages_at_the_subscriber_equal_what_the_fleet_reports(fleet):
@@ -236,12 +139,7 @@ def test_messages_at_the_subscriber_equal_what_the_fleet_reports(fleet):
     fleet.proc.wait(120)
     time.sleep(0.5)
     text = "".join(fleet.log)
-    reported = defaultdict(dict)
-    for cam, frames, sent, delivered, dropped, lost in re.findall(
-            r"^  (\w+): (\d+) frames; redis://127\.0\.0\.1:\d+/0 sent (\d+) delivered (\d+) dropped (\d+) lost (\d+)",
-            text, re.MULTILINE):
-        reported[cam] = {"frames": int(frames), "sent": int(sent), "delivered": int(delivered),
-                         "dropped": int(dropped), "lost": int(lost)}
+    reported = summary_counts(text)
     assert fleet.proc.returncode == 0 and set(reported) == set(CAMERAS), text[-3000:]
     assert "took the final counters of" in text  # of the engine processes killed by the tests above
     received = fleet.frames()

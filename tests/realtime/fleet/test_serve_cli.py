@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 from tests.cli import assert_one_error_line
-from tests.realtime.helpers import ROOT, free_port, gst_available
+from tests.realtime.helpers import ROOT, free_port
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 
@@ -50,6 +50,21 @@ def test_bad_cameras_and_sinks_are_one_line_before_any_cluster(args, words):
 
 def test_stop_without_a_detached_fleet_is_one_line(tmp_path):
     assert_one_error_line(serve("--stop", "--project", tmp_path), "no detached fleet known here")
+
+
+def test_more_engines_than_the_cluster_holds_wait_for_nodes_only_on_an_existing_cluster(capsys):
+    from realtime.fleet.cli import build_parser, plan_engines
+    from realtime.fleet.cluster import FleetError
+
+    local = build_parser().parse_args(["--source", "rtsp://127.0.0.1:9/live", "--engines", "3"])
+    with pytest.raises(FleetError, match=r"--engines 3: the local cluster has CPUs for 2 engine\(s\) of 1 CPU"):
+        plan_engines(local, {"CPU": 2.0})
+    joined = build_parser().parse_args(["--source", "rtsp://127.0.0.1:9/live", "--engines", "3", "--ray", "h:6379"])
+    assert plan_engines(joined, {"CPU": 2.0}) == ("cpu", 3, 1.0, 0.0)
+    assert "the cluster has CPUs for 2 engine(s) of 1 CPU now; the others start when nodes join" in \
+        capsys.readouterr().err
+    assert plan_engines(build_parser().parse_args(["--source", "x", "--device", "cuda", "--ray", "h:1"]),
+                        {"CPU": 8.0, "GPU": 2.0}) == ("cuda", 2, 1.0, 1.0)
 
 
 @pytest.mark.slow
