@@ -18,7 +18,6 @@ import argparse
 import signal
 import sys
 import time
-import uuid
 from pathlib import Path
 
 from realtime.argtypes import OneLineParser, float_above, imgsz, int_at_least, port
@@ -163,7 +162,7 @@ def serve(args, cameras, sinks) -> int:
             pass
         options = EngineOptions(weights=args.weights, imgsz=args.imgsz, device=device, backend=args.backend,
                                 threads=max(1, int(cpus)) if device == "cpu" else None, record_root=args.record,
-                                capacity=args.capacity * 1e6 if args.capacity else None, fleet_id=uuid.uuid4().hex)
+                                capacity=args.capacity * 1e6 if args.capacity else None)
         spec = FleetSpec(cameras=cameras, sinks=sinks, engine=options, engines=engines, cpus_per_engine=cpus,
                          gpus_per_engine=gpus, http_host=args.http_host, http_port=args.http_port,
                          cluster=cluster_address(ray, address), start_wait=args.start_wait)

@@ -23,8 +23,9 @@ import os
 import sys
 import threading
 import time
+import uuid
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from realtime.cameras import Camera
 from realtime.fleet.engine_host import EngineHost, EngineOptions
@@ -82,6 +83,8 @@ class RayEngine(EngineHost):
 
 class Coordinator:
     def __init__(self, spec: FleetSpec):
+        if not spec.engine.fleet_id:  # the engines' counter files on each node: one folder for this fleet
+            spec = replace(spec, engine=replace(spec.engine, fleet_id=uuid.uuid4().hex))
         self.spec = spec
         self.cameras = {c.name: c for c in spec.cameras}
         self.slots: dict[str, Slot] = {}

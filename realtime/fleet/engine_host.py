@@ -215,6 +215,11 @@ class EngineHost:
         self._counters = []
         if not self.options.fleet_id:
             shutil.rmtree(self.folder, ignore_errors=True)
+            return
+        try:
+            self.folder.rmdir()   # the last engine of the fleet on this node: the fleet's folder goes too
+        except OSError:
+            pass
 
     def status(self) -> dict:
         """Per camera: state, FPS, p95 latency, people, frames, size, source FPS, sinks (this engine's totals)."""

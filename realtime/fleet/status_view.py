@@ -17,22 +17,23 @@ from realtime.view.app_thread import AppThread
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>qem fleet</title>
 <style>body{font:14px system-ui,sans-serif;margin:1.5em}table{border-collapse:collapse;margin-bottom:1.5em}
 td,th{padding:.25em .8em;border-bottom:1px solid #ddd;text-align:left}.running{color:#2e7d32}
-.failover,.reconnecting,.connecting,.stalled,.restarting,.starting{color:#e69100}.unplaced,.failed,.gone{color:#c62828}
+.failover,.reconnecting,.connecting,.stalled,.restarting,.starting,.lost{color:#e69100}.unplaced,.failed,.gone{color:#c62828}
 </style></head><body><h1>Fleet</h1><h2>Cameras</h2><table id="cameras"><thead><tr><th>camera</th><th>engine</th>
 <th>node</th><th>state</th><th>FPS</th><th>p95 ms</th><th>people</th><th>frames</th><th>note</th></tr></thead>
 <tbody>__CAMERAS__</tbody></table><h2>Engines</h2><table id="engines"><thead><tr><th>engine</th><th>node</th>
 <th>state</th><th>restarts</th><th>load / capacity Mpx/s</th><th>cameras</th></tr></thead><tbody>__ENGINES__</tbody>
 </table><script>
 const esc = s => String(s ?? "").replace(/[&<>"]/g, c => ({"&":"&amp;","<":"&lt;",">":"&gt;","\\"":"&quot;"})[c]);
+const node = x => esc(x.node) + (x.node_id ? ` <small>${esc(x.node_id.slice(0, 8))}</small>` : "");
 async function refresh() {
   try {
     const s = await (await fetch("status.json", {cache: "no-store"})).json();
     document.querySelector("#cameras tbody").innerHTML = s.cameras.map(c => `<tr><td>${esc(c.name)}</td>
-      <td>${esc(c.engine)}</td><td>${esc(c.node)}</td><td class="${esc(c.state)}">${esc(c.state)}</td>
+      <td>${esc(c.engine)}</td><td>${node(c)}</td><td class="${esc(c.state)}">${esc(c.state)}</td>
       <td>${c.fps.toFixed(1)}</td><td>${c.p95_ms === null ? "–" : c.p95_ms.toFixed(0)}</td><td>${c.people}</td>
       <td>${c.frames}</td><td>${esc(c.unplaced || c.error)}</td></tr>`).join("");
     document.querySelector("#engines tbody").innerHTML = s.engines.map(e => `<tr><td>${esc(e.name)}</td>
-      <td>${esc(e.node)}</td><td class="${esc(e.state)}">${esc(e.state)}</td><td>${e.restarts}</td>
+      <td>${node(e)}</td><td class="${esc(e.state)}">${esc(e.state)}</td><td>${e.restarts}</td>
       <td>${e.load_mpx_s.toFixed(2)} / ${e.capacity_mpx_s.toFixed(2)}</td><td>${esc(e.cameras.join(", "))}</td></tr>`
     ).join("");
   } catch (err) {}
@@ -44,15 +45,21 @@ setInterval(refresh, 1000);
 def page(snapshot: dict) -> bytes:
     """The page with the tables already filled (it works without JavaScript; the script keeps it fresh)."""
     e = html.escape
-    cams = "".join(f"<tr><td>{e(c['name'])}</td><td>{e(str(c['engine'] or ''))}</td><td>{e(str(c['node'] or ''))}"
+    cams = "".join(f"<tr><td>{e(c['name'])}</td><td>{e(str(c['engine'] or ''))}</td><td>{_node(c)}"
                    f"</td><td class=\"{e(c['state'])}\">{e(c['state'])}</td><td>{c['fps']:.1f}</td><td>"
                    f"{_ms(c['p95_ms'])}</td><td>{c['people']}</td><td>{c['frames']}</td><td>"
                    f"{e(c['unplaced'] or c['error'] or '')}</td></tr>" for c in snapshot["cameras"])
-    engines = "".join(f"<tr><td>{e(x['name'])}</td><td>{e(str(x['node'] or ''))}</td><td class=\"{e(x['state'])}\">"
+    engines = "".join(f"<tr><td>{e(x['name'])}</td><td>{_node(x)}</td><td class=\"{e(x['state'])}\">"
                       f"{e(x['state'])}</td><td>{x['restarts']}</td><td>{x['load_mpx_s']:.2f} / "
                       f"{x['capacity_mpx_s']:.2f}</td><td>{e(', '.join(x['cameras']))}</td></tr>"
                       for x in snapshot["engines"])
     return PAGE.replace("__CAMERAS__", cams).replace("__ENGINES__", engines).encode()
+
+
+def _node(row: dict) -> str:
+    """The host, and the first characters of the Ray node's id (several nodes may share a host name)."""
+    text = html.escape(str(row.get("node") or ""))
+    return text + (f" <small>{html.escape(row['node_id'][:8])}</small>" if row.get("node_id") else "")
 
 
 def _ms(value) -> str:

@@ -11,9 +11,12 @@ import sys
 import threading
 import time
 import urllib.request
+from contextlib import contextmanager
 
-from tests.realtime.brokers import RedisServer
-from tests.realtime.helpers import ROOT, free_port
+import pytest
+
+from tests.realtime.brokers import RedisServer, missing
+from tests.realtime.helpers import ROOT, GstServer, free_port, gst_available
 
 
 class Fleet:
@@ -86,10 +89,25 @@ def serve(folder, redis: RedisServer, cameras: list[str], *args: str) -> Fleet:
     return Fleet(proc, port, redis, log, folder, cameras)
 
 
-def camera_file(folder, redis: RedisServer, urls: dict[str, str], unrecorded=()) -> None:
+@contextmanager
+def cameras_and_redis(folder, cameras: dict[str, tuple[str, int]], unrecorded=()):
+    """RTSP cameras from the test server (name -> (size, fps)), a Redis, and ``folder/cameras.yaml`` naming them,
+    every camera's messages to that Redis; yields the Redis. Skips without GStreamer's RTSP server or redis-server."""
+    reason = gst_available() or missing("redis-server")
+    if reason:
+        pytest.skip(reason)
+    servers = {name: GstServer(size=size, fps=fps).start() for name, (size, fps) in cameras.items()}
+    redis = RedisServer(folder / "redis").start()
     text = "sinks: [redis://127.0.0.1:%d/0]\ncameras:\n" % redis.port
-    text += "".join(f"  {n}: {{url: '{u}'{', record: false' if n in unrecorded else ''}}}\n" for n, u in urls.items())
+    text += "".join(f"  {n}: {{url: '{s.url()}'{', record: false' if n in unrecorded else ''}}}\n"
+                    for n, s in servers.items())
     (folder / "cameras.yaml").write_text(text)
+    try:
+        yield redis
+    finally:
+        redis.stop()
+        for s in servers.values():
+            s.stop()
 
 
 def descendants(pid: int) -> set[int]:

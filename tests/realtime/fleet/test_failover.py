@@ -14,10 +14,9 @@ import urllib.request
 import pytest
 
 from realtime.fleet.cluster import loopback_environment
-from tests.realtime.brokers import RedisServer, missing
-from tests.realtime.fleet.serving import (LOOPBACK, addresses, camera_file, descendants, gaps, listening, serve,
-                                          settled, summary_counts)
-from tests.realtime.helpers import GstServer, decode_cut, gst_available
+from tests.realtime.fleet.serving import (LOOPBACK, addresses, cameras_and_redis, descendants, gaps, listening,
+                                          serve, settled, summary_counts)
+from tests.realtime.helpers import decode_cut
 
 loopback_environment()  # before Ray is imported: this process joins the fleet's cluster on loopback too
 pytest.importorskip("ray", reason="needs Ray: pip install -e .[cluster]")
@@ -31,26 +30,19 @@ UNSENT = 5  # frames between the post stage and the sinks when a process dies (i
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory, tiny_checkpoint):
-    reason = gst_available() or missing("redis-server")
-    if reason:
-        pytest.skip(reason)
     tmp = tmp_path_factory.mktemp("fleet")
-    servers = [GstServer(size="160x120", fps=10).start() for _ in CAMERAS]
-    servers.append(GstServer(size="320x240", fps=15).start())
-    redis = RedisServer(tmp / "redis").start()
-    camera_file(tmp, redis, {n: s.url() for n, s in zip(CAMERAS + ["big"], servers)}, unrecorded={"cam3"})
-    f = serve(tmp, redis, CAMERAS + ["big"], "--engines", "2", "--cpus", "2", "--capacity", str(CAPACITY),
-              "--imgsz", "128", "--backend", "torch", "--record", str(tmp / "recordings"),
-              "--weights", str(tiny_checkpoint))
-    try:
-        f.wait(lambda s: all(c["state"] == "running" and c["frames"] > 0 for c in s["cameras"] if c["name"] != "big")
-               and s["unplaced"], 180, "four cameras running and the big one refused")
-        yield f
-    finally:
-        f.stop()
-        redis.stop()
-        for s in servers:
-            s.stop()
+    cameras = {**{n: ("160x120", 10) for n in CAMERAS}, "big": ("320x240", 15)}
+    with cameras_and_redis(tmp, cameras, unrecorded={"cam3"}) as redis:
+        f = serve(tmp, redis, list(cameras), "--engines", "2", "--cpus", "2", "--capacity", str(CAPACITY),
+                  "--imgsz", "128", "--backend", "torch", "--record", str(tmp / "recordings"),
+                  "--weights", str(tiny_checkpoint))
+        try:
+            f.wait(lambda s: all(c["state"] == "running" and c["frames"] > 0 for c in s["cameras"]
+                                 if c["name"] != "big") and s["unplaced"], 180,
+                   "four cameras running and the big one refused")
+            yield f
+        finally:
+            f.stop()
 
 
 def test_nothing_the_fleet_starts_listens_beyond_loopback(fleet):

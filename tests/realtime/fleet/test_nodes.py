@@ -14,10 +14,8 @@ import time
 import pytest
 
 from realtime.fleet.cluster import loopback_environment
-from tests.realtime.brokers import RedisServer, missing
-from tests.realtime.fleet.serving import (LOOPBACK, addresses, camera_file, descendants, gaps, listening, serve,
-                                          settled, summary_counts)
-from tests.realtime.helpers import GstServer, gst_available
+from tests.realtime.fleet.serving import (LOOPBACK, addresses, cameras_and_redis, descendants, gaps, listening,
+                                          serve, settled, summary_counts)
 
 loopback_environment()  # before Ray is imported: the test's cluster lives on 127.0.0.1 only
 pytest.importorskip("ray", reason="needs Ray: pip install -e .[cluster]")
@@ -54,26 +52,18 @@ class Nodes:
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory, tiny_checkpoint):
-    reason = gst_available() or missing("redis-server")
-    if reason:
-        pytest.skip(reason)
     tmp = tmp_path_factory.mktemp("nodes")
-    servers = [GstServer(size="160x120", fps=10).start() for _ in CAMERAS]
-    redis = RedisServer(tmp / "redis").start()
-    nodes = Nodes()
-    camera_file(tmp, redis, {n: s.url() for n, s in zip(CAMERAS, servers)})
-    f = serve(tmp, redis, CAMERAS, "--ray", nodes.address, "--engines", "2", "--cpus-per-engine", "1",
-              "--start-wait", "5", "--capacity", "1.0", "--imgsz", "128", "--backend", "torch",
-              "--weights", str(tiny_checkpoint))
-    f.nodes = nodes
-    try:
-        yield f
-    finally:
-        f.stop()
-        nodes.shutdown()
-        redis.stop()
-        for s in servers:
-            s.stop()
+    with cameras_and_redis(tmp, {n: ("160x120", 10) for n in CAMERAS}) as redis:
+        nodes = Nodes()
+        f = serve(tmp, redis, CAMERAS, "--ray", nodes.address, "--engines", "2", "--cpus-per-engine", "1",
+                  "--start-wait", "5", "--capacity", "1.0", "--imgsz", "128", "--backend", "torch",
+                  "--weights", str(tiny_checkpoint))
+        f.nodes = nodes
+        try:
+            yield f
+        finally:
+            f.stop()
+            nodes.shutdown()
 
 
 def engines(s: dict) -> dict[str, dict]:
