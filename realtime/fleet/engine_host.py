@@ -69,14 +69,24 @@ def counter_folder(fleet_id: str) -> Path:
     return Path(tempfile.gettempdir()) / "qem-fleet" / (fleet_id or f"engine-{os.getpid()}")
 
 
-def _alive(pid: int) -> bool:
+def _start_ticks(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, from ``/proc``; None where there is no ``/proc``)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _alive(pid: int, started: str | None) -> bool:
+    """Whether the process ``pid`` that started at ``started`` still runs (a pid used again by a later process does
+    not count as it)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    return started is None or _start_ticks(pid) in (None, started)
 
 
 def read_incarnations(folder: Path, skip: str = "") -> dict[str, dict]:
@@ -86,7 +96,7 @@ def read_incarnations(folder: Path, skip: str = "") -> dict[str, dict]:
     for manifest in sorted(folder.glob("*.json")):
         try:
             m = json.loads(manifest.read_text())
-            if m["incarnation"] == skip or _alive(m["pid"]):
+            if m["incarnation"] == skip or _alive(m["pid"], m.get("started")):
                 continue
             rows = read_counters(manifest.with_suffix(".counts"), m["width"])
         except (OSError, ValueError, KeyError):
@@ -94,6 +104,21 @@ def read_incarnations(folder: Path, skip: str = "") -> dict[str, dict]:
         entry = out.setdefault(m["incarnation"], {"engine": m["engine"], "pid": m["pid"], "totals": {}})
         _add_rows(entry["totals"], m["rows"], rows)
     return out
+
+
+def write_counter_file(folder: Path, engine: str, incarnation: str, generation: int,
+                       described: list) -> CounterFile:
+    """``<incarnation>.<generation>.counts`` in ``folder``, zeroed, one row of 3 per ``(camera, sink name or None
+    for its frames)`` of ``described``; then the ``.json`` beside it that says whose it is and what each row holds."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"{incarnation}.{generation}"
+    file = CounterFile(folder / f"{stem}.counts", len(described), 3)
+    manifest = {"engine": engine, "pid": os.getpid(), "started": _start_ticks(os.getpid()),
+                "incarnation": incarnation, "generation": generation, "width": 3, "rows": described}
+    part = folder / f"{stem}.json.part"
+    part.write_text(json.dumps(manifest))
+    os.replace(part, folder / f"{stem}.json")
+    return file
 
 
 def _add_rows(totals: dict, described: list, rows: list[list[int]]) -> None:
@@ -253,14 +278,7 @@ class EngineHost:
     # -- the pipeline ----------------------------------------------------------------------------------------------
     def _counter_file(self, described: list) -> CounterFile:
         """A new pipeline's counter file (rows: per camera its frames, then its sinks), described beside it."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        stem = f"{self.incarnation}.{self.generation}"
-        file = CounterFile(self.folder / f"{stem}.counts", len(described), 3)
-        manifest = {"engine": self.name, "pid": os.getpid(), "incarnation": self.incarnation,
-                    "generation": self.generation, "width": 3, "rows": described}
-        part = self.folder / f"{stem}.json.part"
-        part.write_text(json.dumps(manifest))
-        os.replace(part, self.folder / f"{stem}.json")
+        file = write_counter_file(self.folder, self.name, self.incarnation, self.generation, described)
         self._counters.append((described, file))
         return file
 
