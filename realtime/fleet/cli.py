@@ -1,7 +1,8 @@
 """``qem serve``: a camera fleet on a Ray cluster. One engine actor per GPU (``--gpus-per-engine``, default 1 on a
 cluster with GPUs) or per ``--cpus-per-engine`` cores, each running the project's own pipeline for the cameras the
 coordinator gives it; an engine whose process dies is restarted by Ray and gets its cameras back; one that is gone
-for good has its cameras moved to the others, within their capacity. Results leave through the sinks.
+for good, or whose node left, has its cameras moved to the others, within their capacity; an engine on a node that
+joins takes cameras from the busiest. Results leave through the sinks.
 
 Examples:
   qem serve --cameras cameras.yaml --sink mqtt://127.0.0.1:1883/qem           a local cluster of this machine
