@@ -115,8 +115,9 @@ class Pipeline:
                                  **c.capture_kwargs)
                          for i, spec in enumerate(c.specs)]
         self.batcher = Batcher(self.captures, self.notify, window=c.batch_window)
-        self.posts = [StreamPost(spec.live or c.as_live or c.stream(i).as_live, nms_oks=c.nms_oks, track=c.track,
-                                 smooth=c.smooth,
+        # images (a file, a folder, a glob) are each on their own: no tracks or smoothing across unrelated pictures
+        self.posts = [StreamPost(spec.live or c.as_live or c.stream(i).as_live, nms_oks=c.nms_oks,
+                                 track=c.track and spec.kind != "images", smooth=c.smooth,
                                  min_score=c.min_score, tracker=c.tracker) for i, spec in enumerate(c.specs)]
         self.metrics = Metrics(self.captures)
         self.events: deque[tuple[int, str, str, str]] = deque(maxlen=10_000)  # a dead camera retries for days

@@ -1,5 +1,6 @@
 """Image inputs (a file, a folder, a glob): one annotated image per input image, under its name and in its own
-shape, a JSONL line naming the file, a damaged image skipped with one warning line, and a caption that fits."""
+shape, a JSONL line naming the file, no tracks across images, a damaged image skipped with one warning line, and a
+caption that fits."""
 import json
 
 import cv2
@@ -126,3 +127,24 @@ def test_predict_on_one_photo_and_on_a_glob(tmp_path, tiny_checkpoint):
     both = run_cli(["--source", str(tmp_path / "*.jpg"), *base, "--name", "both"], tmp_path, script="-m")
     assert both.returncode == 0, both.stderr
     assert sorted(p.name for p in (tmp_path / "runs" / "both").iterdir()) == ["other.jpg", "photo.jpg", "poses.jsonl"]
+
+
+@pytest.mark.slow
+def test_images_are_each_on_their_own_no_tracks_across_them(tmp_path, tiny_checkpoint):
+    """Three consecutive frames of the bundled clip as pictures: a video would track its people across them; images
+    are unrelated pictures, so every person is untracked (-1) and no track event is written."""
+    import av
+
+    from realtime import BUNDLED_CLIP
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    with av.open(str(BUNDLED_CLIP)) as container:
+        for i, frame in zip(range(3), container.decode(video=0)):
+            cv2.imwrite(str(photos / f"{i}.png"), frame.to_ndarray(format="bgr24"))
+    proc = run_cli(["--source", str(photos), "--weights", str(tiny_checkpoint), "--no-show"], tmp_path, script="-m")
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(line) for line in (tmp_path / "runs" / "exp" / "poses.jsonl").read_text().splitlines()]
+    assert [r["type"] for r in records] == ["frame"] * 3
+    people = [p for r in records for p in r["people"]]
+    assert people and {p["track_id"] for p in people} == {-1}
