@@ -128,6 +128,7 @@ class Pipeline:
         self._post_q: queue.Queue = queue.Queue(maxsize=4)
         self._out_q: queue.Queue = queue.Queue(maxsize=4)
         self._in_flight: deque = deque()  # engine.start()ed batches, oldest first (files with engine.depth > 1)
+        self._leaving: deque[int] = deque()  # streams to take out of the run (``leave``), for the outputs' thread
 
     def _print(self, line: str) -> None:
         bar = self._bar
@@ -149,6 +150,14 @@ class Pipeline:
             detail += f"; {failures} failed attempts in a row, logging every 10th"
         spec = self.config.specs[index]
         self.log(f"source {index} {spec.name}: {old} -> {new}" + (f" ({detail})" if detail else ""))
+
+    def leave(self, index: int) -> None:
+        """Takes stream ``index`` out of the running pipeline while the others go on: its capture stops, then (in
+        the outputs' thread) its open tracks end and its files close. Safe from any thread."""
+        self.captures[index].stop()
+        self._leaving.append(index)
+        with self.notify:
+            self.notify.notify_all()
 
     def _put(self, q: queue.Queue, item) -> bool:
         while not self.stop_event.is_set():
@@ -231,6 +240,8 @@ class Pipeline:
                     item = self._out_q.get(timeout=0.1)
                 except queue.Empty:
                     item = None
+                while self._leaving:
+                    outputs.leave(self._leaving.popleft())
                 outputs.tick()
                 if item is _END:
                     break

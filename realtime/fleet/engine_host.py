@@ -2,9 +2,9 @@
 tracking, recording, sinks) for the cameras it is given. Nothing here knows about Ray: the coordinator wraps this
 class in an actor; a plain process can run it the same way (the benchmark does).
 
-The pipeline's set of sources is fixed when it is built, so ``assign`` with another set of cameras stops the
-running pipeline (its files and sinks close as at a normal stop) and starts a new one with the new set; the network
-stays loaded. Messages: every sink of the run is opened once per camera (``SinkSpec.for_streams``), so the sinks'
+Cameras taken away leave the running pipeline (their tracks end, their files close) while the others go on. A set
+with a new camera starts a new pipeline (a pipeline's sources are fixed when it is built): the running one stops
+(its files and sinks close as at a normal stop) and one with the new set starts; the network stays loaded. Messages: every sink of the run is opened once per camera (``SinkSpec.for_streams``), so the sinks'
 counters (sent, delivered, dropped) are per camera and add up across the pipelines the camera ran in.
 
 Counters outlive the process (``realtime.counters``): each pipeline keeps its cameras' frames and its sinks' counters
@@ -175,6 +175,7 @@ class EngineHost:
         self._counters: list[tuple[list, CounterFile]] = []   # per pipeline: (rows described, its counter file)
         self._stats: dict[str, object] = {}
         self._sizes: dict[str, list] = {}
+        self._index: dict[str, int] = {}
 
     def _measure_capacity(self) -> float:
         """Pixels a second this engine carries: frames a second of batches of reference frames through the network
@@ -206,10 +207,20 @@ class EngineHost:
                 "capacity": self.capacity, "started": self.started, "device": str(self.engine.device)}
 
     def assign(self, cameras: list[Camera]) -> int:
-        """Runs exactly ``cameras`` from now on (a new pipeline when the set changed); returns the generation."""
+        """Runs exactly ``cameras`` from now on; returns the generation. Cameras only taken away leave the running
+        pipeline (``Pipeline.leave``: the others never pause); any other change starts a new pipeline."""
         cameras = tuple(cameras)
         with self.lock:
             if cameras == self.cameras and (self.thread is not None or not cameras):
+                return self.generation
+            running = self.thread is not None and self.thread.is_alive()
+            if running and cameras and len(cameras) < len(self.cameras) and all(c in self.cameras for c in cameras):
+                gone = [c.name for c in self.cameras if c not in cameras]
+                for name in gone:
+                    self.pipeline.leave(self._index[name])
+                self.cameras = tuple(c for c in self.cameras if c in cameras)
+                self._log(f"{', '.join(gone)} left; running {len(self.cameras)} camera(s): "
+                          f"{', '.join(c.name for c in self.cameras)}")
                 return self.generation
             self._stop_pipeline()
             self.cameras = cameras
@@ -251,9 +262,10 @@ class EngineHost:
         now = time.perf_counter()
         pipeline = self.pipeline
         cams = []
-        for i, cam in enumerate(self.cameras):
+        for cam in self.cameras:
             stats = self._stats.get(cam.name)
-            capture = pipeline.captures[i] if pipeline is not None and i < len(pipeline.captures) else None
+            i = self._index.get(cam.name)
+            capture = pipeline.captures[i] if pipeline is not None and i is not None else None
             size = self._sizes.get(cam.name) or [0, 0]
             cams.append({
                 "name": cam.name, "state": capture.state if capture is not None else "starting",
@@ -313,6 +325,7 @@ class EngineHost:
 
         self.generation += 1
         pipeline = Pipeline(self._config(), self.engine, log=self._log)
+        self._index = {c.name: i for i, c in enumerate(self.cameras)}   # camera -> its stream in the pipeline
         self._stats = {c.name: StreamStats() for c in self.cameras}
         self._sizes = {c.name: [0, 0] for c in self.cameras}
         pipeline.posts = [_Counted(post, self._stats[c.name], self._sizes[c.name], self._frame_rows[c.name])

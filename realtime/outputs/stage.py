@@ -35,6 +35,7 @@ class Outputs:
         self.names = [s.name for s in config.specs]
         self.recorders: list[StreamRecorder | None] = [None] * n
         self.recording_error: str | None = None
+        self.left: set[int] = set()       # streams that left the run (``leave``): their late results are dropped
         self.view = self.window = self.bar = None
         self.publisher: Dispatcher | None = None
         try:
@@ -101,6 +102,8 @@ class Outputs:
     def emit(self, result: Result) -> bool:
         """Writes one result everywhere; False when the user closed the window."""
         i = result.frame.source
+        if i in self.left:
+            return True
         t0 = time.perf_counter()
         image = draw(result) if self.needs_image(i) else None
         if image is not None and i in self.config.captions:
@@ -144,6 +147,24 @@ class Outputs:
         if self.live and now >= self._next_report:
             self._next_report = now + self.config.report_every
             self.log(self.metrics.line())
+
+    def leave(self, i: int) -> None:
+        """Stream ``i`` leaves the run while the others go on (its camera moved elsewhere): its open tracks end, its
+        files close, its state is ``ended``; results of it still on their way are dropped."""
+        if i in self.left:
+            return
+        self.left.add(i)
+        ends = [m.payload for m in self.publisher.end(i)] if self.publisher is not None else []
+        rec = self.recorders[i]
+        if rec is None:
+            return
+        try:
+            if ends and rec.jsonl is not None:
+                rec.jsonl.write(ends)
+            rec.close()
+        except (OSError, SinkError, av.error.FFmpegError) as exc:
+            self.log(f"warning: closing {rec.current} failed: {exc}")
+        self.recorders[i] = None
 
     def _stop_recording(self, path, exc: BaseException) -> None:
         """One line, then no more files: every stream's files are closed (what is on disk stays playable)."""

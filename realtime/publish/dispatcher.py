@@ -41,20 +41,22 @@ class Dispatcher:
             for sink in self.sinks:
                 sink.set_state(self.names[index], state)
 
-    def finish(self) -> list[Message]:
-        """The run stops: every open track ends (reported at its stream's last frame), every stream is ``ended``.
-        Returns the end events (stream by stream) for the JSONL."""
+    def end(self, index: int) -> list[Message]:
+        """Stream ``index`` is done (the run stops, or the stream leaves it): its open tracks end, reported at its last
+        frame, and it is ``ended``. Returns the end events for the JSONL."""
         out = []
-        if self.ledgers is not None:
-            for ledger, last in zip(self.ledgers, self.last):
-                if last is not None:
-                    f = last.frame
-                    out += [Message(e["type"], ledger.stream, dumps(e)) for e in ledger.close(f.seq, f.pts,
-                                                                                             f.wall_time)]
+        last = self.last[index]
+        if self.ledgers is not None and last is not None:
+            f = last.frame
+            ledger = self.ledgers[index]
+            out = [Message(e["type"], ledger.stream, dumps(e)) for e in ledger.close(f.seq, f.pts, f.wall_time)]
         self._offer(out)
-        for i in range(len(self.names)):
-            self.state(i, "ended")
+        self.state(index, "ended")
         return out
+
+    def finish(self) -> list[Message]:
+        """The run stops: ``end`` for every stream, in order."""
+        return [m for i in range(len(self.names)) for m in self.end(i)]
 
     def close(self, flush_timeout: float = 2.0) -> None:
         """Every sink drains for at most ``flush_timeout`` s, all at the same time."""

@@ -108,3 +108,40 @@ def test_output_path_under_a_file_is_one_error(tmp_path, engine):
     with pytest.raises(SinkError, match="cannot write .*blocker"):
         pipeline.run()
     assert all(not c.is_alive() for c in pipeline.captures)
+
+
+def test_a_stream_that_leaves_ends_its_tracks_and_files_while_the_other_goes_on(tmp_path, tiny_checkpoint):
+    """Two copies of the bundled clip played like cameras, with the bundled network (its people make tracks)."""
+    import threading
+    import time
+
+    from models import Predictor, load_checkpoint
+    from realtime import BUNDLED_CLIP
+    from realtime.engine.stage import Engine
+
+    predictor = Predictor(load_checkpoint(tiny_checkpoint), device="cpu", input_size=320)
+    config = PipelineConfig(specs=[parse_source(str(BUNDLED_CLIP))] * 2, out_dir=tmp_path / "out", progress=False,
+                            as_live=True, loop=True)
+    pipeline = Pipeline(config, Engine(predictor, predictor.input_size, "cpu"), log=lambda line: None)
+    thread = threading.Thread(target=pipeline.run)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while pipeline.metrics.frames_out < 20 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        left = time.time()
+        pipeline.leave(0)
+        time.sleep(1.5)
+        assert pipeline.captures[0].state == "ended" and pipeline.captures[1].state == "running"
+        lines = [json.loads(line) for line in (tmp_path / "out" / "poses_0.jsonl").read_text().splitlines()]
+        frames_a = [m for m in lines if m["type"] == "frame"]
+        assert frames_a and max(m["wall_time"] for m in frames_a) < left + 0.5
+        assert lines[-1]["type"] == "track_ended"  # the tracks it had open end when it leaves, not at the run's end
+        assert not [m for m in lines if m["type"] == "track_started"
+                    and m["track_id"] not in {e["track_id"] for e in lines if e["type"] == "track_ended"}]
+        assert count_frames(tmp_path / "out" / "annotated_0.mp4")[0] == len(frames_a)  # closed, playable
+    finally:
+        pipeline.stop_event.set()
+        thread.join(30)
+    frames_b = jsonl(tmp_path / "out" / "poses_1.jsonl")
+    assert max(m["wall_time"] for m in frames_b) > left + 1.0  # the other stream went on
