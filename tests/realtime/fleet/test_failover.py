@@ -7,6 +7,7 @@ messages at the subscriber equal what the fleet reports, the killed engines' pro
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 import urllib.request
@@ -64,6 +65,7 @@ def test_the_big_camera_is_reported_and_the_others_run(fleet):
     with urllib.request.urlopen(f"http://127.0.0.1:{fleet.port}/", timeout=5) as r:  # the page, filled in
         page = r.read().decode()
     assert all(f"<td>{n}</td>" in page for n in CAMERAS) and '<td class="unplaced">unplaced</td>' in page
+    assert "messages delivered / lost" in page and re.search(r"<td>\d+ / 0</td>", page)  # nothing lost yet
 
 
 def test_a_restarted_coordinator_keeps_the_placement_and_the_cameras_run_on(fleet):
