@@ -42,9 +42,9 @@ class CounterFile:
 
 def open_row(location: tuple[str, int, int] | None) -> memoryview:
     """Row ``index`` of the counter file at ``path`` made by another object of this process (``(path, index,
-    width)``), mapped again; ``None``: a row of this process's memory only."""
+    width)``), mapped again; ``None``: a row of 4 in this process's memory only."""
     if location is None:
-        return CounterFile(None, 1, 3).row(0)
+        return CounterFile(None, 1, 4).row(0)
     path, index, width = location
     fd = os.open(path, os.O_RDWR)
     try:

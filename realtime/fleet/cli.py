@@ -248,7 +248,7 @@ def summary(snap: dict) -> str:
             f"{len(snap['failovers'])} engine restart(s)"]
     for c in snap["cameras"]:
         sinks = "; ".join(f"{s['name']} sent {s['sent']} delivered {s['delivered']} dropped {s['dropped']} "
-                          f"lost {s['lost']}" for s in c["sinks"])
+                          f"lost {s['lost']} unconfirmed {s['unconfirmed']}" for s in c["sinks"])
         rows.append(f"  {c['name']}: {c['frames']} frames" + (f" ({c['unplaced']})" if c["unplaced"] else "")
                     + (f"; {sinks}" if sinks else ""))
     return "\n".join(rows)

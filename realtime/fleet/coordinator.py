@@ -13,8 +13,8 @@ placement.
 ``snapshot()`` is the fleet's one view (``/status.json`` of ``realtime.fleet.status_view``): every camera with its
 engine, node, state, FPS, p95 latency, people, and its messages per sink summed over every engine process it ran
 in. The figures of a process that is gone are its final ones when an engine on its node read them from its counter
-files (``realtime.fleet.engine_host``), with ``lost``: messages it had taken and not delivered when it died;
-else those of its last poll.
+files (``realtime.fleet.engine_host``), with ``lost``: messages still queued when it died, and ``unconfirmed``: the
+batch it was sending, which the receiver may or may not have; else those of its last poll.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 
 from realtime.cameras import Camera
-from realtime.fleet.engine_host import EngineHost, EngineOptions
+from realtime.fleet.engine_host import SINK_KEYS, EngineHost, EngineOptions
 from realtime.fleet.placement import CameraLoad, EngineRoom, Placement, place
 
 NAMESPACE = "qem"
@@ -416,7 +416,8 @@ class Coordinator:
             s.pending, s.pending_set = s.handle.assign.remote(list(want)), want
 
     def _totals(self) -> dict[str, dict]:
-        """Per camera: frames and per sink sent, delivered, dropped, lost, over every engine process it ran in."""
+        """Per camera: frames and per sink sent, delivered, dropped, unconfirmed (sent, not confirmed: the receiver
+        may have them) and lost (queued when a process died), over every engine process it ran in."""
         out: dict[str, dict] = {}
         gone = set(self.history)
         parts = [(h["totals"], h["final"]) for h in self.history.values()]
@@ -427,9 +428,9 @@ class Coordinator:
                 o = out.setdefault(cam, {"frames": 0, "sinks": {}})
                 o["frames"] += t["frames"]
                 for sink, v in t["sinks"].items():
-                    counts = o["sinks"].setdefault(sink, {"sent": 0, "delivered": 0, "dropped": 0, "lost": 0})
-                    for k in ("sent", "delivered", "dropped"):
+                    counts = o["sinks"].setdefault(sink, {**dict.fromkeys(SINK_KEYS, 0), "lost": 0})
+                    for k in SINK_KEYS:
                         counts[k] += v[k]
-                    if final:  # taken, neither delivered nor dropped when the process died
-                        counts["lost"] += v["sent"] - v["delivered"] - v["dropped"]
+                    if final:  # still queued when the process died: never sent
+                        counts["lost"] += v["sent"] - v["delivered"] - v["dropped"] - v["unconfirmed"]
         return out

@@ -38,6 +38,8 @@ from realtime.counters import CounterFile, read_counters
 
 REFERENCE_FRAME = (360, 640)   # h, w of the frames the capacity is measured on
 REFERENCE_BATCH = 4            # frames a batch: an engine of several cameras batches them
+SINK_KEYS = ("sent", "delivered", "dropped", "unconfirmed")   # a sink's counters (realtime.publish.base)
+WIDTH = len(SINK_KEYS)         # counters a row of the counter files
 
 
 @dataclass(frozen=True)
@@ -108,13 +110,13 @@ def read_incarnations(folder: Path, skip: str = "") -> dict[str, dict]:
 
 def write_counter_file(folder: Path, engine: str, incarnation: str, generation: int,
                        described: list) -> CounterFile:
-    """``<incarnation>.<generation>.counts`` in ``folder``, zeroed, one row of 3 per ``(camera, sink name or None
-    for its frames)`` of ``described``; then the ``.json`` beside it that says whose it is and what each row holds."""
+    """``<incarnation>.<generation>.counts`` in ``folder``, zeroed, one row of ``WIDTH`` per ``(camera, sink name
+    or None for its frames)`` of ``described`` (a sink's: ``SINK_KEYS``; frames: the first); then the ``.json`` beside it that says whose it is and what each row holds."""
     folder.mkdir(parents=True, exist_ok=True)
     stem = f"{incarnation}.{generation}"
-    file = CounterFile(folder / f"{stem}.counts", len(described), 3)
+    file = CounterFile(folder / f"{stem}.counts", len(described), WIDTH)
     manifest = {"engine": engine, "pid": os.getpid(), "started": _start_ticks(os.getpid()),
-                "incarnation": incarnation, "generation": generation, "width": 3, "rows": described}
+                "incarnation": incarnation, "generation": generation, "width": WIDTH, "rows": described}
     part = folder / f"{stem}.json.part"
     part.write_text(json.dumps(manifest))
     os.replace(part, folder / f"{stem}.json")
@@ -127,8 +129,8 @@ def _add_rows(totals: dict, described: list, rows: list[list[int]]) -> None:
         if sink is None:
             entry["frames"] += values[0]
             continue
-        counts = entry["sinks"].setdefault(sink, {"sent": 0, "delivered": 0, "dropped": 0})
-        for key, value in zip(("sent", "delivered", "dropped"), values):
+        counts = entry["sinks"].setdefault(sink, dict.fromkeys(SINK_KEYS, 0))
+        for key, value in zip(SINK_KEYS, values):
             counts[key] += value
 
 

@@ -8,8 +8,9 @@ and counted. A receiver that is down at start or goes away is retried with the c
 may have it already, so dropping it could count a received message as lost) and sent first after the reconnection
 (at least once: a receiver may see a message twice after a reconnection; ``(stream, type, seq, track_id)``
 identifies it). At ``close`` the queue gets ``flush_timeout`` seconds to drain; what is left is dropped. So at the
-end ``sent == delivered + dropped``, exactly, and a receiver has ``sent - dropped`` distinct messages. The three
-counters live in ``options.counters`` when it names a row of a counter file (``realtime.counters``): a process
+end ``sent == delivered + dropped``, exactly, and a receiver has ``sent - dropped`` distinct messages. The counters
+(sent, delivered, dropped, and ``unconfirmed``: the messages sent and not yet confirmed, which the receiver may or may
+not have) live in ``options.counters`` when it names a row of a counter file (``realtime.counters``): a process
 killed by a signal then leaves its last figures there for another to read.
 
 Transports implement the small interface of ``Transport``; adding one touches one file (see ``realtime.publish``).
@@ -76,7 +77,7 @@ class Transport:
 class SinkOptions:
     """Per sink: ``every`` N-th frame of each stream, at most ``fps`` frames a second per stream, ``events_only``
     (track events, no frames), ``queue`` messages at most waiting, ``streams`` (names; None: all), ``counters``
-    (``(path, row, width)`` of a counter file for sent, delivered, dropped; None: in memory)."""
+    (``(path, row, width)`` of a counter file for sent, delivered, dropped, unconfirmed; None: in memory)."""
 
     every: int = 1
     fps: float | None = None
@@ -100,7 +101,7 @@ class QueuedSink:
         self.retry: list[Message] = []       # the unconfirmed batch of a broken connection, sent first
         self.cond = threading.Condition()
         self.state = "connecting"
-        self.counts = open_row(options.counters)   # sent, delivered, dropped
+        self.counts = open_row(options.counters)   # sent, delivered, dropped, unconfirmed
         self.failures = 0
         self.cpu_s = 0.0                     # the worker thread's CPU time (benchmark)
         self._frame_count: dict[str, int] = {}
@@ -114,6 +115,7 @@ class QueuedSink:
     sent = _counter(0)        # messages taken (queued)
     delivered = _counter(1)   # messages the receiver confirmed
     dropped = _counter(2)     # messages given up (queue full, left at close)
+    unconfirmed = _counter(3)  # messages sent (or kept to send again) that the receiver has not confirmed yet
 
     def start(self) -> "QueuedSink":
         self.thread.start()
@@ -190,6 +192,7 @@ class QueuedSink:
         self.thread.join(timeout=5.0)
         with self.cond:
             self.dropped += len(self.queue) + len(self.retry)
+            self.unconfirmed = 0
             self.queue.clear()
             self.retry = []
             self.state = "closed"
@@ -253,9 +256,11 @@ class QueuedSink:
             for stream, state in states.items():
                 self.transport.set_state(stream, state)
             if batch:
+                self.unconfirmed = len(batch)
                 self.transport.send(batch)
                 with self.cond:
                     self.delivered += len(batch)
+                    self.unconfirmed = 0
             elif not states:
                 self.transport.poll()
         except Exception as exc:  # noqa: BLE001 - the connection is gone: requeue, reconnect
@@ -263,6 +268,7 @@ class QueuedSink:
             with self.cond:
                 self.delivered += len(batch) - len(undelivered)
                 self.retry = list(undelivered)
+                self.unconfirmed = len(self.retry)
                 self._dirty_states |= set(states)
             self.failures += 1
             self._set("reconnecting", _reason(exc))

@@ -50,7 +50,7 @@ def test_a_row_mapped_twice_is_one_counter_and_rows_do_not_overlap(tmp_path):
     assert file.values() == [[0, 0, 0], [0, 0, 5], [1, 0, 0]]
     memory = open_row(None)
     memory[0] += 2
-    assert list(memory) == [2, 0, 0]
+    assert list(memory) == [2, 0, 0, 0]
 
 
 class Collect(Transport):
@@ -69,13 +69,13 @@ class Collect(Transport):
 
 
 def test_a_sink_given_a_counter_row_counts_there(tmp_path):
-    file = CounterFile(tmp_path / "sinks.counts", rows=2, width=3)
+    file = CounterFile(tmp_path / "sinks.counts", rows=2, width=4)
     transport = Collect()
-    sink = QueuedSink(transport, SinkOptions(counters=(str(file.path), 1, 3), queue=5), log=lambda _: None)
+    sink = QueuedSink(transport, SinkOptions(counters=(str(file.path), 1, 4), queue=5), log=lambda _: None)
     for i in range(8):  # not started yet: the queue keeps the newest 5, 3 dropped
         sink.offer(Message("frame", "s0", json.dumps({"seq": i})))
     sink.start()
     sink.close(flush_timeout=5.0)
     assert len(transport.got) == 5
-    assert read_counters(file.path, 3) == [[0, 0, 0], [8, 5, 3]]
+    assert read_counters(file.path, 4) == [[0, 0, 0, 0], [8, 5, 3, 0]]  # nothing left unconfirmed
     assert (sink.sent, sink.delivered, sink.dropped) == (8, 5, 3)

@@ -143,6 +143,6 @@ def settled(s: dict) -> bool:
 def summary_counts(text: str) -> dict[str, dict]:
     """Per camera, the figures of ``qem serve``'s closing summary (one Redis sink)."""
     rows = re.findall(r"^  (\w+): (\d+) frames; redis://127\.0\.0\.1:\d+/0 sent (\d+) delivered (\d+) dropped (\d+) "
-                      r"lost (\d+)", text, re.MULTILINE)
-    keys = ("frames", "sent", "delivered", "dropped", "lost")
+                      r"lost (\d+) unconfirmed (\d+)", text, re.MULTILINE)
+    keys = ("frames", "sent", "delivered", "dropped", "lost", "unconfirmed")
     return {cam: dict(zip(keys, map(int, values))) for cam, *values in rows}

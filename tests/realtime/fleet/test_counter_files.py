@@ -12,7 +12,7 @@ def test_the_files_of_a_process_that_is_gone_are_read_and_those_of_a_running_one
     first = write_counter_file(tmp_path, "qem-engine-0", "gone", 1, rows)
     second = write_counter_file(tmp_path, "qem-engine-0", "gone", 2, rows[:2])
     first.row(0)[0] += 10
-    first.row(1)[0], first.row(1)[1], first.row(1)[2] = 12, 9, 1
+    first.row(1)[0], first.row(1)[1], first.row(1)[2], first.row(1)[3] = 12, 9, 1, 2
     first.row(2)[0] += 4
     second.row(0)[0] += 5
     second.row(1)[0], second.row(1)[1] = 6, 6
@@ -25,7 +25,8 @@ def test_the_files_of_a_process_that_is_gone_are_read_and_those_of_a_running_one
     assert list(found) == ["gone"]
     assert found["gone"]["engine"] == "qem-engine-0"
     assert found["gone"]["totals"] == {
-        "cam0": {"frames": 15, "sinks": {"redis://127.0.0.1:6379/0": {"sent": 18, "delivered": 15, "dropped": 1}}},
+        "cam0": {"frames": 15, "sinks": {"redis://127.0.0.1:6379/0": {"sent": 18, "delivered": 15, "dropped": 1,
+                                                                       "unconfirmed": 2}}},
         "cam1": {"frames": 4, "sinks": {}}}
 
 

@@ -146,5 +146,6 @@ def test_messages_at_the_subscriber_equal_what_the_fleet_reports(fleet):
     received = fleet.frames()
     for cam in CAMERAS:
         r = reported[cam]
-        assert r["delivered"] == len(received[cam]) and r["dropped"] == 0, (cam, r, len(received[cam]))
-        assert r["sent"] == r["delivered"] + r["lost"], (cam, r)
+        got = len(received[cam])  # exact but for the batch a killed process was sending (see test_failover)
+        assert r["dropped"] == 0 and r["delivered"] <= got <= r["delivered"] + r["unconfirmed"], (cam, r, got)
+        assert r["sent"] == r["delivered"] + r["lost"] + r["unconfirmed"], (cam, r)
