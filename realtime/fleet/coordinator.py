@@ -13,7 +13,7 @@ placement.
 ``snapshot()`` is the fleet's one view (``/status.json`` of ``realtime.fleet.status_view``): every camera with its
 engine, node, state, FPS, p95 latency, people, and its messages per sink summed over every engine process it ran
 in. The figures of a process that is gone are its final ones when an engine on its node read them from its counter
-files (``realtime.fleet.engine_host``), with ``lost``: messages still queued when it died, and ``unconfirmed``: the
+files (``realtime.fleet.counter_files``), with ``lost``: messages still queued when it died, and ``unconfirmed``: the
 batch it was sending, which the receiver may or may not have; else those of its last poll.
 """
 from __future__ import annotations
@@ -28,7 +28,8 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 
 from realtime.cameras import Camera
-from realtime.fleet.engine_host import SINK_KEYS, EngineHost, EngineOptions
+from realtime.fleet.counter_files import SINK_KEYS
+from realtime.fleet.engine_host import EngineHost, EngineOptions
 from realtime.fleet.placement import CameraLoad, EngineRoom, Placement, place
 
 NAMESPACE = "qem"

@@ -4,27 +4,25 @@ class in an actor; a plain process can run it the same way (the benchmark does).
 
 Cameras taken away leave the running pipeline (their tracks end, their files close) while the others go on. A set
 with a new camera starts a new pipeline (a pipeline's sources are fixed when it is built): the running one stops
-(its files and sinks close as at a normal stop) and one with the new set starts; the network stays loaded. Messages: every sink of the run is opened once per camera (``SinkSpec.for_streams``), so the sinks'
-counters (sent, delivered, dropped) are per camera and add up across the pipelines the camera ran in.
+(its files and sinks close as at a normal stop) and one with the new set starts; the network stays loaded.
+Messages: every sink of the run is opened once per camera (``SinkSpec.for_streams``), so the sinks' counters are
+per camera and add up across the pipelines the camera ran in.
 
-Counters outlive the process (``realtime.counters``): each pipeline keeps its cameras' frames and its sinks' counters
-in a memory-mapped file under ``<temp>/qem-fleet/<fleet_id>/`` on the node (``<incarnation>.<generation>.counts``,
-described by the ``.json`` beside it). An engine killed by a signal leaves its last figures there; any engine of
-the fleet on that node reports them (``status()["orphans"]``, by incarnation) until the coordinator, having taken
-them, calls ``release``. An engine of no fleet (``fleet_id`` empty) keeps its files in a folder of its own, removed
-at ``stop``.
+Counters outlive the process: each pipeline keeps its cameras' frames and its sinks' counters in the fleet's counter
+files on the node (``realtime.fleet.counter_files``). An engine killed by a signal leaves its last figures there;
+any engine of the fleet on that node reports them (``status()["orphans"]``, by incarnation) until the coordinator,
+having taken them, calls ``release``. An engine of no fleet (``fleet_id`` empty) keeps its files in a folder of its
+own, removed at ``stop``.
 
 Recordings (``record_root`` set and the camera's ``record``): ``<record_root>/<start time>-<engine>/
 annotated_<camera>.mp4`` and ``poses_<camera>.jsonl`` on the node's own disk (or shared storage mounted there).
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -34,12 +32,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from realtime.cameras import Camera, StreamOptions
-from realtime.counters import CounterFile, read_counters
+from realtime.counters import CounterFile
+from realtime.fleet.counter_files import add_rows, counter_folder, read_incarnations, write_counter_file
 
 REFERENCE_FRAME = (360, 640)   # h, w of the frames the capacity is measured on
 REFERENCE_BATCH = 4            # frames a batch: an engine of several cameras batches them
-SINK_KEYS = ("sent", "delivered", "dropped", "unconfirmed")   # a sink's counters (realtime.publish.base)
-WIDTH = len(SINK_KEYS)         # counters a row of the counter files
 
 
 @dataclass(frozen=True)
@@ -65,73 +62,6 @@ class EngineOptions:
     sink_flush: float = 2.0
     fleet_id: str = ""                   # the fleet's engines share <temp>/qem-fleet/<fleet_id>/ on a node
     extra: dict = field(default_factory=dict)   # other PipelineConfig fields
-
-
-def counter_folder(fleet_id: str) -> Path:
-    return Path(tempfile.gettempdir()) / "qem-fleet" / (fleet_id or f"engine-{os.getpid()}")
-
-
-def _start_ticks(pid: int) -> str | None:
-    """When process ``pid`` started (clock ticks since boot, from ``/proc``; None where there is no ``/proc``)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def _alive(pid: int, started: str | None) -> bool:
-    """Whether the process ``pid`` that started at ``started`` still runs (a pid used again by a later process does
-    not count as it)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return started is None or _start_ticks(pid) in (None, started)
-
-
-def read_incarnations(folder: Path, skip: str = "") -> dict[str, dict]:
-    """Per incarnation (but ``skip``) whose process is gone: its engine, pid and counters (``counters()``'s form),
-    summed over its pipelines' counter files in ``folder``."""
-    out: dict[str, dict] = {}
-    for manifest in sorted(folder.glob("*.json")):
-        try:
-            m = json.loads(manifest.read_text())
-            if m["incarnation"] == skip or _alive(m["pid"], m.get("started")):
-                continue
-            rows = read_counters(manifest.with_suffix(".counts"), m["width"])
-        except (OSError, ValueError, KeyError):
-            continue  # written half by a process killed while it wrote: nothing was counted in it yet
-        entry = out.setdefault(m["incarnation"], {"engine": m["engine"], "pid": m["pid"], "totals": {}})
-        _add_rows(entry["totals"], m["rows"], rows)
-    return out
-
-
-def write_counter_file(folder: Path, engine: str, incarnation: str, generation: int,
-                       described: list) -> CounterFile:
-    """``<incarnation>.<generation>.counts`` in ``folder``, zeroed, one row of ``WIDTH`` per ``(camera, sink name
-    or None for its frames)`` of ``described`` (a sink's: ``SINK_KEYS``; frames: the first); then the ``.json`` beside it that says whose it is and what each row holds."""
-    folder.mkdir(parents=True, exist_ok=True)
-    stem = f"{incarnation}.{generation}"
-    file = CounterFile(folder / f"{stem}.counts", len(described), WIDTH)
-    manifest = {"engine": engine, "pid": os.getpid(), "started": _start_ticks(os.getpid()),
-                "incarnation": incarnation, "generation": generation, "width": WIDTH, "rows": described}
-    part = folder / f"{stem}.json.part"
-    part.write_text(json.dumps(manifest))
-    os.replace(part, folder / f"{stem}.json")
-    return file
-
-
-def _add_rows(totals: dict, described: list, rows: list[list[int]]) -> None:
-    for (camera, sink), values in zip(described, rows):
-        entry = totals.setdefault(camera, {"frames": 0, "sinks": {}})
-        if sink is None:
-            entry["frames"] += values[0]
-            continue
-        counts = entry["sinks"].setdefault(sink, dict.fromkeys(SINK_KEYS, 0))
-        for key, value in zip(SINK_KEYS, values):
-            counts[key] += value
 
 
 class _Counted:
@@ -286,7 +216,7 @@ class EngineHost:
         """Per camera, everything it did in this process: frames out and, per sink, sent / delivered / dropped."""
         out: dict[str, dict] = {}
         for described, file in self._counters:
-            _add_rows(out, described, file.values())
+            add_rows(out, described, file.values())
         return out
 
     # -- the pipeline ----------------------------------------------------------------------------------------------

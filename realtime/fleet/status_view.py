@@ -1,8 +1,9 @@
 """The fleet's one view, served by the coordinator (aiohttp in a thread, 127.0.0.1 by default): ``/status.json``
 (``Coordinator.snapshot``: every camera with its engine, node, state, FPS, p95 latency, people and messages
 delivered and lost; the engines with their load and capacity; unplaced cameras with the reason; failovers) and
-``/``, a page that reloads that JSON once a second and shows it as two tables. Each camera's frames are in the live view of the engine that runs it only
-when that engine serves one; this page shows figures, not pictures."""
+``/``, a page that reloads that JSON once a second and shows it as two tables. Each camera's frames are in the live
+view of the engine that runs it only when that engine serves one; this page shows figures, not pictures.
+"""
 from __future__ import annotations
 
 import asyncio

@@ -154,17 +154,9 @@ class Outputs:
         if i in self.left:
             return
         self.left.add(i)
-        ends = [m.payload for m in self.publisher.end(i)] if self.publisher is not None else []
-        rec = self.recorders[i]
-        if rec is None:
-            return
-        try:
-            if ends and rec.jsonl is not None:
-                rec.jsonl.write(ends)
-            rec.close()
-        except (OSError, SinkError, av.error.FFmpegError) as exc:
-            self.log(f"warning: closing {rec.current} failed: {exc}")
-        self.recorders[i] = None
+        if self.publisher is not None:
+            self._write_last_events(i, self.publisher.end(i))
+        self._close_recorder(i)
 
     def _stop_recording(self, path, exc: BaseException) -> None:
         """One line, then no more files: every stream's files are closed (what is on disk stays playable)."""
@@ -176,26 +168,33 @@ class Outputs:
 
     def _finish_messages(self) -> None:
         """The tracks still open end (their events go to the JSONL too), then the sinks drain and close."""
-        by_stream: dict[str, list[str]] = {}
-        for m in self.publisher.finish():
-            by_stream.setdefault(m.stream, []).append(m.payload)
-        for i, name in enumerate(self.publisher.names):
-            if self.recorders[i] is not None and self.recorders[i].jsonl is not None and name in by_stream:
-                try:
-                    self.recorders[i].jsonl.write(by_stream[name])
-                except (OSError, SinkError) as exc:
-                    self.log(f"warning: cannot write the last track events to {self.recorders[i].current}: {exc}")
+        for i in range(len(self.publisher.names)):
+            self._write_last_events(i, self.publisher.end(i))
         self.publisher.close(self.config.sink_flush)  # the figures: Metrics.summary()
 
+    def _write_last_events(self, i: int, messages) -> None:
+        """A stream's end events (its tracks ended) into its JSONL, when it has one."""
+        rec = self.recorders[i]
+        if not messages or rec is None or rec.jsonl is None:
+            return
+        try:
+            rec.jsonl.write([m.payload for m in messages])
+        except (OSError, SinkError) as exc:
+            self.log(f"warning: cannot write the last track events to {rec.current}: {exc}")
+
     def _close_recorders(self, quiet: bool = False) -> None:
-        for i, rec in enumerate(self.recorders):
-            if rec is not None:
-                try:
-                    rec.close()
-                except Exception as exc:  # noqa: BLE001 - one broken file must not keep the others open
-                    if not quiet:
-                        self.log(f"warning: closing {rec.current} failed: {exc}")
-            self.recorders[i] = None
+        for i in range(len(self.recorders)):
+            self._close_recorder(i, quiet)
+
+    def _close_recorder(self, i: int, quiet: bool = False) -> None:
+        rec, self.recorders[i] = self.recorders[i], None
+        if rec is None:
+            return
+        try:
+            rec.close()
+        except Exception as exc:  # noqa: BLE001 - one broken file must not keep the others open
+            if not quiet:
+                self.log(f"warning: closing {rec.current} failed: {exc}")
 
     def close(self) -> None:
         if self.bar is not None:

@@ -43,7 +43,7 @@ class Dispatcher:
 
     def end(self, index: int) -> list[Message]:
         """Stream ``index`` is done (the run stops, or the stream leaves it): its open tracks end, reported at its last
-        frame, and it is ``ended``. Returns the end events for the JSONL."""
+        frame, and it is ``ended``. Returns the end events for the JSONL. Once more: nothing (no track is open)."""
         out = []
         last = self.last[index]
         if self.ledgers is not None and last is not None:
@@ -53,10 +53,6 @@ class Dispatcher:
         self._offer(out)
         self.state(index, "ended")
         return out
-
-    def finish(self) -> list[Message]:
-        """The run stops: ``end`` for every stream, in order."""
-        return [m for i in range(len(self.names)) for m in self.end(i)]
 
     def close(self, flush_timeout: float = 2.0) -> None:
         """Every sink drains for at most ``flush_timeout`` s, all at the same time."""

@@ -1,10 +1,10 @@
-"""The counter files of the fleet's engines (``realtime.fleet.engine_host``): a process that is gone is read, summed
+"""The counter files of the fleet's engines (``realtime.fleet.counter_files``): a process that is gone is read, summed
 over its pipelines; one that runs is not; a pid used again by a later process does not hide the dead one's files."""
 import json
 import subprocess
 import sys
 
-from realtime.fleet.engine_host import read_incarnations, write_counter_file
+from realtime.fleet.counter_files import read_incarnations, write_counter_file
 
 
 def test_the_files_of_a_process_that_is_gone_are_read_and_those_of_a_running_one_are_not(tmp_path):
