@@ -13,6 +13,7 @@ lands there and every file is finalised on the way out.
 """
 from __future__ import annotations
 
+import contextlib
 import queue
 import sys
 import threading
@@ -210,6 +211,14 @@ class Pipeline:
                     return False
         return True
 
+    def _end_engine(self) -> None:
+        """Waits for the batches still in flight when the run stopped (their results are dropped), so that the
+        engine is idle for the next run, then closes the post stage's queue."""
+        while self._in_flight:
+            with contextlib.suppress(Exception):  # a failed forward: the stage's own error is the one reported
+                self._in_flight.popleft().pending.result()
+        self._put(self._post_q, _END)
+
     def _post_step(self) -> bool:
         try:
             item = self._post_q.get(timeout=0.1)
@@ -227,7 +236,7 @@ class Pipeline:
         self.view_url = outputs.view.url if outputs.view is not None else None
         self._bar = outputs.bar
         prep_t = _Stage("prepare", self._prep_step, lambda: self._put(self._prep_q, _END))
-        engine_t = _Stage("engine", self._engine_step, lambda: self._put(self._post_q, _END))
+        engine_t = _Stage("engine", self._engine_step, self._end_engine)
         post_t = _Stage("post", self._post_step, lambda: self._put(self._out_q, _END))
         stages = (prep_t, engine_t, post_t) if self.prefetch else (engine_t, post_t)
         try:

@@ -174,7 +174,8 @@ class OpenVinoRuntime(ExportedRuntime):
     ``streams`` = 1: LATENCY mode, every thread on each inference (the lowest latency). ``streams`` = N > 1:
     THROUGHPUT mode with N streams sharing the threads and ``in_flight`` = N + 2 infer requests per shape, used in
     turn: a caller keeps up to ``in_flight`` submitted batches in flight and collects them in submission order
-    (fewer in flight is still correct, only slower)."""
+    (fewer in flight is still correct, only slower). A batch submitted past that reuses the oldest request: it waits
+    for it, and that batch's ``result()`` then raises; a dropped ``Pending`` needs nothing."""
 
     backend = "openvino"
     takes_uint8 = True
@@ -211,6 +212,7 @@ class OpenVinoRuntime(ExportedRuntime):
             raise ExportError(f"{path}: outputs {self.names} differ from its metadata's {meta.outputs}")
         self.compiled: dict[tuple, list] = {}  # (input shape, uint8) -> its infer requests
         self._turn = 0
+        self._holder: dict[int, object] = {}  # id(infer request) -> the token of the submit that holds it
 
     def request(self, shape: tuple[int, ...], uint8: bool = False):
         """The next of this input's infer requests, in turn (compiled at the first use of its shape and type)."""
@@ -232,11 +234,16 @@ class OpenVinoRuntime(ExportedRuntime):
     def submit(self, batch: torch.Tensor) -> Pending:
         x = self.check(batch)
         req = self.request(x.shape, x.dtype == np.uint8)
+        req.wait()  # a request whose Pending was dropped (a run stopped mid-file) may still be running
         req.get_input_tensor().data[...] = x  # a third of the CPU time of start_async({0: x})'s input handling
         req.start_async()
+        token = self._holder[id(req)] = object()
 
         def wait():
             req.wait()
+            if self._holder[id(req)] is not token:
+                raise RuntimeError(f"more than {self.in_flight} batches submitted before this one's result was "
+                                   "collected: its infer request was reused")
             return to_result([req.get_output_tensor(i).data.copy() for i in range(len(self.names))])
         return Pending(wait=wait)
 

@@ -243,6 +243,24 @@ def test_openvino_streams_return_each_submitted_batch_in_order(openvino_dynamic)
     assert load_runtime(openvino_dynamic, threads=1, streams=2).streams == 1  # no more streams than threads
 
 
+def test_openvino_requests_dropped_in_flight_never_block_the_next_batch(openvino_dynamic):
+    """A run stopped mid-file drops the batches it had in flight (their requests still running): the next submit
+    waits for its request instead of failing with "Infer Request is busy", and gives its own batch's result; a
+    dropped batch whose request was reused raises, never returning another batch's result."""
+    one = load_runtime(openvino_dynamic, precision="fp32", threads=2)
+    two = load_runtime(openvino_dynamic, precision="fp32", threads=2, streams=2)
+    g = torch.Generator().manual_seed(6)
+    big = torch.randn(1, 3, 384, 640, generator=g)  # slow enough that the first request is still busy
+    dropped = [two.submit(big) for _ in range(two.in_flight)]
+    x = torch.randn(1, 3, 384, 640, generator=g)
+    got, want = fields(two.submit(x).result()), fields(one(x))
+    for name in want:
+        torch.testing.assert_close(got[name], want[name], rtol=0, atol=1e-5, msg=name)
+    with pytest.raises(RuntimeError, match="reused"):
+        dropped[0].result()
+    assert fields(dropped[1].result())["c.scores"].shape == want["c.scores"].shape
+
+
 def test_openvino_takes_uint8_canvases_and_normalises_them_itself(openvino_dynamic):
     """The letterboxed uint8 RGB canvases [B,H,W,3] give what their normalised float batch gives (OpenVINO's
     preprocessing folds the normalisation into the graph: only the rounding of the input differs)."""

@@ -1,7 +1,7 @@
 """The engine on an OpenVINO model: several inference streams keep every frame of a file, in order, with the poses
 one stream gives (the default is two streams for files read at full speed, one for live sources and paced files), and
 a paced file's results are not held back; the uint8 canvases it hands over give the poses of the normalised float
-batch."""
+batch; a run stopped mid-file leaves the engine idle for the next."""
 import json
 
 import numpy as np
@@ -87,3 +87,22 @@ def test_a_paced_file_gets_each_result_before_its_next_frame_arrives(tmp_path, o
     engine, metrics, records = run_clip(openvino_model, clip, tmp_path / "paced", streams=2, pace=True)
     assert engine.depth == 4 and metrics.frames_out == 6
     assert max(r["latency_ms"] for r in records[3:]) < 60, [r["latency_ms"] for r in records]
+
+
+def test_a_run_stopped_mid_file_leaves_the_engine_idle_for_the_next(tmp_path, openvino_model):
+    """``max_frames`` stops a file with batches in flight over two streams: the run waits for them (results dropped),
+    so every request is idle when it returns, and the next run of the same engine keeps every frame."""
+    from models import Predictor
+    from realtime.engine.stage import Engine
+
+    clip = write_video(tmp_path / "clip.mp4", frames=12, size=(160, 96), fps=10)
+    predictor = Predictor(str(openvino_model), input_size=640, precision="fp32", threads=2, streams=2)
+    engine = Engine(predictor, predictor.input_size, "cpu")
+    runs = []
+    for name, max_frames in (("stopped", 3), ("whole", None)):
+        config = PipelineConfig(specs=[parse_source(str(clip))], out_dir=tmp_path / name, save_mp4=False,
+                                progress=False, max_frames=max_frames)
+        runs.append(Pipeline(config, engine, log=lambda line: None).run().frames_out)
+        requests = [r for reqs in predictor.runtime.compiled.values() for r in reqs]
+        assert requests and all(r.wait_for(0) for r in requests), "a request still running after the run"
+    assert runs[0] >= 3 and runs[1] == 12
