@@ -14,7 +14,7 @@ from collections import deque
 
 import numpy as np
 
-STAGES = ("queue", "preprocess", "forward", "postprocess", "post", "render", "sinks", "end_to_end")
+STAGES = ("queue", "preprocess", "forward", "postprocess", "post", "render", "outputs", "end_to_end")
 
 
 class Metrics:

@@ -53,6 +53,7 @@ from realtime import BUNDLED_CLIP
 from realtime.argtypes import OneLineParser, float_above, int_at_least
 from realtime.bench.measure import bench_live, bench_model, bench_pipeline, machine, make_engine
 from realtime.engine.stage import Engine
+from realtime.metrics import STAGES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{c:<10} {r['forward_ms_median']:15.1f} {r['forward_ms_p95']:15.1f}")
         print()
     if "pipeline" in args.sections:
-        stages = ["queue", "preprocess", "forward", "postprocess", "post", "render", "sinks", "end_to_end"]
+        stages = STAGES
         print("overhead = share of wall time not spent in the forward (in this run / vs the model alone)")
         print(f"{'config':<10} {'files':<5} {'frames':>6} {'FPS':>6} {'overhead':>13}  "
               + " ".join(f"{s[:11]:>11}" for s in stages) + "   (p50/p95 ms)")

@@ -123,7 +123,7 @@ class Outputs:
         if self.window is not None:
             keep_going = self.window.show(i, image)
         t2 = time.perf_counter()
-        result.stage_ms["render"], result.stage_ms["sinks"] = (t1 - t0) * 1e3, (t2 - t1) * 1e3
+        result.stage_ms["render"], result.stage_ms["outputs"] = (t1 - t0) * 1e3, (t2 - t1) * 1e3
         result.stage_ms["written"] = (t2 - result.frame.recv_time) * 1e3  # frame received -> every output written
         self.metrics.add_result(result.stage_ms, result.latency_ms)
         if self.bar is not None:

@@ -49,7 +49,7 @@ def test_file_every_frame_out_with_real_timestamps(tmp_path, engine):
     assert [p["track_id"] >= 1 for p in first] == [p["score"] >= Tracker().high_score for p in first], first
     assert any("-> ended" in line for line in logs)
     stages = metrics.as_dict()["stages"]
-    assert {"preprocess", "forward", "postprocess", "post", "sinks", "end_to_end"} <= set(stages)
+    assert {"preprocess", "forward", "postprocess", "post", "outputs", "end_to_end"} <= set(stages)
 
 
 def test_two_streams_batch_together_and_keep_their_own_files(tmp_path, engine):
