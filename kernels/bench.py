@@ -24,6 +24,7 @@ import torch
 import triton
 
 import kernels
+from models.argtypes import OneLineParser
 
 NUM_KPTS = 17
 BASE = {"size": 128, "people": 30, "channels": 32, "batch": 1}
@@ -211,8 +212,8 @@ def plot(rows: list[Row], name: str, path: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="qem bench-decode", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog="qem bench-decode", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a small grid (seconds)")
     parser.add_argument("--repeats", type=int, default=None, help="timed calls per row (default 200, quick 20)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads on the CPU (default 2)")

@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 from realtime import BUNDLED_CLIP
-from realtime.argtypes import OneLineParser, float_above, imgsz, int_at_least, port, unit_float
+from models.argtypes import OneLineParser, float_above, imgsz, int_at_least, port, unit_float
 from realtime.cameras import CameraFile, load_cameras
 from realtime.post.tracking import add_tracker_arguments, tracker_settings
 from realtime.publish.uri import SinkSpec, parse_sink

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from models.argtypes import OneLineParser
 from models.data import figures
 from models.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS, SKELETON
 
@@ -225,8 +226,8 @@ def write_split(out: Path, split: str, num_images: int, seed: int, cfg: SceneCon
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="qem synth", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog="qem synth", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument("--num-images", type=int, default=100, help="images per split")
     parser.add_argument("--seed", type=int, default=0)

@@ -35,6 +35,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from tqdm import tqdm
 
+from models.argtypes import OneLineParser
 from models.provenance import SyntheticOnlyWarning
 from models import DEFAULT_CHECKPOINT
 from models.checkpoint import CheckpointError
@@ -218,8 +219,8 @@ def evaluate_checkpoint(checkpoint: str | Path | None, data: str | Path | None =
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(prog="qem val", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog="qem val", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", help="a models.data.synth folder (annotations/person_keypoints_<split>.json + <split>/)")
     p.add_argument("--split", help="split of --data (default: val, then test, then the only one)")
     p.add_argument("--ann", help="COCO keypoint annotation JSON (with --images)")

@@ -20,6 +20,7 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from models.argtypes import OneLineParser
 from models import build_model
 
 
@@ -60,8 +61,8 @@ def measure(name: str, size: int | None, repeats: int, bf16: bool = False, **ove
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="qem speed", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog="qem speed", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", nargs="+", default=["tiny", "realtime"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=20)

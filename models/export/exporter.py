@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from models.argtypes import OneLineParser
 from models.export.formats import EXPORT_FORMATS, EXTRA, FORMATS, META_KEY, ExportError, Metadata, require
 from models.export.graph import InferenceGraph, output_names
 from models.export.rewrite import pair_keypoint_groups
@@ -164,8 +165,8 @@ def export(weights: str | Path | None = None, format: str = "onnx", imgsz=None, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="qem export", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog="qem export", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", help="checkpoint file (default: the bundled one)")
     p.add_argument("--format", default="onnx", choices=list(EXPORT_FORMATS))
     p.add_argument("--imgsz", type=int, nargs="+", metavar="PX",

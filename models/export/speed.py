@@ -17,6 +17,7 @@ import time
 
 import torch
 
+from models.argtypes import OneLineParser
 from models.export.formats import installed
 from models.export.rewrite import pair_keypoint_groups
 from models.export.runtime import cpu_has_bf16, load_runtime
@@ -64,8 +65,8 @@ def openvino_dense(net, threads: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m models.export.speed", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog="python -m models.export.speed", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", help="checkpoint (default: the bundled one)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--shapes", nargs="+", default=["192x320", "320x320"], help="HxW input shapes")

@@ -13,14 +13,15 @@ from __future__ import annotations
 import argparse
 import sys
 
+from models.argtypes import OneLineParser
 from models.checkpoint import CheckpointError
 from models.imports.dekr import DekrImportError, import_dekr
 from models.imports.fetch import FetchError, fetch, is_url
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="qem import", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog="qem import", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="kind", required=True, metavar="KIND")
     d = sub.add_parser("dekr", help="DEKR's COCO or CrowdPose weights (the authors' release or MMPose's)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -30,6 +30,7 @@ import sys
 import time
 from pathlib import Path
 
+from models.argtypes import OneLineParser
 from models.evaluation.evaluate import evaluate_checkpoint, format_rho
 from models.training.train import build_args, run
 
@@ -94,8 +95,8 @@ def markdown_table(rows: list[dict], settings: dict) -> str:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(prog="qem ablation", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog="qem ablation", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--train", help="training synth folder (the same for every row)")
     p.add_argument("--val", required=True, help="validation synth folder (never used in training)")
     p.add_argument("--out", default="runs/ablation")

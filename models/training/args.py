@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 
+from models.argtypes import OneLineParser
 from models.config import POSE_SCORES
 from models.training.state import TrainError
 
@@ -32,8 +33,8 @@ DEKR_EPOCHS, DEKR_DROPS = 140, (90, 120)
 
 
 def build_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="qem train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog="qem train", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="tiny", help="model config name (tiny, realtime, hrnet_w32, hrnet_w48)")
     p.add_argument("--synth", help="training synth folder (annotations JSON + images)")
     p.add_argument("--train-ann", help="COCO keypoint annotation JSON for training")

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+from models.argtypes import OneLineParser
 from models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from models.config import INFERENCE_FIELDS, LOSS_FIELDS
 from models.modeling.network import PoseNet
@@ -81,8 +82,8 @@ def write_average(paths: Sequence[str | Path], out: str | Path, weights: Sequenc
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(prog="qem average", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog="qem average", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoints", nargs="+", help="checkpoint files of one config")
     p.add_argument("--weights", type=float, nargs="+", help="one weight per checkpoint (default: equal)")
     p.add_argument("--out", required=True, help="where to write the averaged checkpoint")

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from models.argtypes import OneLineParser
 from models.modeling.backbones.common import BasicBlock
 from models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from models.modeling.network import PoseNet
@@ -81,8 +82,8 @@ def write_grown(path: str | Path, out: str | Path, encoder_blocks: int | None = 
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(prog="qem grow", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog="qem grow", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", help="the trained checkpoint to deepen")
     p.add_argument("--encoder-blocks", type=int, help="BasicBlocks per stride-8/16/32 level (tiny backbone)")
     p.add_argument("--kpt-blocks", type=int, help="blocks per keypoint branch")

@@ -21,6 +21,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from models.argtypes import OneLineParser
 from models.training.recipes import RECIPES, get_recipe
 from models.training.recipes.runner import RecipeError, RunOptions, check_inputs, command_line, forget, is_done, \
     run_stage
@@ -28,8 +29,8 @@ from models.training.recipes.stages import Recipe, estimated_hours, measured_min
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="qem train --recipe", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog="qem train --recipe", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipe", required=True, help=f"one of {', '.join(RECIPES)}")
     p.add_argument("--out", help="folder of every stage's output (default: runs/NAME, runs/NAME-smoke with --smoke)")
     p.add_argument("--data", help="data folder (default: OUT/data for synthetic recipes, coco for COCO ones)")

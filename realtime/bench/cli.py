@@ -50,7 +50,7 @@ from pathlib import Path
 import torch
 
 from realtime import BUNDLED_CLIP
-from realtime.argtypes import OneLineParser, float_above, int_at_least
+from models.argtypes import OneLineParser, float_above, int_at_least
 from realtime.bench.measure import bench_live, bench_model, bench_pipeline, machine, make_engine
 from realtime.engine.stage import Engine
 from realtime.metrics import STAGES

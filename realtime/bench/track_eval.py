@@ -32,7 +32,7 @@ import numpy as np
 
 from models.keypoints import SIGMAS
 from models.poses import Poses
-from realtime.argtypes import OneLineParser
+from models.argtypes import OneLineParser
 from realtime.post.tracking import Tracker, TrackerSettings, add_tracker_arguments, tracker_settings
 
 DEFAULT_MIN_OKS = 0.5

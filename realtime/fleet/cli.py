@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from realtime.argtypes import OneLineParser, float_above, imgsz, int_at_least, port
+from models.argtypes import OneLineParser, float_above, imgsz, int_at_least, port
 
 STATE_FILE = "serve.json"
 

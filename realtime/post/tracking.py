@@ -29,7 +29,7 @@ import numpy as np
 
 from models.keypoints import SIGMAS
 from models.poses import Poses
-from realtime.argtypes import int_at_least, unit_float
+from models.argtypes import int_at_least, unit_float
 
 
 def oks_matrix(a: np.ndarray, b: np.ndarray, weights_b: np.ndarray | None = None,

@@ -37,3 +37,18 @@ def test_each_command_help_names_itself(command, capsys):
         cli.main([command, "--help"])
     assert exc.value.code == 0
     assert capsys.readouterr().out.startswith(f"usage: qem {command} ")
+
+
+@pytest.mark.parametrize("command", list(cli.COMMANDS))
+def test_each_command_refuses_a_bad_flag_in_one_line(command, capsys):
+    """A usage error is one ``error:`` line naming the problem (the flag, or the arguments that must come first) and
+    pointing to --help, not argparse's usage block."""
+    argv = [command, "--no-such-flag"] if command != "import" else [command, "dekr", "--no-such-flag"]
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    assert exc.value.code == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert captured.out == "" and len(lines) == 1, captured.err
+    assert lines[0].startswith("error: ") and lines[0].endswith("(see --help)")
+    assert "--no-such-flag" in lines[0] or "the following arguments are required" in lines[0]

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # A module may import its own room and rooms of lower layers only (docs/architecture.md, "realtime/ in rooms").
 LAYERS = {"shared": 0, "sources": 1, "engine": 2, "post": 2, "publish": 2, "view": 2, "outputs": 3, "run": 4,
           "fleet": 5, "bench": 6}
-SHARED = {"realtime", "realtime.frames", "realtime.argtypes", "realtime.metrics", "realtime.counters"}
+SHARED = {"realtime", "realtime.frames", "realtime.metrics", "realtime.counters"}
 
 
 def module_names(root: Path = ROOT) -> dict[str, Path]:
