@@ -21,7 +21,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from realtime.engine.batcher import Batcher
 from realtime.cameras import StreamOptions
@@ -104,22 +104,11 @@ class Pipeline:
         self._bar = None  # the outputs' progress bar while it is shown: log lines go above it, not into it
         self.stop_event = threading.Event()
         self.notify = threading.Condition()
-        c = config
         # per stream: frames shrunk to the network canvas while decoding when no output needs the full frame
-        self.shrink = shrink_targets(c, engine)
-        self.captures = [Capture(i, spec, on_event=self._on_event, notify=self.notify, open_timeout=c.open_timeout,
-                                 read_timeout=c.read_timeout, stall_timeout=c.stall_timeout,
-                                 max_attempts=c.max_attempts, backoff_base=c.backoff_base,
-                                 backoff_max=c.backoff_max, pace=c.pace, loop=c.loop,
-                                 as_live=c.as_live or c.stream(i).as_live, max_fps=c.stream(i).max_fps,
-                                 on_warning=lambda i, line: self.log(f"warning: {line}"), shrink=self.shrink[i],
-                                 **c.capture_kwargs)
-                         for i, spec in enumerate(c.specs)]
-        self.batcher = Batcher(self.captures, self.notify, window=c.batch_window)
-        # images (a file, a folder, a glob) are each on their own: no tracks or smoothing across unrelated pictures
-        self.posts = [StreamPost(spec.live or c.as_live or c.stream(i).as_live, nms_oks=c.nms_oks,
-                                 track=c.track and spec.kind != "images", smooth=c.smooth,
-                                 min_score=c.min_score, tracker=c.tracker) for i, spec in enumerate(c.specs)]
+        self.shrink = shrink_targets(config, engine)
+        self.captures = [self._capture(i) for i in range(len(config.specs))]
+        self.batcher = Batcher(self.captures, self.notify, window=config.batch_window)
+        self.posts = [self._post(i) for i in range(len(config.specs))]
         self.metrics = Metrics(self.captures)
         self.events: deque[tuple[int, str, str, str]] = deque(maxlen=10_000)  # a dead camera retries for days
         self.view_url: str | None = None  # the browser view's address once ``run`` has started it
@@ -130,6 +119,26 @@ class Pipeline:
         self._out_q: queue.Queue = queue.Queue(maxsize=4)
         self._in_flight: deque = deque()  # engine.start()ed batches, oldest first (files with engine.depth > 1)
         self._leaving: deque[int] = deque()  # streams to take out of the run (``leave``), for the outputs' thread
+        self._joining: deque[tuple[int, list]] = deque()  # streams that joined (``join``) and their own sinks
+        self._members = threading.Lock()   # join against the start of the run
+        self._started = False              # the outputs exist: a stream that joins is made by the outputs' thread
+
+    def _capture(self, i: int) -> Capture:
+        c = self.config
+        return Capture(i, c.specs[i], on_event=self._on_event, notify=self.notify, open_timeout=c.open_timeout,
+                       read_timeout=c.read_timeout, stall_timeout=c.stall_timeout, max_attempts=c.max_attempts,
+                       backoff_base=c.backoff_base, backoff_max=c.backoff_max, pace=c.pace, loop=c.loop,
+                       as_live=c.as_live or c.stream(i).as_live, max_fps=c.stream(i).max_fps,
+                       on_warning=lambda i, line: self.log(f"warning: {line}"), shrink=self.shrink[i],
+                       **c.capture_kwargs)
+
+    def _post(self, i: int) -> StreamPost:
+        """Stream ``i``'s post stage; images (a file, a folder, a glob) are each on their own: no tracks or smoothing
+        across unrelated pictures."""
+        c, spec = self.config, self.config.specs[i]
+        return StreamPost(spec.live or c.as_live or c.stream(i).as_live, nms_oks=c.nms_oks,
+                          track=c.track and spec.kind != "images", smooth=c.smooth, min_score=c.min_score,
+                          tracker=c.tracker)
 
     def _print(self, line: str) -> None:
         bar = self._bar
@@ -159,6 +168,41 @@ class Pipeline:
         self._leaving.append(index)
         with self.notify:
             self.notify.notify_all()
+
+    def join(self, spec: SourceSpec, options: StreamOptions | None = None, name: str | None = None,
+             sinks: Sequence = (), wrap_post: Callable | None = None) -> int:
+        """Adds a stream to the pipeline, running or not, while the others go on; returns its index (the next one:
+        indices are never reused). ``options``: its own settings; ``name``: its name in messages (and in file names
+        with ``file_tags``); ``sinks``: message sinks of its own (``SinkSpec``, opened when it joins); ``wrap_post``
+        wraps its post stage. Once running, the outputs' thread makes its files and opens its sinks, then its
+        capture starts. The pipeline's config grows by the stream. Not with a window or browser view, whose slots
+        are fixed when they open. Safe from any thread."""
+        c = self.config
+        if c.show or c.http_port is not None:
+            raise ValueError("a stream can only join a pipeline without a window or browser view")
+        with self._members:
+            i = len(c.specs)
+            if options is not None and not c.per_stream:
+                c.per_stream = [StreamOptions() for _ in range(i)]
+            if c.per_stream:
+                c.per_stream.append(options or StreamOptions())
+            if name is not None and not c.stream_names:
+                c.stream_names = [f"stream{k}" for k in range(i)]
+            if c.stream_names:
+                c.stream_names.append(name or f"stream{i}")
+            c.specs.append(spec)
+            c.sinks.extend(sinks)
+            self.shrink.append(shrink_targets(c, self.engine)[i])
+            post = self._post(i)
+            self.posts.append(wrap_post(post) if wrap_post is not None else post)
+            capture = self._capture(i)
+            with self.notify:
+                self.captures.append(capture)
+                self.batcher.captures.append(capture)
+                self.metrics.captures.append(capture)
+            if self._started:
+                self._joining.append((i, list(sinks)))
+        return i
 
     def _put(self, q: queue.Queue, item) -> bool:
         while not self.stop_event.is_set():
@@ -232,7 +276,9 @@ class Pipeline:
 
     def run(self) -> Metrics:
         """Runs until every source is finished, ``max_frames`` results are out, the window is closed, or Ctrl-C."""
-        outputs = Outputs(self.config, self.captures, self.metrics, self.log)  # may raise SinkError: nothing started
+        with self._members:  # a stream that joins from now on is made by the outputs' thread
+            outputs = Outputs(self.config, self.captures, self.metrics, self.log)  # may raise SinkError
+            self._started, initial = True, list(self.captures)
         self.view_url = outputs.view.url if outputs.view is not None else None
         self._bar = outputs.bar
         prep_t = _Stage("prepare", self._prep_step, lambda: self._put(self._prep_q, _END))
@@ -240,7 +286,7 @@ class Pipeline:
         post_t = _Stage("post", self._post_step, lambda: self._put(self._out_q, _END))
         stages = (prep_t, engine_t, post_t) if self.prefetch else (engine_t, post_t)
         try:
-            for c in self.captures:
+            for c in initial:
                 c.start()
             for t in stages:
                 t.start()
@@ -251,6 +297,10 @@ class Pipeline:
                     item = None
                 while self._leaving:
                     outputs.leave(self._leaving.popleft())
+                while self._joining:
+                    index, sinks = self._joining.popleft()
+                    outputs.join(index, sinks)
+                    self.captures[index].start()
                 outputs.tick()
                 if item is _END:
                     break

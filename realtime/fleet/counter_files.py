@@ -1,9 +1,9 @@
 """The fleet's counter files: what each engine process counted (per camera its frames, per sink its messages), kept
 in memory-mapped files (``realtime.counters``) under ``<temp>/qem-fleet/<fleet id>/`` on its node, so that the
-figures of a process killed by a signal can be read after it died. Per pipeline of a process:
-``<incarnation>.<generation>.counts`` (the rows) and ``<incarnation>.<generation>.json`` (whose they are: engine,
-pid, the process's start time, and what each row holds); the ``.json`` is written after the rows exist, whole (a
-rename), so a file of a process killed while it wrote is passed over.
+figures of a process killed by a signal can be read after it died. Per pipeline of a process, and per set of
+cameras that joined a running one: ``<incarnation>.<part>.counts`` (the rows) and ``<incarnation>.<part>.json``
+(whose they are: engine, pid, the process's start time, and what each row holds); the ``.json`` is written after
+the rows exist, whole (a rename), so a file of a process killed while it wrote is passed over.
 """
 from __future__ import annotations
 
@@ -59,16 +59,16 @@ def read_incarnations(folder: Path, skip: str = "") -> dict[str, dict]:
     return out
 
 
-def write_counter_file(folder: Path, engine: str, incarnation: str, generation: int,
+def write_counter_file(folder: Path, engine: str, incarnation: str, part: int,
                        described: list) -> CounterFile:
-    """``<incarnation>.<generation>.counts`` in ``folder``, zeroed, one row of ``WIDTH`` per ``(camera, sink name
+    """``<incarnation>.<part>.counts`` in ``folder``, zeroed, one row of ``WIDTH`` per ``(camera, sink name
     or None for its frames)`` of ``described`` (a sink's row: ``SINK_KEYS``; a camera's: its frames first); then
     the ``.json`` beside it that says whose it is and what each row holds."""
     folder.mkdir(parents=True, exist_ok=True)
-    stem = f"{incarnation}.{generation}"
+    stem = f"{incarnation}.{part}"
     file = CounterFile(folder / f"{stem}.counts", len(described), WIDTH)
     manifest = {"engine": engine, "pid": os.getpid(), "started": _start_ticks(os.getpid()),
-                "incarnation": incarnation, "generation": generation, "width": WIDTH, "rows": described}
+                "incarnation": incarnation, "part": part, "width": WIDTH, "rows": described}
     part = folder / f"{stem}.json.part"
     part.write_text(json.dumps(manifest))
     os.replace(part, folder / f"{stem}.json")

@@ -2,14 +2,14 @@
 tracking, recording, sinks) for the cameras it is given. Nothing here knows about Ray: the coordinator wraps this
 class in an actor; a plain process can run it the same way (the benchmark does).
 
-Cameras taken away leave the running pipeline (their tracks end, their files close) while the others go on. A set
-with a new camera starts a new pipeline (a pipeline's sources are fixed when it is built): the running one stops
-(its files and sinks close as at a normal stop) and one with the new set starts; the network stays loaded.
-Messages: every sink of the run is opened once per camera (``SinkSpec.for_streams``), so the sinks' counters are
-per camera and add up across the pipelines the camera ran in.
+Cameras taken away leave the running pipeline (their tracks end, their files close) and new ones join it (their
+capture, files and sinks start) while the others go on. A new pipeline starts only when none runs, or when a camera
+that records joins a pipeline that writes no files; the network stays loaded. Messages: every sink of the run is
+opened once per camera (``SinkSpec.for_streams``), so the sinks' counters are per camera and add up across the
+pipelines the camera ran in.
 
-Counters outlive the process: each pipeline keeps its cameras' frames and its sinks' counters in the fleet's counter
-files on the node (``realtime.fleet.counter_files``). An engine killed by a signal leaves its last figures there;
+Counters outlive the process: each pipeline, and each set of cameras that joined one, keeps its cameras' frames and
+its sinks' counters in the fleet's counter files on the node (``realtime.fleet.counter_files``). An engine killed by a signal leaves its last figures there;
 any engine of the fleet on that node reports them (``status()["orphans"]``, by incarnation) until the coordinator,
 having taken them, calls ``release``. An engine of no fleet (``fleet_id`` empty) keeps its files in a folder of its
 own, removed at ``stop``.
@@ -104,7 +104,9 @@ class EngineHost:
         self.error: str | None = None
         self.incarnation = f"{name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.folder = counter_folder(options.fleet_id)
-        self._counters: list[tuple[list, CounterFile]] = []   # per pipeline: (rows described, its counter file)
+        self._counters: list[tuple[list, CounterFile]] = []   # (rows described, counter file): per pipeline and
+        self._parts = 0                                       # per join, numbered in this process
+        self._frame_rows: dict[str, list] = {}
         self._stats: dict[str, object] = {}
         self._sizes: dict[str, list] = {}
         self._index: dict[str, int] = {}
@@ -139,19 +141,26 @@ class EngineHost:
                 "capacity": self.capacity, "started": self.started, "device": str(self.engine.device)}
 
     def assign(self, cameras: list[Camera]) -> int:
-        """Runs exactly ``cameras`` from now on; returns the generation. Cameras only taken away leave the running
-        pipeline (``Pipeline.leave``: the others never pause); any other change starts a new pipeline."""
+        """Runs exactly ``cameras`` from now on; returns the generation. While a pipeline runs, cameras taken away
+        leave it (``Pipeline.leave``) and new ones join it (``Pipeline.join``): the others never pause. A new
+        pipeline starts when none runs, or when a camera that records joins one that writes no files."""
         cameras = tuple(cameras)
         with self.lock:
             if cameras == self.cameras and (self.thread is not None or not cameras):
                 return self.generation
             running = self.thread is not None and self.thread.is_alive()
-            if running and cameras and len(cameras) < len(self.cameras) and all(c in self.cameras for c in cameras):
-                gone = [c.name for c in self.cameras if c not in cameras]
-                for name in gone:
-                    self.pipeline.leave(self._index[name])
-                self.cameras = tuple(c for c in self.cameras if c in cameras)
-                self._log(f"{', '.join(gone)} left; running {len(self.cameras)} camera(s): "
+            gone = [c for c in self.cameras if c not in cameras]
+            new = [c for c in cameras if c not in self.cameras]
+            files = self.pipeline is not None and self.pipeline.config.out_dir is not None
+            if running and cameras and all(files or not self._records(c) for c in new):
+                for cam in gone:
+                    self.pipeline.leave(self._index.pop(cam.name))
+                if new:
+                    self._join(new)
+                self.cameras = tuple(c for c in self.cameras if c in cameras) + tuple(new)
+                changes = [f"{', '.join(c.name for c in gone)} left"] if gone else []
+                changes += [f"{', '.join(c.name for c in new)} joined"] if new else []
+                self._log(f"{'; '.join(changes)}; running {len(self.cameras)} camera(s): "
                           f"{', '.join(c.name for c in self.cameras)}")
                 return self.generation
             self._stop_pipeline()
@@ -221,25 +230,38 @@ class EngineHost:
 
     # -- the pipeline ----------------------------------------------------------------------------------------------
     def _counter_file(self, described: list) -> CounterFile:
-        """A new pipeline's counter file (rows: per camera its frames, then its sinks), described beside it."""
-        file = write_counter_file(self.folder, self.name, self.incarnation, self.generation, described)
+        """A new counter file (rows: per camera its frames, then its sinks), described beside it."""
+        self._parts += 1
+        file = write_counter_file(self.folder, self.name, self.incarnation, self._parts, described)
         self._counters.append((described, file))
         return file
+
+    def _counted_sinks(self, cams) -> dict[str, list]:
+        """A new counter file for ``cams`` (their frames rows, kept in ``_frame_rows``); per camera its message
+        sinks, each opened for that camera alone and counting in its own row."""
+        rows = [(cam.name, spec) for cam in cams for spec in (None, *self.sinks, *cam.sinks)]
+        file = self._counter_file([(cam, spec.name if spec else None) for cam, spec in rows])
+        sinks: dict[str, list] = {cam.name: [] for cam in cams}
+        for i, (cam, spec) in enumerate(rows):
+            if spec is None:
+                self._frame_rows[cam] = file.row(i)
+            else:
+                mine = spec.for_streams([cam])
+                sinks[cam].append(replace(mine, options=replace(mine.options,
+                                                                counters=(str(file.path), i, file.width))))
+        return sinks
+
+    def _records(self, cam: Camera) -> bool:
+        return self.options.record_root is not None and cam.record
 
     def _config(self):
         from realtime.pipeline import PipelineConfig
         from realtime.sources.readers import parse_source
 
         o, cams = self.options, self.cameras
-        rows = [(cam.name, spec) for cam in cams for spec in (None, *self.sinks, *cam.sinks)]
-        file = self._counter_file([(cam, spec.name if spec else None) for cam, spec in rows])
-        self._frame_rows = {cam: file.row(i) for i, (cam, spec) in enumerate(rows) if spec is None}
-        sinks = []
-        for i, (cam, spec) in enumerate(rows):
-            if spec is not None:
-                mine = spec.for_streams([cam])
-                sinks.append(replace(mine, options=replace(mine.options, counters=(str(file.path), i, file.width))))
-        record = o.record_root is not None and any(c.record for c in cams)
+        self._frame_rows = {}
+        sinks = [spec for specs in self._counted_sinks(cams).values() for spec in specs]
+        record = any(self._records(c) for c in cams)
         out_dir = None
         if record:
             stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -249,7 +271,11 @@ class EngineHost:
             show=False, progress=False, report_every=1e9, batch_window=o.batch_window, open_timeout=o.open_timeout,
             read_timeout=o.read_timeout, stall_timeout=o.stall_timeout, backoff_max=o.backoff_max, max_attempts=0,
             stream_names=[c.name for c in cams], sinks=sinks, sink_flush=o.sink_flush, file_tags=True,
-            per_stream=[StreamOptions(c.record, c.segment, c.keep, c.as_live, c.fps) for c in cams], **o.extra)
+            per_stream=[self._stream_options(c) for c in cams], **o.extra)
+
+    @staticmethod
+    def _stream_options(cam: Camera) -> StreamOptions:
+        return StreamOptions(cam.record, cam.segment, cam.keep, cam.as_live, cam.fps)
 
     def _start_pipeline(self) -> None:
         from realtime.pipeline import Pipeline
@@ -268,6 +294,19 @@ class EngineHost:
                                        daemon=True)
         self.thread.start()
         self._log(f"running {len(self.cameras)} camera(s): {', '.join(c.name for c in self.cameras)}")
+
+    def _join(self, cams: list[Camera]) -> None:
+        """``cams`` join the running pipeline, each with its sinks, counters and stats."""
+        from realtime.sources.readers import parse_source
+        from realtime.view.stream_status import StreamStats
+
+        sinks = self._counted_sinks(cams)
+        for cam in cams:
+            stats, size = self._stats[cam.name], self._sizes[cam.name] = StreamStats(), [0, 0]
+            frames = self._frame_rows[cam.name]
+            self._index[cam.name] = self.pipeline.join(
+                parse_source(cam.url), self._stream_options(cam), name=cam.name, sinks=sinks[cam.name],
+                wrap_post=lambda post, stats=stats, size=size, frames=frames: _Counted(post, stats, size, frames))
 
     def _run(self, pipeline) -> None:
         try:

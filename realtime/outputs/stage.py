@@ -38,23 +38,11 @@ class Outputs:
         self.left: set[int] = set()       # streams that left the run (``leave``): their late results are dropped
         self.view = self.window = self.bar = None
         self.publisher: Dispatcher | None = None
+        self._retention = Retention(config.keep, config.keep_gb) if config.segment else None  # the run's, shared
+        self._image_sink: ImageSink | None = None   # one for every images source of the run, made at the first
         try:
-            if config.out_dir is not None and (config.save_mp4 or config.save_jsonl):
-                retention = Retention(config.keep, config.keep_gb) if config.segment else None
-                any_images = config.save_mp4 and any(spec.kind == "images" for spec in config.specs)
-                image_sink = ImageSink(config.out_dir) if any_images else None
-                for i, spec in enumerate(config.specs):
-                    per = config.stream(i)
-                    if not per.record:
-                        continue
-                    images = spec.kind == "images"
-                    segment = per.segment or config.segment
-                    own = Retention(per.keep, config.keep_gb) if per.keep is not None else retention
-                    self.recorders[i] = StreamRecorder(
-                        config.out_dir, i, n, save_mp4=config.save_mp4 and not images,
-                        images=image_sink if images else None, save_jsonl=config.save_jsonl,
-                        segment=segment, fragmented=not config.mp4_faststart, keyframe_every=config.keyframe_every,
-                        retention=own if segment else None, tag=config.stream_names[i] if config.file_tags else None)
+            for i in range(n):
+                self.recorders[i] = self._recorder(i)
             if config.http_port is not None:
                 self.view = HttpView(FrameBoard(self.names), captures, config.http_host, config.http_port).start()
                 log(f"live view: {self.view.url}")
@@ -69,6 +57,22 @@ class Outputs:
 
             self.bar = tqdm(total=config.max_frames, unit="frame", dynamic_ncols=True, leave=True)
         self._next_report = time.perf_counter() + config.report_every
+
+    def _recorder(self, i: int) -> StreamRecorder | None:
+        """Stream ``i``'s files, or None when it writes none."""
+        config, spec, per = self.config, self.config.specs[i], self.config.stream(i)
+        if config.out_dir is None or not (config.save_mp4 or config.save_jsonl) or not per.record:
+            return None
+        images = spec.kind == "images"
+        if images and config.save_mp4 and self._image_sink is None:
+            self._image_sink = ImageSink(config.out_dir)
+        segment = per.segment or config.segment
+        own = Retention(per.keep, config.keep_gb) if per.keep is not None else self._retention
+        return StreamRecorder(
+            config.out_dir, i, len(config.specs), save_mp4=config.save_mp4 and not images,
+            images=self._image_sink if images else None, save_jsonl=config.save_jsonl, segment=segment,
+            fragmented=not config.mp4_faststart, keyframe_every=config.keyframe_every,
+            retention=own if segment else None, tag=config.stream_names[i] if config.file_tags else None)
 
     def _publisher(self, config, captures, log) -> Dispatcher:
         """The message sinks of ``config.sinks`` (the view's WebSocket always, when the view runs), started."""
@@ -133,7 +137,7 @@ class Outputs:
     def tick(self) -> None:
         """Housekeeping between results: stall checks, the progress bar's total, the periodic metrics line."""
         now = time.perf_counter()
-        for i, c in enumerate(self.captures):
+        for i, c in enumerate(self.captures[:len(self.names)]):  # a stream joining has no place here yet
             c.check_stall(now)
             if self.publisher is not None:
                 self.publisher.state(i, c.state)
@@ -150,13 +154,34 @@ class Outputs:
 
     def leave(self, i: int) -> None:
         """Stream ``i`` leaves the run while the others go on (its camera moved elsewhere): its open tracks end, its
-        files close, its state is ``ended``; results of it still on their way are dropped."""
+        files and its own message sinks close, its state is ``ended``; results of it still on their way are dropped."""
         if i in self.left:
             return
         self.left.add(i)
         if self.publisher is not None:
             self._write_last_events(i, self.publisher.end(i))
+            self.publisher.retire(i, self.config.sink_flush)
         self._close_recorder(i)
+
+    def join(self, i: int, sinks=()) -> None:
+        """Stream ``i``, the newest of ``config.specs`` (``Pipeline.join``), joins the run: its files (unless the
+        recording stopped), its place in the messages, and ``sinks``, message sinks of its own, opened now."""
+        config = self.config
+        assert i == len(self.recorders), "streams join in order"
+        self.names.append(config.specs[i].name)
+        self.recorders.append(None)
+        if not self.recording_error:
+            try:
+                self.recorders[i] = self._recorder(i)
+            except (OSError, SinkError, av.error.FFmpegError) as exc:  # as a full disk mid-run: recording stops
+                self._stop_recording(config.out_dir, exc)
+        if self.publisher is None:
+            return
+        name = config.stream_names[i] if config.stream_names else f"stream{i}"
+        self.publisher.add(name, self.names[i], self.captures[i].live)
+        for spec in sinks:
+            self.publisher.sinks.append(open_sink(spec, self.log, backoff_max=config.backoff_max))
+        self._publishing = bool(self.publisher.sinks) or any(r is not None and r.save_jsonl for r in self.recorders)
 
     def _stop_recording(self, path, exc: BaseException) -> None:
         """One line, then no more files: every stream's files are closed (what is on disk stays playable)."""

@@ -2,6 +2,7 @@
 once; the JSONL recorder and every sink get the same text. Stream states reach the sinks that publish them."""
 from __future__ import annotations
 
+import threading
 import time
 
 from realtime.frames import Result
@@ -12,11 +13,25 @@ from realtime.publish.messages import TrackLedger, dumps, frame_message
 class Dispatcher:
     def __init__(self, names: list[str], sources: list[str], live: list[bool], sinks: list[QueuedSink],
                  max_age: int = 30, track_events: bool = True):
-        self.names, self.sources, self.sinks = names, sources, sinks
-        self.ledgers = [TrackLedger(i, n, max_age, lv) for i, (n, lv) in enumerate(zip(names, live))] \
-            if track_events else None
-        self.last: list[Result | None] = [None] * len(names)
-        self.states: list[str | None] = [None] * len(names)
+        self.names, self.sources, self.sinks, self.max_age = [], [], sinks, max_age
+        self.retired: list[QueuedSink] = []   # sinks of streams that left, closing or closed (``retire``)
+        self._closers: list[threading.Thread] = []
+        self.ledgers: list[TrackLedger] | None = [] if track_events else None
+        self.last: list[Result | None] = []
+        self.states: list[str | None] = []
+        for name, source, is_live in zip(names, sources, live):
+            self.add(name, source, is_live)
+
+    def add(self, name: str, source: str, live: bool) -> int:
+        """A stream more (one that joins the run); returns its index."""
+        index = len(self.names)
+        self.names.append(name)
+        self.sources.append(source)
+        if self.ledgers is not None:
+            self.ledgers.append(TrackLedger(index, name, self.max_age, live))
+        self.last.append(None)
+        self.states.append(None)
+        return index
 
     def messages(self, result: Result) -> list[Message]:
         """The result's messages (frame first), handed to every sink already; the caller writes them to JSONL."""
@@ -54,13 +69,31 @@ class Dispatcher:
         self.state(index, "ended")
         return out
 
+    def retire(self, index: int, flush_timeout: float = 2.0) -> None:
+        """The sinks that carry stream ``index`` alone close, as it left the run (a stream of its name that joins
+        later has sinks of its own): they drain in the background for at most ``flush_timeout`` s, and their figures
+        stay in ``stats``."""
+        own = [s for s in self.sinks if s.options.streams == frozenset([self.names[index]])]
+        if not own:
+            return
+        self.sinks = [s for s in self.sinks if s not in own]
+        self.retired += own
+        for sink in own:
+            sink.begin_close()
+        deadline = time.monotonic() + flush_timeout
+        closer = threading.Thread(target=lambda: [s.end_close(deadline) for s in own], name="sink-retire", daemon=True)
+        closer.start()
+        self._closers.append(closer)
+
     def close(self, flush_timeout: float = 2.0) -> None:
-        """Every sink drains for at most ``flush_timeout`` s, all at the same time."""
+        """Every sink drains for at most ``flush_timeout`` s, all at the same time (the retired ones too)."""
         for sink in self.sinks:
             sink.begin_close()
         deadline = time.monotonic() + flush_timeout
         for sink in self.sinks:
             sink.end_close(deadline)
+        for closer in self._closers:
+            closer.join()
 
     def stats(self) -> list[dict]:
-        return [s.stats() for s in self.sinks]
+        return [s.stats() for s in (*self.sinks, *self.retired)]

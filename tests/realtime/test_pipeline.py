@@ -145,3 +145,50 @@ def test_a_stream_that_leaves_ends_its_tracks_and_files_while_the_other_goes_on(
         thread.join(30)
     frames_b = jsonl(tmp_path / "out" / "poses_1.jsonl")
     assert max(m["wall_time"] for m in frames_b) > left + 1.0  # the other stream went on
+
+
+def test_a_stream_that_joins_a_running_pipeline_starts_while_the_other_goes_on(tmp_path, tiny_checkpoint):
+    """The bundled clip played like a camera; a second one joins the running pipeline under a name of its own: it
+    gets its files and messages, and the first never pauses (the gap in its frames stays at frame spacing)."""
+    import threading
+    import time
+
+    from models import Predictor, load_checkpoint
+    from realtime import BUNDLED_CLIP
+    from realtime.engine.stage import Engine
+
+    predictor = Predictor(load_checkpoint(tiny_checkpoint), device="cpu", input_size=320)
+    config = PipelineConfig(specs=[parse_source(str(BUNDLED_CLIP))], out_dir=tmp_path / "out", progress=False,
+                            as_live=True, loop=True, stream_names=["door"], file_tags=True)
+    pipeline = Pipeline(config, Engine(predictor, predictor.input_size, "cpu"), log=lambda line: None)
+    thread = threading.Thread(target=pipeline.run)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while pipeline.metrics.frames_out < 20 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        joined = time.time()
+        assert pipeline.join(parse_source(str(BUNDLED_CLIP)), name="yard") == 1
+        while (pipeline.captures[1].frames_in < 20 or time.time() < joined + 2.5) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [c.state for c in pipeline.captures] == ["running", "running"]
+    finally:
+        pipeline.stop_event.set()
+        thread.join(30)
+    door, yard = (jsonl(tmp_path / "out" / f"poses_{name}.jsonl") for name in ("door", "yard"))
+    assert {m["stream"] for m in yard} == {"yard"} and min(m["wall_time"] for m in yard) > joined
+    assert count_frames(tmp_path / "out" / "annotated_yard.mp4")[0] == len(yard)  # its own MP4, closed, playable
+    times = sorted(m["wall_time"] for m in door if m["wall_time"] > joined - 1.0)
+    assert max(times) > joined + 2.0 and max(b - a for a, b in zip(times, times[1:])) < 1.0  # never paused
+
+
+def test_a_stream_that_joins_before_the_run_is_an_ordinary_stream(tmp_path, engine):
+    a = write_video(tmp_path / "a.mp4", frames=6, size=(160, 120), fps=10)
+    b = write_video(tmp_path / "b.mp4", frames=4, size=(160, 120), fps=10)
+    config = PipelineConfig(specs=[parse_source(str(a))], out_dir=tmp_path / "out", progress=False)
+    pipeline = Pipeline(config, engine, log=lambda line: None)
+    assert pipeline.join(parse_source(str(b))) == 1
+    assert pipeline.run().frames_out == 10
+    assert [len(jsonl(tmp_path / "out" / f"poses_{i}.jsonl")) for i in (0, 1)] == [6, 4]
+    with pytest.raises(ValueError, match="without a window or browser view"):
+        Pipeline(PipelineConfig(specs=[parse_source(str(a))], http_port=0), engine).join(parse_source(str(b)))

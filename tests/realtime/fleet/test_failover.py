@@ -2,7 +2,8 @@
 engines, four RTSP cameras from the test server (160x120 at 10 FPS) and a fifth too big for any engine, messages to
 a real Redis; the view's ``/status.json`` says where each camera runs. One fleet serves the module's tests, in order:
 nothing listens beyond 127.0.0.1; a SIGKILLed coordinator comes back with the same placement; a SIGKILLed engine gets
-its cameras back while the other engine's never stop; an engine gone for good has its cameras moved; at the stop, the
+its cameras back while the other engine's never stop; an engine gone for good has its cameras moved to the other,
+whose own cameras never pause (the moved ones join its running pipeline); at the stop, the
 messages at the subscriber equal what the fleet reports, the killed engines' processes included."""
 from __future__ import annotations
 
@@ -124,6 +125,11 @@ def test_an_engine_gone_for_good_has_its_cameras_moved(fleet):
     assert next(e for e in after["engines"] if e["name"] == leaving["name"])["state"] == "gone"
     back = fleet.delivering(leaving["cameras"], since=gone + 1, within=30)
     assert set(back) == set(leaving["cameras"]), "the moved cameras deliver no frames"
+    stays = s["engines"][0]  # the moved cameras joined its running pipeline: its own cameras never paused
+    assert next(e for e in fleet.status()["engines"] if e["name"] == stays["name"])["pipelines"] == stays["pipelines"]
+    messages = fleet.frames()
+    for cam in stays["cameras"]:
+        assert gaps(messages[cam], gone - 2.0) < 2.0, cam
 
 
 def test_messages_at_the_subscriber_equal_what_the_fleet_reports(fleet):

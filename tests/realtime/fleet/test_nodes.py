@@ -3,8 +3,8 @@ cluster (``ray.cluster_utils.Cluster``: each node a raylet of its own, with its 
 started by this test; ``qem serve --ray`` joins it as a user joins an existing cluster, with two engines of one CPU
 while the cluster holds one CPU, four RTSP cameras and a real Redis. In order: the second engine waits for a node
 while the first runs every camera; a node joins and its engine takes cameras from the busy one, whose other cameras
-never stop; that node leaves
-and its cameras move back; a node joins again and the engine comes back; at the stop, the messages at the
+never stop; that node leaves and its cameras join the other engine's running pipeline, whose own cameras never
+pause; a node joins again and the engine comes back; at the stop, the messages at the
 subscriber equal what the fleet reports, those of the engine process lost with its node included."""
 from __future__ import annotations
 
@@ -125,6 +125,11 @@ def test_a_node_that_leaves_has_its_cameras_moved(fleet):
     back = fleet.delivering(leaving["cameras"], since=left, within=30)
     assert set(back) == set(leaving["cameras"])
     assert any("node left the cluster; its cameras move" in line for line in fleet.log), fleet.log[-10:]
+    assert engines(fleet.status())[stays["name"]]["pipelines"] == stays["pipelines"]  # they joined its pipeline
+    messages = fleet.frames()
+    pause = max(gaps(messages[c], left - 2.0) for c in stays["cameras"])
+    assert pause < 2.0  # whose own cameras never paused
+    print(f"the other engine's own cameras: longest gap {pause:.2f} s while the moved cameras joined")
     print(f"cameras of the node that left delivered again {max(back.values()) - left:.1f} s after it left")
 
 

@@ -1,0 +1,60 @@
+"""One engine of the fleet without Ray, as the coordinator drives it: cameras that join or leave its running pipeline
+change nothing for the others (the same pipeline, no pause), each joined camera gets its files, stats and counters;
+a camera that records joining a pipeline that writes no files starts a new one."""
+from __future__ import annotations
+
+import time
+
+from realtime import BUNDLED_CLIP
+from realtime.cameras import Camera
+from realtime.fleet.engine_host import EngineHost, EngineOptions
+
+
+def wait(what, check, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def camera(name: str, record: bool = True) -> Camera:
+    return Camera(name, str(BUNDLED_CLIP), record=record, as_live=True, fps=10)
+
+
+def frames(host) -> dict[str, int]:
+    return {name: v["frames"] for name, v in host.counters().items()}
+
+
+def test_cameras_join_and_leave_the_running_pipeline(tmp_path, tiny_checkpoint):
+    host = EngineHost("e0", EngineOptions(weights=str(tiny_checkpoint), imgsz=128, capacity=1e9,
+                                          record_root=str(tmp_path), extra={"loop": True}))
+    try:
+        generation = host.assign([camera("a")])
+        wait("a's frames", lambda: frames(host).get("a", 0) >= 10)
+        thread = host.thread
+        assert host.assign([camera("a"), camera("b")]) == generation
+        wait("b's frames", lambda: frames(host).get("b", 0) >= 10)
+        before = frames(host)["a"]
+        assert host.assign([camera("b")]) == generation  # a leaves
+        wait("more of b", lambda: frames(host)["b"] >= 20)
+        status = host.status()
+        assert host.thread is thread and [c["name"] for c in status["cameras"]] == ["b"]
+        assert status["cameras"][0]["state"] == "running" and status["cameras"][0]["fps"] > 0
+        assert frames(host)["a"] - before <= 3  # the few on their way when it left
+        recorded = sorted(p.name for p in tmp_path.glob("*/*"))
+        assert recorded == ["annotated_a.mp4", "annotated_b.mp4", "poses_a.jsonl", "poses_b.jsonl"], recorded
+    finally:
+        host.stop()
+
+
+def test_a_recording_camera_joining_a_pipeline_without_files_starts_a_new_one(tmp_path, tiny_checkpoint):
+    host = EngineHost("e0", EngineOptions(weights=str(tiny_checkpoint), imgsz=128, capacity=1e9,
+                                          record_root=str(tmp_path), extra={"loop": True}))
+    try:
+        generation = host.assign([camera("a", record=False)])
+        wait("a's frames", lambda: frames(host).get("a", 0) >= 5)
+        assert host.assign([camera("a", record=False), camera("b")]) == generation + 1
+        wait("b's frames", lambda: frames(host).get("b", 0) >= 5)
+        assert sorted(p.name for p in tmp_path.glob("*/*")) == ["annotated_b.mp4", "poses_b.jsonl"]
+    finally:
+        host.stop()
