@@ -51,8 +51,11 @@ class Row:
 def device_name() -> str:
     if torch.cuda.is_available():
         return torch.cuda.get_device_name()
+    from models.export.auto import cpu_model
+
     threads = torch.get_num_threads()
-    return f"{os.cpu_count()}-core {platform.machine()} CPU, no GPU, {threads} torch thread{'s' * (threads != 1)}"
+    return (f"{os.cpu_count()}-core {platform.machine()} CPU ({cpu_model()}), no GPU, "
+            f"{threads} torch thread{'s' * (threads != 1)}")
 
 
 def make_inputs(cfg: dict, device: str, dtype: torch.dtype, seed: int = 0):

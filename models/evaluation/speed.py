@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import platform
 import statistics
 import time
 
@@ -22,17 +21,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from models.argtypes import OneLineParser
 from models import build_model
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from models.export.auto import cpu_model
 
 
 def median_ms(fn, repeats: int, warmup: int = 3) -> float:
@@ -77,7 +66,7 @@ def main(argv=None) -> None:
         parser.error("--encoder-blocks applies to the tiny backbone only; pass --configs tiny")
     torch.set_num_threads(args.threads)
     precision = "bf16 autocast" if args.amp == "bf16" else "fp32"
-    print(f"machine: {cpu_name()}, torch {torch.__version__}, {args.threads} threads, {precision}, batch 1, "
+    print(f"machine: {cpu_model()}, torch {torch.__version__}, {args.threads} threads, {precision}, batch 1, "
           f"median of {args.repeats}")
     print(f"{'config':<10} {'input':>5} {'params(M)':>10} {'GFLOPs':>8} {'dense ms':>9} {'infer ms':>9}")
     overrides = {"keypoint_heatmaps": True, "snap_radius": 2} if args.keypoint_heatmaps else {}

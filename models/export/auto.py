@@ -78,6 +78,7 @@ def _remove(path: Path) -> None:
 
 
 def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), which every speed figure names."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

@@ -23,16 +23,10 @@ from realtime.sources.readers import parse_source
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from models.export.auto import cpu_model
+
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (f"{os.cpu_count()}-core {platform.machine()} CPU ({cpu}), {gpu}, torch {torch.__version__}, "
+    return (f"{os.cpu_count()}-core {platform.machine()} CPU ({cpu_model()}), {gpu}, torch {torch.__version__}, "
             f"{torch.get_num_threads()} inference thread(s), OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
 
 
