@@ -1,6 +1,9 @@
 """The whole pipeline in-process with a real (untrained tiny) network: files in, MP4 + JSONL out, decoded back."""
+import contextlib
 import json
 import os
+import threading
+import time
 
 import pytest
 
@@ -110,25 +113,37 @@ def test_output_path_under_a_file_is_one_error(tmp_path, engine):
     assert all(not c.is_alive() for c in pipeline.captures)
 
 
-def test_a_stream_that_leaves_ends_its_tracks_and_files_while_the_other_goes_on(tmp_path, tiny_checkpoint):
-    """Two copies of the bundled clip played like cameras, with the bundled network (its people make tracks)."""
-    import threading
-    import time
-
+@contextlib.contextmanager
+def bundled_clips_as_cameras(tmp_path, checkpoint, streams: int, **config):
+    """A pipeline of ``streams`` copies of the bundled clip played like cameras, with the bundled network (its
+    people make tracks), running in a thread once 20 results are out; stopped on the way out."""
     from models import Predictor, load_checkpoint
     from realtime import BUNDLED_CLIP
     from realtime.engine.stage import Engine
 
-    predictor = Predictor(load_checkpoint(tiny_checkpoint), device="cpu", input_size=320)
-    config = PipelineConfig(specs=[parse_source(str(BUNDLED_CLIP))] * 2, out_dir=tmp_path / "out", progress=False,
-                            as_live=True, loop=True)
+    predictor = Predictor(load_checkpoint(checkpoint), device="cpu", input_size=320)
+    config = PipelineConfig(specs=[parse_source(str(BUNDLED_CLIP))] * streams, out_dir=tmp_path / "out",
+                            progress=False, as_live=True, loop=True, **config)
     pipeline = Pipeline(config, Engine(predictor, predictor.input_size, "cpu"), log=lambda line: None)
     thread = threading.Thread(target=pipeline.run)
     thread.start()
     try:
-        deadline = time.monotonic() + 60
-        while pipeline.metrics.frames_out < 20 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: pipeline.metrics.frames_out >= 20)
+        yield pipeline
+    finally:
+        pipeline.stop_event.set()
+        thread.join(30)
+
+
+def wait_until(check, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_a_stream_that_leaves_ends_its_tracks_and_files_while_the_other_goes_on(tmp_path, tiny_checkpoint):
+    with bundled_clips_as_cameras(tmp_path, tiny_checkpoint, 2) as pipeline:
         left = time.time()
         pipeline.leave(0)
         time.sleep(1.5)
@@ -140,41 +155,20 @@ def test_a_stream_that_leaves_ends_its_tracks_and_files_while_the_other_goes_on(
         assert not [m for m in lines if m["type"] == "track_started"
                     and m["track_id"] not in {e["track_id"] for e in lines if e["type"] == "track_ended"}]
         assert count_frames(tmp_path / "out" / "annotated_0.mp4")[0] == len(frames_a)  # closed, playable
-    finally:
-        pipeline.stop_event.set()
-        thread.join(30)
     frames_b = jsonl(tmp_path / "out" / "poses_1.jsonl")
     assert max(m["wall_time"] for m in frames_b) > left + 1.0  # the other stream went on
 
 
 def test_a_stream_that_joins_a_running_pipeline_starts_while_the_other_goes_on(tmp_path, tiny_checkpoint):
-    """The bundled clip played like a camera; a second one joins the running pipeline under a name of its own: it
-    gets its files and messages, and the first never pauses (the gap in its frames stays at frame spacing)."""
-    import threading
-    import time
-
-    from models import Predictor, load_checkpoint
+    """A second camera joins the running pipeline under a name of its own: it gets its files and messages, and the
+    first never pauses (the gap in its frames stays at frame spacing)."""
     from realtime import BUNDLED_CLIP
-    from realtime.engine.stage import Engine
 
-    predictor = Predictor(load_checkpoint(tiny_checkpoint), device="cpu", input_size=320)
-    config = PipelineConfig(specs=[parse_source(str(BUNDLED_CLIP))], out_dir=tmp_path / "out", progress=False,
-                            as_live=True, loop=True, stream_names=["door"], file_tags=True)
-    pipeline = Pipeline(config, Engine(predictor, predictor.input_size, "cpu"), log=lambda line: None)
-    thread = threading.Thread(target=pipeline.run)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 60
-        while pipeline.metrics.frames_out < 20 and time.monotonic() < deadline:
-            time.sleep(0.05)
+    with bundled_clips_as_cameras(tmp_path, tiny_checkpoint, 1, stream_names=["door"], file_tags=True) as pipeline:
         joined = time.time()
         assert pipeline.join(parse_source(str(BUNDLED_CLIP)), name="yard") == 1
-        while (pipeline.captures[1].frames_in < 20 or time.time() < joined + 2.5) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: pipeline.captures[1].frames_in >= 20 and time.time() > joined + 2.5)
         assert [c.state for c in pipeline.captures] == ["running", "running"]
-    finally:
-        pipeline.stop_event.set()
-        thread.join(30)
     door, yard = (jsonl(tmp_path / "out" / f"poses_{name}.jsonl") for name in ("door", "yard"))
     assert {m["stream"] for m in yard} == {"yard"} and min(m["wall_time"] for m in yard) > joined
     assert count_frames(tmp_path / "out" / "annotated_yard.mp4")[0] == len(yard)  # its own MP4, closed, playable
