@@ -59,7 +59,7 @@ def test_every_deploy_variant_is_a_command_line_the_pipeline_accepts():
     from realtime.cli import build_parser
 
     variants = all_variants()
-    assert len({v.name for v in variants}) == len(variants) == 11
+    assert len({v.name for v in variants}) == len(variants) == 12 and variants[-1].backend == "auto"
     for v in variants:
         args = build_parser().parse_args(["--source", "synth", *v.cli_args(threads=2, imgsz=320)])
         assert (args.backend, args.precision, args.rect, args.threads, args.infer_streams) == (
