@@ -9,13 +9,14 @@ opened once per camera (``SinkSpec.for_streams``), so the sinks' counters are pe
 pipelines the camera ran in.
 
 Counters outlive the process: each pipeline, and each set of cameras that joined one, keeps its cameras' frames and
-its sinks' counters in the fleet's counter files on the node (``realtime.fleet.counter_files``). An engine killed by a signal leaves its last figures there;
-any engine of the fleet on that node reports them (``status()["orphans"]``, by incarnation) until the coordinator,
-having taken them, calls ``release``. An engine of no fleet (``fleet_id`` empty) keeps its files in a folder of its
-own, removed at ``stop``.
+its sinks' counters in the fleet's counter files on the node (``realtime.fleet.counter_files``). An engine killed by
+a signal leaves its last figures there; any engine of the fleet on that node reports them (``status()["orphans"]``,
+by incarnation) until the coordinator, having taken them, calls ``release``. An engine of no fleet (``fleet_id``
+empty) keeps its files in a folder of its own, removed at ``stop``.
 
 Recordings (``record_root`` set and the camera's ``record``): ``<record_root>/<start time>-<engine>/
-annotated_<camera>.mp4`` and ``poses_<camera>.jsonl`` on the node's own disk (or shared storage mounted there).
+annotated_<camera>.mp4`` and ``poses_<camera>.jsonl`` on the node's own disk (or shared storage mounted there); a
+camera that comes back to a pipeline it left writes ``annotated_<camera>.2.mp4``, and so on.
 """
 from __future__ import annotations
 
@@ -302,7 +303,8 @@ class EngineHost:
 
         sinks = self._counted_sinks(cams)
         for cam in cams:
-            stats, size = self._stats[cam.name], self._sizes[cam.name] = StreamStats(), [0, 0]
+            stats = self._stats[cam.name] = StreamStats()
+            size = self._sizes[cam.name] = [0, 0]
             frames = self._frame_rows[cam.name]
             self._index[cam.name] = self.pipeline.join(
                 parse_source(cam.url), self._stream_options(cam), name=cam.name, sinks=sinks[cam.name],

@@ -68,11 +68,16 @@ class Outputs:
             self._image_sink = ImageSink(config.out_dir)
         segment = per.segment or config.segment
         own = Retention(per.keep, config.keep_gb) if per.keep is not None else self._retention
+        tag = None
+        if config.file_tags:  # a name that left and joins again: <name>.2, never the files it wrote before
+            name = config.stream_names[i]
+            before = config.stream_names[:i].count(name)
+            tag = f"{name}.{before + 1}" if before else name
         return StreamRecorder(
             config.out_dir, i, len(config.specs), save_mp4=config.save_mp4 and not images,
             images=self._image_sink if images else None, save_jsonl=config.save_jsonl, segment=segment,
             fragmented=not config.mp4_faststart, keyframe_every=config.keyframe_every,
-            retention=own if segment else None, tag=config.stream_names[i] if config.file_tags else None)
+            retention=own if segment else None, tag=tag)
 
     def _publisher(self, config, captures, log) -> Dispatcher:
         """The message sinks of ``config.sinks`` (the view's WebSocket always, when the view runs), started."""

@@ -1,6 +1,7 @@
 """One engine of the fleet without Ray, as the coordinator drives it: cameras that join or leave its running pipeline
-change nothing for the others (the same pipeline, no pause), each joined camera gets its files, stats and counters;
-a camera that records joining a pipeline that writes no files starts a new one."""
+change nothing for the others (the same pipeline, no pause), each joined camera gets its files, stats and counters,
+and one that comes back writes new files beside those of its first visit; a camera that records joining a pipeline
+that writes no files starts a new one."""
 from __future__ import annotations
 
 import time
@@ -41,8 +42,12 @@ def test_cameras_join_and_leave_the_running_pipeline(tmp_path, tiny_checkpoint):
         assert host.thread is thread and [c["name"] for c in status["cameras"]] == ["b"]
         assert status["cameras"][0]["state"] == "running" and status["cameras"][0]["fps"] > 0
         assert frames(host)["a"] - before <= 3  # the few on their way when it left
-        recorded = sorted(p.name for p in tmp_path.glob("*/*"))
-        assert recorded == ["annotated_a.mp4", "annotated_b.mp4", "poses_a.jsonl", "poses_b.jsonl"], recorded
+        assert host.assign([camera("b"), camera("a")]) == generation  # a comes back: new files, the old ones kept
+        wait("a's frames again", lambda: frames(host)["a"] >= before + 10)
+        recorded = {p.name: p for p in tmp_path.glob("*/*")}
+        assert sorted(recorded) == ["annotated_a.2.mp4", "annotated_a.mp4", "annotated_b.mp4", "poses_a.2.jsonl",
+                                    "poses_a.jsonl", "poses_b.jsonl"], sorted(recorded)
+        assert len(recorded["poses_a.jsonl"].read_text().splitlines()) >= 10  # the first visit's, not overwritten
     finally:
         host.stop()
 
