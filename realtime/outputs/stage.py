@@ -47,6 +47,7 @@ class Outputs:
                 self.view = HttpView(FrameBoard(self.names), captures, config.http_host, config.http_port).start()
                 log(f"live view: {self.view.url}")
             self.publisher = self._publisher(config, captures, log)
+            self._update_publishing()
         except BaseException:
             self.close()
             raise
@@ -97,7 +98,6 @@ class Outputs:
             dispatcher.close(0.0)
             raise
         self.metrics.sink_stats = dispatcher.stats
-        self._publishing = bool(dispatcher.sinks) or any(r is not None and r.save_jsonl for r in self.recorders)
         if self.view is not None:
             self.view.status.sink_stats = dispatcher.stats
         return dispatcher
@@ -163,10 +163,10 @@ class Outputs:
         if i in self.left:
             return
         self.left.add(i)
-        if self.publisher is not None:
-            self._write_last_events(i, self.publisher.end(i))
-            self.publisher.retire(i, self.config.sink_flush)
+        self._write_last_events(i, self.publisher.end(i))
+        self.publisher.retire(i, self.config.sink_flush)
         self._close_recorder(i)
+        self._update_publishing()
 
     def join(self, i: int, sinks=()) -> None:
         """Stream ``i``, the newest of ``config.specs`` (``Pipeline.join``), joins the run: its files (unless the
@@ -180,12 +180,14 @@ class Outputs:
                 self.recorders[i] = self._recorder(i)
             except (OSError, SinkError, av.error.FFmpegError) as exc:  # as a full disk mid-run: recording stops
                 self._stop_recording(config.out_dir, exc)
-        if self.publisher is None:
-            return
         name = config.stream_names[i] if config.stream_names else f"stream{i}"
         self.publisher.add(name, self.names[i], self.captures[i].live)
         for spec in sinks:
             self.publisher.sinks.append(open_sink(spec, self.log, backoff_max=config.backoff_max))
+        self._update_publishing()
+
+    def _update_publishing(self) -> None:
+        """Messages are made only when something takes them: a message sink or a JSONL file."""
         self._publishing = bool(self.publisher.sinks) or any(r is not None and r.save_jsonl for r in self.recorders)
 
     def _stop_recording(self, path, exc: BaseException) -> None:

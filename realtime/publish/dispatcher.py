@@ -81,7 +81,11 @@ class Dispatcher:
         for sink in own:
             sink.begin_close()
         deadline = time.monotonic() + flush_timeout
-        closer = threading.Thread(target=lambda: [s.end_close(deadline) for s in own], name="sink-retire", daemon=True)
+
+        def drain() -> None:
+            for sink in own:
+                sink.end_close(deadline)
+        closer = threading.Thread(target=drain, name="sink-retire", daemon=True)
         closer.start()
         self._closers.append(closer)
 
