@@ -4,7 +4,8 @@ When every source is a file (nothing live), batching and preprocessing move to a
 prepares the next batch while the network runs on the current one (throughput; nothing is dropped anyway), and an
 engine with several inference streams (``Engine.depth``) keeps that many batches in flight, finishing them in
 order. With a live source they stay in the engine thread, so a batch is formed from the freshest frames just before
-the forward.
+the forward. A live stream that joins a pipeline of files ends the prefetching: the batches already prepared
+and in flight are finished, then the engine thread forms the batches from then on.
 
 Queues between the stages are small and bounded; a full queue blocks the stage before it, so a slow stage makes
 live sources drop their older frames (capture keeps only the newest) instead of letting latency grow, while
@@ -114,6 +115,7 @@ class Pipeline:
         self.view_url: str | None = None  # the browser view's address once ``run`` has started it
         self.recording_error: str | None = None  # set when the files could not be written any more (disk full)
         self.prefetch = not any(c.live for c in self.captures)
+        self._go_live = threading.Event()  # a live stream joined the running pipeline of files: prefetching ends
         self._prep_q: queue.Queue = queue.Queue(maxsize=1)
         self._post_q: queue.Queue = queue.Queue(maxsize=4)
         self._out_q: queue.Queue = queue.Queue(maxsize=4)
@@ -196,6 +198,11 @@ class Pipeline:
             post = self._post(i)
             self.posts.append(wrap_post(post) if wrap_post is not None else post)
             capture = self._capture(i)
+            if capture.live and self.prefetch:
+                if self._started:
+                    self._go_live.set()
+                else:
+                    self.prefetch = False
             with self.notify:
                 self.captures.append(capture)
                 self.batcher.captures.append(capture)
@@ -214,7 +221,7 @@ class Pipeline:
         return False
 
     def _prep_step(self) -> bool:
-        if self.stop_event.is_set():
+        if self.stop_event.is_set() or self._go_live.is_set():
             return False
         frames = self.batcher.next_batch(timeout=0.1)
         if frames is None:
@@ -230,7 +237,11 @@ class Pipeline:
             except queue.Empty:
                 return self._finish_in_flight(0)
             if prepared is _END:
-                self._finish_in_flight(0)
+                if not self._finish_in_flight(0):
+                    return False
+                if self._go_live.is_set() and not self.stop_event.is_set():
+                    self.prefetch = False  # the prepare thread ended; from now on batches are formed here
+                    return True
                 return False
             self.metrics.batches += 1
             self._in_flight.append(self.engine.start(prepared))
@@ -300,6 +311,7 @@ class Pipeline:
                 while self._joining:
                     index, sinks = self._joining.popleft()
                     outputs.join(index, sinks)
+                    self._bar = outputs.bar  # a live stream ends the progress bar
                     self.captures[index].start()
                 outputs.tick()
                 if item is _END:

@@ -185,6 +185,12 @@ class Outputs:
         for spec in sinks:
             self.publisher.sinks.append(open_sink(spec, self.log, backoff_max=config.backoff_max))
         self._update_publishing()
+        if self.bar is not None:  # the bar counts again with the stream joined; a live one ends it
+            self.bar.total = config.max_frames
+            if self.captures[i].live:
+                self.bar.close()
+                self.bar = None
+        self.live = self.live or self.captures[i].live
 
     def _update_publishing(self) -> None:
         """Messages are made only when something takes them: a message sink or a JSONL file."""

@@ -176,6 +176,33 @@ def test_a_stream_that_joins_a_running_pipeline_starts_while_the_other_goes_on(t
     assert max(times) > joined + 2.0 and max(b - a for a, b in zip(times, times[1:])) < 1.0  # never paused
 
 
+def test_a_live_stream_that_joins_a_pipeline_of_files_ends_its_prefetching(tmp_path, engine):
+    """Files are prepared a batch ahead in a thread of their own; a camera that joins must not wait behind those
+    batches: the prefetching ends, and no frame of the file is lost or reordered on the way."""
+    from realtime import BUNDLED_CLIP
+    from realtime.cameras import StreamOptions
+
+    clip = write_video(tmp_path / "a.mp4", frames=40, size=(160, 120), fps=20)
+    config = PipelineConfig(specs=[parse_source(str(clip))], out_dir=tmp_path / "out", pace=True)
+    pipeline = Pipeline(config, engine, log=lambda line: None)
+    thread = threading.Thread(target=pipeline.run)
+    thread.start()
+    try:
+        wait_until(lambda: pipeline.metrics.frames_out >= 5)
+        assert pipeline.prefetch and pipeline._bar is not None
+        pipeline.join(parse_source(str(BUNDLED_CLIP)), StreamOptions(as_live=True))
+        wait_until(lambda: pipeline.captures[1].frames_in >= 10)
+        assert not pipeline.prefetch and pipeline._bar is None  # the metrics line, not a progress bar, from now on
+        prepare = [t for t in threading.enumerate() if t.name == "prepare"]
+        assert not prepare, "the prepare thread ended"
+        wait_until(lambda: '"seq":39,' in (tmp_path / "out" / "poses.jsonl").read_text())
+    finally:
+        pipeline.stop_event.set()
+        thread.join(30)
+    assert [m["seq"] for m in jsonl(tmp_path / "out" / "poses.jsonl")] == list(range(40))
+    assert jsonl(tmp_path / "out" / "poses_1.jsonl")
+
+
 def test_a_stream_that_joins_before_the_run_is_an_ordinary_stream(tmp_path, engine):
     a = write_video(tmp_path / "a.mp4", frames=6, size=(160, 120), fps=10)
     b = write_video(tmp_path / "b.mp4", frames=4, size=(160, 120), fps=10)
