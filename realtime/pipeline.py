@@ -176,12 +176,10 @@ class Pipeline:
         """Adds a stream to the pipeline, running or not, while the others go on; returns its index (the next one:
         indices are never reused). ``options``: its own settings; ``name``: its name in messages (and in file names
         with ``file_tags``); ``sinks``: message sinks of its own (``SinkSpec``, opened when it joins); ``wrap_post``
-        wraps its post stage. Once running, the outputs' thread makes its files and opens its sinks, then its
-        capture starts. The pipeline's config grows by the stream. Not with a window or browser view, whose slots
-        are fixed when they open. Safe from any thread."""
+        wraps its post stage. Once running, the outputs' thread makes its files, opens its sinks and gives it a
+        window or a place in the browser view when the run has one, then its capture starts. The pipeline's config
+        grows by the stream. Safe from any thread."""
         c = self.config
-        if c.show or c.http_port is not None:
-            raise ValueError("a stream can only join a pipeline without a window or browser view")
         with self._members:
             i = len(c.specs)
             if options is not None and not c.per_stream:

@@ -182,6 +182,10 @@ class Outputs:
                 self._stop_recording(config.out_dir, exc)
         name = config.stream_names[i] if config.stream_names else f"stream{i}"
         self.publisher.add(name, self.names[i], self.captures[i].live)
+        if self.view is not None:
+            self.view.add(self.names[i], self.captures[i])
+        if self.window is not None:
+            self.window.add(self.names[i])
         for spec in sinks:
             self.publisher.sinks.append(open_sink(spec, self.log, backoff_max=config.backoff_max))
         self._update_publishing()

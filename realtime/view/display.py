@@ -26,6 +26,9 @@ class Window:
     def __init__(self, names: list[str]):
         self.titles = [f"qem-pose {i}: {n}" for i, n in enumerate(names)]
 
+    def add(self, name: str) -> None:
+        self.titles.append(f"qem-pose {len(self.titles)}: {name}")
+
     def show(self, stream: int, image: np.ndarray) -> bool:
         cv2.imshow(self.titles[stream], cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
         return (cv2.waitKey(1) & 0xFF) not in (ord("q"), 27)

@@ -17,6 +17,11 @@ class StateOverlay:
         self.clean: list[np.ndarray | None] = [None] * len(self.captures)  # newest frame without a banner
         self.shown: list[str | None] = [None] * len(self.captures)  # text of the banner on the board, if any
 
+    def add(self, capture) -> None:
+        self.clean.append(None)
+        self.shown.append(None)
+        self.captures.append(capture)
+
     def frame(self, stream: int, image: np.ndarray) -> None:
         """A new annotated frame: shown as it is while its source runs; results still on their way after the
         source dropped (queued before it did) keep the banner on."""

@@ -3,7 +3,7 @@ FPS, p95 latency and people count, the redacted source name), and a line per mes
 for the WebSocket also its clients and their drops).
 The server renders the state as it is when the page is asked for; a small script then listens on the WebSocket
 ``/ws`` and updates the bands from each ``status`` message (pushed twice a second; ``body[data-updates]`` counts
-them), says ``view offline`` when the connection is gone and connects again every 2 s. No external resources: the
+them; a stream that joined the run reloads the page), says ``view offline`` when the connection is gone and connects again every 2 s. No external resources: the
 page works on an offline network."""
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ const clientText = k => k.client_drops === undefined ? '' :
   ` \u00b7 ${k.clients.length} client${k.clients.length === 1 ? '' : 's'} \u00b7 client drops ${k.client_drops}`;
 const sinkText = k => `sink ${k.name}: ${k.state} \u00b7 sent ${k.sent} \u00b7 dropped ${k.dropped}${clientText(k)}`;
 function show(data) {
+  if (data && data.streams.length > document.querySelectorAll('figure.stream').length) location.reload();
   for (const fig of document.querySelectorAll('figure.stream')) {
     const s = data && data.streams[Number(fig.dataset.index)];
     const band = fig.querySelector('.state');

@@ -42,7 +42,7 @@ class FrameBoard:
     """The newest annotated frame of each stream, with a version counter clients wait on."""
 
     def __init__(self, names: list[str], quality: int = 80):
-        self.names, self.quality = names, quality
+        self.names, self.quality = list(names), quality
         self.cond = threading.Condition()
         self.images: list[np.ndarray | None] = [None] * len(names)
         self.versions = [0] * len(names)
@@ -54,6 +54,14 @@ class FrameBoard:
             self.images[stream] = image
             self.versions[stream] += 1
             self.cond.notify_all()
+
+    def add(self, name: str) -> None:
+        """A stream that joined the run: its slot, empty until its first frame."""
+        with self.cond:
+            self.images.append(None)
+            self.versions.append(0)
+            self._jpeg.append(None)
+            self.names.append(name)  # last: a stream's URL answers once its slot exists
 
     def close(self) -> None:
         with self.cond:
@@ -167,6 +175,12 @@ class HttpView(AppThread):
 
     def tick(self) -> None:
         self.overlay.tick()
+
+    def add(self, name: str, capture) -> None:
+        """A stream that joined the run (``Pipeline.join``): a page loaded before reloads to show it."""
+        self.overlay.add(capture)
+        self.status.add(capture)
+        self.board.add(name)
 
     def close(self) -> None:
         self.board.close()

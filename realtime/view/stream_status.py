@@ -76,6 +76,11 @@ class LiveStatus:
         self.lock = threading.Lock()
         self.sink_stats = lambda: []  # the message sinks' counters (set by the output stage)
 
+    def add(self, capture) -> None:
+        with self.lock:
+            self.stats.append(StreamStats())
+            self.captures.append(capture)
+
     def record(self, result: Result) -> None:
         with self.lock:
             self.stats[result.frame.source].add(result.done_time, result.latency_ms, len(result.poses))
@@ -95,7 +100,9 @@ class LiveStatus:
 
     def snapshot(self) -> dict:
         now = time.perf_counter()
-        return {"time": round(time.time(), 3), "streams": [self.stream(i, now) for i in range(len(self.captures))],
+        with self.lock:
+            n = len(self.captures)
+        return {"time": round(time.time(), 3), "streams": [self.stream(i, now) for i in range(n)],
                 "sinks": self.sink_stats()}
 
 

@@ -211,5 +211,20 @@ def test_a_stream_that_joins_before_the_run_is_an_ordinary_stream(tmp_path, engi
     assert pipeline.join(parse_source(str(b))) == 1
     assert pipeline.run().frames_out == 10
     assert [len(jsonl(tmp_path / "out" / f"poses_{i}.jsonl")) for i in (0, 1)] == [6, 4]
-    with pytest.raises(ValueError, match="without a window or browser view"):
-        Pipeline(PipelineConfig(specs=[parse_source(str(a))], http_port=0), engine).join(parse_source(str(b)))
+
+
+def test_a_stream_that_joins_a_pipeline_with_a_browser_view_gets_its_place_there(tmp_path, tiny_checkpoint):
+    import urllib.request
+
+    from realtime import BUNDLED_CLIP
+
+    with bundled_clips_as_cameras(tmp_path, tiny_checkpoint, 1, http_port=0) as pipeline:
+        base = pipeline.view_url
+        assert base
+        pipeline.join(parse_source(str(BUNDLED_CLIP)), name="yard")
+        wait_until(lambda: pipeline.captures[1].frames_in >= 5)
+        status = json.loads(urllib.request.urlopen(base + "status.json", timeout=5).read())
+        assert [s["index"] for s in status["streams"]] == [0, 1] and status["streams"][1]["state"] == "running"
+        jpeg = urllib.request.urlopen(base + "frame/1.jpg", timeout=10).read()
+        assert jpeg[:2] == b"\xff\xd8"
+        assert b'id="stream-1"' in urllib.request.urlopen(base, timeout=5).read()

@@ -175,6 +175,29 @@ def test_the_page_follows_a_state_change_after_it_loaded(tmp_path, browser):
     assert len(regions_of_colour(image, STATE_COLOURS["failed"])) >= 1
 
 
+@pytest.mark.slow
+def test_a_page_loaded_before_a_stream_joined_reloads_to_show_it(tmp_path, browser):
+    specs = [parse_source(f"rtsp://127.0.0.1:{free_port()}/{name}") for name in ("door", "yard")]
+    captures = [Capture(i, spec, on_event=lambda *a: None, notify=threading.Condition())
+                for i, spec in enumerate(specs)]  # not started: both stay connecting
+    view = HttpView(FrameBoard([specs[0].name]), captures[:1], port=0).start()
+    snapshot = view.status.snapshot
+
+    def snapshot_then_join():  # the first snapshot is the page's own render: the second stream joins after it
+        states = snapshot()
+        if len(view.board.names) == 1:
+            view.add(specs[1].name, captures[1])
+        return states
+    view.status.snapshot = snapshot_then_join
+    try:
+        _, dom = load(view.url, tmp_path / "page.png", size=(700, 500), budget_ms=3000)
+    finally:
+        view.close()
+    page = PageStreams(dom)
+    assert sorted(page.streams) == [0, 1] and page.updates >= 1
+    assert page.streams[1]["caption"].endswith("/yard") and page.streams[1]["state"] == "connecting"
+
+
 def test_a_stream_that_is_not_running_shows_its_state_over_a_placeholder_or_its_last_frame():
     spec = parse_source(f"rtsp://127.0.0.1:{free_port()}/live")
     capture = Capture(0, spec, on_event=lambda *a: None, notify=threading.Condition())  # not started: connecting
