@@ -64,7 +64,8 @@ def build_parser(prog: str | None = None, positional_sources: bool = False,
                         "default), or to a square with --no-rect")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
     p.add_argument("--threads", type=int_at_least(1), default=None,
-                   help="CPU inference threads (default: usable cores minus one, at least 1)")
+                   help="CPU inference threads (default: every usable core for OpenVINO or ONNX Runtime, one fewer "
+                        "for eager torch)")
     p.add_argument("--infer-streams", type=int_at_least(1), default=None,
                    help="OpenVINO inferences run at once, the threads shared among them (default: 2 when every "
                         "source is a file read at full speed and there are 2+ threads, else 1; see docs/realtime.md)")
