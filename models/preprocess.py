@@ -110,8 +110,8 @@ def check_fixed_canvas(shapes, size: int, canvas: tuple[int, int], source: str) 
         ih, iw = shape[:2]
         scale = min(size / ih, size / iw)
         if max(1, round(iw * scale)) > w or max(1, round(ih * scale)) > h:
-            raise ValueError(f"{source} was exported for one input shape, {w}x{h} (W x H), which cannot hold a "
-                             f"{iw}x{ih} image at {size} px; export it again with --dynamic (qem export --dynamic), "
+            raise ValueError(f"{source} was exported for one input shape, {h}x{w} (H x W), which cannot hold a "
+                             f"{ih}x{iw} (H x W) image at {size} px; export it again with --dynamic (qem export --dynamic), "
                              f"or pass --imgsz {min(w, h)} (input_size={min(w, h)}) to fit it in smaller")
 
 

@@ -1,25 +1,28 @@
 """Run the real-time pose pipeline on cameras, streams, video files or images (a file, a folder, a glob).
 
-Examples:
+Examples (python -m realtime is the same as qem predict):
   python demos/webcam.py                              camera 0 (or the bundled clip when there is no camera)
   python demos/rtsp.py rtsp://cam1/live rtsp://cam2/live
-  python -m realtime --source video.mp4 --no-show --max-frames 100
-  python -m realtime --source photos/ --no-show        one annotated image per photo in runs/exp/
-  python -m realtime --source synth --http-port 8080  bundled clip, live view at http://127.0.0.1:8080/
-  python -m realtime --source synth --sink stdout --no-save --no-jsonl | jq .people   messages on stdout
-  python -m realtime --cameras cameras.yaml --sink mqtt://127.0.0.1:1883/qem   cameras of a file, poses to MQTT
+  qem predict --source video.mp4 --no-show --max-frames 100
+  qem predict --source photos/ --no-show              one annotated image per photo in runs/exp/
+  qem predict --source synth --as-live --loop --http-port 8080   the bundled clip as a camera, view at :8080
+  qem predict --source synth --sink stdout --no-save --no-jsonl | jq -c 'select(.type == "frame") | .people'
+  qem predict --cameras cameras.yaml --sink mqtt://127.0.0.1:1883/qem   cameras of a file, poses to MQTT
+  qem predict --rtsp-listen --source rtsp://127.0.0.1:8554/live   wait for an encoder to push a stream
 
 Outputs go to runs/<name>/ (images: one annotated image per input image under its name, and poses.jsonl; video:
 annotated.mp4, poses.jsonl; with several sources annotated_<i>.mp4, poses_<i>.jsonl;
 with --segment S, annotated_000000.mp4 + poses_000000.jsonl, ... every S seconds). The MP4 is fragmented: a crash
 or a kill loses about the last second, not the file. A full disk stops the recording with one line; the live view
-keeps running. A window opens only when a display exists. Ctrl-C stops cleanly; the files stay playable and whole.
+keeps running. A run that writes nothing leaves no folder behind. A window opens only when a display exists.
+Ctrl-C stops cleanly (exit status 0); the files stay playable and whole.
 Messages (schema 1, realtime/publish/message.schema.json) go to every --sink: stdout, mqtt://host:port/prefix,
 redis://host:port/db?stream=NAME, ws (the live view's /ws); see docs/realtime.md. Log lines go to standard error.
 """
 from __future__ import annotations
 
 import argparse
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -58,7 +61,8 @@ def build_parser(prog: str | None = None, positional_sources: bool = False,
                    help="compute precision (default: the backend's; see models.export.runtime)")
     p.add_argument("--model", default="tiny", help="config of the untrained fallback model (default: tiny)")
     p.add_argument("--imgsz", type=imgsz, default=None,
-                   help="network input size, the long side (default: the checkpoint's)")
+                   help="network input size, the long side: a multiple of 32 in [32, 4096] (default: the "
+                        "checkpoint's)")
     p.add_argument("--rect", action=argparse.BooleanOptionalAction, default=True,
                    help="letterbox to the smallest multiples of 32 that hold the frame (640x360 at 320 -> 320x192; "
                         "default), or to a square with --no-rect")
@@ -96,9 +100,10 @@ def build_parser(prog: str | None = None, positional_sources: bool = False,
     p.add_argument("--read-timeout", type=float_above(0), default=5.0, help="seconds a stream read may block")
     p.add_argument("--stall-timeout", type=float_above(0), default=2.0,
                    help="seconds without frames before 'stalled'")
-    p.add_argument("--max-attempts", type=int_at_least(0), default=6,
-                   help="failed connection attempts before giving up on a source never reached (0: never); a live "
-                        "source that delivered frames once is retried until the run stops")
+    p.add_argument("--max-attempts", type=int_at_least(0), default=None,
+                   help="failed connection attempts before giving up on a source never reached (default 6; 0, the "
+                        "default with --rtsp-listen: never); a live source that delivered frames once is retried "
+                        "until the run stops")
     p.add_argument("--retry-max", type=float_above(0), default=10.0,
                    help="longest wait between reconnection attempts in seconds (default 10; waits double from 0.5)")
     p.add_argument("--batch-window-ms", type=float_above(0, inclusive=True), default=4.0,
@@ -131,6 +136,22 @@ def check_combinations(p: argparse.ArgumentParser, args: argparse.Namespace) -> 
     for flag in ("keep", "keep_gb"):
         if getattr(args, flag) is not None and args.segment is None:
             p.error(f"argument --{flag.replace('_', '-')}: needs --segment (retention deletes whole segments)")
+
+
+def max_attempts(args: argparse.Namespace) -> int:
+    """A listener waits for its publisher as long as the run lasts; a source to pull gives up after 6 attempts."""
+    if args.max_attempts is not None:
+        return args.max_attempts
+    return 0 if args.rtsp_listen else 6
+
+
+def discard_if_empty(out_dir: Path | None, existed: bool) -> None:
+    """A run folder this run made and left with nothing in it but empty files (every source failed, or the run
+    could not start) goes, so that the next run does not get a higher number for nothing."""
+    if out_dir is None or existed or not out_dir.is_dir():
+        return
+    if all(p.is_file() and p.stat().st_size == 0 for p in out_dir.iterdir()):
+        shutil.rmtree(out_dir)
 
 
 def run_dir(project: str, name: str, exist_ok: bool) -> Path:
@@ -211,6 +232,7 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, positional_s
     from realtime.provenance import NOTICE, model_line, synthetic_captions
     from realtime.outputs.files import SinkError
 
+    out_dir, existed = None, True
     try:
         show = has_display() if args.show is None else args.show
         if show and not has_display():
@@ -231,12 +253,13 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, positional_s
         if imported:
             print(imported, file=sys.stderr)
         out_dir = run_dir(args.project, args.name, args.exist_ok) if (args.save or args.jsonl) else None
+        existed = out_dir is None or out_dir.exists()
         config = PipelineConfig(
             specs=specs, out_dir=out_dir, save_mp4=args.save, save_jsonl=args.jsonl, show=show,
             http_host=args.http_host, http_port=args.http_port, max_frames=args.max_frames,
             pace=pace, smooth=args.smooth,
             min_score=args.min_score, batch_window=args.batch_window_ms / 1000.0, open_timeout=args.open_timeout,
-            read_timeout=args.read_timeout, stall_timeout=args.stall_timeout, max_attempts=args.max_attempts,
+            read_timeout=args.read_timeout, stall_timeout=args.stall_timeout, max_attempts=max_attempts(args),
             backoff_max=args.retry_max,
             report_every=args.report_every, progress=not args.no_progress, loop=args.loop,
             as_live=args.as_live, tracker=tracker, captions=captions, segment=args.segment, keep=args.keep,
@@ -250,13 +273,16 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, positional_s
                 metrics = pipeline.metrics
         interrupted = stopper.signals > 0
     except (SourceError, SinkError, ValueError, OSError, RuntimeError) as exc:
+        discard_if_empty(out_dir, existed)
         sys.exit(f"error: {_one_line(exc)}")
     except KeyboardInterrupt:  # before the pipeline ran (e.g. while loading the model)
+        discard_if_empty(out_dir, existed)
         sys.exit("interrupted")
     if interrupted:
         print("interrupted: stopped cleanly", file=sys.stderr)
     failed = [c for c in pipeline.captures if c.state == "failed"]
     if metrics.frames_out == 0 and failed:
+        discard_if_empty(out_dir, existed)
         sys.exit(f"error: {failures(failed)}")
     print(metrics.summary(), file=sys.stderr)
     if out_dir is not None:

@@ -63,7 +63,7 @@ class Metrics:
         p50, p95, _, _ = self.stats("end_to_end")
         _, fwd95, _, _ = self.stats("forward")
         return (f"fps in {(t['frames_in'] - last_in) / dt:5.1f} out {(t['frames_out'] - last_out) / dt:5.1f} | "
-                f"latency p50 {p50:6.1f} ms p95 {p95:6.1f} ms | forward p95 {fwd95:6.1f} ms | "
+                f"latency p50 {_ms(p50)} ms p95 {_ms(p95)} ms | forward p95 {_ms(fwd95)} ms | "
                 f"drops {t['drops']} reconnects {t['reconnects']}" + self._sinks_note() + self._states_note())
 
     def _sinks_note(self) -> str:
@@ -100,19 +100,29 @@ class Metrics:
 
     def summary(self) -> str:
         d = self.as_dict()
-        rows = [f"summary: {d['frames_out']} frames out of {d['frames_in']} in {d['elapsed_s']:.1f} s "
+        rows = [f"summary: {_count(d['frames_out'], 'frame')} out of {d['frames_in']} in {d['elapsed_s']:.1f} s "
                 f"({d['fps_out']:.1f} fps out, {d['fps_in']:.1f} fps in), drops {d['drops']}, "
                 f"reconnects {d['reconnects']}",
                 f"  {'stage':<12} {'p50 ms':>9} {'p95 ms':>9} {'max ms':>9} {'n':>7}"]
         for stage, s in d["stages"].items():
             rows.append(f"  {stage:<12} {s['p50_ms']:9.2f} {s['p95_ms']:9.2f} {s['max_ms']:9.2f} {s['n']:7d}")
         for i, s in enumerate(d["sources"]):
-            rows.append(f"  source {i} {s['name']}: {s['state']}, {s['frames_in']} frames, drops {s['drops']}, "
+            rows.append(f"  source {i} {s['name']}: {s['state']}, {_count(s['frames_in'], 'frame')}, "
+                        f"drops {s['drops']}, "
                         f"reconnects {s['reconnects']}")
         for s in d["sinks"]:
             rows.append(f"  sink {s['name']}: {s['state']}, sent {s['sent']}, delivered {s['delivered']}, "
                         f"dropped {s['dropped']}" + _client_note(s))
         return "\n".join(rows)
+
+
+def _ms(value: float) -> str:
+    """A latency of the metrics line, six wide; a dash before the first result."""
+    return f"{value:6.1f}" if value == value else f"{'-':>6}"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _client_note(sink: dict) -> str:

@@ -160,8 +160,13 @@ class Pipeline:
             if failures % 10:
                 return
             detail += f"; {failures} failed attempts in a row, logging every 10th"
-        spec = self.config.specs[index]
-        self.log(f"source {index} {spec.name}: {old} -> {new}" + (f" ({detail})" if detail else ""))
+        self.log(f"source {index} {self._label(index)}: {old} -> {new}" + (f" ({detail})" if detail else ""))
+
+    def _label(self, index: int) -> str:
+        """A stream as the log names it: its camera's name where a camera file named it, else its source (the URL
+        redacted)."""
+        c = self.config
+        return c.stream_names[index] if c.file_tags and c.stream_names else c.specs[index].name
 
     def leave(self, index: int) -> None:
         """Takes stream ``index`` out of the running pipeline while the others go on: its capture stops, then (in

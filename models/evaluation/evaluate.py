@@ -254,6 +254,8 @@ def main(argv=None) -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
+    if args.data is None and (args.ann is None or args.images is None):
+        p.error("give --data DIR (a synth folder) or both --ann FILE and --images DIR")
     try:
         ann_file, image_dir = resolve_data(args.data, args.ann, args.images, args.split)
         checkpoint = Path(args.checkpoint) if args.checkpoint else DEFAULT_CHECKPOINT

@@ -288,7 +288,7 @@ def load_runtime(path_or_checkpoint=None, backend: str | None = None, precision:
     kind = backend_for_path(path)
     if kind != "torch":
         if backend not in (None, "auto", kind):
-            raise ExportError(f"{path} is a {kind} model; it cannot run with --backend {backend} "
+            raise ExportError(f"{path} is an exported {kind} model; it cannot run with --backend {backend} "
                               f"(pass the checkpoint, or --backend {kind})")
         if torch.device(device).type != "cpu":
             raise ExportError(f"{path}: exported models run on the CPU here, not {device!r}")

@@ -53,6 +53,7 @@ class Capture(threading.Thread):
         self.shrink = shrink  # realtime.sources.frontend.ShrinkTarget: frames come shrunk to the network's canvas content
         self.on_warning = on_warning or (lambda index, line: None)
         self._warned: set[str] = set()  # a looped folder warns about a damaged file once
+        self._again_at_once = False  # the last attempt failed only in waiting (a listener): no backoff
         # ``as_live`` plays a file like a camera (paced, newest frame only); ``loop`` restarts a file at its end.
         self.live = spec.live or as_live
         self.loop = loop and not spec.live
@@ -144,7 +145,9 @@ class Capture(threading.Thread):
                 reader.open()
                 self.fps, self.num_frames = reader.fps, reader.num_frames
                 if self._read_all(reader):
-                    if self.loop and not self._halt.is_set():
+                    if self._halt.is_set():
+                        break  # stopped (Ctrl-C, --max-frames, a stream that left): not the end of the input
+                    if self.loop:
                         if self._last_pts is not None:
                             self._pts_offset = self._last_pts + 1.0 / (self.fps or 30.0)
                         continue
@@ -152,7 +155,7 @@ class Capture(threading.Thread):
                         self._set_state("ended", "end of input")
                         return
             except SourceError as exc:
-                self.error = str(exc)
+                self.error, self._again_at_once = str(exc), exc.again_at_once
                 if not self.spec.live or (exc.permanent and not self.frames_in):
                     self._set_state("failed", self.error)
                     return
@@ -180,11 +183,13 @@ class Capture(threading.Thread):
 
     def _wait_backoff(self) -> bool:
         """``reconnecting`` for the backoff delay; False when the pipeline stopped meanwhile."""
-        delay = backoff_delay(max(self.attempts, 1), self.backoff_base, self.backoff_max)
+        at_once, self._again_at_once = self._again_at_once, False
+        delay = 0.0 if at_once else backoff_delay(max(self.attempts, 1), self.backoff_base, self.backoff_max)
         self.next_try_at = time.perf_counter() + delay
         bounded = not self.frames_in and self.max_attempts > 0
         bound = f", attempt {self.attempts + 1} of {self.max_attempts}" if bounded else ""
-        self._set_state("reconnecting", f"{self.error or 'stream ended'}; next try in {delay:.1f}s{bound}")
+        when = "next try now" if at_once else f"next try in {delay:.1f}s"
+        self._set_state("reconnecting", f"{self.error or 'stream ended'}; {when}{bound}")
         self.reconnects += 1
         stopped = self._halt.wait(delay)
         self.next_try_at = None

@@ -13,8 +13,10 @@ canvas's content size and sets ``full_size`` to the decoded frame's (height, wid
 """
 from __future__ import annotations
 
+import errno
 import glob
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -30,11 +32,13 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 class SourceError(Exception):
-    """A source cannot be opened or read; the message is one line and already redacted."""
+    """A source cannot be opened or read; the message is one line and already redacted. ``permanent``: retrying
+    cannot help; ``again_at_once``: nothing failed, the next attempt starts without a wait (a listener whose
+    publisher has not come yet)."""
 
-    def __init__(self, message: str, permanent: bool = False):
+    def __init__(self, message: str, permanent: bool = False, again_at_once: bool = False):
         super().__init__(redact(message))
-        self.permanent = permanent
+        self.permanent, self.again_at_once = permanent, again_at_once
 
 
 @dataclass(frozen=True)
@@ -139,6 +143,7 @@ class PyAVReader:
         import av
 
         self._resolve_host()
+        started = time.monotonic()
         try:
             self.container = av.open(self.spec.uri, options=self._options(),
                                      timeout=(self.open_timeout, self.read_timeout))
@@ -150,16 +155,22 @@ class PyAVReader:
         except av.error.ExitError:  # PyAV's timeout interrupted FFmpeg ("Immediate exit requested")
             if self.spec.listen:
                 raise SourceError(f"{self.spec.name}: no publisher pushed a stream within "
-                                  f"{self.open_timeout:g}s") from None
+                                  f"{self.open_timeout:g}s", again_at_once=True) from None
             raise SourceError(f"{self.spec.name}: no answer within {self.open_timeout:g}s",
                               permanent=self.spec.kind == "file") from None
         except av.error.InvalidDataError:
+            if self.spec.kind == "stream" and time.monotonic() - started < 0.9 * self.open_timeout:
+                raise SourceError(f"{self.spec.name}: the server's answer is not a video stream") from None
             if self.spec.kind == "stream":
                 raise SourceError(f"{self.spec.name}: no valid stream within {self.open_timeout:g}s "
                                   f"(no answer, or not a video stream)") from None
             raise SourceError(f"{self.spec.name}: not a video file (or the file is empty/damaged)",
                               permanent=True) from None
         except (av.error.FFmpegError, OSError) as exc:
+            if self.spec.listen and getattr(exc, "errno", None) == errno.EADDRNOTAVAIL:
+                raise SourceError(f"{self.spec.name}: cannot listen there: {urlsplit(self.spec.uri).hostname} is not "
+                                  f"an address of this machine (listen on 0.0.0.0 or one of its own)",
+                                  permanent=True) from None
             raise SourceError(f"{self.spec.name}: cannot open ({_reason(exc)})",
                               permanent=self.spec.kind == "file") from None
         if not self.container.streams.video:

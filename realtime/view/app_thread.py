@@ -14,7 +14,11 @@ from aiohttp import web
 class AppThread:
     def __init__(self, app: web.Application, host: str, port: int, name: str):
         self.app, self.name = app, name
-        self.sock = socket.create_server((host, port))
+        try:
+            self.sock = socket.create_server((host, port))
+        except OSError as exc:
+            raise OSError(exc.errno, f"the {name} cannot listen on {host}:{port} ({exc.strerror}); give --http-port "
+                                     f"another port, or 0 for any free one") from None
         self.host, self.port = host, self.sock.getsockname()[1]
         self.loop = asyncio.new_event_loop()
         self.started = threading.Event()

@@ -52,3 +52,11 @@ def test_each_command_refuses_a_bad_flag_in_one_line(command, capsys):
     assert captured.out == "" and len(lines) == 1, captured.err
     assert lines[0].startswith("error: ") and lines[0].endswith("(see --help)")
     assert "--no-such-flag" in lines[0] or "the following arguments are required" in lines[0]
+
+
+def test_val_without_data_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["val", "--checkpoint", "nope.pt"])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err == ("error: give --data DIR (a synth folder) or both --ann FILE and --images DIR "
+                                       "(see --help)\n")

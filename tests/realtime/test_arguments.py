@@ -68,6 +68,15 @@ def test_the_real_command_refuses_before_loading_anything(tmp_path):
     assert proc.stderr == "error: argument --max-frames: must be an integer >= 1, got '-1' (see --help)\n"
 
 
+def test_a_listener_waits_for_its_publisher_unless_told_otherwise():
+    from realtime.cli import max_attempts
+
+    parser = build_parser(name="t")
+    attempts = [max_attempts(parser.parse_args(["--source", "rtsp://127.0.0.1:8554/live", *extra]))
+                for extra in ([], ["--rtsp-listen"], ["--rtsp-listen", "--max-attempts", "3"], ["--max-attempts", "0"])]
+    assert attempts == [6, 0, 3, 0]
+
+
 def test_main_exits_with_status_2(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--source", "synth", "--threads", "0"])

@@ -77,10 +77,13 @@ def test_odd_size_and_resolution_change_still_give_a_playable_mp4(tmp_path, engi
 
 
 def test_max_frames_stops_early(tmp_path, engine):
+    """The source stopped early says so (not "end of input"); with names from a camera file, the log uses them."""
     src = write_video(tmp_path / "clip.mp4", frames=40)
-    metrics, _ = run([parse_source(str(src))], tmp_path, engine, max_frames=5)
+    metrics, logs = run([parse_source(str(src))], tmp_path, engine, max_frames=5, stream_names=["door"],
+                        file_tags=True)
     assert 5 <= metrics.frames_out <= 6
-    assert count_frames(tmp_path / "out" / "annotated.mp4")[0] == metrics.frames_out
+    assert count_frames(tmp_path / "out" / "annotated_door.mp4")[0] == metrics.frames_out
+    assert "source 0 door: running -> ended (stopped)" in logs and not any("end of input" in line for line in logs)
 
 
 def test_a_failed_source_does_not_stop_the_others(tmp_path, engine):

@@ -40,6 +40,16 @@ def test_parse_source_kinds(tmp_path):
     assert not parse_source(str(tmp_path / "a.mp4")).live
 
 
+def test_the_metrics_line_has_a_dash_before_the_first_result_and_the_summary_counts_in_words():
+    from realtime.metrics import Metrics
+
+    metrics = Metrics()
+    assert "nan" not in metrics.line() and "latency p50      - ms p95      - ms" in metrics.line()
+    metrics.add_result({"forward": 5.0}, 12.0)
+    assert "latency p50   12.0 ms" in metrics.line() and "forward p95    5.0 ms" in metrics.line()
+    assert metrics.summary().startswith("summary: 1 frame out of 0 in")
+
+
 def test_one_euro_reduces_jitter_and_follows_motion():
     rng = np.random.default_rng(0)
     f = OneEuro(min_cutoff=1.0, beta=0.02)

@@ -192,7 +192,7 @@ def test_a_static_export_letterboxes_into_its_own_shape_and_agrees_with_rect_tor
     assert len(a) == len(b) > 0
     np.testing.assert_allclose(a.keypoints, b.keypoints, atol=1e-2)
     np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)
-    with pytest.raises(ValueError, match="cannot hold a 48x72 image at 96 px; export it again with --dynamic .*"
+    with pytest.raises(ValueError, match=r"cannot hold a 72x48 \(H x W\) image at 96 px; export it again with --dynamic .*"
                                          "or pass --imgsz 64") as err:
         exported.preprocess([image.transpose(1, 0, 2).copy()])
     assert "\n" not in str(err.value)
@@ -212,11 +212,12 @@ def test_the_pipeline_on_a_portrait_photo_with_a_static_model_says_what_to_do(on
     proc = run_module("realtime", *base)
     last = proc.stderr.strip().splitlines()[-1]
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert last.startswith("error: ") and "cannot hold a 60x120 image at 96 px" in last
+    assert last.startswith("error: ") and "cannot hold a 120x60 (H x W) image at 96 px" in last
     assert "--dynamic" in last and "--imgsz 64" in last
+    assert not (tmp_path / "runs" / "exp").exists()  # a run that wrote nothing leaves no folder
     fixed = run_module("realtime", *base, "--imgsz", "64")  # the advice works
     assert fixed.returncode == 0, fixed.stderr
-    assert cv2.imread(str(tmp_path / "runs" / "exp2" / "portrait.png")).shape == (120, 60, 3)
+    assert cv2.imread(str(tmp_path / "runs" / "exp" / "portrait.png")).shape == (120, 60, 3)  # exp: the first left none
 
 
 def test_openvino_streams_return_each_submitted_batch_in_order(openvino_dynamic):

@@ -97,7 +97,7 @@ def test_a_publisher_that_leaves_is_said_so_and_awaited_again(tmp_path, engine):
     left = [line for line in run.logs if "running -> reconnecting" in line]
     again = [line for line in run.logs if " connecting -> reconnecting" in line and "no publisher pushed" in line]
     assert "(stream ended: the publisher left;" in left[0]
-    assert again and "no publisher pushed a stream within 4s" in again[-1]
+    assert again and "no publisher pushed a stream within 4s; next try now" in again[-1]  # no backoff: listening
     assert not any("Immediate exit" in line for line in run.logs)
 
 
@@ -167,3 +167,27 @@ def test_http_source_through_pyav(tmp_path, engine):
         server.shutdown()
         server.server_close()
     assert metrics.frames_out >= 3 and metrics.totals()["frames_in"] >= 3
+
+
+def test_an_answer_that_is_not_video_says_so_at_once_and_a_foreign_listen_address_is_permanent(tmp_path):
+    import functools
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from realtime.sources.readers import PyAVReader, SourceError
+
+    (tmp_path / "a.txt").write_text("not a video\n")
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *a: None
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        reader = PyAVReader(parse_source(f"http://127.0.0.1:{server.server_address[1]}/a.txt"), open_timeout=5.0)
+        with pytest.raises(SourceError, match="the server's answer is not a video stream$"):
+            reader.open()
+    finally:
+        server.shutdown()
+        server.server_close()
+    listener = PyAVReader(parse_source("rtsp://192.0.2.1:8554/live", listen=True), open_timeout=2.0)
+    with pytest.raises(SourceError, match="192.0.2.1 is not an address of this machine") as err:
+        listener.open()
+    assert err.value.permanent

@@ -13,6 +13,19 @@ from realtime.sources.readers import parse_source
 from tests.realtime.helpers import write_video
 
 
+def test_a_port_in_use_is_one_line_naming_the_address_and_what_to_do():
+    from realtime.view.server import FrameBoard, HttpView
+
+    taken = HttpView(FrameBoard([]), [], port=0)
+    try:
+        with pytest.raises(OSError) as err:
+            HttpView(FrameBoard([]), [], port=taken.port)
+        assert str(err.value).startswith("[Errno 98] the live view cannot listen on 127.0.0.1:")
+        assert "give --http-port another port, or 0 for any free one" in str(err.value)
+    finally:
+        taken.close()
+
+
 def test_live_view_serves_page_single_jpeg_and_mjpeg(tmp_path, engine):
     src = write_video(tmp_path / "clip.mp4", frames=40, size=(160, 120), fps=20)
     config = PipelineConfig(specs=[parse_source(str(src))], out_dir=None, http_port=0, pace=True, progress=False)
