@@ -12,7 +12,8 @@ $(VENV)/.installed: requirements/ci.txt setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements/ci.txt
-	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	@# setuptools warns at length that a flat layout's folders shadow the installed packages: here they are them
+	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
 # the bundled clip through the pipeline; --exist-ok: every run writes (overwrites) runs/webcam/
