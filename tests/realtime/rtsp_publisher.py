@@ -34,8 +34,11 @@ def main() -> None:
             break
         except (av.error.FFmpegError, OSError):
             if time.monotonic() > deadline:
-                sys.exit("error: no listener")
+                sys.exit(f"error: no listener at {args.url} within {args.connect_timeout:g} s; start "
+                         f"`qem predict --rtsp-listen --source {args.url}` first, or raise --connect-timeout")
             time.sleep(0.2)
+    print(f"publisher: pushing {w}x{h} at {args.fps} fps to {args.url} for {args.seconds:g} s", file=sys.stderr,
+          flush=True)
     start = time.monotonic()
     i = 0
     try:
@@ -51,6 +54,7 @@ def main() -> None:
             time.sleep(max(0.0, start + i / args.fps - time.monotonic()))
         for packet in stream.encode(None):
             out.mux(packet)
+        print(f"publisher: done, {i} frames", file=sys.stderr)
     except (av.error.FFmpegError, OSError) as exc:  # the listener went away (e.g. it reached --max-frames)
         sys.exit(f"publisher: connection closed after {i} frames ({exc})")
     finally:
