@@ -53,7 +53,7 @@ class Capture(threading.Thread):
         self.shrink = shrink  # realtime.sources.frontend.ShrinkTarget: frames come shrunk to the network's canvas content
         self.on_warning = on_warning or (lambda index, line: None)
         self._warned: set[str] = set()  # a looped folder warns about a damaged file once
-        self._again_at_once = False  # the last attempt failed only in waiting (a listener): no backoff
+        self._again_at_once = False  # the last attempt only waited (a listener): again at once, state unchanged
         # ``as_live`` plays a file like a camera (paced, newest frame only); ``loop`` restarts a file at its end.
         self.live = spec.live or as_live
         self.loop = loop and not spec.live
@@ -171,6 +171,9 @@ class Capture(threading.Thread):
                 self._set_state("failed", f"gave up after {self.attempts} failed connection attempts ({self.error}); "
                                           f"check the address and that the source is up")
                 return
+            if self._again_at_once:  # a listener still waiting for its publisher: listen again, quietly
+                self._again_at_once = False
+                continue
             if not self._wait_backoff():
                 break
             self._set_state("connecting")
@@ -183,13 +186,11 @@ class Capture(threading.Thread):
 
     def _wait_backoff(self) -> bool:
         """``reconnecting`` for the backoff delay; False when the pipeline stopped meanwhile."""
-        at_once, self._again_at_once = self._again_at_once, False
-        delay = 0.0 if at_once else backoff_delay(max(self.attempts, 1), self.backoff_base, self.backoff_max)
+        delay = backoff_delay(max(self.attempts, 1), self.backoff_base, self.backoff_max)
         self.next_try_at = time.perf_counter() + delay
         bounded = not self.frames_in and self.max_attempts > 0
         bound = f", attempt {self.attempts + 1} of {self.max_attempts}" if bounded else ""
-        when = "next try now" if at_once else f"next try in {delay:.1f}s"
-        self._set_state("reconnecting", f"{self.error or 'stream ended'}; {when}{bound}")
+        self._set_state("reconnecting", f"{self.error or 'stream ended'}; next try in {delay:.1f}s{bound}")
         self.reconnects += 1
         stopped = self._halt.wait(delay)
         self.next_try_at = None

@@ -33,8 +33,8 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 class SourceError(Exception):
     """A source cannot be opened or read; the message is one line and already redacted. ``permanent``: retrying
-    cannot help; ``again_at_once``: nothing failed, the next attempt starts without a wait (a listener whose
-    publisher has not come yet)."""
+    cannot help; ``again_at_once``: nothing failed, the next attempt starts at once and the state stays (a
+    listener whose publisher has not come yet)."""
 
     def __init__(self, message: str, permanent: bool = False, again_at_once: bool = False):
         super().__init__(redact(message))
