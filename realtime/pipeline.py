@@ -102,7 +102,7 @@ class Pipeline:
     def __init__(self, config: PipelineConfig, engine, log: Callable[[str], None] | None = None):
         self.config, self.engine = config, engine
         self.log = log or self._print
-        self._bar = None  # the outputs' progress bar while it is shown: log lines go above it, not into it
+        self._outputs: Outputs | None = None  # while running: log lines go above its progress bar, not into it
         self.stop_event = threading.Event()
         self.notify = threading.Condition()
         # per stream: frames shrunk to the network canvas while decoding when no output needs the full frame
@@ -143,7 +143,8 @@ class Pipeline:
                           tracker=c.tracker)
 
     def _print(self, line: str) -> None:
-        bar = self._bar
+        outputs = self._outputs
+        bar = outputs.bar if outputs is not None else None
         if bar is not None:
             bar.write(line, file=sys.stderr)
         else:
@@ -294,7 +295,7 @@ class Pipeline:
             outputs = Outputs(self.config, self.captures, self.metrics, self.log)  # may raise SinkError
             self._started, initial = True, list(self.captures)
         self.view_url = outputs.view.url if outputs.view is not None else None
-        self._bar = outputs.bar
+        self._outputs = outputs
         prep_t = _Stage("prepare", self._prep_step, lambda: self._put(self._prep_q, _END))
         engine_t = _Stage("engine", self._engine_step, self._end_engine)
         post_t = _Stage("post", self._post_step, lambda: self._put(self._out_q, _END))
@@ -314,7 +315,6 @@ class Pipeline:
                 while self._joining:
                     index, sinks = self._joining.popleft()
                     outputs.join(index, sinks)
-                    self._bar = outputs.bar  # a live stream ends the progress bar
                     self.captures[index].start()
                 outputs.tick()
                 if item is _END:
@@ -329,7 +329,7 @@ class Pipeline:
                 c.stop()
             with self.notify:
                 self.notify.notify_all()
-            self._bar = None
+            self._outputs = None
             outputs.close()
             self.recording_error = outputs.recording_error
             for t in (*stages, *self.captures):

@@ -9,7 +9,8 @@ at bf16) read on the benchmark split, so ``backend="auto"`` can tell whether it 
   sharing the cache, e.g. the peer benchmark's, would otherwise rebuild it each time it runs).
 - The bundled checkpoint's twin is built on first use by ``auto``: calibration images (``CALIB``) and the
   benchmark split (``BENCH_SPLIT``, what RESULTS.md and BENCHMARKS.md call it) are drawn by the project's synthetic
-  generator into the cache folder; about a minute once, then read from the cache.
+  generator into the cache folder; about a minute once, then read from the cache. Each step of the build says
+  on stderr what it starts (drawing, quantizing, exporting, each AP measurement), so no wait goes unexplained.
 - A user's checkpoint gets one with ``qem export --weights W --format openvino --int8 --calib DIR --ap-data VAL
   --twin`` (its own calibration images and annotated split); without ``--twin`` the export is written where asked
   and ``auto`` does not look for it.
@@ -26,10 +27,20 @@ import sys
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 from models.export.formats import META_KEY, Metadata
 
 SUFFIX = "-int8_openvino"
+Log = Callable[[str], None]
+
+
+def to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def silent(line: str) -> None:
+    pass
 
 
 @dataclass(frozen=True)
@@ -41,13 +52,15 @@ class SynthSplit:
     images: int
     split: str
 
-    def folder(self, root: Path) -> Path:
-        """The split drawn under ``root`` (drawn now when absent; written to a temporary folder, then renamed)."""
+    def folder(self, root: Path, log: Log = silent) -> Path:
+        """The split drawn under ``root`` (drawn now when absent, said to ``log``; written to a temporary folder,
+        then renamed)."""
         from models.data import synth
 
         target = root / "data" / f"{self.name}-{self.seed}-{self.images}"
         if (target / "annotations" / f"person_keypoints_{self.split}.json").is_file():
             return target
+        log(f"drawing {self.images} images ({self.name}, seed {self.seed}) ...")
         target.parent.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=".draw-", dir=target.parent))
         try:
@@ -100,18 +113,19 @@ def int8_twin(checkpoint: Path, build: bool | None = None, verbose: bool = True)
         return None
     from models.export.auto import cache_dir
 
-    if verbose:
-        print(f"building the int8 twin of {checkpoint.name} once: calibrating on {CALIB.images} drawn images, AP on "
-              f"the benchmark split ({BENCH_SPLIT.images} images; cached in {cache_dir()})", file=sys.stderr)
-    calib = CALIB.folder(cache_dir()) / CALIB.split
-    bench = BENCH_SPLIT.folder(cache_dir())
-    return build_twin(checkpoint, calib, bench, CALIB.images, BENCH_SPLIT.images)
+    log = to_stderr if verbose else silent
+    log(f"building the int8 twin of {checkpoint.name} once: calibrating on {CALIB.images} drawn images, AP on the "
+        f"benchmark split ({BENCH_SPLIT.images} images; cached in {cache_dir()})")
+    calib = CALIB.folder(cache_dir(), log) / CALIB.split
+    bench = BENCH_SPLIT.folder(cache_dir(), log)
+    return build_twin(checkpoint, calib, bench, CALIB.images, BENCH_SPLIT.images, log=log)
 
 
 def build_twin(checkpoint: Path, calib: Path, ap_data: Path, calib_images: int = 300, ap_images: int = 500,
-               out: Path | None = None) -> Path:
+               out: Path | None = None, log: Log = to_stderr) -> Path:
     """Quantize ``checkpoint`` (dynamic OpenVINO int8, calibrated on ``calib``), measure AP on ``ap_data`` (a synth
-    folder), record it in the twin's metadata and write the twin to ``out`` (default: ``twin_path``) atomically."""
+    folder), record it in the twin's metadata and write the twin to ``out`` (default: ``twin_path``) atomically.
+    ``log`` hears each step as it starts."""
     from models.export.exporter import export
 
     target = Path(out) if out is not None else twin_path(checkpoint)
@@ -123,9 +137,10 @@ def build_twin(checkpoint: Path, calib: Path, ap_data: Path, calib_images: int =
     level = nncf_log.level
     nncf_log.setLevel(logging.ERROR)  # its per-layer INFO lines say nothing to a user
     try:
+        log(f"quantizing {checkpoint.name} with NNCF on {calib_images} calibration images ...")
         quantized = export(checkpoint, "openvino", dynamic=True, int8=True, calib=calib, calib_images=calib_images,
                            out=work / "quantized", quiet=True)
-        accuracy = measure_accuracy(checkpoint, quantized, ap_data, ap_images)
+        accuracy = measure_accuracy(checkpoint, quantized, ap_data, ap_images, log)
         record_accuracy(quantized, accuracy, work / "recorded")
         if target.exists():
             shutil.rmtree(target)
@@ -151,9 +166,10 @@ def stale_twins(target: Path, stem: str) -> list[Path]:
     return sorted(found)
 
 
-def measure_accuracy(checkpoint: Path, quantized: Path, ap_data: Path, images: int) -> dict:
+def measure_accuracy(checkpoint: Path, quantized: Path, ap_data: Path, images: int, log: Log = silent) -> dict:
     """AP (no flip test: the exported graph has none) on the first ``images`` of ``ap_data`` of the fp32 twin at
-    fp32 and bf16 and of ``quantized``: ``{"data": ..., "images": n, "ap": {precision: AP}}``."""
+    fp32 and bf16 and of ``quantized``: ``{"data": ..., "images": n, "ap": {precision: AP}}``. Each measurement is
+    said to ``log`` as it starts."""
     from models.data.paths import resolve_data
     from models.evaluation.evaluate import evaluate_predictor
     from models.export.auto import exported_twin
@@ -163,6 +179,7 @@ def measure_accuracy(checkpoint: Path, quantized: Path, ap_data: Path, images: i
     fp32_twin = exported_twin(checkpoint, "openvino")
     ap = {}
     for precision, model in (("fp32", fp32_twin), ("bf16", fp32_twin), ("int8", quantized)):
+        log(f"measuring the AP of openvino {precision} on {images} images of {Path(ap_data).name} ...")
         predictor = Predictor(model, precision=None if precision == "int8" else precision)
         report, _ = evaluate_predictor(predictor, ann, image_dir, images, progress=False)
         ap[precision] = round(float(report.ap), 4)

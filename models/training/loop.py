@@ -117,19 +117,21 @@ def train_step(loss_module, images, persons, optimizer, scaler, amp: torch.dtype
 
 def train_one_epoch(loss_module, loader, optimizer, scaler, info: DistInfo, epoch: int, max_steps: int | None,
                     progress: bool, amp: torch.dtype | None = None, channels_last: bool = False) -> dict:
-    """One pass over ``loader``; returns mean losses, step count and images/s (this process's images)."""
+    """One pass over ``loader``; returns mean losses, step count and images/s (this process's images). ``epoch``
+    counts from 0, as the run's loop does; the progress bar and errors show it counted from 1, as the log does."""
     loss_module.train()
     sums: dict[str, float] = {}
     steps, images_seen = 0, 0
     start = time.perf_counter()
-    bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=not (progress and info.is_main),
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, disable=not (progress and info.is_main),
                dynamic_ncols=True)
     for images, persons, _ids, _boxes in bar:
         images = to_device(images, info.device, channels_last)
         losses = train_step(loss_module, images, [p.to(info.device) for p in persons], optimizer, scaler, amp)
         loss = losses["loss"]
         if not torch.isfinite(loss):
-            raise TrainError(f"loss became {loss.item()} at epoch {epoch} step {steps}; lower --lr or check the data")
+            raise TrainError(f"loss became {loss.item()} at epoch {epoch + 1} step {steps}; lower --lr or check the "
+                             "data")
         for k, v in losses.items():
             sums[k] = sums.get(k, 0.0) + float(v.detach())
         steps += 1

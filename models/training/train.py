@@ -90,8 +90,10 @@ def run(args) -> dict:
         if info.is_main:
             out.mkdir(parents=True, exist_ok=True)
             print(f"training {args.config} at {args.input_size}px on {len(loader.dataset)} images, "
-                  f"{info.world_size} process(es) on {info.device.type}, epochs {start_epoch}->{args.epochs}, "
-                  f"lr {args.lr} drops at {drops}", flush=True)
+                  f"{info.world_size} process(es) on {info.device.type}, "
+                  f"{format_epoch_range(start_epoch, args.epochs)}, "
+                  f"{format_schedule(scheduler.base_lrs[0], sorted(scheduler.milestones.elements()), args.epochs)}",
+                  flush=True)
         summary: dict = {}
         started, longest_epoch = time.monotonic(), 0.0
         for epoch in range(start_epoch, args.epochs):
@@ -135,6 +137,8 @@ def run(args) -> dict:
                           f"--time-limit {args.time_limit:g} min; continue with --resume {out / 'last.pt'}",
                           flush=True)
                 break
+        if info.is_main and summary:
+            print(format_saved(out, best, summary["epoch"], validated=val_paths is not None), flush=True)
         checksum = state_checksum(net)
         if args.checksum_file:
             Path(args.checksum_file.replace("{rank}", str(info.rank))).write_text(checksum + "\n")
@@ -152,6 +156,32 @@ def run(args) -> dict:
         loss_module = None
         gc.collect()
         cleanup(info)
+
+
+def format_epoch_range(start: int, epochs: int) -> str:
+    """The epochs this run trains, counted from 1 as the log counts them; ``start`` is the number already done."""
+    if start >= epochs:
+        return f"no epoch left ({start} of {epochs} done)"
+    return f"epoch {epochs}" if start + 1 == epochs else f"epochs {start + 1}-{epochs}"
+
+
+def format_schedule(lr: float, drops: list[int], epochs: int) -> str:
+    """The learning-rate schedule in words. MultiStepLR multiplies the lr by 0.1 once epoch ``d`` of ``drops`` has
+    ended (counted from 1), so epoch ``d + 1`` is the first at the lower lr; a drop at or past the last epoch changes
+    nothing and is left out."""
+    within = [d for d in drops if d < epochs]
+    if not within:
+        return f"lr {lr:g} (constant)"
+    return f"lr {lr:g}, x0.1 after epoch{'s' if len(within) > 1 else ''} {', '.join(map(str, within))}"
+
+
+def format_saved(out: Path, best: dict, last: int, validated: bool) -> str:
+    """Where the checkpoints are: best.pt's epoch and metric (validation AP, or the lowest training loss without a
+    validation set; ``best["metric"]`` holds minus the loss then) and last.pt's epoch."""
+    if "epoch" not in best:
+        return f"saved {out / 'last.pt'} (epoch {last})"
+    metric = f"val AP {best['metric']:.4f}" if validated else f"loss {-best['metric']:.4f}"
+    return f"saved {out / 'best.pt'} (epoch {best['epoch']}, {metric}) and last.pt (epoch {last})"
 
 
 def format_epoch(s: dict) -> str:

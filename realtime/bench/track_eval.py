@@ -15,6 +15,13 @@ the person's area, labelled keypoints only), and pairs with OKS below ``min_oks`
 over every labelled person of every frame, of the best OKS any pose of that frame reaches on it (tracked or not;
 0 where a frame has no pose).
 
+The figures cover the ground truth's frames from the first to the last one the run has (a run cut short with
+``--max-frames`` is scored on the frames it saw; a frame missing in between counts as a frame with no poses). A run
+that has under ``MIN_COVERAGE`` of the truth's frames, or whose ``source`` is not the truth's clip, gets one
+``warning:`` line; one that shares no frame with the truth is an ``error:`` with exit status 1 (2: an unreadable
+input). A figure with nothing to divide by (IDP without a predicted id) prints as ``n/a``
+(``null`` in ``--json``).
+
 ``--retrack`` ignores the recorded ids and runs ``realtime.post.tracking.Tracker`` again over every pose of the JSONL
 (confirmed or not), with the frame's pts as its clock, as the pipeline does for files: tuning the tracker then
 needs no second pass of the network. The poses must be the tracker's input, so the run must not have smoothed
@@ -25,6 +32,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -36,10 +44,19 @@ from models.argtypes import OneLineParser
 from realtime.post.tracking import Tracker, TrackerSettings, add_tracker_arguments, tracker_settings
 
 DEFAULT_MIN_OKS = 0.5
+MIN_COVERAGE = 0.9
 
 
 class TrackEvalError(Exception):
     """A missing or malformed input file, or a missing optional package."""
+
+
+class DisjointRun(TrackEvalError):
+    """The run shares no frame with the ground truth: both files are readable, and there is nothing to score."""
+
+
+def _figure(value: float) -> str:
+    return "n/a" if np.isnan(value) else f"{value:.3f}"
 
 
 @dataclass
@@ -57,13 +74,13 @@ class TrackReport:
     median_best_oks: float | None = None
 
     def table(self) -> str:
-        rows = [("IDF1", f"{self.idf1:.3f}"), ("IDP", f"{self.idp:.3f}"), ("IDR", f"{self.idr:.3f}"),
-                ("MOTA", f"{self.mota:.3f}"), ("ID switches", str(self.id_switches)),
+        rows = [("IDF1", _figure(self.idf1)), ("IDP", _figure(self.idp)), ("IDR", _figure(self.idr)),
+                ("MOTA", _figure(self.mota)), ("ID switches", str(self.id_switches)),
                 ("fragmentations", str(self.fragmentations)), ("truth tracks", str(self.truth_tracks)),
                 ("predicted ids", str(self.predicted_ids)), ("mostly tracked", str(self.mostly_tracked)),
                 ("frames", str(self.frames))]
         if self.median_best_oks is not None:
-            rows.append(("median best-pose OKS", f"{self.median_best_oks:.3f}"))
+            rows.append(("median best-pose OKS", _figure(self.median_best_oks)))
         width = max(len(name) for name, _ in rows)
         return "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)
 
@@ -91,12 +108,28 @@ def _read_json(path: Path) -> object:
         raise TrackEvalError(f"{path} is not readable JSON ({exc.__class__.__name__}: {exc})") from None
 
 
+@dataclass
+class Clip:
+    """A clip's ground truth per frame index, its frame rate and its video's file name."""
+
+    truth: dict[int, FramePeople]
+    fps: float
+    video: str
+
+
 def load_truth(path: str | Path) -> tuple[dict[int, FramePeople], float]:
     """Ground truth per frame index, and the clip's frame rate."""
+    clip = load_clip(path)
+    return clip.truth, clip.fps
+
+
+def load_clip(path: str | Path) -> Clip:
+    """The clip ground truth at ``path`` (``qem synth --video``'s JSON)."""
     path = Path(path)
     clip = _read_json(path)
     try:
         fps = float(clip["videos"][0]["fps"])
+        video = str(clip["videos"][0]["file_name"])
         frame_of_image = {im["id"]: int(im["frame_index"]) for im in clip["images"]}
         people: dict[int, list[dict]] = {f: [] for f in frame_of_image.values()}
         for ann in clip["annotations"]:
@@ -109,7 +142,7 @@ def load_truth(path: str | Path) -> tuple[dict[int, FramePeople], float]:
         kpts = np.array([a["keypoints"] for a in anns], np.float32).reshape(len(anns), len(SIGMAS), 3)
         truth[frame] = FramePeople(np.array([a["track_id"] for a in anns], np.int64), kpts[..., :2], kpts[..., 2] > 0,
                                    np.array([a["area"] for a in anns], np.float32))
-    return truth, fps
+    return Clip(truth, fps, video)
 
 
 def read_run(path: str | Path) -> list[tuple[float, Poses, np.ndarray]]:
@@ -137,6 +170,42 @@ def read_run(path: str | Path) -> list[tuple[float, Poses, np.ndarray]]:
             raise TrackEvalError(f"{path}:{number} is not a pipeline JSONL line ({exc.__class__.__name__}: {exc})") \
                 from None
     return frames
+
+
+def read_sources(path: str | Path) -> list[str]:
+    """The ``source`` values of a run's frame messages, each once, in order of appearance (read after ``read_run``
+    has checked the file)."""
+    sources: dict[str, None] = {}
+    for line in Path(path).read_text().splitlines():
+        rec = json.loads(line)
+        if rec.get("type", "frame") == "frame" and "source" in rec:
+            sources[str(rec["source"])] = None
+    return list(sources)
+
+
+def common_frames(truth: dict[int, FramePeople], run_frames: Iterable[int], sources: list[str],
+                  video: str) -> tuple[range, list[str]]:
+    """The span of frame indices to score (the truth's frames from the first to the last the run has) and the
+    warnings to print: the run has under ``MIN_COVERAGE`` of the truth's frames, or a ``source`` whose file name
+    is not the clip's (``video``; the extension may differ). Raises ``DisjointRun`` when no frame is shared."""
+    held = sorted(set(run_frames))
+    shared = [f for f in held if f in truth]
+    if not shared:
+        has = f"frames {held[0]}-{held[-1]}" if held else "no frame message"
+        raise DisjointRun(f"the run shares no frame with the truth: it has {has}, the truth {min(truth)}-{max(truth)} "
+                          f"(a frame's index is round(pts x fps)); nothing to score")
+    lo, hi = shared[0], shared[-1]
+    warnings = []
+    if len(shared) < MIN_COVERAGE * len(truth):
+        has = f"the run has {len(shared)} of the truth's {len(truth)} frames"
+        warnings.append(f"{has} ({lo}-{hi}); the figures cover those only" if len(shared) == hi - lo + 1 else
+                        f"{has}, between {lo} and {hi}; the figures cover frames {lo}-{hi}, a missing one as a "
+                        f"frame with no poses")
+    others = [s for s in sources if Path(s).stem != Path(video).stem]
+    if others:
+        more = f" (and {len(others) - 1} more)" if len(others) > 1 else ""
+        warnings.append(f"the run's source {others[0]}{more} is not the truth's clip {video}")
+    return range(lo, hi + 1), warnings
 
 
 def tracked_people(frames: list[tuple[float, Poses, np.ndarray]], fps: float,
@@ -222,17 +291,24 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         settings = tracker_settings(args)
-        truth, fps = load_truth(args.truth)
+        clip = load_clip(args.truth)
         frames = read_run(args.jsonl)
+        run = tracked_people(frames, clip.fps)
+        span, warnings = common_frames(clip.truth, run, read_sources(args.jsonl), clip.video)
+        for warning in warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        truth = {f: people for f, people in clip.truth.items() if f in span}
         if args.retrack:
             frames = retrack(frames, settings)
-        report = replace(evaluate_tracks(truth, tracked_people(frames, fps), args.min_oks),
-                         median_best_oks=median_best_oks(truth, tracked_people(frames, fps, every_pose=True)))
+            run = tracked_people(frames, clip.fps)
+        report = replace(evaluate_tracks(truth, run, args.min_oks),
+                         median_best_oks=median_best_oks(truth, tracked_people(frames, clip.fps, every_pose=True)))
     except (TrackEvalError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return 1 if isinstance(exc, DisjointRun) else 2
     if args.json:  # before the table: a closed stdout (| head) must not lose the file
-        Path(args.json).write_text(json.dumps(asdict(report), indent=1) + "\n")
+        figures = {k: None if isinstance(v, float) and np.isnan(v) else v for k, v in asdict(report).items()}
+        Path(args.json).write_text(json.dumps(figures, indent=1, allow_nan=False) + "\n")  # n/a -> null
     try:
         print(report.table(), flush=True)
     except BrokenPipeError:  # stdout closed early (| head): the report is complete, quiet the final flush

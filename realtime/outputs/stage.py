@@ -53,10 +53,7 @@ class Outputs:
             raise
         self.window = Window(self.names) if config.show else None
         self.live = any(c.live for c in captures)
-        if config.progress and not self.live:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=config.max_frames, unit="frame", dynamic_ncols=True, leave=True)
+        self._want_bar = config.progress and not self.live  # shown once its total is known, or a result is out
         self._next_report = time.perf_counter() + config.report_every
 
     def _recorder(self, i: int) -> StreamRecorder | None:
@@ -148,14 +145,27 @@ class Outputs:
                 self.publisher.state(i, c.state)
         if self.view is not None:
             self.view.tick()
-        if (self.bar is not None and self.bar.total is None and not self.config.loop
-                and all(c.num_frames for c in self.captures)):
-            total = sum(c.num_frames for c in self.captures)
-            self.bar.total = min(total, self.config.max_frames or total)
+        total = self._total()
+        if self._want_bar and self.bar is None and (total is not None or self.metrics.frames_out):
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=self.metrics.frames_out, unit="frame", dynamic_ncols=True,
+                            leave=True)
+        if self.bar is not None and self.bar.total is None and total is not None:
+            self.bar.total = total
             self.bar.refresh()
         if self.live and now >= self._next_report:
             self._next_report = now + self.config.report_every
             self.log(self.metrics.line())
+
+    def _total(self) -> int | None:
+        """Results the run will give, once known: every source's frame count (files that do not loop), at most
+        ``max_frames``."""
+        max_frames = self.config.max_frames
+        if self.config.loop or not all(c.num_frames for c in self.captures):
+            return max_frames
+        total = sum(c.num_frames for c in self.captures)
+        return min(total, max_frames or total)
 
     def leave(self, i: int) -> None:
         """Stream ``i`` leaves the run while the others go on (its camera moved elsewhere): its open tracks end, its
@@ -195,6 +205,7 @@ class Outputs:
                 self.bar.close()
                 self.bar = None
         self.live = self.live or self.captures[i].live
+        self._want_bar = self._want_bar and not self.live
 
     def _update_publishing(self) -> None:
         """Messages are made only when something takes them: a message sink or a JSONL file."""

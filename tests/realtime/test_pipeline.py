@@ -76,6 +76,14 @@ def test_odd_size_and_resolution_change_still_give_a_playable_mp4(tmp_path, engi
     assert widths == [160] * 4 + [96] * 4  # JSONL keeps each frame's own size
 
 
+def test_the_progress_bar_shows_once_it_knows_its_total(tmp_path, engine, capsys):
+    src = write_video(tmp_path / "clip.mp4", frames=12)
+    config = PipelineConfig(specs=[parse_source(str(src))], out_dir=tmp_path / "out")
+    assert Pipeline(config, engine, log=lambda line: None).run().frames_out == 12
+    err = capsys.readouterr().err
+    assert "12/12" in err and "0/12" in err and "0frame" not in err  # no bar without its total first
+
+
 def test_max_frames_stops_early(tmp_path, engine):
     """The source stopped early says so (not "end of input"); with names from a camera file, the log uses them."""
     src = write_video(tmp_path / "clip.mp4", frames=40)
@@ -192,10 +200,10 @@ def test_a_live_stream_that_joins_a_pipeline_of_files_ends_its_prefetching(tmp_p
     thread.start()
     try:
         wait_until(lambda: pipeline.metrics.frames_out >= 5)
-        assert pipeline.prefetch and pipeline._bar is not None
+        assert pipeline.prefetch and pipeline._outputs.bar is not None
         pipeline.join(parse_source(str(BUNDLED_CLIP)), StreamOptions(as_live=True))
         wait_until(lambda: pipeline.captures[1].frames_in >= 10)
-        assert not pipeline.prefetch and pipeline._bar is None  # the metrics line, not a progress bar, from now on
+        assert not pipeline.prefetch and pipeline._outputs.bar is None  # the metrics line, not a progress bar, from now on
         prepare = [t for t in threading.enumerate() if t.name == "prepare"]
         assert not prepare, "the prepare thread ended"
         wait_until(lambda: '"seq":39,' in (tmp_path / "out" / "poses.jsonl").read_text())

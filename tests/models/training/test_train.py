@@ -1,6 +1,7 @@
-"""models.training.train: the schedule, a short run that learns, checkpoints that resume and load weights-only,
-one-line errors."""
+"""models.training.train: the schedule, a short run that learns, the lines a run prints, checkpoints that resume
+and load weights-only, one-line errors."""
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,8 @@ import torch
 
 from models.checkpoint import load_checkpoint
 from models.training import loop
-from models.training.train import TrainError, amp_dtype, build_args, lr_milestones, model_overrides, run
+from models.training.train import (TrainError, amp_dtype, build_args, format_epoch_range, format_saved,
+                                   format_schedule, lr_milestones, model_overrides, run)
 from tests.cli import ROOT, assert_one_error_line, run_module
 
 
@@ -20,6 +22,29 @@ def test_schedule_is_dekr_scaled_to_the_epochs():
     assert lr_milestones(7) == [4, 6]
     assert lr_milestones(2) == [1]
     assert lr_milestones(1) == []
+
+
+@pytest.mark.parametrize("lr, drops, epochs, words", [
+    (1e-3, [], 20, "lr 0.001 (constant)"),
+    (1e-3, [13, 17], 20, "lr 0.001, x0.1 after epochs 13, 17"),
+    (2.5e-4, [1, 5], 2, "lr 0.00025, x0.1 after epoch 1"),  # a drop after the last epoch changes nothing
+])
+def test_header_states_the_schedule_in_words(lr, drops, epochs, words):
+    assert format_schedule(lr, drops, epochs) == words
+
+
+def test_header_counts_epochs_from_one():
+    assert format_epoch_range(0, 20) == "epochs 1-20"
+    assert format_epoch_range(19, 20) == "epoch 20"
+    assert format_epoch_range(20, 20) == "no epoch left (20 of 20 done)"
+
+
+def test_saved_line_names_the_metric_best_pt_was_chosen_by(tmp_path):
+    assert format_saved(tmp_path, {"metric": 0.5123, "epoch": 3}, 4, validated=True) == \
+        f"saved {tmp_path / 'best.pt'} (epoch 3, val AP 0.5123) and last.pt (epoch 4)"
+    assert format_saved(tmp_path, {"metric": -1.25, "epoch": 2}, 2, validated=False) == \
+        f"saved {tmp_path / 'best.pt'} (epoch 2, loss 1.2500) and last.pt (epoch 2)"
+    assert format_saved(tmp_path, {"metric": -math.inf}, 1, validated=True) == f"saved {tmp_path / 'last.pt'} (epoch 1)"
 
 
 def test_ablation_switches_and_pose_score_become_model_overrides():
@@ -170,6 +195,22 @@ def test_time_limit_stops_between_epochs_and_resume_finishes_the_schedule(synth4
     log = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
     assert [e["epoch"] for e in log] == [1, 2, 3] and summary["epoch"] == 3
     assert [e["lr"] for e in log] == pytest.approx([1e-3, 1e-3, 1e-4])
+
+
+def test_run_counts_epochs_from_one_and_says_where_it_saved(synth4, tmp_path, capsys):
+    """The header, the progress bar and the epoch lines count epochs alike; the last line names the checkpoints."""
+    out = tmp_path / "run"
+    run(build_args(["--config", "tiny", "--synth", str(synth4), "--val-synth", str(synth4), "--out", str(out),
+                    "--input-size", "64", "--batch-size", "4", "--workers", "0", "--device", "cpu", "--augment",
+                    "off", "--threads", "1", "--epochs", "2", "--lr-drops", "1"]))
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert lines[0].endswith("epochs 1-2, lr 0.001, x0.1 after epoch 1"), lines[0]
+    assert "epoch 1:" in captured.err and "epoch 2:" in captured.err and "epoch 0" not in captured.err
+    assert [line.split(" | ")[0] for line in lines[1:3]] == ["epoch 1", "epoch 2"]
+    best = json.loads((out / "train_log.jsonl").read_text().splitlines()[-1])["best_epoch"]
+    ap = torch.load(out / "best.pt", weights_only=True)["extra"]["best"]["metric"]
+    assert lines[-1] == f"saved {out / 'best.pt'} (epoch {best}, val AP {ap:.4f}) and last.pt (epoch 2)"
 
 
 @pytest.mark.parametrize("args, words", [
