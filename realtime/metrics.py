@@ -100,9 +100,12 @@ class Metrics:
 
     def summary(self) -> str:
         d = self.as_dict()
+        skipped = sum(c.skipped for c in self.captures)
+        unfinished = d["frames_in"] - d["frames_out"] - d["drops"] - skipped
         rows = [f"summary: {_count(d['frames_out'], 'frame')} out of {d['frames_in']} in {d['elapsed_s']:.1f} s "
                 f"({d['fps_out']:.1f} fps out, {d['fps_in']:.1f} fps in), drops {d['drops']}, "
-                f"reconnects {d['reconnects']}",
+                f"reconnects {d['reconnects']}" + (f", skipped {skipped} (the fps cap)" if skipped else "")
+                + (f", {unfinished} read but not finished when the run stopped" if unfinished > 0 else ""),
                 f"  {'stage':<12} {'p50 ms':>9} {'p95 ms':>9} {'max ms':>9} {'n':>7}"]
         for stage, s in d["stages"].items():
             rows.append(f"  {stage:<12} {s['p50_ms']:9.2f} {s['p95_ms']:9.2f} {s['max_ms']:9.2f} {s['n']:7d}")

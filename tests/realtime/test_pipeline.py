@@ -92,6 +92,8 @@ def test_max_frames_stops_early(tmp_path, engine):
     assert 5 <= metrics.frames_out <= 6
     assert count_frames(tmp_path / "out" / "annotated_door.mp4")[0] == metrics.frames_out
     assert "source 0 door: running -> ended (stopped)" in logs and not any("end of input" in line for line in logs)
+    unfinished = metrics.totals()["frames_in"] - metrics.frames_out  # a file is read ahead of the network
+    assert unfinished > 0 and f", {unfinished} read but not finished when the run stopped" in metrics.summary()
 
 
 def test_a_failed_source_does_not_stop_the_others(tmp_path, engine):
