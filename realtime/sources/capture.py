@@ -191,7 +191,8 @@ class Capture(threading.Thread):
         bounded = not self.frames_in and self.max_attempts > 0
         bound = f", attempt {self.attempts + 1} of {self.max_attempts}" if bounded else ""
         self._set_state("reconnecting", f"{self.error or 'stream ended'}; next try in {delay:.1f}s{bound}")
-        self.reconnects += 1
+        if self.frames_in:  # a source never reached is not reconnecting: its tries are ``attempts``
+            self.reconnects += 1
         stopped = self._halt.wait(delay)
         self.next_try_at = None
         return not stopped

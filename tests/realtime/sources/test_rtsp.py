@@ -150,12 +150,13 @@ def test_silent_server_times_out_and_does_not_stall_a_file(tmp_path, engine):
 
 def test_closed_port_fails_with_one_line(tmp_path, engine):
     spec = parse_source(f"rtsp://127.0.0.1:{free_port()}/live")
-    config = PipelineConfig(specs=[spec], out_dir=None, progress=False, max_attempts=1, **FAST_RETRY)
+    config = PipelineConfig(specs=[spec], out_dir=None, progress=False, max_attempts=2, **FAST_RETRY)
     logs = []
     pipeline = Pipeline(config, engine, log=logs.append)
     pipeline.run()
     capture = pipeline.captures[0]
     assert capture.state == "failed" and "cannot open" in capture.error and "\n" not in capture.error
+    assert (capture.attempts, capture.reconnects) == (2, 0)  # never reached: it tried twice, it never reconnected
 
 
 def test_http_source_through_pyav(tmp_path, engine):
