@@ -104,8 +104,10 @@ def image_paths(uri: str) -> list[Path]:
 class PyAVReader:
     """Files and network streams through PyAV (FFmpeg): RTSP over TCP, low-delay flags, timeouts on every call."""
 
-    def __init__(self, spec: SourceSpec, open_timeout: float = 5.0, read_timeout: float = 5.0, shrink=None):
+    def __init__(self, spec: SourceSpec, open_timeout: float = 5.0, read_timeout: float = 5.0, shrink=None,
+                 warn: Callable[[str], None] | None = None):
         self.spec, self.open_timeout, self.read_timeout = spec, open_timeout, read_timeout
+        self._warn = warn or (lambda line: None)
         self.shrink = shrink  # realtime.sources.frontend.ShrinkTarget, or None: whole RGB frames
         self.full_size: tuple[int, int] | None = None  # (H, W) of the last frame when it came back shrunk
         self.container = None
@@ -140,13 +142,40 @@ class PyAVReader:
             raise SourceError(f"{self.spec.name}: cannot resolve host {host!r} ({_reason(exc)})") from None
 
     def open(self) -> None:
+        self._resolve_host()
+        options = self._options()
+        self.container = self._open(options)
+        if self.spec.kind == "stream" and self.container.duration and "fflags" in options:
+            # a file served over the network (its length is known): what was read while probing is its first frames,
+            # which nobuffer throws away (a short file: all of them); opened again, keeping them
+            self.container.close()
+            self.container = self._open({k: v for k, v in options.items() if k != "fflags"})
+            self._warn(f"{self.spec.name} is a file served over the network: it plays like a live stream (the newest "
+                       f"frame each time, the others dropped); download it to read every frame")
+        if not self.container.streams.video:
+            self.close()
+            raise SourceError(f"{self.spec.name}: has no video stream", permanent=True)
+        stream = self.container.streams.video[0]
+        stream.thread_type = "AUTO" if self.spec.kind == "file" else "SLICE"
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if width and height:
+            from realtime.sources.frontend import decoder_options, decoder_threads
+
+            stream.codec_context.thread_count = decoder_threads(width, height)
+            options = decoder_options(width, height, self.shrink)
+            if options:
+                stream.codec_context.options = options
+        self.fps = float(stream.average_rate) if stream.average_rate else None
+        self.num_frames = int(stream.frames) if stream.frames else None
+        self._frames = self.container.decode(stream)
+
+    def _open(self, options: dict[str, str]):
+        """The container, or one ``SourceError`` line saying why not."""
         import av
 
-        self._resolve_host()
         started = time.monotonic()
         try:
-            self.container = av.open(self.spec.uri, options=self._options(),
-                                     timeout=(self.open_timeout, self.read_timeout))
+            return av.open(self.spec.uri, options=options, timeout=(self.open_timeout, self.read_timeout))
         except av.error.FileNotFoundError:
             raise SourceError(f"{self.spec.name}: no such file", permanent=True) from None
         except (av.error.HTTPUnauthorizedError, av.error.HTTPForbiddenError, av.error.HTTPNotFoundError) as exc:
@@ -173,22 +202,6 @@ class PyAVReader:
                                   permanent=True) from None
             raise SourceError(f"{self.spec.name}: cannot open ({_reason(exc)})",
                               permanent=self.spec.kind == "file") from None
-        if not self.container.streams.video:
-            self.close()
-            raise SourceError(f"{self.spec.name}: has no video stream", permanent=True)
-        stream = self.container.streams.video[0]
-        stream.thread_type = "AUTO" if self.spec.kind == "file" else "SLICE"
-        width, height = stream.codec_context.width, stream.codec_context.height
-        if width and height:
-            from realtime.sources.frontend import decoder_options, decoder_threads
-
-            stream.codec_context.thread_count = decoder_threads(width, height)
-            options = decoder_options(width, height, self.shrink)
-            if options:
-                stream.codec_context.options = options
-        self.fps = float(stream.average_rate) if stream.average_rate else None
-        self.num_frames = int(stream.frames) if stream.frames else None
-        self._frames = self.container.decode(stream)
 
     def read(self) -> tuple[np.ndarray, float | None] | None:
         import av
@@ -311,13 +324,14 @@ class ImageReader:
 
 def make_reader(spec: SourceSpec, open_timeout: float = 5.0, read_timeout: float = 5.0,
                 warn: Callable[[str], None] | None = None, shrink=None):
-    """The reader for a spec; ``warn`` gets the one-line warnings of an images source (a skipped file); ``shrink``
+    """The reader for a spec; ``warn`` gets its one-line warnings (an images source's skipped file, a file served
+    over the network); ``shrink``
     (``realtime.sources.frontend.ShrinkTarget``) makes a PyAV reader return frames shrunk to the network canvas's content."""
     if spec.kind == "camera":
         return CameraReader(spec)
     if spec.kind == "images":
         return ImageReader(spec, warn=warn)
-    return PyAVReader(spec, open_timeout=open_timeout, read_timeout=read_timeout, shrink=shrink)
+    return PyAVReader(spec, open_timeout=open_timeout, read_timeout=read_timeout, shrink=shrink, warn=warn)
 
 
 def _reason(exc: BaseException) -> str:
