@@ -31,7 +31,7 @@ from realtime import BUNDLED_CLIP
 from models.argtypes import OneLineParser, float_above, imgsz, int_at_least, port, unit_float
 from realtime.cameras import CameraFile, load_cameras
 from realtime.post.tracking import add_tracker_arguments, tracker_settings
-from realtime.publish.uri import SinkSpec, parse_sink
+from realtime.publish.uri import SinkSpec, merge_sinks, parse_sink
 from realtime.sources.readers import SourceError, SourceSpec, parse_source
 
 
@@ -131,6 +131,9 @@ def add_recording_arguments(p: argparse.ArgumentParser) -> None:
                         "(streams from the first byte), but a crash leaves an unplayable file")
 
 
+WS_NEEDS_VIEW = "--sink ws: needs the live view (--http-port): it serves /ws"
+
+
 def check_combinations(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Options that need another one: the same one-line usage error (exit status 2)."""
     for flag in ("keep", "keep_gb"):
@@ -179,7 +182,10 @@ def streams_of(cameras: CameraFile | None, n: int, sinks: list[SinkSpec]):
         raise ValueError(f"{cameras.path}: a camera is named like a --source stream (stream<i>); rename it")
     per = [StreamOptions(c.record, c.segment, c.keep, c.as_live, c.fps) for c in cams]
     per += [StreamOptions()] * (n - len(cams))
-    all_sinks = list(sinks) + (list(cameras.sinks) + [s for c in cams for s in c.sinks] if cameras else [])
+    all_sinks, repeated = merge_sinks(list(sinks) + (list(cameras.sinks) + [s for c in cams for s in c.sinks]
+                                                     if cameras else []))
+    for name in repeated:
+        print(f"warning: sink {name} is given more than once; each message goes there once", file=sys.stderr)
     return names, per if cams else [], all_sinks
 
 
@@ -200,9 +206,14 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, positional_s
     args = parser.parse_args(argv)
     check_combinations(parser, args)
     try:
-        cameras = load_cameras(args.cameras) if args.cameras else None
         sinks = [parse_sink(t) for t in args.sink or []]
-    except ValueError as exc:  # CameraFileError, SinkUriError: one line naming the file, camera or URI
+    except ValueError as exc:  # SinkUriError: a usage error (exit status 2), the URI named and masked
+        parser.error(_one_line(exc))
+    if any(s.scheme == "ws" for s in sinks) and args.http_port is None:
+        parser.error(WS_NEEDS_VIEW)
+    try:
+        cameras = load_cameras(args.cameras) if args.cameras else None
+    except ValueError as exc:  # CameraFileError: one line naming the file and the camera
         sys.exit(f"error: {_one_line(exc)}")
     texts = [c.url for c in cameras.cameras] if cameras else []
     texts += list(getattr(args, "urls", None) or []) + list(args.source or [])
@@ -217,8 +228,8 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, positional_s
         specs = resolve_sources(texts, args.rtsp_listen)
         tracker = tracker_settings(args)
         names, per_stream, sinks = streams_of(cameras, len(specs), sinks)
-        if any(s.scheme == "ws" for s in sinks) and args.http_port is None:
-            raise ValueError("--sink ws: needs the live view (--http-port): it serves /ws")
+        if any(s.scheme == "ws" for s in sinks) and args.http_port is None:  # a camera file's sink
+            raise ValueError(f"{args.cameras}: {WS_NEEDS_VIEW}")
     except (SourceError, ValueError) as exc:  # before the heavy imports: bad input is reported at once
         sys.exit(f"error: {_one_line(exc)}")
     # OpenCV before PyAV (realtime.pipeline loads it): with OpenCV's GUI build, FFmpeg's libraries loaded by PyAV

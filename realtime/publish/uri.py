@@ -41,6 +41,28 @@ class SinkSpec:
         return replace(self, options=replace(self.options, streams=frozenset(streams)))
 
 
+def merge_sinks(specs) -> tuple[list[SinkSpec], list[str]]:
+    """One sink per URI and options: a sink given twice (on the command line and in a camera file, or for the run
+    and for one camera) would send each message twice. Returns the sinks, each carrying the union of the streams it
+    was given for (None: all), and the names of those given twice for a stream (two cameras that each name the same
+    sink are not: each message went there once anyway)."""
+    merged: list[SinkSpec] = []
+    repeated: list[str] = []
+    for spec in specs:
+        key = replace(spec.options, streams=None)
+        i = next((k for k, m in enumerate(merged) if m.uri == spec.uri and replace(m.options, streams=None) == key),
+                 None)
+        if i is None:
+            merged.append(spec)
+            continue
+        a, b = merged[i].options.streams, spec.options.streams
+        merged[i] = replace(merged[i], options=replace(merged[i].options,
+                                                       streams=None if a is None or b is None else a | b))
+        if (a is None or b is None or a & b) and spec.name not in repeated:
+            repeated.append(spec.name)
+    return merged, repeated
+
+
 def parse_sink(text: str) -> SinkSpec:
     name = redact(text)
     bad = lambda why: SinkUriError(f"--sink {name!r}: {why}")  # noqa: E731

@@ -47,11 +47,14 @@ def test_a_broker_down_at_start_is_retried_and_the_files_lose_nothing(tmp_path, 
 @pytest.mark.parametrize("args, words", [
     (["--sink", "kafka://127.0.0.1:9092/x"], "unknown scheme 'kafka'"),
     (["--sink", "redis://127.0.0.1:99999/0"], "port out of range"),
+    (["--sink", "mqtt://127.0.0.1/qem?qos=3"], "qos='3' out of range"),
     (["--sink", "ws"], "--http-port"),
 ])
 def test_a_bad_sink_is_one_error_line(tmp_path, args, words):
+    """A sink URI the command line refuses is a usage error (exit status 2), as any bad value is."""
     proc = cli(tmp_path, "--source", "synth", *args)
     assert_one_error_line(proc, words)
+    assert proc.returncode == 2
 
 
 def camera_file(tmp_path, text: str):

@@ -54,6 +54,20 @@ def test_sink_uris_give_their_defaults_and_options():
     assert "s3cret" not in repr(m)
 
 
+def test_a_sink_given_twice_is_one_sink_for_the_streams_of_both():
+    from realtime.publish.uri import merge_sinks
+
+    run_wide, again = parse_sink("mqtt://127.0.0.1/qem"), parse_sink("mqtt://127.0.0.1/qem")
+    door, yard = (parse_sink("redis://127.0.0.1/0").for_streams([name]) for name in ("door", "yard"))
+    every_other = parse_sink("mqtt://127.0.0.1/qem?every=2")  # other options: a sink of its own
+    sinks, repeated = merge_sinks([run_wide, door, again, yard, every_other])
+    assert [s.uri for s in sinks] == ["mqtt://127.0.0.1/qem", "redis://127.0.0.1/0", "mqtt://127.0.0.1/qem?every=2"]
+    assert sinks[0].options.streams is None and sinks[1].options.streams == {"door", "yard"}
+    assert repeated == ["mqtt://127.0.0.1/qem"]  # door's and yard's redis: each message went there once anyway
+    both, repeated = merge_sinks([door, parse_sink("redis://127.0.0.1/0")])  # one camera's and the run's
+    assert len(both) == 1 and both[0].options.streams is None and repeated == ["redis://127.0.0.1/0"]
+
+
 def offer_frames(sink: QueuedSink, streams: int, frames: int, step: float = 0.1) -> None:
     for i in range(frames):
         for s in range(streams):
