@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from typing import Callable
 
 import numpy as np
 
@@ -18,8 +19,9 @@ STAGES = ("queue", "preprocess", "forward", "postprocess", "post", "render", "ou
 
 
 class Metrics:
-    def __init__(self, captures=(), window: int = 2000):
+    def __init__(self, captures=(), window: int = 2000, label: Callable[[int], str] | None = None):
         self.captures = list(captures)
+        self.label = label or (lambda i: self.captures[i].spec.name)  # how the summary names stream i
         self.samples: dict[str, deque] = {s: deque(maxlen=window) for s in STAGES}
         # (seconds since start, end-to-end ms) of the last 200k results: the age-over-time figures of the benchmark
         self.all_e2e: deque[tuple[float, float]] = deque(maxlen=200_000)
@@ -92,10 +94,10 @@ class Metrics:
                 stages[stage] = {"p50_ms": round(p50, 3), "p95_ms": round(p95, 3), "max_ms": round(mx, 3), "n": n}
         return {"elapsed_s": round(elapsed, 3), **t, "fps_in": round(t["frames_in"] / elapsed, 2),
                 "fps_out": round(t["frames_out"] / elapsed, 2), "stages": stages,
-                "sources": [{"name": c.spec.name, "state": c.state, "frames_in": c.frames_in, "drops": c.drops,
+                "sources": [{"name": self.label(i), "state": c.state, "frames_in": c.frames_in, "drops": c.drops,
                              "reconnects": c.reconnects, "failed_attempts": c.attempts,
                              "next_try_s": c.next_try_in(), "error": c.error}
-                            for c in self.captures],
+                            for i, c in enumerate(self.captures)],
                 "sinks": self.sink_stats()}
 
     def summary(self) -> str:

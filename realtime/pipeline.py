@@ -80,6 +80,11 @@ class PipelineConfig:
     def stream(self, i: int) -> StreamOptions:
         return self.per_stream[i] if self.per_stream else StreamOptions()
 
+    def label(self, i: int) -> str:
+        """Stream ``i`` as people see it (the log, the window, the view, the summary): its camera's name where a
+        camera file named it, else its source (the URL redacted)."""
+        return self.stream_names[i] if self.file_tags and self.stream_names else self.specs[i].name
+
 
 class _Stage(threading.Thread):
     """A thread running ``step`` until it returns False; an exception is kept for the caller."""
@@ -110,7 +115,7 @@ class Pipeline:
         self.captures = [self._capture(i) for i in range(len(config.specs))]
         self.batcher = Batcher(self.captures, self.notify, window=config.batch_window)
         self.posts = [self._post(i) for i in range(len(config.specs))]
-        self.metrics = Metrics(self.captures)
+        self.metrics = Metrics(self.captures, label=config.label)
         self.events: deque[tuple[int, str, str, str]] = deque(maxlen=10_000)  # a dead camera retries for days
         self.view_url: str | None = None  # the browser view's address once ``run`` has started it
         self.recording_error: str | None = None  # set when the files could not be written any more (disk full)
@@ -161,13 +166,7 @@ class Pipeline:
             if failures % 10:
                 return
             detail += f"; {failures} failed attempts in a row, logging every 10th"
-        self.log(f"source {index} {self._label(index)}: {old} -> {new}" + (f" ({detail})" if detail else ""))
-
-    def _label(self, index: int) -> str:
-        """A stream as the log names it: its camera's name where a camera file named it, else its source (the URL
-        redacted)."""
-        c = self.config
-        return c.stream_names[index] if c.file_tags and c.stream_names else c.specs[index].name
+        self.log(f"source {index} {self.config.label(index)}: {old} -> {new}" + (f" ({detail})" if detail else ""))
 
     def leave(self, index: int) -> None:
         """Takes stream ``index`` out of the running pipeline while the others go on: its capture stops, then (in

@@ -44,14 +44,15 @@ class Outputs:
             for i in range(n):
                 self.recorders[i] = self._recorder(i)
             if config.http_port is not None:
-                self.view = HttpView(FrameBoard(self.names), captures, config.http_host, config.http_port).start()
+                labels = [config.label(i) for i in range(n)]
+                self.view = HttpView(FrameBoard(labels), captures, config.http_host, config.http_port).start()
                 log(f"live view: {self.view.url}")
             self.publisher = self._publisher(config, captures, log)
             self._update_publishing()
         except BaseException:
             self.close()
             raise
-        self.window = Window(self.names) if config.show else None
+        self.window = Window([config.label(i) for i in range(n)]) if config.show else None
         self.live = any(c.live for c in captures)
         self._want_bar = config.progress and not self.live  # shown once its total is known, or a result is out
         self._next_report = time.perf_counter() + config.report_every
@@ -193,9 +194,9 @@ class Outputs:
         name = config.stream_names[i] if config.stream_names else f"stream{i}"
         self.publisher.add(name, self.names[i], self.captures[i].live)
         if self.view is not None:
-            self.view.add(self.names[i], self.captures[i])
+            self.view.add(config.label(i), self.captures[i])
         if self.window is not None:
-            self.window.add(self.names[i])
+            self.window.add(config.label(i))
         for spec in sinks:
             self.publisher.sinks.append(open_sink(spec, self.log, backoff_max=config.backoff_max))
         self._update_publishing()

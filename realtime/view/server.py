@@ -159,7 +159,7 @@ class HttpView(AppThread):
     The output stage calls ``show`` for every annotated result and ``tick`` between results."""
 
     def __init__(self, board: FrameBoard, captures, host: str = "127.0.0.1", port: int = 8080):
-        self.board, self.status = board, LiveStatus(captures)
+        self.board, self.status = board, LiveStatus(captures, board.names)
         self.overlay = StateOverlay(board, captures)
         self.hub = WsHub()
         self.pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="view-jpeg")  # waits for new frames
@@ -179,7 +179,7 @@ class HttpView(AppThread):
     def add(self, name: str, capture) -> None:
         """A stream that joined the run (``Pipeline.join``): a page loaded before reloads to show it."""
         self.overlay.add(capture)
-        self.status.add(capture)
+        self.status.add(capture, name)
         self.board.add(name)
 
     def close(self) -> None:

@@ -70,15 +70,18 @@ class StreamStats:
 class LiveStatus:
     """Per-stream figures for the view, fed by the output stage, read by the HTTP threads."""
 
-    def __init__(self, captures):
+    def __init__(self, captures, names: list[str] | None = None):
+        """``names``: how the page names each stream (default: its source, the URL redacted)."""
         self.captures = list(captures)
+        self.names = list(names) if names is not None else [c.spec.name for c in self.captures]
         self.stats = [StreamStats() for _ in self.captures]
         self.lock = threading.Lock()
         self.sink_stats = lambda: []  # the message sinks' counters (set by the output stage)
 
-    def add(self, capture) -> None:
+    def add(self, capture, name: str) -> None:
         with self.lock:
             self.stats.append(StreamStats())
+            self.names.append(name)
             self.captures.append(capture)
 
     def record(self, result: Result) -> None:
@@ -92,7 +95,7 @@ class LiveStatus:
             s = self.stats[i]
             fps, p95, people, frames = s.fps(now), s.p95(), s.people, s.frames
         wait = c.next_try_in(now)
-        return {"index": i, "name": c.spec.name, "state": c.state, "text": state_text(c, now),
+        return {"index": i, "name": self.names[i], "state": c.state, "text": state_text(c, now),
                 "error": c.error, "next_try_s": None if wait is None else round(wait, 1),
                 "fps": round(fps, 1), "p95_ms": None if p95 is None else round(p95, 1), "people": people,
                 "frames": frames, "drops": c.drops, "reconnects": c.reconnects,

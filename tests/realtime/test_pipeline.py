@@ -81,7 +81,7 @@ def test_the_progress_bar_shows_once_it_knows_its_total(tmp_path, engine, capsys
     config = PipelineConfig(specs=[parse_source(str(src))], out_dir=tmp_path / "out")
     assert Pipeline(config, engine, log=lambda line: None).run().frames_out == 12
     err = capsys.readouterr().err
-    assert "12/12" in err and "0/12" in err and "0frame" not in err  # no bar without its total first
+    assert "12/12" in err and "0/12" in err and "0frame [" not in err  # no bar without its total first
 
 
 def test_max_frames_stops_early(tmp_path, engine):
@@ -94,6 +94,7 @@ def test_max_frames_stops_early(tmp_path, engine):
     assert "source 0 door: running -> ended (stopped)" in logs and not any("end of input" in line for line in logs)
     unfinished = metrics.totals()["frames_in"] - metrics.frames_out  # a file is read ahead of the network
     assert unfinished > 0 and f", {unfinished} read but not finished when the run stopped" in metrics.summary()
+    assert "\n  source 0 door: ended, " in metrics.summary()
 
 
 def test_a_failed_source_does_not_stop_the_others(tmp_path, engine):
@@ -231,13 +232,15 @@ def test_a_stream_that_joins_a_pipeline_with_a_browser_view_gets_its_place_there
 
     from realtime import BUNDLED_CLIP
 
-    with bundled_clips_as_cameras(tmp_path, tiny_checkpoint, 1, http_port=0) as pipeline:
+    with bundled_clips_as_cameras(tmp_path, tiny_checkpoint, 1, http_port=0, stream_names=["door"],
+                                  file_tags=True) as pipeline:
         base = pipeline.view_url
         assert base
         pipeline.join(parse_source(str(BUNDLED_CLIP)), name="yard")
         wait_until(lambda: pipeline.captures[1].frames_in >= 5)
         status = json.loads(urllib.request.urlopen(base + "status.json", timeout=5).read())
-        assert [s["index"] for s in status["streams"]] == [0, 1] and status["streams"][1]["state"] == "running"
+        assert [(s["index"], s["name"]) for s in status["streams"]] == [(0, "door"), (1, "yard")]  # cameras' names
+        assert status["streams"][1]["state"] == "running"
         jpeg = urllib.request.urlopen(base + "frame/1.jpg", timeout=10).read()
         assert jpeg[:2] == b"\xff\xd8"
         assert b'id="stream-1"' in urllib.request.urlopen(base, timeout=5).read()
