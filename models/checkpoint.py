@@ -76,8 +76,9 @@ def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
             payload = torch.load(path, map_location=map_location, weights_only=True,
                                  mmap=str(map_location) == "cpu")  # mmap: a meta read leaves the tensors on disk
     except Exception as exc:  # noqa: BLE001 - truncated, foreign or unsafe files all end here
-        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or foreign file: {reason})") from None
+        from models.weights_file import why_unreadable
+
+        raise CheckpointError(f"{path}: not a readable checkpoint: {why_unreadable(path, exc)}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         if isinstance(payload, dict) and payload and all(isinstance(v, torch.Tensor) for v in payload.values()):
             raise CheckpointError(f"{path}: a bare state_dict, not a {FORMAT} file (save it with save_checkpoint)")

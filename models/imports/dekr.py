@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from models.checkpoint import save_checkpoint
+from models.weights_file import why_unreadable
 from models.export.exporter import sha256
 from models.config import preset
 from models.modeling.network import PoseNet
@@ -40,6 +41,16 @@ class DekrImportError(ValueError):
     expected, in one line."""
 
 
+class UnreadableWeights(DekrImportError):
+    """A file ``torch.load`` refuses: not a PyTorch file, cut short, or holding objects that are not loaded for
+    safety. ``detail`` is the message after ``"{path}: "``."""
+
+    def __init__(self, path: Path, detail: str):
+        super().__init__(f"{path}: {detail}")
+        self.path, self.detail = Path(path), detail
+
+
+# What a file that torch.load refuses looks like, told from its first bytes (no more is read).
 @dataclass(frozen=True)
 class Converted:
     """Our network's weights, and what they are."""
@@ -56,8 +67,17 @@ class Converted:
 
 def read_state(path: Path) -> dict[str, torch.Tensor]:
     """The tensors of a weights file, loaded with ``weights_only=True`` (NumPy arrays allowed in its metadata, which
-    MMPose's files carry); ``state_dict`` / ``model`` wrappers and ``module.`` prefixes removed."""
+    MMPose's files carry); ``state_dict`` / ``model`` wrappers and ``module.`` prefixes removed. A file that does
+    not load raises ``UnreadableWeights``, saying what it looks like."""
     import numpy as np
+
+    path = Path(path)
+    if path.is_dir():
+        inside = sorted(p.name for p in path.iterdir() if p.suffix in (".pth", ".pt") and p.is_file())
+        hint = f" (it holds {', '.join(inside[:3])}{', ...' if len(inside) > 3 else ''})" if inside else ""
+        raise DekrImportError(f"{path}: is a folder; give the .pth file{hint}")
+    if not path.is_file():
+        raise DekrImportError(f"{path}: file not found")
 
     allowed = [np.ndarray, np.dtype, getattr(np, "dtypes").Float64DType, getattr(np, "dtypes").Int64DType]
     for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
@@ -70,13 +90,14 @@ def read_state(path: Path) -> dict[str, torch.Tensor]:
             warnings.simplefilter("ignore")
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - truncated, foreign and unsafe files end here alike
+        if isinstance(exc, OSError) and exc.filename is not None:  # not allowed to read it, say
+            raise DekrImportError(f"{path}: cannot read it ({exc.strerror})") from None
         text = str(exc)
         found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
         if found:
-            raise DekrImportError(f"{path}: holds Python objects ({found.group(1)}), not plain weights; expected "
-                               f"{EXPECTED}") from None
-        reason = text.strip().splitlines()[0][:100] if text.strip() else type(exc).__name__
-        raise DekrImportError(f"{path}: not a readable PyTorch weights file (truncated or foreign: {reason})") from None
+            raise UnreadableWeights(path, f"holds Python objects ({found.group(1)}), not plain weights; expected "
+                                          f"{EXPECTED}") from None
+        raise UnreadableWeights(path, why_unreadable(path, exc)) from None
     if isinstance(obj, dict) and obj.get("format") == "qem-pose-checkpoint":
         raise DekrImportError(f"{path}: already a qem-pose checkpoint; use it as it is (--weights {path})")
     for key in ("state_dict", "model"):
@@ -250,8 +271,6 @@ def import_dekr(path: str | Path, out: str | Path | None = None, data: str | Non
     siblings, beside the input file). ``data`` ("coco" | "crowdpose"): what the weights must have been trained on
     (checked against their keypoint count). Returns the checkpoint's path."""
     path = Path(path)
-    if not path.is_file():
-        raise DekrImportError(f"{path}: file not found")
     converted = convert(read_state(path), path)
     found = DATASETS[converted.keypoints]
     if data is not None and data != found:

@@ -1,11 +1,16 @@
 """Downloads for ``qem import``: a URL is fetched once into the user cache (``$QEM_CACHE_DIR/downloads``, else
-``~/.cache/qem-pose/downloads``), with a progress bar, written to a temporary file and renamed into place, so an
-interrupted download never leaves a partial file under the final name. Nothing else in the project downloads.
-A URL's user name and password never reach the messages (``public_url``).
+``~/.cache/qem-pose/downloads``), with a progress bar on a terminal, written to a temporary file and renamed into
+place, so an interrupted download never leaves a partial file under the final name. Nothing else in the project
+downloads. A URL's user name and password never reach the messages (``public_url``) nor the cache's names.
+
+Each URL has its own folder, named by a short hash of the URL (``downloads/<hash>/<file name>``): two URLs with the
+same file name never share a file, and the file keeps its own name. A download that turns out not to be what was
+wanted is dropped with ``forget``, so the next run downloads it again.
 """
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import shutil
 import urllib.error
@@ -53,12 +58,18 @@ def downloads_dir() -> Path:
     return cache_dir() / "downloads"
 
 
+def url_key(url: str) -> str:
+    """A short name for ``url`` (credentials aside): the cache folder of its download."""
+    return hashlib.sha256(public_url(url).encode()).hexdigest()[:12]
+
+
 def fetch(url: str, folder: Path | None = None, timeout: float = TIMEOUT_S) -> Path:
-    """The file at ``url`` in the download cache (downloaded on first use); raises ``FetchError``."""
+    """The file at ``url`` in the download cache (``folder / url_key(url) / its name``, downloaded on first use);
+    raises ``FetchError``."""
     name = Path(urllib.parse.urlsplit(url).path).name
     if not name:
         raise FetchError(f"{public_url(url)}: the URL names no file")
-    folder = Path(folder) if folder is not None else downloads_dir()
+    folder = (Path(folder) if folder is not None else downloads_dir()) / url_key(url)
     target = folder / name
     if target.is_file():
         return target
@@ -67,7 +78,9 @@ def fetch(url: str, folder: Path | None = None, timeout: float = TIMEOUT_S) -> P
     try:
         with urllib.request.urlopen(_request(url), timeout=timeout) as response, open(partial, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=name, leave=False) as bar:
+            # on a terminal only (a log gets no carriage returns), and erased when done, so whatever follows (an
+            # error, the result) starts its own line
+            with tqdm(total=total, unit="B", unit_scale=True, desc=name, leave=False, disable=None) as bar:
                 for chunk in iter(lambda: response.read(1 << 20), b""):
                     out.write(chunk)
                     bar.update(len(chunk))
@@ -81,4 +94,20 @@ def fetch(url: str, folder: Path | None = None, timeout: float = TIMEOUT_S) -> P
         raise FetchError(f"{public_url(url)}: cannot download ({reason})") from None
     finally:
         partial.unlink(missing_ok=True)
+        if not target.exists():
+            _remove_if_empty(folder)
     return target
+
+
+def forget(path: Path) -> None:
+    """Drop a downloaded file from the cache (and its folder, once empty)."""
+    path = Path(path)
+    path.unlink(missing_ok=True)
+    _remove_if_empty(path.parent)
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:  # not empty, or already gone
+        pass

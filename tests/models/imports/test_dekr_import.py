@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import io
+import pickle
+import re
 import threading
+import zipfile
 from functools import partial
 from pathlib import Path
 
@@ -13,6 +17,7 @@ import pytest
 import torch
 
 from models.checkpoint import checkpoint_meta, load_checkpoint
+from models.imports import cli
 from models.imports.dekr import DekrImportError, import_dekr
 from models.imports.fetch import FetchError, fetch
 from tests.cli import assert_one_error_line, run_module
@@ -119,7 +124,7 @@ class Foreign:  # stands for a pickled model object, as a YOLO .pt holds
     ("yolo", "holds Python objects"),
     ("imagenet", "an HRNet ImageNet backbone without DEKR's heads"),
     ("other_head", "an MMPose checkpoint of another head (final_layer)"),
-    ("truncated", "not a readable PyTorch weights file"),
+    ("truncated", "a zip archive (PyTorch's format) cut short at 100000 bytes"),
     ("crowdpose_as_coco", "has 14 keypoints (crowdpose's), not coco's"),
 ])
 def test_bad_files_get_one_line_naming_the_file(tmp_path, release_coco, case, words):
@@ -152,6 +157,80 @@ def test_command_line_writes_the_checkpoint_and_fails_in_one_line(release_coco, 
     assert_one_error_line(proc, "missing.pth: file not found")
 
 
+def zip_with_pickle(data_pkl: bytes) -> bytes:
+    """A file in torch.save's zip format whose object pickle is ``data_pkl``."""
+    saved = io.BytesIO()
+    torch.save({"w": torch.zeros(1)}, saved)
+    out = io.BytesIO()
+    with zipfile.ZipFile(saved) as src, zipfile.ZipFile(out, "w") as dst:
+        for name in src.namelist():
+            dst.writestr(name, data_pkl if name.endswith("/data.pkl") else src.read(name))
+    return out.getvalue()
+
+
+def legacy_bytes() -> bytes:
+    saved = io.BytesIO()
+    torch.save({"w": torch.zeros(10_000)}, saved, _use_new_zipfile_serialization=False)
+    return saved.getvalue()
+
+
+@pytest.mark.parametrize("content,words", [
+    (b"hello world this is not a checkpoint\n", "not a PyTorch file (it starts with b'hello world this')"),
+    (b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + bytes(64), "not a PyTorch file (an MP4 or QuickTime video)"),
+    (b"<!DOCTYPE html><html><body>Sign in</body></html>", "not a PyTorch file (an HTML page"),
+    (b"", "an empty file (0 bytes)"),
+    (legacy_bytes()[:1000], "a PyTorch file cut short at 1000 bytes"),
+    (zip_with_pickle(pickle.dumps({"a": 1}, protocol=0)),
+     "holds objects other than tensors, which are not loaded for safety"),
+], ids=["text", "mp4", "html", "empty", "legacy_cut_short", "unsafe_pickle"])
+def test_unreadable_files_say_what_they_look_like(tmp_path, content, words):
+    path = tmp_path / "notackpt.pth"
+    path.write_bytes(content)
+    with pytest.raises(DekrImportError) as info:
+        import_dekr(path, tmp_path / "out.pt")
+    message = str(info.value)
+    assert message.startswith(f"{path}: ") and words in message and "\n" not in message
+
+
+def test_pytorchs_own_reason_is_its_first_sentence_whole(tmp_path):
+    saved = io.BytesIO()
+    torch.save({"w": torch.zeros(1)}, saved)
+    path = tmp_path / "future.pth"
+    with zipfile.ZipFile(saved) as src, zipfile.ZipFile(path, "w") as dst:
+        for name in src.namelist():  # as if written by a far newer PyTorch
+            dst.writestr(name, b"99\n" if name.endswith("/version") else src.read(name))
+    with pytest.raises(DekrImportError) as info:
+        import_dekr(path, tmp_path / "out.pt")
+    # PyTorch's whole first sentence, without its C++ source location or the advice that follows
+    assert re.fullmatch(rf"{re.escape(str(path))}: not a readable PyTorch weights file \(Attempted to read a PyTorch "
+                        rf"file with version 99, but the maximum supported version for reading is \d+\)",
+                        str(info.value)), str(info.value)
+
+
+def test_a_folder_is_named_as_a_folder(release_coco, tmp_path):
+    folder = tmp_path / "dekr"
+    folder.mkdir()
+    (folder / "pose_dekr_hrnetw32_coco.pth").write_bytes(b"")
+    with pytest.raises(DekrImportError, match=r"dekr: is a folder; give the \.pth file \(it holds "
+                                              r"pose_dekr_hrnetw32_coco\.pth\)$"):
+        import_dekr(folder)
+    with pytest.raises(DekrImportError, match="is a folder; give the .pth file"):
+        import_dekr(release_coco, tmp_path / "o.pt", rescore=tmp_path)
+
+
+def test_help_of_each_command_is_its_own_and_plain_text(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    parent = capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        cli.main(["dekr", "--help"])
+    dekr = capsys.readouterr().out
+    assert "qem import: weights published by others" in parent and "dekr " in parent
+    assert "qem import dekr: DEKR's published weights" in dekr and "--rescore" in dekr
+    assert "weights published by others" not in dekr
+    assert "``" not in parent + dekr
+
+
 class CountingHandler(http.server.SimpleHTTPRequestHandler):
     requests: list[str] = []
 
@@ -163,26 +242,62 @@ class CountingHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-def test_url_is_downloaded_once_into_the_cache(release_coco, tmp_path, monkeypatch):
-    served = tmp_path / "served"
-    served.mkdir()
-    (served / release_coco.name).write_bytes(release_coco.read_bytes())
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(CountingHandler, directory=str(served)))
+@pytest.fixture
+def served(tmp_path, monkeypatch):
+    """A folder served over HTTP on loopback (its base URL), with the download cache under ``tmp_path / "cache"``."""
+    folder = tmp_path / "served"
+    folder.mkdir()
+    CountingHandler.requests = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(CountingHandler, directory=str(folder)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     monkeypatch.setenv("QEM_CACHE_DIR", str(tmp_path / "cache"))
     try:
-        url = f"http://user:secret@127.0.0.1:{server.server_address[1]}/{release_coco.name}"
-        first, second = fetch(url), fetch(url)
-        assert first == second and first.read_bytes() == release_coco.read_bytes()
-        assert CountingHandler.requests == [f"/{release_coco.name}"]
-        assert first.parent == tmp_path / "cache" / "downloads"
-        with pytest.raises(FetchError) as info:
-            fetch(f"http://user:secret@127.0.0.1:{server.server_address[1]}/absent.pth")
-        assert "404" in str(info.value) and "secret" not in str(info.value)
+        yield folder, f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_url_is_downloaded_once_into_the_cache(release_coco, tmp_path, served):
+    folder, base = served
+    (folder / release_coco.name).write_bytes(release_coco.read_bytes())
+    url = base.replace("http://", "http://user:secret@") + f"/{release_coco.name}"
+    first, second = fetch(url), fetch(url)
+    assert first == second and first.read_bytes() == release_coco.read_bytes()
+    assert CountingHandler.requests == [f"/{release_coco.name}"]
+    assert first.name == release_coco.name and first.parent.parent == tmp_path / "cache" / "downloads"
+    assert "secret" not in str(first)
+    with pytest.raises(FetchError) as info:
+        fetch(base.replace("http://", "http://user:secret@") + "/absent.pth")
+    assert "404" in str(info.value) and "secret" not in str(info.value)
+
+
+def test_two_urls_with_one_file_name_are_cached_apart(served):
+    folder, base = served
+    for sub, text in (("a", b"first"), ("b", b"second")):
+        (folder / sub).mkdir()
+        (folder / sub / "w.pth").write_bytes(text)
+    a, b = fetch(f"{base}/a/w.pth"), fetch(f"{base}/b/w.pth")
+    assert a.name == b.name == "w.pth" and a != b
+    assert (a.read_bytes(), b.read_bytes()) == (b"first", b"second")
+
+
+def test_a_download_that_is_not_weights_is_dropped_and_fetched_again_once_fixed(release_coco, tmp_path, served,
+                                                                                capsys):
+    folder, base = served
+    (folder / "notackpt.pth").write_text("hello, this is not a checkpoint\n")
+    url = f"{base}/notackpt.pth"
+    assert cli.main(["dekr", url, "--out", str(tmp_path / "c.pt")]) == 2
+    err = capsys.readouterr().err
+    # one line, and no progress bar left before it (the line is the whole of stderr)
+    assert err == (f"error: {url}: not a PyTorch file (it starts with b'hello, this is n'); removed from the cache, so "
+                   f"the next run downloads it again\n")
+    assert not [p for p in (tmp_path / "cache" / "downloads").rglob("*") if p.is_file()]
+    (folder / "notackpt.pth").write_bytes(release_coco.read_bytes())  # the server's file is fixed
+    assert cli.main(["dekr", url, "--out", str(tmp_path / "c.pt")]) == 0, capsys.readouterr().err
+    assert CountingHandler.requests == ["/notackpt.pth", "/notackpt.pth"]
+    assert load_checkpoint(tmp_path / "c.pt").cfg.name == "dekr_w32"
 
 
 def test_url_that_does_not_answer_is_one_line(tmp_path):
