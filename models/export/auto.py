@@ -202,7 +202,7 @@ def choose(checkpoint: Path, precision: str | None, threads: int | None, input_s
         os.replace(f.name, store)
     if verbose:
         print(f"backend auto: {choice.chosen.name}, the fastest within the AP limits on this CPU at "
-              f"{'x'.join(map(str, shape))} ({where}), {nthreads} threads ({choice.explain()}; {how}, "
+              f"{'x'.join(map(str, shape))} ({where}), {nthreads} thread{'' if nthreads == 1 else 's'} ({choice.explain()}; {how}, "
               f"{entry['date']}, {store})" + (f"; {', '.join(missing)} not installed" if missing else ""),
               file=sys.stderr)
     return choice.chosen.backend, choice.chosen.precision

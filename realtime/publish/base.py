@@ -45,6 +45,11 @@ class SendFailed(Exception):
         self.undelivered = undelivered
 
 
+class ReceiverGone(ConnectionError):
+    """The receiver is gone for good (standard output closed by its reader): the sink stops, state ``stopped``, and
+    what comes after is counted as dropped."""
+
+
 class Transport:
     """What a transport does; every method runs in the sink's worker thread (``connect`` and ``send`` may block up to
     a few seconds and raise ``OSError``/``ConnectionError``/``SendFailed``)."""
@@ -147,6 +152,9 @@ class QueuedSink:
             if self._closing:
                 return
             self.sent += 1
+            if self.state == "stopped":
+                self.dropped += 1
+                return
             self.queue.append(message)
             self._trim()
             self.cond.notify()
@@ -213,7 +221,7 @@ class QueuedSink:
     def _run(self) -> None:
         t0 = time.thread_time()
         try:
-            while not self._stop:
+            while not self._stop and self.state != "stopped":
                 if self.state not in ("connected",):
                     if not self._connect():
                         continue
@@ -263,6 +271,12 @@ class QueuedSink:
                     self.unconfirmed = 0
             elif not states:
                 self.transport.poll()
+        except ReceiverGone as exc:
+            with self.cond:
+                self.dropped += len(batch) + len(self.queue)
+                self.queue.clear()
+                self.unconfirmed = 0
+            self._set("stopped", f"{_reason(exc)}; what follows is dropped")
         except Exception as exc:  # noqa: BLE001 - the connection is gone: requeue, reconnect
             undelivered = exc.undelivered if isinstance(exc, SendFailed) else batch
             with self.cond:
@@ -283,4 +297,4 @@ def _reason(exc: BaseException) -> str:
     from realtime.sources.redact import redact
 
     text = (getattr(exc, "strerror", None) or str(exc) or type(exc).__name__).strip().splitlines()
-    return redact(text[0] if text else type(exc).__name__)
+    return redact(text[0].rstrip(". ") if text else type(exc).__name__)  # redis-py's reasons end in a full stop

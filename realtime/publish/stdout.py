@@ -1,12 +1,12 @@
 """``stdout``: one message a line on standard output (every log line goes to standard error), so that
-``qem predict ... --sink stdout | jq`` works. A reader that goes away (``| head``) closes the sink with one line; the
-run goes on."""
+``qem predict ... --sink stdout | jq`` works. A reader that goes away (``| head``) stops the sink with one line
+(state ``stopped``; what follows is counted as dropped); the run goes on."""
 from __future__ import annotations
 
 import os
 import sys
 
-from realtime.publish.base import Message, Transport
+from realtime.publish.base import Message, ReceiverGone, Transport
 
 
 class StdoutTransport(Transport):
@@ -18,7 +18,7 @@ class StdoutTransport(Transport):
 
     def connect(self) -> None:
         if self.closed:
-            raise ConnectionError("standard output was closed by its reader")
+            raise ReceiverGone("standard output was closed by its reader")
         if self.stream is None:
             self.stream = sys.stdout
 
@@ -34,4 +34,4 @@ class StdoutTransport(Transport):
                 os.close(devnull)
             except (OSError, ValueError, AttributeError):
                 pass
-            raise ConnectionError("standard output was closed by its reader") from None
+            raise ReceiverGone("standard output was closed by its reader") from None

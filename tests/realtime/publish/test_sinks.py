@@ -90,6 +90,29 @@ def test_every_nth_frame_a_rate_cap_or_events_only(query, frames_per_stream, eve
     assert sink.stats()["sent"] == sink.stats()["delivered"] == len(lines) and sink.stats()["dropped"] == 0
 
 
+def test_a_reader_that_goes_away_stops_the_stdout_sink_in_one_line():
+    class ClosedPipe(io.StringIO):  # what `| head` leaves once it has read its lines
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    logs = []
+    sink = QueuedSink(StdoutTransport(ClosedPipe()), parse_sink("stdout").options, log=logs.append).start()
+    for i in range(5):
+        sink.offer(Message("frame", "s0", json.dumps({"seq": i})))
+    deadline = time.monotonic() + 10
+    while sink.state != "stopped":
+        assert time.monotonic() < deadline, logs
+        time.sleep(0.01)
+    for i in range(3):
+        sink.offer(Message("frame", "s0", json.dumps({"seq": 5 + i})))
+    sink.close()
+    assert logs == ["sink stdout: connecting -> connected",
+                    "sink stdout: connected -> stopped (standard output was closed by its reader; what follows is "
+                    "dropped)"]
+    stats = sink.stats()
+    assert (stats["sent"], stats["delivered"], stats["dropped"]) == (8, 0, 8)
+
+
 def test_a_broker_that_stops_answering_does_not_slow_the_pipeline_and_its_drops_are_counted(tmp_path, engine):
     reason = missing("mosquitto")
     if reason:
