@@ -10,6 +10,7 @@
         keep: 100                                # with segment: newest segments kept
         sinks: [redis://127.0.0.1:6379/0]        # this camera's messages only
         as_live: false                           # a file played like a camera
+        loop: false                              # a file starts again at its end (with as_live: a fake camera)
         fps: 10                                  # a frame-rate cap: frames beyond it are skipped before the network
 
 ``${NAME}`` in a URL is replaced by the environment variable NAME, so passwords stay out of the file (and out of
@@ -29,13 +30,14 @@ from realtime.publish.uri import SinkSpec, SinkUriError, parse_sink
 @dataclass(frozen=True)
 class StreamOptions:
     """Settings of one stream that override the run's (a camera file's entry): ``record`` its files, ``segment``
-    seconds and ``keep`` segments, ``as_live``, ``max_fps`` (a frame-rate cap before the network)."""
+    seconds and ``keep`` segments, ``as_live``, ``max_fps`` (a frame-rate cap before the network), ``loop``."""
 
     record: bool = True
     segment: float | None = None
     keep: int | None = None
     as_live: bool = False
     max_fps: float | None = None
+    loop: bool = False
 
 
 NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -56,6 +58,11 @@ class Camera:
     sinks: tuple[SinkSpec, ...] = ()
     as_live: bool = False
     fps: float | None = None
+    loop: bool = False
+
+    def options(self) -> StreamOptions:
+        """The settings its stream runs with."""
+        return StreamOptions(self.record, self.segment, self.keep, self.as_live, self.fps, self.loop)
 
 
 @dataclass(frozen=True)
@@ -66,7 +73,7 @@ class CameraFile:
 
 
 _TYPES = {"url": str, "record": bool, "segment": (int, float), "keep": int, "sinks": list, "as_live": bool,
-          "fps": (int, float)}
+          "fps": (int, float), "loop": bool}
 _KEYS = [f.name for f in fields(Camera) if f.name != "name"]
 
 
@@ -124,7 +131,7 @@ def _camera(name: str, spec, where: str, env) -> Camera:
         raise CameraFileError(f"{at}: keep must be >= 1 and needs segment (retention deletes whole segments)")
     sinks = tuple(s.for_streams([name]) for s in _sinks(spec.get("sinks", []), where, f"camera {name!r}"))
     return Camera(name, url, spec.get("record", True), spec.get("segment"), spec.get("keep"), sinks,
-                  spec.get("as_live", False), spec.get("fps"))
+                  spec.get("as_live", False), spec.get("fps"), spec.get("loop", False))
 
 
 def _fill(url: str, at: str, env) -> str:

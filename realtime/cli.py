@@ -45,7 +45,7 @@ def build_parser(prog: str | None = None, positional_sources: bool = False,
                         "'synth' (the bundled clip); repeatable")
     p.add_argument("--cameras", default=None, metavar="FILE",
                    help="a camera file (YAML): per camera a name, url (${ENV_VAR} filled in) and settings "
-                        "(record, segment, keep, sinks, as_live, fps); see docs/realtime.md")
+                        "(record, segment, keep, sinks, as_live, loop, fps); see docs/realtime.md")
     p.add_argument("--sink", action="append", default=None, metavar="URI",
                    help="send every message there too: stdout, mqtt://host[:port][/prefix], "
                         "redis://host[:port][/db][?stream=KEY], ws (needs --http-port); options ?every=N, ?fps=R, "
@@ -180,7 +180,7 @@ def streams_of(cameras: CameraFile | None, n: int, sinks: list[SinkSpec]):
     names = [c.name for c in cams] + [f"stream{i}" for i in range(len(cams), n)]
     if len(set(names)) < len(names):
         raise ValueError(f"{cameras.path}: a camera is named like a --source stream (stream<i>); rename it")
-    per = [StreamOptions(c.record, c.segment, c.keep, c.as_live, c.fps) for c in cams]
+    per = [c.options() for c in cams]
     per += [StreamOptions()] * (n - len(cams))
     all_sinks, repeated = merge_sinks(list(sinks) + (list(cameras.sinks) + [s for c in cams for s in c.sinks]
                                                      if cameras else []))

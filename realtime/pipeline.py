@@ -134,7 +134,8 @@ class Pipeline:
         c = self.config
         return Capture(i, c.specs[i], on_event=self._on_event, notify=self.notify, open_timeout=c.open_timeout,
                        read_timeout=c.read_timeout, stall_timeout=c.stall_timeout, max_attempts=c.max_attempts,
-                       backoff_base=c.backoff_base, backoff_max=c.backoff_max, pace=c.pace, loop=c.loop,
+                       backoff_base=c.backoff_base, backoff_max=c.backoff_max, pace=c.pace,
+                       loop=c.loop or c.stream(i).loop,
                        as_live=c.as_live or c.stream(i).as_live, max_fps=c.stream(i).max_fps,
                        on_warning=lambda i, line: self.log(f"warning: {line}"), shrink=self.shrink[i],
                        **c.capture_kwargs)

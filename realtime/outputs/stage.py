@@ -163,7 +163,7 @@ class Outputs:
         """Results the run will give, once known: every source's frame count (files that do not loop), at most
         ``max_frames``."""
         max_frames = self.config.max_frames
-        if self.config.loop or not all(c.num_frames for c in self.captures):
+        if any(c.loop for c in self.captures) or not all(c.num_frames for c in self.captures):
             return max_frames
         total = sum(c.num_frames for c in self.captures)
         return min(total, max_frames or total)

@@ -89,6 +89,16 @@ def test_a_camera_file_names_the_files_and_messages_and_sets_each_camera(tmp_pat
     assert [m["seq"] for m in frames if m["stream"] == "yard"] == list(range(12))
 
 
+def test_a_camera_of_the_file_may_loop_its_clip(tmp_path, tiny_checkpoint):
+    clip = write_video(tmp_path / "door.mp4", frames=12, size=(96, 64), fps=10)
+    cams = camera_file(tmp_path, f"cameras:\n  door: {{url: {clip}, loop: true}}\n")
+    proc = run_cli(["--cameras", str(cams), "--weights", str(tiny_checkpoint), "--no-show", "--imgsz", "128",
+                    "--no-progress", "--no-save", "--no-jsonl", "--sink", "stdout", "--max-frames", "30"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    frames = [m for m in map(json.loads, proc.stdout.splitlines()) if m["type"] == "frame"]
+    assert len(frames) >= 30 and len({m["pts"] for m in frames}) == len(frames)  # past its 12 frames, time going on
+
+
 @pytest.mark.parametrize("text, words", [
     ("cameras: [door, yard\n", "cameras.yaml: not valid YAML (line 2)"),
     ("cameras:\n  door: {url: a.mp4, recrod: true}\n", "cameras.yaml: camera 'door': unknown key 'recrod'"),
