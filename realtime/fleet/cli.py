@@ -32,9 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", action="append", default=None, metavar="URL",
                    help="a camera URL (named stream<i>); repeatable")
     p.add_argument("--sink", action="append", default=None, metavar="URI",
-                   help="every camera's messages go there too (stdout, mqtt://..., redis://...); repeatable")
+                   help="every camera's messages go there too (mqtt://..., redis://...); repeatable")
     p.add_argument("--ray", default=None, metavar="ADDRESS",
-                   help="HOST:PORT of a Ray cluster's head (default: start a local cluster on 127.0.0.1)")
+                   help="HOST:PORT of a Ray cluster's head, its GCS (or ray://HOST:PORT); default: start a local "
+                        "cluster on 127.0.0.1")
     p.add_argument("--cpus", type=int_at_least(1), default=2, help="CPUs of the local cluster (default 2)")
     p.add_argument("--engines", type=int_at_least(1), default=None,
                    help="engine actors (default: one per GPU, or the cluster's CPUs / --cpus-per-engine); with --ray, "
@@ -66,17 +67,37 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class UsageError(ValueError):
+    """A flag's value that ``qem serve`` cannot take: one line, exit status 2, as argparse's own."""
+
+
+# Sinks a fleet cannot carry: the engines are other processes, possibly on other nodes.
+NOT_FLEET_SINKS = {
+    "stdout": "the engines are processes of their own (on other nodes too), whose standard output reaches this "
+              "terminal only inside Ray's log lines",
+    "ws": "the fleet has no live view of frames",
+}
+FLEET_SINKS_HINT = "use mqtt://HOST:PORT/PREFIX or redis://HOST:PORT/DB"
+
+
 def main(argv: list[str] | None = None) -> int:
-    from realtime.fleet.cluster import FleetError
+    from realtime.fleet.cluster import FleetError, parse_address
     from realtime.sources.readers import SourceError
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.ray is not None:
+        try:
+            parse_address(args.ray)
+        except FleetError as exc:
+            parser.error(str(exc))
     try:
         if args.stop:
             return stop_detached(args)
         cameras, sinks = read_cameras(args)
         return serve(args, cameras, sinks)
+    except UsageError as exc:
+        parser.error(str(exc))
     except FleetError as exc:
         sys.exit(f"error: {exc}")
     except (ValueError, SourceError) as exc:  # CameraFileError, SinkUriError, a malformed camera URL
@@ -89,9 +110,13 @@ def read_cameras(args):
     """Cameras of the file, then ``--source`` ones (``stream<i>``); sinks of ``--sink`` and the file's top level.
     Every URL is checked here, before any cluster is reached."""
     from realtime.cameras import Camera, load_cameras
-    from realtime.publish.uri import parse_sink
-    from realtime.sources.readers import parse_source
+    from realtime.cli import resolve_sources
+    from realtime.publish.uri import merge_sinks, parse_sink
 
+    given = tuple(parse_sink(t) for t in args.sink or [])
+    for spec in given:
+        if spec.scheme in NOT_FLEET_SINKS:
+            raise UsageError(f"--sink {spec.name}: {NOT_FLEET_SINKS[spec.scheme]}; {FLEET_SINKS_HINT}")
     file = load_cameras(args.cameras) if args.cameras else None
     cameras = list(file.cameras) if file else []
     n = len(cameras)
@@ -101,12 +126,16 @@ def read_cameras(args):
     names = [c.name for c in cameras]
     if len(set(names)) < len(names):
         raise ValueError(f"{args.cameras}: a camera is named like a --source camera (stream<i>); rename it")
-    for c in cameras:
-        parse_source(c.url)
-    sinks = tuple(parse_sink(t) for t in args.sink or []) + (tuple(file.sinks) if file else ())
-    if any(s.scheme == "ws" for s in sinks):
-        raise ValueError("--sink ws: the fleet has no live view of frames; use mqtt://, redis:// or stdout")
-    return tuple(cameras), sinks
+    resolve_sources([c.url for c in cameras])  # every URL checked; "synth": the bundled clip, as in qem predict
+    in_file = [(f"{args.cameras}: sinks", s) for s in (file.sinks if file else ())]
+    in_file += [(f"{args.cameras}: camera {c.name!r}: sinks", s) for c in cameras for s in c.sinks]
+    for where, spec in in_file:
+        if spec.scheme in NOT_FLEET_SINKS:
+            raise ValueError(f"{where}: {spec.name}: {NOT_FLEET_SINKS[spec.scheme]}; {FLEET_SINKS_HINT}")
+    sinks, repeated = merge_sinks(given + (tuple(file.sinks) if file else ()))
+    for name in repeated:
+        print(f"warning: sink {name} is given more than once; each message goes there once", file=sys.stderr)
+    return tuple(cameras), tuple(sinks)
 
 
 def plan_engines(args, resources: dict) -> tuple[str, int, float, float]:
@@ -145,14 +174,17 @@ def _engines(args, most: int, holds: str) -> int:
 
 
 def serve(args, cameras, sinks) -> int:
-    from realtime.fleet.cluster import FleetError, connect, start_head, write_state
+    from realtime.fleet.cluster import HEAD_LOG, FleetError, connect, start_head, write_state
     from realtime.fleet.coordinator import COORDINATOR, NAMESPACE, Coordinator, FleetSpec
     from realtime.fleet.engine_host import EngineOptions
 
-    head_pid = None
+    head_pid = head_log = None
     address = args.ray
+    if args.detach:
+        refuse_second_detached(args.project)
     if args.detach and address is None:
         address, head_pid = start_head(args.cpus, Path(args.project))
+        head_log = Path(args.project) / HEAD_LOG
     ray = connect(address, args.cpus)
     try:
         device, engines, cpus, gpus = plan_engines(args, ray.cluster_resources())
@@ -175,7 +207,8 @@ def serve(args, cameras, sinks) -> int:
         print(f"fleet: {len(cameras)} camera(s) on {engines} {device} engine(s) of {where}"
               + (f"; view {view}" if view else ""), file=sys.stderr, flush=True)
         if args.detach:
-            state = {"address": address, "head_pid": head_pid, "view": view}
+            state = {"address": address, "head_pid": head_pid,
+                     "head_log": str(head_log.resolve()) if head_log else None, "view": view}
             write_state(Path(args.project) / STATE_FILE, state)
             print("fleet: running detached; stop it with: qem serve --stop"
                   + (f" --ray {address}" if head_pid is None else ""), file=sys.stderr)
@@ -184,11 +217,28 @@ def serve(args, cameras, sinks) -> int:
     except BaseException:
         if head_pid is not None:
             from realtime.fleet.cluster import stop_head
-            stop_head(head_pid)
+            stop_head(head_pid)  # its log stays, for a look at what went wrong
         raise
     finally:
         if not args.detach:
             ray.shutdown()
+
+
+def refuse_second_detached(project: str) -> None:
+    """One line when the state file of ``--detach`` names a cluster that still answers: a second detached fleet
+    would overwrite it and leave the first one running with nothing that knows it."""
+    from realtime.fleet.cluster import FleetError, check_reachable, read_state
+
+    path = Path(project) / STATE_FILE
+    address = (read_state(path) or {}).get("address")
+    if not address:
+        return
+    try:
+        check_reachable(address, timeout=2.0)
+    except FleetError:  # its cluster is gone: the file is stale and is overwritten
+        return
+    stop = "qem serve --stop" + ("" if project == "runs" else f" --project {project}")
+    raise FleetError(f"a fleet left by --detach still runs at {address} ({path}); stop it first: {stop}")
 
 
 def cluster_address(ray, address: str | None) -> str:
@@ -255,7 +305,7 @@ def summary(snap: dict) -> str:
 
 
 def stop_detached(args) -> int:
-    from realtime.fleet.cluster import FleetError, connect, read_state, stop_head
+    from realtime.fleet.cluster import HEAD_LOG, FleetError, connect, read_state, stop_head
     from realtime.fleet.coordinator import COORDINATOR, NAMESPACE
 
     path = Path(args.project) / STATE_FILE
@@ -274,10 +324,11 @@ def stop_detached(args) -> int:
         print(summary(last), file=sys.stderr)
     finally:
         ray.shutdown()
-        if state.get("head_pid") and (args.ray is None or args.ray == state.get("address")):
-            stop_head(state["head_pid"])
-        if path.is_file() and (args.ray is None or args.ray == state.get("address")):
-            path.unlink()
+        if args.ray is None or args.ray == state.get("address"):
+            if state.get("head_pid"):  # a head this command started, its output beside the state file
+                stop_head(state["head_pid"])
+                Path(state.get("head_log") or path.parent / HEAD_LOG).unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
     return 0
 
 

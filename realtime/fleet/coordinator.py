@@ -194,17 +194,19 @@ class Coordinator:
 
     # -- what survives a restart of the coordinator: kept in the cluster's key-value store (the GCS) ----------------
     def _restore(self) -> None:
-        """A coordinator that Ray restarted takes the measured rates and counters back; a new one starts afresh."""
+        """A coordinator that Ray restarted takes the measured rates and counters back; a new one starts afresh.
+        Ray restarts an actor under the same actor id, and the saved state names the id that wrote it: state of
+        another id is an earlier fleet's."""
         import ray
         from ray.experimental.internal_kv import _internal_kv_get
 
-        if not ray.get_runtime_context().was_current_actor_reconstructed:
-            self.forget()
-            return
+        self._actor_id = ray.get_runtime_context().get_actor_id()
         raw = _internal_kv_get(STATE_KEY, namespace=NAMESPACE)
-        if not raw:
+        state = json.loads(raw) if raw else {}
+        if state.get("coordinator") != self._actor_id:
+            self.forget()
+            self._save()  # from now on a restart of this actor knows itself
             return
-        state = json.loads(raw)
         self._measured = {n: CameraLoad(n, r, measured=True) for n, r in state["rates"].items() if n in self.cameras}
         self.history = state["history"]
         self._event("coordinator", "restarted: the engines keep their cameras")
@@ -212,7 +214,8 @@ class Coordinator:
     def _save(self) -> None:
         from ray.experimental.internal_kv import _internal_kv_put
 
-        state = {"rates": {n: c.rate for n, c in self._measured.items()}, "history": self.history}
+        state = {"coordinator": self._actor_id, "rates": {n: c.rate for n, c in self._measured.items()},
+                 "history": self.history}
         text = json.dumps(state, sort_keys=True)
         if text != getattr(self, "_saved", None):
             _internal_kv_put(STATE_KEY, text, namespace=NAMESPACE)

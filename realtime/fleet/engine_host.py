@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
 
-from realtime.cameras import Camera, StreamOptions
+from realtime.cameras import Camera
 from realtime.counters import CounterFile
 from realtime.fleet.counter_files import add_rows, counter_folder, read_incarnations, write_counter_file
 
@@ -256,8 +256,8 @@ class EngineHost:
         return self.options.record_root is not None and cam.record
 
     def _config(self):
+        from realtime.cli import resolve_sources
         from realtime.pipeline import PipelineConfig
-        from realtime.sources.readers import parse_source
 
         o, cams = self.options, self.cameras
         self._frame_rows = {}
@@ -268,15 +268,11 @@ class EngineHost:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             out_dir = Path(o.record_root) / f"{stamp}-{self.name}-{self.generation}"
         return PipelineConfig(
-            specs=[parse_source(c.url) for c in cams], out_dir=out_dir, save_mp4=record, save_jsonl=record,
+            specs=resolve_sources([c.url for c in cams]), out_dir=out_dir, save_mp4=record, save_jsonl=record,
             show=False, progress=False, report_every=1e9, batch_window=o.batch_window, open_timeout=o.open_timeout,
             read_timeout=o.read_timeout, stall_timeout=o.stall_timeout, backoff_max=o.backoff_max, max_attempts=0,
             stream_names=[c.name for c in cams], sinks=sinks, sink_flush=o.sink_flush, file_tags=True,
-            per_stream=[self._stream_options(c) for c in cams], **o.extra)
-
-    @staticmethod
-    def _stream_options(cam: Camera) -> StreamOptions:
-        return StreamOptions(cam.record, cam.segment, cam.keep, cam.as_live, cam.fps)
+            per_stream=[c.options() for c in cams], **o.extra)
 
     def _start_pipeline(self) -> None:
         from realtime.pipeline import Pipeline
@@ -298,7 +294,7 @@ class EngineHost:
 
     def _join(self, cams: list[Camera]) -> None:
         """``cams`` join the running pipeline, each with its sinks, counters and stats."""
-        from realtime.sources.readers import parse_source
+        from realtime.cli import resolve_sources
         from realtime.view.stream_status import StreamStats
 
         sinks = self._counted_sinks(cams)
@@ -307,7 +303,7 @@ class EngineHost:
             size = self._sizes[cam.name] = [0, 0]
             frames = self._frame_rows[cam.name]
             self._index[cam.name] = self.pipeline.join(
-                parse_source(cam.url), self._stream_options(cam), name=cam.name, sinks=sinks[cam.name],
+                resolve_sources([cam.url])[0], cam.options(), name=cam.name, sinks=sinks[cam.name],
                 wrap_post=lambda post, stats=stats, size=size, frames=frames: _Counted(post, stats, size, frames))
 
     def _run(self, pipeline) -> None:

@@ -63,3 +63,17 @@ def test_a_recording_camera_joining_a_pipeline_without_files_starts_a_new_one(tm
         assert sorted(p.name for p in tmp_path.glob("*/*")) == ["annotated_b.mp4", "poses_b.jsonl"]
     finally:
         host.stop()
+
+
+def test_synth_is_the_bundled_clip_of_the_engine_node(tiny_checkpoint):
+    """``qem serve --source synth`` hands the engines the word: each opens the clip of its own installation."""
+    host = EngineHost("e0", EngineOptions(weights=str(tiny_checkpoint), imgsz=128, capacity=1e9,
+                                          extra={"loop": True}))
+    try:
+        host.assign([Camera("a", "synth", record=False, as_live=True, fps=10)])
+        wait("a's frames", lambda: frames(host).get("a", 0) >= 5)
+        host.assign([Camera("a", "synth", record=False, as_live=True, fps=10),
+                     Camera("b", "synth", record=False, as_live=True, fps=10)])  # b joins the running pipeline
+        wait("b's frames", lambda: frames(host).get("b", 0) >= 5)
+    finally:
+        host.stop()

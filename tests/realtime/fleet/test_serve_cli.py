@@ -1,5 +1,7 @@
-"""``qem serve`` as a user meets it: every bad input is one line (no Ray, an address nobody answers on, GPU engines
-on a cluster without GPUs, a bad sink or camera), and ``--detach`` leaves a fleet running that ``--stop`` ends."""
+"""``qem serve`` as a user meets it: every bad input is one line (no Ray, an address nobody answers on or where a Redis
+answers, GPU engines on a cluster without GPUs, a bad sink or camera, a sink the engines cannot carry), ``synth`` is
+the bundled clip as in ``qem predict``, and ``--detach`` leaves a fleet running that ``--stop`` ends, while a second
+``--detach`` is refused."""
 from __future__ import annotations
 
 import json
@@ -12,6 +14,7 @@ import urllib.request
 import pytest
 
 from tests.cli import assert_one_error_line
+from tests.realtime.brokers import RedisServer, missing
 from tests.realtime.helpers import ROOT, free_port
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
@@ -37,15 +40,71 @@ def test_an_address_nobody_answers_on_is_one_line_at_once():
     assert time.monotonic() - t0 < 30
 
 
+def test_a_redis_at_the_address_is_one_line_saying_what_answered(tmp_path):
+    """Redis listens on 6379 by default, the port of a Ray head in the docs: Ray itself would retry for minutes."""
+    pytest.importorskip("ray")
+    if missing("redis-server"):
+        pytest.skip(missing("redis-server"))
+    redis = RedisServer(tmp_path).start()
+    try:
+        address = f"127.0.0.1:{redis.port}"
+        t0 = time.monotonic()
+        proc = serve("--source", "rtsp://127.0.0.1:9/live", "--ray", address, timeout=60)
+    finally:
+        redis.stop()
+    assert_one_error_line(proc, f"--ray {address}: something answers there, but not a Ray cluster (it answered "
+                                f"\"-ERR unknown command 'PRI'")
+    assert "check the address (the head's GCS port, 6379 by default)" in proc.stderr
+    assert time.monotonic() - t0 < 30
+
+
 @pytest.mark.parametrize("args, words", [
     (["--sink", "kafka://127.0.0.1:9092/x"], "unknown scheme 'kafka'"),
     (["--sink", "ws"], "--sink ws: the fleet has no live view of frames"),
     (["--source", "ftp://127.0.0.1/live"], "unsupported URL scheme 'ftp'"),
     ([], "give cameras: --cameras FILE or --source URL"),
+    (["--ray", "http://127.0.0.1:6379"], "--ray http://127.0.0.1:6379: give HOST:PORT of the cluster's head (e.g. "
+                                         "10.0.0.5:6379) or ray://HOST:PORT, not http://"),
 ])
 def test_bad_cameras_and_sinks_are_one_line_before_any_cluster(args, words):
     source = [] if "--source" in args or not args else ["--source", "rtsp://127.0.0.1:9/live"]
     assert_one_error_line(serve(*source, *args), words)
+
+
+STDOUT_REFUSED = ("the engines are processes of their own (on other nodes too), whose standard output reaches this "
+                  "terminal only inside Ray's log lines; use mqtt://HOST:PORT/PREFIX or redis://HOST:PORT/DB")
+
+
+def test_stdout_is_no_sink_of_a_fleet_on_the_command_line_or_in_the_camera_file(tmp_path):
+    """Each engine's output reaches the terminal prefixed by Ray, in colour: no JSON a pipe could read."""
+    flag = serve("--source", "rtsp://127.0.0.1:9/live", "--sink", "stdout?every=2")
+    assert_one_error_line(flag, f"--sink stdout?every=2: {STDOUT_REFUSED}")
+    assert flag.returncode == 2  # a usage error, as argparse's own
+    (tmp_path / "top.yaml").write_text("sinks: [stdout]\ncameras:\n  cam0: {url: 'rtsp://127.0.0.1:9/live'}\n")
+    (tmp_path / "own.yaml").write_text("cameras:\n  cam0: {url: 'rtsp://127.0.0.1:9/live', sinks: [stdout]}\n")
+    assert_one_error_line(serve("--cameras", tmp_path / "top.yaml"), f"top.yaml: sinks: stdout: {STDOUT_REFUSED}")
+    assert_one_error_line(serve("--cameras", tmp_path / "own.yaml"),
+                          f"own.yaml: camera 'cam0': sinks: stdout: {STDOUT_REFUSED}")
+
+
+def test_synth_is_the_bundled_clip_as_in_qem_predict(tmp_path):
+    from realtime.fleet.cli import build_parser, read_cameras
+
+    (tmp_path / "cameras.yaml").write_text("cameras:\n  lobby: {url: synth}\n")
+    cameras, _ = read_cameras(build_parser().parse_args(["--cameras", str(tmp_path / "cameras.yaml"),
+                                                         "--source", "synth"]))
+    assert [(c.name, c.url) for c in cameras] == [("lobby", "synth"), ("stream1", "synth")]  # each engine resolves
+
+
+def test_a_sink_on_the_command_line_and_in_the_camera_file_is_one_sink(tmp_path, capsys):
+    from realtime.fleet.cli import build_parser, read_cameras
+
+    (tmp_path / "cameras.yaml").write_text("sinks: [mqtt://127.0.0.1:1883/qem]\ncameras:\n  lobby: {url: synth}\n")
+    _, sinks = read_cameras(build_parser().parse_args(["--cameras", str(tmp_path / "cameras.yaml"),
+                                                       "--sink", "mqtt://127.0.0.1:1883/qem"]))
+    assert [s.uri for s in sinks] == ["mqtt://127.0.0.1:1883/qem"]
+    assert capsys.readouterr().err == ("warning: sink mqtt://127.0.0.1:1883/qem is given more than once; each "
+                                       "message goes there once\n")
 
 
 def test_stop_without_a_detached_fleet_is_one_line(tmp_path):
@@ -87,6 +146,7 @@ def test_detach_leaves_the_fleet_running_and_stop_ends_it(tmp_path, tiny_checkpo
     assert "running detached; stop it with: qem serve --stop" in proc.stderr
     state = json.loads((tmp_path / "serve.json").read_text())
     head = psutil.Process(state["head_pid"])
+    assert (tmp_path / "ray-head.log").is_file()  # while it runs
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # the driver is gone; the fleet runs on
@@ -106,3 +166,35 @@ def test_detach_leaves_the_fleet_running_and_stop_ends_it(tmp_path, tiny_checkpo
     assert "summary: 1 camera(s), 1 engine(s)" in stopped.stderr and "stream0:" in stopped.stderr
     head.wait(30)
     assert not (tmp_path / "serve.json").exists()
+    assert not (tmp_path / "ray-head.log").exists()  # the head's output is of no use once it stopped cleanly
+
+
+@pytest.fixture
+def environment():
+    """``os.environ`` as it was, after a test that starts a head here (which sets Ray's loopback settings)."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.mark.slow
+def test_a_second_detach_while_the_first_head_answers_is_refused(tmp_path, environment):
+    """The state file of a running detached fleet is not overwritten (the first fleet would run on, known to nobody);
+    a state file whose head is gone is no obstacle."""
+    pytest.importorskip("ray")
+    from realtime.fleet.cli import refuse_second_detached
+    from realtime.fleet.cluster import start_head, stop_head, write_state
+
+    address, pid = start_head(1, tmp_path)  # a real head: its GCS passes the check of a Ray cluster
+    try:
+        write_state(tmp_path / "serve.json", {"address": address, "head_pid": pid, "view": None})
+        before = (tmp_path / "serve.json").read_text()
+        # --device cuda: without the refusal the command would start a second head and stop at the GPU check
+        proc = serve("--source", "rtsp://127.0.0.1:9/live", "--detach", "--project", tmp_path, "--device", "cuda")
+        assert_one_error_line(proc, f"a fleet left by --detach still runs at {address} ({tmp_path / 'serve.json'}); "
+                                    f"stop it first: qem serve --stop --project {tmp_path}")
+        assert (tmp_path / "serve.json").read_text() == before
+    finally:
+        stop_head(pid)
+    refuse_second_detached(str(tmp_path))  # its head is gone: a new --detach may write the file again
