@@ -182,10 +182,8 @@ def streams_of(cameras: CameraFile | None, n: int, sinks: list[SinkSpec]):
         raise ValueError(f"{cameras.path}: a camera is named like a --source stream (stream<i>); rename it")
     per = [c.options() for c in cams]
     per += [StreamOptions()] * (n - len(cams))
-    all_sinks, repeated = merge_sinks(list(sinks) + (list(cameras.sinks) + [s for c in cams for s in c.sinks]
-                                                     if cameras else []))
-    for name in repeated:
-        print(f"warning: sink {name} is given more than once; each message goes there once", file=sys.stderr)
+    in_file = list(cameras.sinks) + [s for c in cams for s in c.sinks] if cameras else []
+    all_sinks = merge_sinks(list(sinks) + in_file, warn=lambda line: print(line, file=sys.stderr))
     return names, per if cams else [], all_sinks
 
 

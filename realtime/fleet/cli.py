@@ -132,9 +132,7 @@ def read_cameras(args):
     for where, spec in in_file:
         if spec.scheme in NOT_FLEET_SINKS:
             raise ValueError(f"{where}: {spec.name}: {NOT_FLEET_SINKS[spec.scheme]}; {FLEET_SINKS_HINT}")
-    sinks, repeated = merge_sinks(given + (tuple(file.sinks) if file else ()))
-    for name in repeated:
-        print(f"warning: sink {name} is given more than once; each message goes there once", file=sys.stderr)
+    sinks = merge_sinks(given + (tuple(file.sinks) if file else ()), warn=lambda line: print(line, file=sys.stderr))
     return tuple(cameras), tuple(sinks)
 
 

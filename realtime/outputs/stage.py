@@ -146,18 +146,24 @@ class Outputs:
                 self.publisher.state(i, c.state)
         if self.view is not None:
             self.view.tick()
+        if self._want_bar and (self.bar is None or self.bar.total is None):
+            self._show_bar()
+        if self.live and now >= self._next_report:
+            self._next_report = now + self.config.report_every
+            self.log(self.metrics.line())
+
+    def _show_bar(self) -> None:
+        """The progress bar, once its total is known or a result is out (a bar without a total first would be left
+        on the screen above the real one); its total filled in once known."""
         total = self._total()
-        if self._want_bar and self.bar is None and (total is not None or self.metrics.frames_out):
+        if self.bar is None and (total is not None or self.metrics.frames_out):
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, initial=self.metrics.frames_out, unit="frame", dynamic_ncols=True,
                             leave=True)
-        if self.bar is not None and self.bar.total is None and total is not None:
+        elif self.bar is not None and total is not None:
             self.bar.total = total
             self.bar.refresh()
-        if self.live and now >= self._next_report:
-            self._next_report = now + self.config.report_every
-            self.log(self.metrics.line())
 
     def _total(self) -> int | None:
         """Results the run will give, once known: every source's frame count (files that do not loop), at most

@@ -9,6 +9,7 @@ stream), ``events=only`` (track events only), ``queue=N`` (messages waiting at m
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Callable
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from realtime.publish.base import SinkOptions
@@ -41,11 +42,11 @@ class SinkSpec:
         return replace(self, options=replace(self.options, streams=frozenset(streams)))
 
 
-def merge_sinks(specs) -> tuple[list[SinkSpec], list[str]]:
+def merge_sinks(specs, warn: Callable[[str], None] = lambda line: None) -> list[SinkSpec]:
     """One sink per URI and options: a sink given twice (on the command line and in a camera file, or for the run
     and for one camera) would send each message twice. Returns the sinks, each carrying the union of the streams it
-    was given for (None: all), and the names of those given twice for a stream (two cameras that each name the same
-    sink are not: each message went there once anyway)."""
+    was given for (None: all); ``warn`` hears one line per sink given twice for a stream (two cameras that each name
+    the same sink are not: each message went there once anyway)."""
     merged: list[SinkSpec] = []
     repeated: list[str] = []
     for spec in specs:
@@ -60,7 +61,9 @@ def merge_sinks(specs) -> tuple[list[SinkSpec], list[str]]:
                                                        streams=None if a is None or b is None else a | b))
         if (a is None or b is None or a & b) and spec.name not in repeated:
             repeated.append(spec.name)
-    return merged, repeated
+    for name in repeated:
+        warn(f"warning: sink {name} is given more than once; each message goes there once")
+    return merged
 
 
 def parse_sink(text: str) -> SinkSpec:

@@ -60,12 +60,15 @@ def test_a_sink_given_twice_is_one_sink_for_the_streams_of_both():
     run_wide, again = parse_sink("mqtt://127.0.0.1/qem"), parse_sink("mqtt://127.0.0.1/qem")
     door, yard = (parse_sink("redis://127.0.0.1/0").for_streams([name]) for name in ("door", "yard"))
     every_other = parse_sink("mqtt://127.0.0.1/qem?every=2")  # other options: a sink of its own
-    sinks, repeated = merge_sinks([run_wide, door, again, yard, every_other])
+    warned = []
+    sinks = merge_sinks([run_wide, door, again, yard, every_other], warn=warned.append)
     assert [s.uri for s in sinks] == ["mqtt://127.0.0.1/qem", "redis://127.0.0.1/0", "mqtt://127.0.0.1/qem?every=2"]
     assert sinks[0].options.streams is None and sinks[1].options.streams == {"door", "yard"}
-    assert repeated == ["mqtt://127.0.0.1/qem"]  # door's and yard's redis: each message went there once anyway
-    both, repeated = merge_sinks([door, parse_sink("redis://127.0.0.1/0")])  # one camera's and the run's
-    assert len(both) == 1 and both[0].options.streams is None and repeated == ["redis://127.0.0.1/0"]
+    assert warned == ["warning: sink mqtt://127.0.0.1/qem is given more than once; each message goes there once"]
+    warned.clear()  # above: door's and yard's redis are no repeat, each message went there once anyway
+    both = merge_sinks([door, parse_sink("redis://127.0.0.1/0")], warn=warned.append)  # one camera's and the run's
+    assert len(both) == 1 and both[0].options.streams is None
+    assert warned == ["warning: sink redis://127.0.0.1/0 is given more than once; each message goes there once"]
 
 
 def offer_frames(sink: QueuedSink, streams: int, frames: int, step: float = 0.1) -> None:
