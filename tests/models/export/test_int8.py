@@ -20,17 +20,33 @@ BUNDLED = Path(DEFAULT_CHECKPOINT)
 
 
 @pytest.fixture(scope="module")
-def drawn(tmp_path_factory) -> tuple[Path, Path]:
-    """(calibration images, annotated split), both drawn by the project's generator."""
-    root = tmp_path_factory.mktemp("drawn")
-    calib = int8.SynthSplit("calib", 9101, 32, "calib").folder(root) / "calib"
-    return calib, int8.SynthSplit("val", 9001, 12, "val").folder(root)
+def said() -> list[str]:
+    """What drawing and building said, step by step, as each started."""
+    return []
 
 
 @pytest.fixture(scope="module")
-def twin(drawn) -> Path:
+def drawn(tmp_path_factory, said) -> tuple[Path, Path]:
+    """(calibration images, annotated split), both drawn by the project's generator."""
+    root = tmp_path_factory.mktemp("drawn")
+    calib = int8.SynthSplit("calib", 9101, 32, "calib").folder(root, said.append) / "calib"
+    return calib, int8.SynthSplit("val", 9001, 12, "val").folder(root, said.append)
+
+
+@pytest.fixture(scope="module")
+def twin(drawn, said) -> Path:
     calib, val = drawn
-    return int8.build_twin(BUNDLED, calib, val, calib_images=32, ap_images=12)
+    return int8.build_twin(BUNDLED, calib, val, calib_images=32, ap_images=12, log=said.append)
+
+
+@pytest.mark.slow
+def test_each_step_of_the_build_says_what_it_starts(twin, drawn, said):
+    """No wait of the first run goes unexplained: drawing, quantizing and each AP measurement say so as they start."""
+    val = drawn[1]
+    assert said == ["drawing 32 images (calib, seed 9101) ...", "drawing 12 images (val, seed 9001) ...",
+                    f"quantizing {BUNDLED.name} with NNCF on 32 calibration images ...",
+                    *(f"measuring the AP of openvino {precision} on 12 images of {val.name} ..."
+                      for precision in ("fp32", "bf16", "int8"))]
 
 
 @pytest.mark.slow
