@@ -3,7 +3,8 @@
 A source is a camera index (``"0"``), a stream URL (``rtsp://``, ``rtsps://``, ``rtmp://``, ``http(s)://``,
 ``udp://``, ``tcp://``, ``srt://``), a video file, or images: one image file, a folder of images or a glob
 (``"photos/*.jpg"``; quote it so that the shell leaves it alone). Cameras and stream URLs are *live* (keep only
-the newest frame); files and images deliver every frame.
+the newest frame); files and images deliver every frame. An ``http(s)://`` URL whose path ends in a video file's
+suffix (``VIDEO_SUFFIXES``) is a file read over the network, not a stream.
 
 Readers: ``open()`` raises ``SourceError`` (``permanent`` when retrying cannot help), ``read()`` returns
 ``(image RGB uint8 HxWx3, pts seconds or None)`` or ``None`` at the end, ``close()`` never raises. Every
@@ -29,6 +30,7 @@ from realtime.sources.redact import redact
 
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi")  # not .ts, .flv, .mjpg, .m3u8: live formats too
 
 
 class SourceError(Exception):
@@ -52,6 +54,11 @@ class SourceSpec:
     @property
     def live(self) -> bool:
         return self.kind in ("camera", "stream")
+
+    @property
+    def remote(self) -> bool:
+        """Read over the network: a stream, or a file named by a URL."""
+        return "://" in self.uri
 
     @property
     def name(self) -> str:
@@ -79,6 +86,8 @@ def parse_source(text: str, listen: bool = False) -> SourceSpec:
                               f"{', '.join(STREAM_SCHEMES)}", permanent=True)
         if not parts.hostname and scheme not in ("udp", "tcp", "srt"):
             raise SourceError(f"malformed URL {text!r}: no host name", permanent=True)
+        if scheme in ("http", "https") and Path(parts.path).suffix.lower() in VIDEO_SUFFIXES:
+            return SourceSpec(text, "file")
         return SourceSpec(text, "stream", listen=listen and scheme == "rtsp")
     path = Path(text).expanduser()
     if path.is_dir() or (path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES):
@@ -116,9 +125,9 @@ class PyAVReader:
         self.num_frames: int | None = None
 
     def _options(self) -> dict[str, str]:
-        if self.spec.kind != "stream":
-            return {}
         us = str(int(self.read_timeout * 1e6))
+        if self.spec.kind == "file":
+            return {"rw_timeout": us} if self.spec.remote else {}
         options = {"fflags": "nobuffer", "flags": "low_delay", "max_delay": "500000",
                    "analyzeduration": "1000000", "probesize": "1000000"}
         scheme = urlsplit(self.spec.uri).scheme.lower()
@@ -134,7 +143,7 @@ class PyAVReader:
         import socket
 
         host = urlsplit(self.spec.uri).hostname
-        if self.spec.kind != "stream" or self.spec.listen or not host:
+        if not self.spec.remote or self.spec.listen or not host:
             return
         try:
             socket.getaddrinfo(host, None)
@@ -151,7 +160,8 @@ class PyAVReader:
             self.container.close()
             self.container = self._open({k: v for k, v in options.items() if k != "fflags"})
             self._warn(f"{self.spec.name} is a file served over the network: it plays like a live stream (the newest "
-                       f"frame each time, the others dropped); download it to read every frame")
+                       f"frame each time, the others dropped); a URL ending in a video suffix ({', '.join(VIDEO_SUFFIXES)}) "
+                       f"is read as a file, every frame")
         if not self.container.streams.video:
             self.close()
             raise SourceError(f"{self.spec.name}: has no video stream", permanent=True)
@@ -213,11 +223,11 @@ class PyAVReader:
         except av.error.EOFError:
             return None
         except av.error.ExitError:
-            if self.spec.kind == "file":
+            if self.spec.kind == "file" and not self.spec.remote:
                 return None
             raise SourceError(f"{self.spec.name}: no frame within {self.read_timeout:g}s") from None
         except (av.error.FFmpegError, OSError) as exc:
-            if self.spec.kind == "file":
+            if self.spec.kind == "file" and not self.spec.remote:
                 return None  # a truncated file ends where its readable data ends
             raise SourceError(f"{self.spec.name}: read failed ({_reason(exc)})") from None
         pts = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else None

@@ -40,6 +40,19 @@ def test_parse_source_kinds(tmp_path):
     assert not parse_source(str(tmp_path / "a.mp4")).live
 
 
+@pytest.mark.parametrize("url, kind", [
+    ("https://example.com/clips/walk.mp4", "file"),
+    ("http://u:p@10.0.0.5/a/b.MKV?sig=1", "file"),
+    ("http://10.0.0.5/video.mjpg", "stream"),  # an MJPEG camera
+    ("https://example.com/live/index.m3u8", "stream"),
+    ("http://10.0.0.5:8080/video", "stream"),
+    ("rtsp://10.0.0.5/cam.mp4", "stream"),  # only HTTP names files
+])
+def test_an_http_url_ending_in_a_video_suffix_is_a_file_read_over_the_network(url, kind):
+    spec = parse_source(url)
+    assert (spec.kind, spec.live, spec.remote) == (kind, kind == "stream", True)
+
+
 def test_the_metrics_line_has_a_dash_before_the_first_result_and_the_summary_counts_in_words():
     from realtime.metrics import Metrics
 

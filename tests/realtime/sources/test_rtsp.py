@@ -201,39 +201,3 @@ def test_an_answer_that_is_not_video_says_so_at_once_and_a_foreign_listen_addres
     with pytest.raises(SourceError, match="192.0.2.1 is not an address of this machine") as err:
         listener.open()
     assert err.value.permanent
-
-
-def test_a_short_file_served_over_http_gives_its_frames_and_a_warning(tmp_path):
-    """Streams are opened with nobuffer (what is read while probing is dropped: lower latency); for a file served
-    over HTTP that would be its first frames, and a short file all of them."""
-    import functools
-    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-
-    import av
-
-    from realtime.sources.readers import make_reader
-
-    plain = write_video(tmp_path / "plain.mp4", frames=30)
-    with av.open(str(plain)) as inp, av.open(str(tmp_path / "clip.mp4"), "w", options={"movflags": "faststart"}) as out:
-        stream = out.add_stream_from_template(inp.streams.video[0])
-        for packet in inp.demux(inp.streams.video[0]):
-            if packet.dts is not None:
-                packet.stream = stream
-                out.mux(packet)
-    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
-    handler.log_message = lambda *a: None
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    warnings = []
-    try:
-        reader = make_reader(parse_source(f"http://127.0.0.1:{server.server_address[1]}/clip.mp4"), warn=warnings.append)
-        reader.open()
-        frames = 0
-        while reader.read() is not None:
-            frames += 1
-        reader.close()
-    finally:
-        server.shutdown()
-        server.server_close()
-    assert frames == 30
-    assert len(warnings) == 1 and "is a file served over the network" in warnings[0]

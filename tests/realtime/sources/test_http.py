@@ -1,0 +1,117 @@
+"""Video over HTTP on loopback (Python's own HTTP server): a URL ending in a video suffix is a file read over the
+network (every frame, in order; a server that stops sending is one error line, never a silent end), any other URL a
+live stream (a file behind it plays like one, with a warning)."""
+import functools
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from realtime.pipeline import Pipeline, PipelineConfig
+from realtime.sources.readers import PyAVReader, SourceError, make_reader, parse_source
+from tests.realtime.helpers import write_video
+
+
+def faststart(tmp_path: Path, name: str, frames: int = 30) -> Path:
+    """An MP4 whose index comes first, as files meant for the web are written (Python's server has no ranges)."""
+    import av
+
+    plain = write_video(tmp_path / "plain.mp4", frames=frames)
+    out_path = tmp_path / name
+    with av.open(str(plain)) as inp, av.open(str(out_path), "w", format="mp4",
+                                            options={"movflags": "faststart"}) as out:
+        stream = out.add_stream_from_template(inp.streams.video[0])
+        for packet in inp.demux(inp.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                out.mux(packet)
+    return out_path
+
+
+@pytest.fixture
+def serve():
+    """``serve(handler_class) -> base URL``; every server is stopped at the end."""
+    servers = []
+
+    def start(handler) -> str:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def folder_handler(folder: Path):
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *a: None
+    return handler
+
+
+def read_all(reader) -> int:
+    reader.open()
+    try:
+        frames = 0
+        while reader.read() is not None:
+            frames += 1
+        return frames
+    finally:
+        reader.close()
+
+
+def test_a_video_url_runs_as_a_file_every_frame_in_order(tmp_path, engine, serve):
+    faststart(tmp_path, "clip.mp4")
+    url = serve(folder_handler(tmp_path)) + "/clip.mp4"
+    out = tmp_path / "run"
+    metrics = Pipeline(PipelineConfig(specs=[parse_source(url)], out_dir=out, progress=False, save_mp4=False),
+                       engine, log=lambda line: None).run()
+    assert metrics.frames_out == 30 and metrics.totals()["drops"] == 0
+    frames = [json.loads(line) for line in (out / "poses.jsonl").read_text().splitlines()]
+    frames = [f for f in frames if f["type"] == "frame"]
+    assert [f["seq"] for f in frames] == list(range(30)) and frames[0]["source"] == url
+
+
+def test_any_other_http_url_is_a_stream_and_a_file_behind_it_gives_its_frames_and_a_warning(tmp_path, serve):
+    """Streams are opened with nobuffer (what is read while probing is dropped: lower latency); for a file that would
+    be its first frames, and a short file all of them: it is opened again without."""
+    faststart(tmp_path, "clip")
+    warnings = []
+    spec = parse_source(serve(folder_handler(tmp_path)) + "/clip")
+    assert spec.kind == "stream"
+    assert read_all(make_reader(spec, warn=warnings.append)) == 30
+    assert len(warnings) == 1 and "is a file served over the network" in warnings[0]
+    assert "a URL ending in a video suffix (.mp4, " in warnings[0]
+
+
+def test_a_file_whose_server_stops_sending_fails_in_one_line_not_a_silent_end(tmp_path, serve):
+    data = faststart(tmp_path, "clip.mp4", frames=60).read_bytes()
+
+    class Stalls(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "video/mp4")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            time.sleep(4.0)
+
+        def log_message(self, *args):
+            pass
+
+    reader = PyAVReader(parse_source(serve(Stalls) + "/clip.mp4"), open_timeout=2.0, read_timeout=1.0)
+    with pytest.raises(SourceError) as err:
+        read_all(reader)
+    assert "/clip.mp4: " in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_missing_video_url_fails_at_once_in_one_line(tmp_path, serve):
+    reader = make_reader(parse_source(serve(folder_handler(tmp_path)) + "/nope.mp4"))
+    with pytest.raises(SourceError, match="refused by the server") as err:
+        reader.open()
+    assert err.value.permanent
