@@ -303,7 +303,7 @@ def summary(snap: dict) -> str:
 
 
 def stop_detached(args) -> int:
-    from realtime.fleet.cluster import HEAD_LOG, FleetError, connect, read_state, stop_head
+    from realtime.fleet.cluster import HEAD_LOG, FleetError, check_reachable, connect, read_state, stop_head
     from realtime.fleet.coordinator import COORDINATOR, NAMESPACE
 
     path = Path(args.project) / STATE_FILE
@@ -311,6 +311,15 @@ def stop_detached(args) -> int:
     address = args.ray or state.get("address")
     if address is None:
         raise FleetError(f"no detached fleet known here ({path} missing); give its cluster with --ray ADDRESS")
+    if args.ray is None and state.get("head_pid"):
+        try:
+            check_reachable(address, timeout=2.0)
+        except FleetError:  # the local head that --detach started has ended, and the fleet with it
+            log = Path(state.get("head_log") or path.parent / HEAD_LOG)
+            path.unlink(missing_ok=True)
+            print(f"fleet: nothing to stop, its local Ray head at {address} had already ended"
+                  + (f" (its output: {log})" if log.exists() else "") + f"; removed {path}", file=sys.stderr)
+            return 0
     ray = connect(address, args.cpus)
     try:
         try:

@@ -153,6 +153,7 @@ def start_head(cpus: int, log_dir: Path) -> tuple[str, int]:
     its output in ``log_dir/ray-head.log``; returns (address, pid of that process)."""
     env = loopback_environment()  # this process too: it joins the head next, and Ray reads these at import
     import_ray()
+    ensure_auth_token(env)
     port = _free_port()
     log_dir.mkdir(parents=True, exist_ok=True)
     with open(log_dir / HEAD_LOG, "ab") as log:  # the head's own process keeps it open
@@ -172,6 +173,20 @@ def start_head(cpus: int, log_dir: Path) -> tuple[str, int]:
             time.sleep(0.3)
     proc.terminate()
     raise FleetError(f"the local Ray head did not answer within 60 s (see {log_dir / HEAD_LOG})")
+
+
+def ensure_auth_token(env: dict) -> None:
+    """With token authentication, a token for the head about to start: ``ray start`` needs one to exist already (a
+    local ``ray.init`` makes its own), so on a machine that has never run Ray, ``ray get-auth-token --generate``
+    writes ``~/.ray/auth_token`` first. Its output (the token) goes nowhere."""
+    if env.get(AUTH_MODE, "").lower() != "token" or env.get("RAY_AUTH_TOKEN") or env.get("RAY_AUTH_TOKEN_PATH"):
+        return
+    if (Path.home() / ".ray" / "auth_token").exists():
+        return
+    done = subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "get-auth-token", "--generate"], env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+    if done.returncode != 0:
+        raise FleetError("could not make a Ray authentication token (ray get-auth-token --generate failed)")
 
 
 def stop_head(pid: int, timeout: float = 30.0) -> None:

@@ -92,3 +92,22 @@ def test_only_host_port_or_ray_scheme_is_an_address(address, words):
     assert words in str(caught.value)
     assert parse_address("ray://10.0.0.5:10001") == ("10.0.0.5", 10001)
     assert parse_address("[::1]:6379") == ("::1", 6379)
+
+
+@pytest.mark.slow
+def test_a_head_starts_on_a_machine_that_never_ran_ray(tmp_path, monkeypatch):
+    """``ray start`` refuses to start without a token when token authentication is on, and only ``ray.init`` makes
+    one: ``start_head`` makes it first (in a fresh home here), and the head answers."""
+    pytest.importorskip("ray")
+    from realtime.fleet.cluster import AUTH_MODE, start_head, stop_head
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for name in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", AUTH_MODE):
+        monkeypatch.delenv(name, raising=False)
+    address, pid = start_head(1, tmp_path / "logs")
+    try:
+        check_reachable(address, timeout=5.0)
+        token = (tmp_path / "home" / ".ray" / "auth_token").read_text().strip()
+        assert token and token not in (tmp_path / "logs" / "ray-head.log").read_text()
+    finally:
+        stop_head(pid)

@@ -111,6 +111,25 @@ def test_stop_without_a_detached_fleet_is_one_line(tmp_path):
     assert_one_error_line(serve("--stop", "--project", tmp_path), "no detached fleet known here")
 
 
+def test_stop_after_the_detached_head_died_cleans_up_in_one_line(tmp_path):
+    """A head that --detach started and that has since ended (killed, the machine restarted): --stop removes the state
+    file, so `qem serve --stop` leaves nothing behind, and keeps the head's output for a look at why it ended."""
+    from realtime.fleet.cluster import write_state
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / "ray-head.log").write_text("the head's last words\n")
+    address = f"127.0.0.1:{free_port()}"
+    write_state(tmp_path / "serve.json", {"address": address, "head_pid": dead.pid,
+                                          "head_log": str(tmp_path / "ray-head.log"), "view": None})
+    proc = serve("--stop", "--project", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"fleet: nothing to stop, its local Ray head at {address} had already ended (its output: "
+        f"{tmp_path / 'ray-head.log'}); removed {tmp_path / 'serve.json'}"]
+    assert not (tmp_path / "serve.json").exists() and (tmp_path / "ray-head.log").exists()
+
+
 def test_more_engines_than_the_cluster_holds_wait_for_nodes_only_on_an_existing_cluster(capsys):
     from realtime.fleet.cli import build_parser, plan_engines
     from realtime.fleet.cluster import FleetError
