@@ -19,6 +19,7 @@ import argparse
 import signal
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from models.argtypes import OneLineParser, float_above, imgsz, int_at_least, port
@@ -132,7 +133,15 @@ def read_cameras(args):
     for where, spec in in_file:
         if spec.scheme in NOT_FLEET_SINKS:
             raise ValueError(f"{where}: {spec.name}: {NOT_FLEET_SINKS[spec.scheme]}; {FLEET_SINKS_HINT}")
-    sinks = merge_sinks(given + (tuple(file.sinks) if file else ()), warn=lambda line: print(line, file=sys.stderr))
+    run_wide = given + (tuple(file.sinks) if file else ())
+    merge_sinks(run_wide + tuple(s for c in cameras for s in c.sinks),  # one line per sink given twice for a camera
+                warn=lambda line: print(line, file=sys.stderr))
+    sinks = merge_sinks(run_wide)
+    # a camera's own sink that a run-wide one already covers would get that camera's messages twice (each engine
+    # opens run-wide sinks and the camera's own for it)
+    covered = {(s.uri, replace(s.options, streams=None)) for s in sinks}
+    cameras = [replace(c, sinks=tuple(s for s in c.sinks if (s.uri, replace(s.options, streams=None)) not in covered))
+               for c in cameras]
     return tuple(cameras), tuple(sinks)
 
 

@@ -107,6 +107,24 @@ def test_a_sink_on_the_command_line_and_in_the_camera_file_is_one_sink(tmp_path,
                                        "message goes there once\n")
 
 
+def test_a_cameras_own_sink_that_a_run_wide_one_covers_is_dropped_from_the_camera(tmp_path, capsys):
+    """Each engine opens the run-wide sinks and, per camera, that camera's own: the same sink in both would carry the
+    camera's messages twice. A sink with other options (here every 5th frame) is another sink and stays."""
+    from realtime.fleet.cli import build_parser, read_cameras
+
+    (tmp_path / "cameras.yaml").write_text(
+        "cameras:\n"
+        "  lobby: {url: synth, sinks: [mqtt://127.0.0.1:1883/qem, redis://127.0.0.1:6379/0]}\n"
+        "  door: {url: synth, sinks: ['mqtt://127.0.0.1:1883/qem?every=5']}\n")
+    cameras, sinks = read_cameras(build_parser().parse_args(["--cameras", str(tmp_path / "cameras.yaml"),
+                                                             "--sink", "mqtt://127.0.0.1:1883/qem"]))
+    assert [s.uri for s in sinks] == ["mqtt://127.0.0.1:1883/qem"]
+    assert [[s.uri for s in c.sinks] for c in cameras] == [["redis://127.0.0.1:6379/0"],
+                                                           ["mqtt://127.0.0.1:1883/qem?every=5"]]
+    assert capsys.readouterr().err == ("warning: sink mqtt://127.0.0.1:1883/qem is given more than once; each "
+                                       "message goes there once\n")
+
+
 def test_stop_without_a_detached_fleet_is_one_line(tmp_path):
     assert_one_error_line(serve("--stop", "--project", tmp_path), "no detached fleet known here")
 
