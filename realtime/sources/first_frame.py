@@ -1,9 +1,10 @@
 """The size of the first frame a run will see, read before the model is loaded, so that ``--backend auto`` times the
 runtimes at the canvas that frame gets (``models.export.auto``).
 
-Files and images are opened with the project's own reader and their first frame decoded (rotation and EXIF
-orientation applied, exactly as the run will see it). Cameras and streams are not opened twice: their size is
-known only once the run starts, and ``auto`` then measures at the square input (its line says so).
+Files (one named by an HTTP URL too: one more request, within the timeouts) and images are opened with the
+project's own reader and their first frame decoded (rotation and EXIF orientation applied, exactly as the run will
+see it). Cameras and streams are not opened twice: their size is known only once the run starts, and ``auto`` then
+measures at the square input (its line says so).
 """
 from __future__ import annotations
 
