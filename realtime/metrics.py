@@ -95,7 +95,8 @@ class Metrics:
         return {"elapsed_s": round(elapsed, 3), **t, "fps_in": round(t["frames_in"] / elapsed, 2),
                 "fps_out": round(t["frames_out"] / elapsed, 2), "stages": stages,
                 "sources": [{"name": self.label(i), "state": c.state, "frames_in": c.frames_in, "drops": c.drops,
-                             "reconnects": c.reconnects, "failed_attempts": c.attempts,
+                             "reconnects": c.reconnects, "running_s": round(c.running_seconds(), 3),
+                             "failed_attempts": c.attempts,
                              "next_try_s": c.next_try_in(), "error": c.error}
                             for i, c in enumerate(self.captures)],
                 "sinks": self.sink_stats()}
@@ -112,9 +113,11 @@ class Metrics:
         for stage, s in d["stages"].items():
             rows.append(f"  {stage:<12} {s['p50_ms']:9.2f} {s['p95_ms']:9.2f} {s['max_ms']:9.2f} {s['n']:7d}")
         for i, s in enumerate(d["sources"]):
-            rows.append(f"  source {i} {s['name']}: {s['state']}, {_count(s['frames_in'], 'frame')}, "
-                        f"drops {s['drops']}, "
-                        f"reconnects {s['reconnects']}")
+            live = self.captures[i].live and s["frames_in"] and s["running_s"] > 0
+            rows.append(f"  source {i} {s['name']}: {s['state']}, {_count(s['frames_in'], 'frame')}"
+                        + (f" ({s['frames_in'] / s['running_s']:.1f} fps in while running {s['running_s']:.1f} s)"
+                           if live else "")
+                        + f", drops {s['drops']}, reconnects {s['reconnects']}")
         for s in d["sinks"]:
             rows.append(f"  sink {s['name']}: {s['state']}, sent {s['sent']}, delivered {s['delivered']}, "
                         f"dropped {s['dropped']}" + _client_note(s))

@@ -58,8 +58,13 @@ def test_a_camera_that_ran_is_retried_through_an_outage_longer_than_the_schedule
         before = run.frames_out
         gst_server(port=server.port)
         run.wait_for(lambda: run.frames_out >= before + 5, 30, "frames after the server came back")
+        outage = time.monotonic() - down
     finally:
         run.stop()
+    source = run.pipeline.metrics.as_dict()["sources"][0]
+    elapsed = run.pipeline.metrics.as_dict()["elapsed_s"]
+    assert 0 < source["running_s"] < elapsed - outage + 1.0  # the outage is not time the camera ran
+    assert f"fps in while running {source['running_s']:.1f} s)" in run.pipeline.metrics.summary()
     states = [e[2] for e in run.pipeline.events]
     assert "failed" not in states and states[-2:] == ["running", "ended"]
     waits = backoff_waits(run.logs)

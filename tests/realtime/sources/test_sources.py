@@ -132,3 +132,20 @@ def test_looped_file_as_live_source_drops_old_frames_and_keeps_a_growing_clock(t
     cap.join(5)
     assert cap.live and cap.frames_in >= 15 and cap.drops >= cap.frames_in - 2
     assert frame.seq >= 10 and frame.pts == pytest.approx(frame.seq / 50, abs=1e-3)  # clock runs on
+
+
+def test_running_time_counts_only_the_time_in_state_running(monkeypatch):
+    """``running_seconds`` adds up the spans in ``running``; connecting, stalled and reconnecting do not count."""
+    import realtime.sources.capture as capture_module
+
+    clock = [100.0]
+    monkeypatch.setattr(capture_module.time, "perf_counter", lambda: clock[0])
+    cap = Capture(0, parse_source("rtsp://127.0.0.1:9/live"), on_event=lambda *e: None, notify=threading.Condition())
+    for state, seconds in [("connecting", 2.0), ("running", 5.0), ("stalled", 1.0), ("reconnecting", 3.0),
+                           ("running", 4.0)]:
+        cap._set_state(state)
+        clock[0] += seconds
+    assert cap.running_seconds() == 9.0
+    cap._set_state("ended")
+    clock[0] += 10.0
+    assert cap.running_seconds() == 9.0
