@@ -1,6 +1,6 @@
-"""Video over HTTP on loopback (Python's own HTTP server): a URL ending in a video suffix is a file read over the
-network (every frame, in order; a server that stops sending is one error line, never a silent end), any other URL a
-live stream (a file behind it plays like one, with a warning)."""
+"""Video over HTTP on loopback (Python's own HTTP server, and an MJPEG camera): a URL ending in a video suffix is a
+file read over the network (every frame, in order; a server that stops sending is one error line, never a silent
+end), any other URL a live stream (a file behind it plays like one, with a warning)."""
 import functools
 import json
 import threading
@@ -115,3 +115,31 @@ def test_a_missing_video_url_fails_at_once_in_one_line(tmp_path, serve):
     with pytest.raises(SourceError, match="refused by the server") as err:
         reader.open()
     assert err.value.permanent
+
+
+def test_an_mjpeg_camera_over_http_is_read_as_a_live_stream(tmp_path, engine):
+    """Many IP cameras send ``multipart/x-mixed-replace`` JPEGs over HTTP; the live view of another pipeline is
+    such a camera here (the clip looped and paced)."""
+    from realtime.pipeline import Pipeline, PipelineConfig
+
+    clip = write_video(tmp_path / "clip.mp4", frames=20, size=(160, 120), fps=20)
+    camera = Pipeline(PipelineConfig(specs=[parse_source(str(clip))], out_dir=None, http_port=0, pace=True, loop=True,
+                                     progress=False), engine, log=lambda line: None)
+    runner = threading.Thread(target=camera.run)
+    runner.start()
+    try:
+        deadline = time.monotonic() + 10
+        while camera.view_url is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        spec = parse_source(camera.view_url + "stream/0.mjpg")
+        assert spec.kind == "stream" and spec.live
+        reader = make_reader(spec, open_timeout=5.0, read_timeout=5.0)
+        reader.open()
+        try:
+            frames = [reader.read() for _ in range(10)]
+        finally:
+            reader.close()
+    finally:
+        camera.stop_event.set()
+        runner.join(10)
+    assert all(f is not None and f[0].shape == (120, 160, 3) for f in frames)
