@@ -12,6 +12,8 @@ and tracks are in its pixels.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -28,7 +30,7 @@ class Frame:
     wall_time: float     # time.time() at receipt
     recv_time: float     # time.perf_counter() at receipt
     image: np.ndarray    # HxWx3 uint8 RGB
-    path: str | None = None  # the image file it was read from (images sources); None for video and streams
+    path: str | None = None  # the image file or URL it was read from (images sources); None for video and streams
     full_size: tuple[int, int] | None = None  # (H, W) of the decoded frame when ``image`` is shrunk (module doc)
 
     def __post_init__(self) -> None:
@@ -62,3 +64,9 @@ class Result:
     def latency_ms(self) -> float:
         """End-to-end latency: result time minus receive time."""
         return (self.done_time - self.frame.recv_time) * 1000.0
+
+
+def image_file_name(path: str) -> str:
+    """The name an annotated image is written under (``Frame.path``): the file's name, or the last part of a URL's
+    path (no query)."""
+    return Path(urlsplit(path).path if "://" in path else path).name

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from realtime.frames import Result
+from realtime.frames import Result, image_file_name
 from realtime.outputs.files import ImageSink, JsonlSink, Mp4Sink
 
 
@@ -127,7 +127,7 @@ class StreamRecorder:
         if self.mp4 is not None:
             self.mp4.write(image, t)
         if self.images is not None:
-            self.images.write(image, Path(result.frame.path or f"frame_{result.frame.seq:06d}.jpg").name)
+            self.images.write(image, image_file_name(result.frame.path or f"frame_{result.frame.seq:06d}.jpg"))
 
     def _rotate(self) -> None:
         finished = Segment(self.stream, tuple(p for p in self.paths() if p.exists()))

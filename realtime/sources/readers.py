@@ -4,7 +4,8 @@ A source is a camera index (``"0"``), a stream URL (``rtsp://``, ``rtsps://``, `
 ``udp://``, ``tcp://``, ``srt://``), a video file, or images: one image file, a folder of images or a glob
 (``"photos/*.jpg"``; quote it so that the shell leaves it alone). Cameras and stream URLs are *live* (keep only
 the newest frame); files and images deliver every frame. An ``http(s)://`` URL whose path ends in a video file's
-suffix (``VIDEO_SUFFIXES``) is a file read over the network, not a stream.
+suffix (``VIDEO_SUFFIXES``) is a file read over the network, not a stream; one that ends in an image's suffix is an
+image, fetched once.
 
 Readers: ``open()`` raises ``SourceError`` (``permanent`` when retrying cannot help), ``read()`` returns
 ``(image RGB uint8 HxWx3, pts seconds or None)`` or ``None`` at the end, ``close()`` never raises. Every
@@ -21,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
@@ -30,6 +31,7 @@ from realtime.sources.redact import redact
 
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+MAX_IMAGE_BYTES = 64 << 20  # an image fetched from a URL
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi")  # not .ts, .flv, .mjpg, .m3u8: live formats too
 
 
@@ -86,8 +88,9 @@ def parse_source(text: str, listen: bool = False) -> SourceSpec:
                               f"{', '.join(STREAM_SCHEMES)}", permanent=True)
         if not parts.hostname and scheme not in ("udp", "tcp", "srt"):
             raise SourceError(f"malformed URL {text!r}: no host name", permanent=True)
-        if scheme in ("http", "https") and Path(parts.path).suffix.lower() in VIDEO_SUFFIXES:
-            return SourceSpec(text, "file")
+        suffix = Path(parts.path).suffix.lower() if scheme in ("http", "https") else ""
+        if suffix in VIDEO_SUFFIXES or suffix in IMAGE_SUFFIXES:
+            return SourceSpec(text, "file" if suffix in VIDEO_SUFFIXES else "images")
         return SourceSpec(text, "stream", listen=listen and scheme == "rtsp")
     path = Path(text).expanduser()
     if path.is_dir() or (path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES):
@@ -288,15 +291,18 @@ class CameraReader:
 
 
 class ImageReader:
-    """Image files in name order (``image_paths``); ``pts`` = index / ``fps``; ``path`` is the file that the last
-    ``read()`` came from (the outputs name their annotated image and JSONL line after it).
+    """Image files in name order (``image_paths``), or one image at an ``http(s)://`` URL (fetched with the read
+    timeout); ``pts`` = index / ``fps``; ``path`` is the file that the last ``read()`` came from, or the URL with
+    its credentials masked (the outputs name their annotated image and JSONL line after it:
+    ``realtime.frames.image_file_name``).
 
     A file that cannot be decoded (damaged, or not an image) is skipped with one ``warn`` line naming it and the
     source goes on; a single image file that cannot be read, or a set of which none can, is a permanent
     SourceError. OpenCV applies the EXIF orientation, so a phone's portrait photo comes out upright."""
 
-    def __init__(self, spec: SourceSpec, fps: float = 30.0, warn: Callable[[str], None] | None = None, **_):
-        self.spec, self.fps, self.warn = spec, fps, warn or (lambda line: None)
+    def __init__(self, spec: SourceSpec, fps: float = 30.0, warn: Callable[[str], None] | None = None,
+                 read_timeout: float = 5.0, **_):
+        self.spec, self.fps, self.warn, self.read_timeout = spec, fps, warn or (lambda line: None), read_timeout
         self.paths: list[Path] = []
         self.index = 0
         self.delivered = 0
@@ -304,7 +310,7 @@ class ImageReader:
         self.path: str | None = None
 
     def open(self) -> None:
-        self.paths = image_paths(self.spec.uri)
+        self.paths = [self.spec.uri] if self.spec.remote else image_paths(self.spec.uri)
         if not self.paths:
             raise SourceError(f"{self.spec.name}: no images ({', '.join(IMAGE_SUFFIXES)})", permanent=True)
         self.num_frames = len(self.paths)
@@ -315,7 +321,12 @@ class ImageReader:
         while self.index < len(self.paths):
             i, self.index = self.index, self.index + 1
             path = self.paths[i]
-            bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if self.spec.remote:
+                path = self.spec.name
+                data = np.frombuffer(fetch(self.spec, self.read_timeout), np.uint8)
+                bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+            else:
+                bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if bgr is None:
                 problem = f"{path}: not a readable image (damaged, or not an image)"
                 if len(self.paths) == 1:
@@ -332,6 +343,34 @@ class ImageReader:
         pass
 
 
+def fetch(spec: SourceSpec, timeout: float) -> bytes:
+    """The body at ``spec.uri`` (user and password of the URL sent as HTTP basic authentication), or one permanent
+    ``SourceError`` line naming the URL without its credentials."""
+    import base64
+    import urllib.error
+    import urllib.request
+
+    parts = urlsplit(spec.uri)
+    url = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+    headers = {"User-Agent": "qem-pose"}
+    if parts.username is not None:
+        login = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(login).decode()
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as response:
+            body = response.read(MAX_IMAGE_BYTES + 1)  # bounded: a URL that streams (an MJPEG camera) never ends
+    except urllib.error.HTTPError as exc:
+        raise SourceError(f"{spec.name}: refused by the server (HTTP {exc.code} {exc.reason}); check the URL and "
+                          f"credentials", permanent=True) from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = exc.reason if isinstance(getattr(exc, "reason", None), BaseException) else exc
+        raise SourceError(f"{spec.name}: cannot fetch it ({_reason(reason)})", permanent=True) from None
+    if len(body) > MAX_IMAGE_BYTES:
+        raise SourceError(f"{spec.name}: over {MAX_IMAGE_BYTES >> 20} MiB, not one image (a stream? give its URL "
+                          f"without the image suffix)", permanent=True)
+    return body
+
+
 def make_reader(spec: SourceSpec, open_timeout: float = 5.0, read_timeout: float = 5.0,
                 warn: Callable[[str], None] | None = None, shrink=None):
     """The reader for a spec; ``warn`` gets its one-line warnings (an images source's skipped file, a file served
@@ -340,7 +379,7 @@ def make_reader(spec: SourceSpec, open_timeout: float = 5.0, read_timeout: float
     if spec.kind == "camera":
         return CameraReader(spec)
     if spec.kind == "images":
-        return ImageReader(spec, warn=warn)
+        return ImageReader(spec, warn=warn, read_timeout=read_timeout)
     return PyAVReader(spec, open_timeout=open_timeout, read_timeout=read_timeout, shrink=shrink, warn=warn)
 
 

@@ -43,6 +43,7 @@ def test_parse_source_kinds(tmp_path):
 @pytest.mark.parametrize("url, kind", [
     ("https://example.com/clips/walk.mp4", "file"),
     ("http://u:p@10.0.0.5/a/b.MKV?sig=1", "file"),
+    ("https://example.com/images/bus.jpg", "images"),
     ("http://10.0.0.5/video.mjpg", "stream"),  # an MJPEG camera
     ("https://example.com/live/index.m3u8", "stream"),
     ("http://10.0.0.5:8080/video", "stream"),

@@ -1,6 +1,7 @@
-"""Video over HTTP on loopback (Python's own HTTP server, and an MJPEG camera): a URL ending in a video suffix is a
-file read over the network (every frame, in order; a server that stops sending is one error line, never a silent
-end), any other URL a live stream (a file behind it plays like one, with a warning)."""
+"""Video and images over HTTP on loopback (Python's own HTTP server, and an MJPEG camera): a URL ending in a video
+suffix is a file read over the network (every frame, in order; a server that stops sending is one error line, never a
+silent end), one ending in an image suffix is one image, any other URL a live stream (a file behind it plays like
+one, with a warning)."""
 import functools
 import json
 import threading
@@ -143,3 +144,62 @@ def test_an_mjpeg_camera_over_http_is_read_as_a_live_stream(tmp_path, engine):
         camera.stop_event.set()
         runner.join(10)
     assert all(f is not None and f[0].shape == (120, 160, 3) for f in frames)
+
+
+def test_an_image_url_is_one_image_named_after_the_url_with_its_credentials_kept_out(tmp_path, engine, serve):
+    """As in other pose tools' predict on an image URL: one annotated image under the URL's file name, a JSONL line
+    naming the URL; the URL's user and password go to the server as basic authentication and nowhere else."""
+    import base64
+
+    import cv2
+
+    from realtime.pipeline import Pipeline, PipelineConfig
+    from tests.realtime.helpers import pattern
+
+    ok, jpeg = cv2.imencode(".jpg", pattern(0, 90, 160))
+    expected = "Basic " + base64.b64encode(b"viewer:s3cr3t-pw").decode()
+
+    class Guarded(BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.headers.get("Authorization") != expected:
+                self.send_error(401)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Length", str(len(jpeg)))
+            self.end_headers()
+            self.wfile.write(jpeg.tobytes())
+
+        def log_message(self, *args):
+            pass
+
+    base = serve(Guarded)
+    url = base.replace("http://", "http://viewer:s3cr3t-pw@") + "/people/bus.jpg?size=large"
+    spec = parse_source(url)
+    assert (spec.kind, spec.live) == ("images", False)
+    out = tmp_path / "run"
+    logs = []
+    metrics = Pipeline(PipelineConfig(specs=[spec], out_dir=out, progress=False), engine, log=logs.append).run()
+    assert metrics.frames_out == 1
+    assert sorted(p.name for p in out.iterdir()) == ["bus.jpg", "poses.jsonl"]
+    assert cv2.imread(str(out / "bus.jpg")).shape == (90, 160, 3)
+    record = json.loads((out / "poses.jsonl").read_text().splitlines()[0])
+    assert record["source"] == base.replace("http://", "http://***@") + "/people/bus.jpg?size=large"
+    everything = "\n".join(logs) + metrics.summary() + (out / "poses.jsonl").read_text()
+    assert "s3cr3t-pw" not in everything and "viewer" not in everything
+    unauthorized = make_reader(parse_source(base + "/people/bus.jpg"))
+    unauthorized.open()
+    with pytest.raises(SourceError, match=r"refused by the server \(HTTP 401") as err:
+        unauthorized.read()
+    assert err.value.permanent
+
+
+def test_an_image_url_that_is_missing_or_not_an_image_is_one_line(tmp_path, serve):
+    (tmp_path / "notes.jpg").write_text("not an image")
+    base = serve(folder_handler(tmp_path))
+    for name, problem in [("gone.jpg", "refused by the server (HTTP 404"), ("notes.jpg", "not a readable image")]:
+        reader = make_reader(parse_source(f"{base}/{name}"))
+        reader.open()
+        with pytest.raises(SourceError) as err:
+            reader.read()
+        assert problem in str(err.value) and err.value.permanent and "\n" not in str(err.value)
