@@ -219,6 +219,7 @@ class PyAVReader:
     def read(self) -> tuple[np.ndarray, float | None] | None:
         import av
 
+        started = time.monotonic()
         try:
             frame = next(self._frames)
         except StopIteration:
@@ -232,6 +233,9 @@ class PyAVReader:
         except (av.error.FFmpegError, OSError) as exc:
             if self.spec.kind == "file" and not self.spec.remote:
                 return None  # a truncated file ends where its readable data ends
+            if time.monotonic() - started >= 0.9 * self.read_timeout:  # FFmpeg's own timeout: the data stopped
+                raise SourceError(f"{self.spec.name}: no data within {self.read_timeout:g}s (the server stopped "
+                                  f"sending)") from None
             raise SourceError(f"{self.spec.name}: read failed ({_reason(exc)})") from None
         pts = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else None
         if self.shrink is not None:
