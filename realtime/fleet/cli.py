@@ -256,8 +256,11 @@ def cluster_address(ray, address: str | None) -> str:
 
 
 def watch(ray, coordinator, args) -> int:
-    """Status lines until Ctrl-C, SIGTERM or ``--duration``; then the fleet stops and its summary is printed."""
+    """Status lines until Ctrl-C, SIGTERM, ``--duration``, or every camera has ended or failed for good (files played
+    to their end, as ``qem predict`` ends with them; a live camera never ends by itself); then the fleet stops and its
+    summary is printed. Status 1 when every camera failed."""
     stop = {"asked": False}
+    status, final_polls = 0, 0
 
     def ask(signum, frame):
         stop["asked"] = True
@@ -281,12 +284,29 @@ def watch(ray, coordinator, args) -> int:
             if time.monotonic() >= next_line:
                 next_line += args.report_every
                 print(status_line(snap), file=sys.stderr, flush=True)
+            cams = snap["cameras"]
+            final_polls = final_polls + 1 if cams and all(c["state"] in ("ended", "failed") for c in cams) else 0
+            if final_polls >= 2:  # twice in a row: not a camera between two engines
+                status = every_camera_over(cams)
+                break
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
     last = ray.get(coordinator.stop.remote(), timeout=120)
     ray.kill(coordinator, no_restart=True)
     print(summary(last), file=sys.stderr)
+    return status
+
+
+def every_camera_over(cams: list[dict]) -> int:
+    """The lines for a fleet whose cameras have all ended or failed; its exit status."""
+    failed = [c for c in cams if c["state"] == "failed"]
+    for c in failed:
+        print(f"error: camera {c['name']!r} failed: {c['error'] or 'no frames'}", file=sys.stderr, flush=True)
+    if len(failed) == len(cams):
+        return 1
+    print("fleet: every camera has ended (a file plays once: `loop: true` in the camera file plays it again); "
+          "stopping", file=sys.stderr, flush=True)
     return 0
 
 

@@ -171,6 +171,25 @@ def test_gpu_engines_on_a_cluster_without_gpus_is_one_line():
 
 
 @pytest.mark.slow
+def test_a_fleet_of_files_stops_when_every_camera_has_ended_and_fails_when_all_failed(tiny_checkpoint):
+    """As ``qem predict`` ends with its files: the bundled clip plays once and the command returns with the
+    summary; a camera that failed for good is one error line, and a fleet of only those exits 1."""
+    pytest.importorskip("ray")
+    base = ["--imgsz", "128", "--engines", "1", "--backend", "torch", "--weights", tiny_checkpoint,
+            "--capacity", "10", "--report-every", "60"]
+    gone = f"http://127.0.0.1:{free_port()}/gone.mp4"  # a file over HTTP that nothing serves: failed at once
+    proc = serve("--source", "synth", "--source", gone, *base, timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert f"error: camera 'stream1' failed: {gone}: cannot open (Connection refused)" in lines
+    assert any(line.startswith("fleet: every camera has ended") for line in lines)
+    assert "  stream0: 240 frames" in lines
+    only_gone = serve("--source", gone, *base, timeout=240)
+    assert only_gone.returncode == 1, only_gone.stderr
+    assert f"error: camera 'stream0' failed: {gone}: cannot open (Connection refused)" in only_gone.stderr
+
+
+@pytest.mark.slow
 def test_detach_leaves_the_fleet_running_and_stop_ends_it(tmp_path, tiny_checkpoint, gst_server):
     pytest.importorskip("ray")
     import psutil
