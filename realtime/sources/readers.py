@@ -163,8 +163,8 @@ class PyAVReader:
             self.container.close()
             self.container = self._open({k: v for k, v in options.items() if k != "fflags"})
             self._warn(f"{self.spec.name} is a file served over the network: it plays like a live stream (the newest "
-                       f"frame each time, the others dropped); a URL ending in a video suffix ({', '.join(VIDEO_SUFFIXES)}) "
-                       f"is read as a file, every frame")
+                       f"frame each time, the others dropped); a URL ending in a video suffix "
+                       f"({', '.join(VIDEO_SUFFIXES)}) is read as a file, every frame")
         if not self.container.streams.video:
             self.close()
             raise SourceError(f"{self.spec.name}: has no video stream", permanent=True)
