@@ -72,6 +72,7 @@ class Capture(threading.Thread):
         self.num_frames: int | None = None
         self.last_frame_time = time.perf_counter()
         self._running_s, self._running_since = 0.0, None  # time in state "running" (frames arriving)
+        self._clock_lock = threading.Lock()
         self._latest: Frame | None = None
         self._fifo: queue.Queue[Frame] = queue.Queue(maxsize=fifo_size)
         self._halt = threading.Event()
@@ -108,9 +109,9 @@ class Capture(threading.Thread):
     def running_seconds(self, now: float | None = None) -> float:
         """Seconds spent running so far (not connecting, stalled or reconnecting): a live source's rate while it
         delivered is ``frames_in / running_seconds()``."""
-        since = self._running_since  # read once: the reader thread changes it
-        now = time.perf_counter() if now is None else now
-        return self._running_s + (now - since if since is not None else 0.0)
+        with self._clock_lock:
+            now = time.perf_counter() if now is None else now
+            return self._running_s + (now - self._running_since if self._running_since is not None else 0.0)
 
     def next_try_in(self, now: float | None = None) -> float | None:
         """Seconds until the next connection attempt while ``reconnecting``, else None."""
@@ -123,10 +124,11 @@ class Capture(threading.Thread):
     # -- reader side ----------------------------------------------------------------------------------------
     def _set_state(self, state: str, detail: str = "") -> None:
         if state != self.state:
-            now = time.perf_counter()
-            if self._running_since is not None:
-                self._running_s += now - self._running_since
-            self._running_since = now if state == "running" else None
+            with self._clock_lock:  # the supervisor (stalled) and the reader thread both change the state
+                now = time.perf_counter()
+                if self._running_since is not None:
+                    self._running_s += now - self._running_since
+                self._running_since = now if state == "running" else None
             old, self.state = self.state, state
             self.on_event(self.index, old, state, detail)
             with self.notify:
