@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from models.argtypes import OneLineParser
 from models.checkpoint import CheckpointError
@@ -28,7 +29,7 @@ is not a readable weights file is removed from the cache again.
 
     qem import dekr pose_dekr_hrnetw32_coco.pth                      -> dekr_w32_coco.pt beside it
     qem import dekr pose_dekr_hrnetw32_coco.pth --rescore final_rescore_coco_kpt.pth   keep DEKR's pose rescorer
-    qem import dekr <URL> --out dekr_w32_coco.pt                     download, then convert
+    qem import dekr <URL>                                            download, convert -> ./dekr_w32_coco.pt
     qem predict --weights dekr_w32_coco.pt --source 0                then run it
 """
 
@@ -45,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     d = sub.add_parser("dekr", help="DEKR's COCO or CrowdPose weights (the authors' release or MMPose's)",
                        description=DEKR, formatter_class=argparse.RawDescriptionHelpFormatter)
     d.add_argument("source", metavar="FILE|URL", help="a .pth file, or an http(s) URL to download once")
-    d.add_argument("--out", help="checkpoint to write (default: dekr_w32_coco.pt or the like, beside the input)")
+    d.add_argument("--out", help="checkpoint to write (default: dekr_w32_coco.pt or the like, beside the input file, "
+                                 "or in the current folder for a URL)")
     d.add_argument("--data", choices=("coco", "crowdpose"),
                    help="what the weights must have been trained on (checked against their keypoints)")
     d.add_argument("--rescore", metavar="FILE|URL",
@@ -61,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         return path
 
     try:
-        out = import_dekr(local(args.source), args.out, args.data, local(args.rescore))
+        out = import_dekr(local(args.source), args.out, args.data, local(args.rescore),
+                          out_dir=Path.cwd() if is_url(args.source) else None)  # not into the download cache
     except UnreadableWeights as exc:
         if str(exc.path) not in downloaded:
             return _fail(str(exc))

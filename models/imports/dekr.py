@@ -266,10 +266,10 @@ def build(converted: Converted, path: Path) -> PoseNet:
 
 
 def import_dekr(path: str | Path, out: str | Path | None = None, data: str | None = None,
-                rescore: str | Path | None = None) -> Path:
+                rescore: str | Path | None = None, out_dir: str | Path | None = None) -> Path:
     """Convert DEKR's weights at ``path`` into a project checkpoint at ``out`` (default: ``dekr_w32_coco.pt`` and
-    siblings, beside the input file). ``data`` ("coco" | "crowdpose"): what the weights must have been trained on
-    (checked against their keypoint count). Returns the checkpoint's path."""
+    siblings, in ``out_dir``, else beside the input file). ``data`` ("coco" | "crowdpose"): what the weights must have
+    been trained on (checked against their keypoint count). Returns the checkpoint's path."""
     path = Path(path)
     converted = convert(read_state(path), path)
     found = DATASETS[converted.keypoints]
@@ -283,5 +283,6 @@ def import_dekr(path: str | Path, out: str | Path | None = None, data: str | Non
     meta = {"data": found, "source": path.name, "sha256": sha256(path), "layout": converted.layout,
             "licence": LICENCES[converted.layout], "model": f"DEKR HRNet-W{converted.width} ({found})",
             "rescore": Path(rescore).name if rescore is not None else ""}
-    out = Path(out) if out is not None else path.with_name(f"{converted.config_name.replace('_crowdpose', '')}_{found}.pt")
+    name = f"{converted.config_name.replace('_crowdpose', '')}_{found}.pt"
+    out = Path(out) if out is not None else (Path(out_dir) if out_dir is not None else path.parent) / name
     return save_checkpoint(out, net, meta=meta)

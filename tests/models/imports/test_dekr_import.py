@@ -300,6 +300,19 @@ def test_a_download_that_is_not_weights_is_dropped_and_fetched_again_once_fixed(
     assert load_checkpoint(tmp_path / "c.pt").cfg.name == "dekr_w32"
 
 
+def test_a_url_without_out_is_written_into_the_current_folder_not_the_cache(release_coco, tmp_path, served,
+                                                                           monkeypatch, capsys):
+    folder, base = served
+    (folder / release_coco.name).write_bytes(release_coco.read_bytes())
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    assert cli.main(["dekr", f"{base}/{release_coco.name}"]) == 0, capsys.readouterr().err
+    assert capsys.readouterr().out.startswith(f"wrote {here / 'dekr_w32_coco.pt'}: ")
+    assert load_checkpoint(here / "dekr_w32_coco.pt").cfg.name == "dekr_w32"
+    assert not list((tmp_path / "cache").rglob("*.pt"))
+
+
 def test_url_that_does_not_answer_is_one_line(tmp_path):
     import socket
 
