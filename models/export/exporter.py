@@ -30,7 +30,8 @@ from pathlib import Path
 import torch
 
 from models.argtypes import OneLineParser
-from models.export.formats import EXPORT_FORMATS, EXTRA, FORMATS, META_KEY, ExportError, Metadata, require
+from models.export.formats import (EXPORT_FORMATS, EXTRA, FORMATS, META_KEY, ExportError, ExportUsageError,
+                                   Metadata, require)
 from models.export.graph import InferenceGraph, output_names
 from models.export.rewrite import pair_keypoint_groups
 
@@ -58,10 +59,10 @@ def parse_imgsz(values, default: int) -> tuple[int, int]:
     """``None`` -> (default, default); ``[S]`` -> (S, S); ``[H, W]`` -> (H, W); each a positive multiple of 32."""
     vals = [default] if not values else [int(v) for v in values]
     if len(vals) not in (1, 2):
-        raise ExportError(f"--imgsz takes one size or H W, got {len(vals)} values")
+        raise ExportUsageError(f"--imgsz takes one size or H W, got {len(vals)} values")
     h, w = (vals[0], vals[0]) if len(vals) == 1 else vals
     if h <= 0 or w <= 0 or h % 32 or w % 32:
-        raise ExportError(f"--imgsz must be positive multiples of 32, got {h}x{w} (H x W)")
+        raise ExportUsageError(f"--imgsz must be positive multiples of 32, got {h}x{w} (H x W)")
     return h, w
 
 
@@ -107,15 +108,15 @@ def export(weights: str | Path | None = None, format: str = "onnx", imgsz=None, 
     from models.checkpoint import load_checkpoint
 
     if format not in EXPORT_FORMATS:
-        raise ExportError(f"unknown format {format!r}; choose one of {', '.join(EXPORT_FORMATS)}")
+        raise ExportUsageError(f"unknown format {format!r}; choose one of {', '.join(EXPORT_FORMATS)}")
     fmt = EXPORT_FORMATS[format]
     asked = {"int8": int8, "calib": calib is not None}
     refused = [a for a, on in asked.items() if on and a not in fmt.args]
     if refused:
-        raise ExportError(f"format {format!r} does not take --{refused[0]} (it takes: "
+        raise ExportUsageError(f"format {format!r} does not take --{refused[0]} (it takes: "
                           f"{', '.join('--' + a for a in fmt.args)})")
     if int8 and calib is None:
-        raise ExportError("--int8 needs --calib DIR (images, e.g. a `qem synth` folder) to calibrate on")
+        raise ExportUsageError("--int8 needs --calib DIR (images, e.g. a `qem synth` folder) to calibrate on")
     require("onnxruntime" if format == "onnx" else "openvino")  # what runs it; exporting needs onnx too
     if importlib.util.find_spec("onnx") is None:
         raise ExportError(f"exporting needs the 'onnx' package, which is not installed: pip install -e .[{EXTRA}]")
@@ -195,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ExportError, CheckpointError, DataPathError, OSError, ValueError) as exc:
         print(f"error: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}",
               file=sys.stderr)
-        return 2
+        return 2 if isinstance(exc, ExportUsageError) else 1  # options that do not go together / what fails
     return 0
 
 
@@ -207,9 +208,9 @@ def twin(args) -> Path:
     from models.export.quantize import calibration_files
 
     if not (args.twin and args.int8 and args.calib and args.ap_data):
-        raise ExportError("--twin needs --int8, --calib DIR and --ap-data DIR (--ap-data only goes with --twin)")
+        raise ExportUsageError("--twin needs --int8, --calib DIR and --ap-data DIR (--ap-data only goes with --twin)")
     if args.format != "openvino" or args.imgsz or args.out:
-        raise ExportError("--twin writes a dynamic OpenVINO model into the cache: drop --format other than "
+        raise ExportUsageError("--twin writes a dynamic OpenVINO model into the cache: drop --format other than "
                           "openvino, --imgsz and --out")
     resolve_data(args.ap_data, None, None)  # a missing or foreign folder fails here, before the export
     weights = Path(args.weights or DEFAULT_CHECKPOINT)

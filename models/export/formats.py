@@ -30,6 +30,10 @@ class ExportError(ValueError):
     """A bad export request, or an artefact that cannot run here; the message is one line naming the problem."""
 
 
+class ExportUsageError(ExportError):
+    """Options that do not go together (``qem export`` exits 2 for these, as for argparse's own; 1 for the rest)."""
+
+
 @dataclass(frozen=True)
 class Format:
     backend: str               # --backend name

@@ -82,8 +82,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _fail(message: str) -> int:
+    """What the command names cannot be used (a file, a download, its weights): one line, status 1."""
     print(f"error: {message}", file=sys.stderr)
-    return 2
+    return 1
 
 
 if __name__ == "__main__":

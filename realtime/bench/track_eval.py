@@ -305,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
                          median_best_oks=median_best_oks(truth, tracked_people(frames, clip.fps, every_pose=True)))
     except (TrackEvalError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1 if isinstance(exc, DisjointRun) else 2
+        return 1 if isinstance(exc, TrackEvalError) else 2  # 1: a file it names; 2: settings that do not go
     if args.json:  # before the table: a closed stdout (| head) must not lose the file
         figures = {k: None if isinstance(v, float) and np.isnan(v) else v for k, v in asdict(report).items()}
         Path(args.json).write_text(json.dumps(figures, indent=1, allow_nan=False) + "\n")  # n/a -> null

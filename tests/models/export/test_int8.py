@@ -119,13 +119,15 @@ def test_a_new_twin_replaces_those_of_older_contents_and_keeps_other_versions(tm
     assert stale == [tmp_path / "net-bbbbbbbbbbbb-11111111-int8_openvino"]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--format", "openvino", "--int8", "--calib", "x", "--twin"], "--twin needs --int8, --calib DIR and --ap-data"),
-    (["--format", "openvino", "--ap-data", "x"], "--ap-data only goes with --twin"),
-    (["--format", "onnx", "--int8", "--calib", "x", "--ap-data", "y", "--twin"], "drop --format other than openvino"),
-    (["--format", "openvino", "--int8", "--calib", ".", "--ap-data", "missing", "--twin"], "missing does not exist"),
+@pytest.mark.parametrize("args, message, status", [
+    (["--format", "openvino", "--int8", "--calib", "x", "--twin"], "--twin needs --int8, --calib DIR and --ap-data", 2),
+    (["--format", "openvino", "--ap-data", "x"], "--ap-data only goes with --twin", 2),
+    (["--format", "onnx", "--int8", "--calib", "x", "--ap-data", "y", "--twin"], "drop --format other than openvino",
+     2),
+    (["--format", "openvino", "--int8", "--calib", ".", "--ap-data", "missing", "--twin"], "missing does not exist", 1),
+    (["--weights", "nope.pt", "--format", "onnx"], "nope.pt: checkpoint file not found", 1),
 ])
-def test_export_twin_refuses_in_one_line(args, message, tmp_path):
+def test_export_refuses_in_one_line_2_for_options_1_for_what_they_name(args, message, status, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "models", "export", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=120, env={**__import__("os").environ, "QEM_CACHE_DIR": str(tmp_path)})
-    assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert (proc.returncode, len(proc.stderr.strip().splitlines())) == (status, 1) and message in proc.stderr

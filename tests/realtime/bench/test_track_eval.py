@@ -88,3 +88,9 @@ def test_a_figure_with_nothing_to_divide_by_prints_as_n_a(tmp_path, capsys):
     assert "nan" not in out
     report = (tmp_path / "report.json").read_text()
     assert "NaN" not in report and json.loads(report)["idp"] is None  # valid JSON: n/a is null
+
+
+def test_a_missing_run_is_one_error_line_and_status_1(tmp_path):
+    proc = run_module("realtime.bench.track_eval", tmp_path / "missing.jsonl", "--truth", CLIP_TRUTH)
+    assert_one_error_line(proc, "missing.jsonl does not exist; run the pipeline with --jsonl first")
+    assert proc.returncode == 1
