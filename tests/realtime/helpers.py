@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 
@@ -216,3 +217,22 @@ def mp4_boxes(data: bytes) -> list[tuple[str, int, int]]:
         boxes.append((kind.decode("latin-1"), i, size))
         i += max(size, 8)
     return boxes
+
+
+@contextmanager
+def view_running(config: PipelineConfig, engine, timeout: float = 10.0):
+    """A pipeline with a live view (``config.http_port``) running in a thread: yields it once its view's URL is known;
+    stopped and joined at the end."""
+    pipeline = Pipeline(config, engine, log=lambda line: None)
+    runner = threading.Thread(target=pipeline.run)
+    runner.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while pipeline.view_url is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert pipeline.view_url is not None, "the live view did not start"
+        yield pipeline
+    finally:
+        pipeline.stop_event.set()
+        runner.join(10)
+    assert not runner.is_alive()

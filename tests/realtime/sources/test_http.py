@@ -13,7 +13,7 @@ import pytest
 
 from realtime.pipeline import Pipeline, PipelineConfig
 from realtime.sources.readers import PyAVReader, SourceError, make_reader, parse_source
-from tests.realtime.helpers import write_video
+from tests.realtime.helpers import view_running, write_video
 
 
 def faststart(tmp_path: Path, name: str, frames: int = 30) -> Path:
@@ -121,17 +121,12 @@ def test_a_missing_video_url_fails_at_once_in_one_line(tmp_path, serve):
 def test_an_mjpeg_camera_over_http_is_read_as_a_live_stream(tmp_path, engine):
     """Many IP cameras send ``multipart/x-mixed-replace`` JPEGs over HTTP; the live view of another pipeline is
     such a camera here (the clip looped and paced)."""
-    from realtime.pipeline import Pipeline, PipelineConfig
+    from realtime.pipeline import PipelineConfig
 
     clip = write_video(tmp_path / "clip.mp4", frames=20, size=(160, 120), fps=20)
-    camera = Pipeline(PipelineConfig(specs=[parse_source(str(clip))], out_dir=None, http_port=0, pace=True, loop=True,
-                                     progress=False), engine, log=lambda line: None)
-    runner = threading.Thread(target=camera.run)
-    runner.start()
-    try:
-        deadline = time.monotonic() + 10
-        while camera.view_url is None and time.monotonic() < deadline:
-            time.sleep(0.02)
+    config = PipelineConfig(specs=[parse_source(str(clip))], out_dir=None, http_port=0, pace=True, loop=True,
+                            progress=False)
+    with view_running(config, engine) as camera:
         spec = parse_source(camera.view_url + "stream/0.mjpg")
         assert spec.kind == "stream" and spec.live
         reader = make_reader(spec, open_timeout=5.0, read_timeout=5.0)
@@ -140,9 +135,6 @@ def test_an_mjpeg_camera_over_http_is_read_as_a_live_stream(tmp_path, engine):
             frames = [reader.read() for _ in range(10)]
         finally:
             reader.close()
-    finally:
-        camera.stop_event.set()
-        runner.join(10)
     assert all(f is not None and f[0].shape == (120, 160, 3) for f in frames)
 
 

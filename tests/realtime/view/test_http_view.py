@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from realtime.pipeline import Pipeline, PipelineConfig
+from realtime.pipeline import PipelineConfig
 from realtime.sources.readers import parse_source
-from tests.realtime.helpers import write_video
+from tests.realtime.helpers import view_running, write_video
 
 
 def test_a_port_in_use_is_one_line_naming_the_address_and_what_to_do():
@@ -29,13 +29,7 @@ def test_a_port_in_use_is_one_line_naming_the_address_and_what_to_do():
 def test_live_view_serves_page_single_jpeg_and_mjpeg(tmp_path, engine):
     src = write_video(tmp_path / "clip.mp4", frames=40, size=(160, 120), fps=20)
     config = PipelineConfig(specs=[parse_source(str(src))], out_dir=None, http_port=0, pace=True, progress=False)
-    pipeline = Pipeline(config, engine, log=lambda line: None)
-    runner = threading.Thread(target=pipeline.run)
-    runner.start()
-    try:
-        deadline = time.monotonic() + 10
-        while pipeline.view_url is None and time.monotonic() < deadline:
-            time.sleep(0.02)
+    with view_running(config, engine) as pipeline:
         base = pipeline.view_url
         assert base.startswith("http://127.0.0.1:")
         page = urllib.request.urlopen(base, timeout=5).read().decode()
@@ -61,10 +55,6 @@ def test_live_view_serves_page_single_jpeg_and_mjpeg(tmp_path, engine):
         assert all(f is not None and f.shape == (120, 160, 3) for f in frames)
         with pytest.raises(urllib.error.HTTPError, match="404"):
             urllib.request.urlopen(base + "stream/7.mjpg", timeout=5)
-    finally:
-        pipeline.stop_event.set()
-        runner.join(10)
-    assert not runner.is_alive()
 
 
 def test_a_slow_websocket_client_loses_its_oldest_messages_counted_per_client_and_shown(tmp_path):
