@@ -40,7 +40,7 @@ def public_url(url: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme, host, parts.path, parts.query, ""))
 
 
-def _request(url: str) -> urllib.request.Request:
+def authorized_request(url: str) -> urllib.request.Request:
     """A request for ``url``; a user name and password in it go into a basic-auth header, not the address."""
     parts = urllib.parse.urlsplit(url)
     request = urllib.request.Request(public_url(url))
@@ -76,7 +76,7 @@ def fetch(url: str, folder: Path | None = None, timeout: float = TIMEOUT_S) -> P
     folder.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f"{name}.part{os.getpid()}")
     try:
-        with urllib.request.urlopen(_request(url), timeout=timeout) as response, open(partial, "wb") as out:
+        with urllib.request.urlopen(authorized_request(url), timeout=timeout) as response, open(partial, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
             # on a terminal only (a log gets no carriage returns), and erased when done, so whatever follows (an
             # error, the result) starts its own line

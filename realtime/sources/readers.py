@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -348,20 +348,15 @@ class ImageReader:
 
 
 def fetch(spec: SourceSpec, timeout: float) -> bytes:
-    """The body at ``spec.uri`` (user and password of the URL sent as HTTP basic authentication), or one permanent
-    ``SourceError`` line naming the URL without its credentials."""
-    import base64
+    """The body at ``spec.uri`` (user and password of the URL sent as HTTP basic authentication, as ``qem import``
+    sends them), or one permanent ``SourceError`` line naming the URL without its credentials."""
     import urllib.error
     import urllib.request
 
-    parts = urlsplit(spec.uri)
-    url = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
-    headers = {"User-Agent": "qem-pose"}
-    if parts.username is not None:
-        login = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
-        headers["Authorization"] = "Basic " + base64.b64encode(login).decode()
+    from models.imports.fetch import authorized_request
+
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as response:
+        with urllib.request.urlopen(authorized_request(spec.uri), timeout=timeout) as response:
             body = response.read(MAX_IMAGE_BYTES + 1)  # bounded: a URL that streams (an MJPEG camera) never ends
     except urllib.error.HTTPError as exc:
         raise SourceError(f"{spec.name}: refused by the server (HTTP {exc.code} {exc.reason}); check the URL and "
