@@ -133,12 +133,10 @@ def read_cameras(args):
     for where, spec in in_file:
         if spec.scheme in NOT_FLEET_SINKS:
             raise ValueError(f"{where}: {spec.name}: {NOT_FLEET_SINKS[spec.scheme]}; {FLEET_SINKS_HINT}")
-    run_wide = given + (tuple(file.sinks) if file else ())
-    merge_sinks(run_wide + tuple(s for c in cameras for s in c.sinks),  # one line per sink given twice for a camera
-                warn=lambda line: print(line, file=sys.stderr))
-    sinks = merge_sinks(run_wide)
-    # a camera's own sink that a run-wide one already covers would get that camera's messages twice (each engine
-    # opens run-wide sinks and the camera's own for it)
+    merged = merge_sinks(given + (tuple(file.sinks) if file else ()) + tuple(s for c in cameras for s in c.sinks),
+                         warn=lambda line: print(line, file=sys.stderr))
+    sinks = [s for s in merged if s.options.streams is None]  # the run's; a camera's own is opened on its engine
+    # ... unless a run-wide one covers it: each engine opens both, so that camera's messages would go there twice
     covered = {(s.uri, replace(s.options, streams=None)) for s in sinks}
     cameras = [replace(c, sinks=tuple(s for s in c.sinks if (s.uri, replace(s.options, streams=None)) not in covered))
                for c in cameras]
