@@ -327,7 +327,7 @@ class ImageReader:
             path = self.paths[i]
             if self.spec.remote:
                 path = self.spec.name
-                data = np.frombuffer(fetch(self.spec, self.read_timeout), np.uint8)
+                data = np.frombuffer(fetch_image(self.spec, self.read_timeout), np.uint8)
                 bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
             else:
                 bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -347,7 +347,7 @@ class ImageReader:
         pass
 
 
-def fetch(spec: SourceSpec, timeout: float) -> bytes:
+def fetch_image(spec: SourceSpec, timeout: float) -> bytes:
     """The body at ``spec.uri`` (user and password of the URL sent as HTTP basic authentication, as ``qem import``
     sends them), or one permanent ``SourceError`` line naming the URL without its credentials."""
     import urllib.error
